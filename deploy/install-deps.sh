@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs the Debian packages gremesh's lab, tests and demo need. Idempotent:
+# packages already present are skipped, apt runs only when something is missing.
+set -euo pipefail
+pkgs=(
+  openvswitch-switch   # ovsdb-server, ovs-vswitchd, ovs-vsctl, ovs-ofctl
+  openvswitch-common   # ovs-docker (the manual recipe, for side-by-side benchmarks)
+  docker.io            # dockerd, containerd, runc
+  busybox-static       # the test image, imported with `docker import`
+  iproute2             # ip, ip netns
+  nftables             # nft (gateway masquerade)
+  ethtool              # tx checksum offload off on veths feeding the userspace datapath
+  tcpdump              # counting frames in tests
+  iperf3               # throughput benchmark
+  iputils-ping         # ping (-M do for MTU checks)
+  arping               # broadcast checks
+  util-linux           # nsenter, setsid
+  procps               # ps, used by leak checks
+)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "install-deps: all ${#pkgs[@]} Debian packages present"
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing ${missing[*]}; run as root to install them" >&2
+  exit 1
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# Services are not started here: the lab starts its own daemons per namespace.
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "install-deps: done"

@@ -1,0 +1,96 @@
+#!/usr/bin/env node
+// gremesh-lab: N simulated Docker hosts on one machine, each a network namespace with
+// its own ovsdb-server/ovs-vswitchd (userspace datapath) and dockerd.
+import { spawn } from 'node:child_process';
+import { parse, outputFormat, runMain, table, UsageError } from '../../common/cli.js';
+import { hostEnv } from './plan.js';
+import { DEFAULT_DIR, down, nodeByName, nsPrefix, requireState, status, up } from './lab.js';
+
+const HELP = `gremesh-lab: simulated multi-host lab on one machine (root)
+
+Usage:
+  gremesh-lab up [--hosts N] [--dir DIR]      create N hosts (1..32, default 3)
+  gremesh-lab down [--dir DIR]                stop and remove everything the lab made
+  gremesh-lab status [--dir DIR] [-o table|json]
+  gremesh-lab env HOST [--dir DIR]            print exports pointing docker/ovs-vsctl at HOST
+  gremesh-lab exec [--dir DIR] HOST -- CMD... run CMD in HOST's namespace with that environment
+
+Hosts are h1..hN; "ctl" (198.18.0.2, for the coordinator) and "out" (the outside,
+198.51.100.1, router 198.18.0.254) are namespaces too. DIR defaults to ${DEFAULT_DIR}
+(or GREMESH_LAB_DIR).
+`;
+
+const common = { dir: { type: 'string' as const }, output: { type: 'string' as const, short: 'o' } };
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') { process.stdout.write(HELP); return cmd ? 0 : 2; }
+  const dirOf = (v: unknown) => (v as string | undefined) ?? process.env.GREMESH_LAB_DIR ?? DEFAULT_DIR;
+  switch (cmd) {
+    case 'up': {
+      const { values, positionals } = parse(rest, { ...common, hosts: { type: 'string', short: 'n' } }, false);
+      if (values.help) { process.stdout.write(HELP); return 0; }
+      void positionals;
+      const raw = (values.hosts as string | undefined) ?? '3';
+      if (!/^\d+$/.test(raw)) throw new UsageError(`--hosts must be a whole number from 1 to 32, got ${raw}`);
+      await up({ dir: dirOf(values.dir), hosts: Number(raw), progress: (l) => process.stdout.write(`${l}\n`) });
+      return 0;
+    }
+    case 'down': {
+      const { values } = parse(rest, common, false);
+      if (values.help) { process.stdout.write(HELP); return 0; }
+      const dir = dirOf(values.dir);
+      const had = await down({ dir, progress: (l) => process.stdout.write(`${l}\n`) });
+      if (!had) process.stdout.write(`no lab in ${dir}: nothing to do\n`);
+      return 0;
+    }
+    case 'status': {
+      const { values } = parse(rest, common, false);
+      if (values.help) { process.stdout.write(HELP); return 0; }
+      const fmt = outputFormat(values.output);
+      const dir = dirOf(values.dir);
+      const s = status(dir);
+      if (!s) {
+        if (fmt === 'json') process.stdout.write('null\n'); else process.stdout.write(`no lab in ${dir}\n`);
+        return 1;
+      }
+      if (fmt === 'json') { process.stdout.write(`${JSON.stringify(s, null, 2)}\n`); return 0; }
+      process.stdout.write(`lab ${s.id} (${s.status}) in ${s.dir}\n`);
+      const rows = [['NODE', 'ROLE', 'NAMESPACE', 'UNDERLAY', 'PROCESSES']];
+      for (const n of s.nodes) {
+        rows.push([n.name, n.role, n.nsExists ? n.ns : `${n.ns} (missing)`, n.underlayIp,
+          n.processes.map((p) => `${p.what}:${p.pid}${p.running ? '' : '(dead)'}`).join(' ') || '-']);
+      }
+      process.stdout.write(`${table(rows)}\n`);
+      return 0;
+    }
+    case 'env': {
+      const { values, positionals } = parse(rest, common);
+      if (values.help) { process.stdout.write(HELP); return 0; }
+      if (positionals.length !== 1) throw new UsageError('usage: gremesh-lab env HOST');
+      const s = requireState(dirOf(values.dir));
+      const env = hostEnv(s.dir, nodeByName(s, positionals[0]!));
+      for (const [k, v] of Object.entries(env)) process.stdout.write(`export ${k}=${v}\n`);
+      return 0;
+    }
+    case 'exec': {
+      const dd = rest.indexOf('--');
+      if (dd < 0) throw new UsageError('usage: gremesh-lab exec [--dir DIR] HOST -- CMD...');
+      const { values, positionals } = parse(rest.slice(0, dd), common);
+      const cmdv = rest.slice(dd + 1);
+      if (positionals.length !== 1 || cmdv.length === 0) throw new UsageError('usage: gremesh-lab exec [--dir DIR] HOST -- CMD...');
+      const s = requireState(dirOf(values.dir));
+      const node = nodeByName(s, positionals[0]!);
+      const argvFull = [...nsPrefix(node.ns), ...cmdv];
+      const child = spawn(argvFull[0]!, argvFull.slice(1), { stdio: 'inherit', env: { ...process.env, ...hostEnv(s.dir, node) } });
+      return await new Promise<number>((resolve) => {
+        child.on('error', (e) => { process.stderr.write(`gremesh-lab: ${e.message}\n`); resolve(127); });
+        child.on('exit', (code, sig) => resolve(code ?? (sig ? 128 : 1)));
+      });
+    }
+    default:
+      throw new UsageError(`unknown command "${cmd}" (try --help)`);
+  }
+}
+
+runMain('gremesh-lab', main);
