@@ -60,7 +60,8 @@ export function readState(dir: string): LabState | undefined {
   try {
     return JSON.parse(fs.readFileSync(statePath(dir), 'utf8')) as LabState;
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
     throw new LabError('LAB_STATE_UNREADABLE', `cannot read ${statePath(dir)}: ${(e as Error).message}`);
   }
 }

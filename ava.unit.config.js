@@ -1,0 +1,4 @@
+export default {
+  files: ['dist/test/unit/**/*.test.js'],
+  timeout: '60s',
+};

@@ -1,0 +1,51 @@
+// A lab for one test file: up in a temp dir, torn down even when the test fails.
+import type { ExecutionContext } from 'ava';
+import { execa } from 'execa';
+import * as fs from 'node:fs';
+import { BIN, cli, tempDir } from './cli.js';
+import { readState, type LabState } from '../../deploy/lab/lab.js';
+import { hostEnv } from '../../deploy/lab/plan.js';
+
+export interface TestLab {
+  dir: string;
+  state: LabState;
+  /** run argv inside a lab node's namespace with its docker/ovs environment */
+  exec(node: string, argv: string[], opts?: { reject?: boolean; timeoutMs?: number; input?: string }): Promise<{ stdout: string; stderr: string; exitCode: number }>;
+  down(): Promise<void>;
+}
+
+export async function labUp(hosts: number): Promise<TestLab> {
+  const dir = tempDir('gml');
+  const r = await cli(BIN.lab, ['up', '--hosts', String(hosts), '--dir', dir], {}, 300_000);
+  if (r.exitCode !== 0) throw new Error(`lab up failed (${r.exitCode}): ${r.stderr}\n${r.stdout}`);
+  const state = readState(dir)!;
+  let isDown = false;
+  return {
+    dir,
+    state,
+    async exec(node, argv, opts = {}) {
+      const n = state.plan.nodes.find((x) => x.name === node);
+      if (!n) throw new Error(`no lab node ${node}`);
+      const res = await execa('nsenter', [`--net=/run/netns/${n.ns}`, ...argv], {
+        reject: false, env: hostEnv(dir, n), timeout: opts.timeoutMs ?? 60_000, input: opts.input,
+      });
+      const out = { stdout: String(res.stdout ?? ''), stderr: String(res.stderr ?? ''), exitCode: res.exitCode ?? -1 };
+      if (opts.reject !== false && out.exitCode !== 0) throw new Error(`${node}: ${argv.join(' ')} exited ${out.exitCode}: ${out.stderr}`);
+      return out;
+    },
+    async down() {
+      if (isDown) return;
+      isDown = true;
+      const d = await cli(BIN.lab, ['down', '--dir', dir], {}, 300_000);
+      if (d.exitCode !== 0) throw new Error(`lab down failed: ${d.stderr}`);
+    },
+  };
+}
+
+/** Register teardown on the test context so the lab goes away whatever happens. */
+export function downAlways(t: ExecutionContext, lab: TestLab): void {
+  t.teardown(async () => {
+    await lab.down();
+    fs.rmSync(lab.dir, { recursive: true, force: true });
+  });
+}

@@ -1,0 +1,44 @@
+import test from 'ava';
+import { computePlan, hostEnv, hostPaths, interfaceNames, labIdFrom, longestSocketPath, validateHostCount, MAX_HOSTS } from '../../deploy/lab/plan.js';
+
+test('host count must be 1..32', (t) => {
+  t.is(validateHostCount(1), undefined);
+  t.is(validateHostCount(MAX_HOSTS), undefined);
+  for (const bad of [0, -1, 33, 2.5, Number.NaN]) t.truthy(validateHostCount(bad), String(bad));
+  t.throws(() => computePlan('abcd', 0), { instanceOf: RangeError });
+});
+
+test('plan: outside, ctl and N hosts with distinct underlay addresses in 198.18.0.0/24', (t) => {
+  const p = computePlan('1a2b', 32);
+  t.is(p.nodes.length, 34);
+  const ips = p.nodes.map((n) => n.ip);
+  t.is(new Set(ips).size, ips.length);
+  for (const ip of ips) t.regex(ip, /^198\.18\.0\.\d+$/);
+  t.is(p.nodes.find((n) => n.name === 'h1')!.ip, '198.18.0.11');
+  t.is(p.nodes.find((n) => n.name === 'out')!.ip, '198.18.0.254');
+  t.is(new Set(p.nodes.map((n) => n.ns)).size, 34);
+  t.true(p.nodes.every((n) => n.ns.startsWith('gml-1a2b-')));
+});
+
+test('every interface name fits 15 characters', (t) => {
+  for (const name of interfaceNames(computePlan('ffff', 32))) t.true(name.length <= 15, name);
+});
+
+test('lab id is 4 hex digits', (t) => {
+  t.is(labIdFrom(new Uint8Array([0x0a, 0xff])), '0aff');
+  t.throws(() => computePlan('xyz1', 3));
+});
+
+test('host env points docker and OVS clients at the host daemons', (t) => {
+  const p = computePlan('1a2b', 2);
+  const h2 = p.nodes.find((n) => n.name === 'h2')!;
+  const env = hostEnv('/tmp/lab', h2);
+  t.is(env.DOCKER_HOST, `unix://${hostPaths('/tmp/lab', 'h2').dockerSock}`);
+  t.is(env.OVS_RUNDIR, '/tmp/lab/h2/ovs');
+  t.false('DOCKER_HOST' in hostEnv('/tmp/lab', p.nodes[0]!));
+});
+
+test('socket paths under the default dir stay within the unix limit', (t) => {
+  t.true(longestSocketPath('/run/gremesh-lab', 'h32') < 100);
+  t.true(longestSocketPath(`/tmp/${'x'.repeat(80)}`, 'h32') > 100);
+});
