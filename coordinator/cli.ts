@@ -1,0 +1,177 @@
+#!/usr/bin/env node
+// coordctl: the operator's CLI. Parse, call the coordinator, print.
+import * as grpc from '@grpc/grpc-js';
+import { parse, outputFormat, runMain, table, UsageError } from '../common/cli.js';
+import { AdminServiceClient, type HostInfo, type Network } from '../proto/gen/gremesh/v1/gremesh.js';
+import { parseDuration } from './config.js';
+
+const HELP = `coordctl: manage a gremesh coordinator
+
+Usage: coordctl [--coordinator ADDR:PORT] [-o table|json] COMMAND
+
+Commands:
+  join NAME [--ttl DUR] [--underlay-ip IP]   admit host NAME: print a one-time join token and
+                                             the gremesh-agent command line to run on it
+  leave NAME                                 remove NAME everywhere; its slices are quarantined
+  hosts                                      name, underlay IP, slices, state, last seen, version
+  host NAME                                  one host, with its tunnels and attach errors
+  networks                                   networks with CIDR, slice size, GRE key, MTU
+  network create NAME --cidr CIDR --host-prefix-len N [--mtu N]
+  network delete NAME
+  status                                     revision, hosts with tunnel health, networks
+  token list                                 join tokens and their state
+  token revoke ID                            revoke a join token (ID is the part before the dot)
+
+Flags:
+  --coordinator ADDR:PORT   default $GREMESH_COORDINATOR or 127.0.0.1:7420
+  -o, --output table|json   output format (default table)
+  --timeout DUR             per-call deadline (default 10s)
+`;
+
+type Call<Req, Res> = (req: Req, md: grpc.Metadata, opts: Partial<grpc.CallOptions>, cb: (e: grpc.ServiceError | null, r: Res) => void) => grpc.ClientUnaryCall;
+
+function call<Req, Res>(client: AdminServiceClient, m: keyof AdminServiceClient, req: Req, timeoutMs: number, addr: string): Promise<Res> {
+  const fn = (client[m] as unknown as Call<Req, Res>).bind(client);
+  return new Promise((resolve, reject) => {
+    fn(req, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (e, r) => {
+      if (!e) return resolve(r);
+      if (e.code === grpc.status.UNAVAILABLE) return reject(new Error(`cannot reach coordinator at ${addr}: ${e.details}`));
+      if (e.code === grpc.status.DEADLINE_EXCEEDED) return reject(new Error(`coordinator at ${addr} did not answer within ${timeoutMs} ms`));
+      reject(new Error(e.details || e.message));
+    });
+  });
+}
+
+const ago = (ms: number) => {
+  if (!ms) return 'never';
+  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  return s < 60 ? `${s}s ago` : s < 3600 ? `${Math.round(s / 60)}m ago` : `${Math.round(s / 3600)}h ago`;
+};
+const slices = (h: HostInfo) => h.slices.map((s) => (h.slices.length > 1 ? `${s.network}:${s.cidr}` : s.cidr)).join(',') || '-';
+const tunnels = (h: HostInfo) => {
+  if (!h.tunnels.length) return '-';
+  const up = h.tunnels.filter((t) => t.bfdState === 'up').length;
+  const bad = h.tunnels.filter((t) => t.bfdState !== 'up').map((t) => `${t.peer}:${t.bfdState || 'unknown'}`);
+  return `${up}/${h.tunnels.length} up${bad.length ? ` (${bad.join(' ')})` : ''}`;
+};
+
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(argv, {
+    coordinator: { type: 'string' }, output: { type: 'string', short: 'o' }, timeout: { type: 'string' },
+    ttl: { type: 'string' }, 'underlay-ip': { type: 'string' }, cidr: { type: 'string' }, 'host-prefix-len': { type: 'string' }, mtu: { type: 'string' },
+  });
+  if (values.help || positionals.length === 0) { process.stdout.write(HELP); return values.help ? 0 : 2; }
+  const fmt = outputFormat(values.output);
+  const addr = (values.coordinator as string | undefined) ?? process.env.GREMESH_COORDINATOR ?? '127.0.0.1:7420';
+  const timeoutS = parseDuration((values.timeout as string | undefined) ?? '10s');
+  if (!timeoutS) throw new UsageError('--timeout must be a duration such as 10s');
+  const [cmd, ...args] = positionals;
+  const want = (n: number, usage: string) => { if (args.length !== n) throw new UsageError(`usage: coordctl ${usage}`); };
+  // validate the command before dialling
+  const known = ['join', 'leave', 'hosts', 'host', 'networks', 'network', 'status', 'token'];
+  if (!known.includes(cmd!)) throw new UsageError(`unknown command "${cmd}" (try --help)`);
+  const client = new AdminServiceClient(addr, grpc.credentials.createInsecure());
+  const rpc = <Res>(m: keyof AdminServiceClient, req: unknown) => call<unknown, Res>(client, m, req, timeoutS * 1000, addr);
+  const out = (v: unknown, text: () => string) => process.stdout.write(fmt === 'json' ? `${JSON.stringify(v, null, 2)}\n` : `${text()}\n`);
+  try {
+    switch (cmd) {
+      case 'join': {
+        want(1, 'join NAME [--ttl DUR] [--underlay-ip IP]');
+        let ttl = 0;
+        if (values.ttl !== undefined) {
+          const d = parseDuration(values.ttl as string);
+          if (!d) throw new UsageError(`--ttl must be a duration such as 30m or 24h, got "${values.ttl}"`);
+          ttl = d;
+        }
+        const r = await rpc<{ token: string; expiresMs: number; coordinator: string }>('joinHost', { name: args[0], ttlSeconds: ttl });
+        const parts = ['gremesh-agent', '--coordinator', r.coordinator, '--name', args[0]!, '--join-token', r.token];
+        if (values['underlay-ip']) parts.push('--underlay-ip', values['underlay-ip'] as string);
+        const command = parts.join(' ');
+        out({ host: args[0], token: r.token, expiresMs: r.expiresMs, expires: new Date(r.expiresMs).toISOString(), command },
+          () => `join token for ${args[0]} (one use, expires ${new Date(r.expiresMs).toISOString()}); run on ${args[0]} as root:\n  ${command}`);
+        return 0;
+      }
+      case 'leave': {
+        want(1, 'leave NAME');
+        await rpc('removeHost', { name: args[0] });
+        out({ removed: args[0] }, () => `host ${args[0]} removed; its tunnels go from every peer`);
+        return 0;
+      }
+      case 'hosts': {
+        want(0, 'hosts');
+        const r = await rpc<{ hosts: HostInfo[] }>('listHosts', {});
+        out(r.hosts, () => table([['NAME', 'UNDERLAY', 'SLICES', 'STATE', 'LAST SEEN', 'VERSION'],
+          ...r.hosts.map((h) => [h.name, h.underlayIp, slices(h), h.state, ago(h.lastSeenMs), h.agentVersion || '-'])]));
+        return 0;
+      }
+      case 'host': {
+        want(1, 'host NAME');
+        const h = await rpc<HostInfo>('getHost', { name: args[0] });
+        out(h, () => [
+          `${h.name}  ${h.underlayIp}  ${h.state}  last seen ${ago(h.lastSeenMs)}  agent ${h.agentVersion || '-'}`,
+          `slices: ${slices(h)}   endpoints: ${h.endpoints}`,
+          h.tunnels.length ? table([['PEER', 'REMOTE', 'PORT', 'BFD', 'FORWARDING'], ...h.tunnels.map((t) => [t.peer, t.remoteIp, t.port, t.bfdState || '-', String(t.forwarding)])]) : 'tunnels: none reported',
+          ...h.attachErrors.map((a) => `attach error: ${a.container}: ${a.reason}`),
+        ].join('\n'));
+        return 0;
+      }
+      case 'networks': {
+        want(0, 'networks');
+        const r = await rpc<{ networks: Network[] }>('listNetworks', {});
+        out(r.networks, () => table([['NAME', 'CIDR', 'SLICE', 'GRE KEY', 'MTU'],
+          ...r.networks.map((n) => [n.name, n.cidr, `/${n.hostPrefixLen}`, String(n.greKey), n.mtu ? String(n.mtu) : 'auto'])]));
+        return 0;
+      }
+      case 'network': {
+        const [sub, ...rest] = args;
+        if (sub === 'create') {
+          if (rest.length !== 1 || !values.cidr || !values['host-prefix-len']) throw new UsageError('usage: coordctl network create NAME --cidr CIDR --host-prefix-len N [--mtu N]');
+          const hpl = values['host-prefix-len'] as string;
+          const mtu = (values.mtu as string | undefined) ?? '0';
+          if (!/^\d+$/.test(hpl)) throw new UsageError(`--host-prefix-len must be a whole number, got "${hpl}"`);
+          if (!/^\d+$/.test(mtu)) throw new UsageError(`--mtu must be a whole number, got "${mtu}"`);
+          const n = await rpc<Network>('createNetwork', { name: rest[0], cidr: values.cidr, hostPrefixLen: Number(hpl), mtu: Number(mtu) });
+          out(n, () => `network ${n.name} ${n.cidr} (/${n.hostPrefixLen} per host, GRE key ${n.greKey}) created`);
+          return 0;
+        }
+        if (sub === 'delete') {
+          if (rest.length !== 1) throw new UsageError('usage: coordctl network delete NAME');
+          await rpc('deleteNetwork', { name: rest[0] });
+          out({ deleted: rest[0] }, () => `network ${rest[0]} deleted`);
+          return 0;
+        }
+        throw new UsageError('usage: coordctl network create|delete ...');
+      }
+      case 'status': {
+        want(0, 'status');
+        const s = await rpc<{ revision: number; hosts: HostInfo[]; networks: Network[]; watchers: number }>('getStatus', {});
+        out(s, () => [
+          `revision ${s.revision}, ${s.hosts.length} hosts (${s.hosts.filter((h) => h.state === 'up').length} up), ${s.watchers} agents watching`,
+          table([['HOST', 'UNDERLAY', 'STATE', 'TUNNELS (BFD)', 'ENDPOINTS', 'ATTACH ERRORS'],
+            ...s.hosts.map((h) => [h.name, h.underlayIp, h.state, tunnels(h), String(h.endpoints), h.attachErrors.map((a) => `${a.container}: ${a.reason}`).join('; ') || '-'])]),
+          table([['NETWORK', 'CIDR', 'SLICE', 'GRE KEY'], ...s.networks.map((n) => [n.name, n.cidr, `/${n.hostPrefixLen}`, String(n.greKey)])]),
+        ].join('\n'));
+        return 0;
+      }
+      case 'token': {
+        const [sub, ...rest] = args;
+        if (sub === 'list' && rest.length === 0) {
+          const r = await rpc<{ tokens: { id: string; host: string; expiresMs: number; state: string }[] }>('listTokens', {});
+          out(r.tokens, () => table([['ID', 'HOST', 'STATE', 'EXPIRES'], ...r.tokens.map((t) => [t.id, t.host, t.state, new Date(t.expiresMs).toISOString()])]));
+          return 0;
+        }
+        if (sub === 'revoke' && rest.length === 1) {
+          await rpc('revokeToken', { id: rest[0] });
+          out({ revoked: rest[0] }, () => `token ${rest[0]} revoked`);
+          return 0;
+        }
+        throw new UsageError('usage: coordctl token list | token revoke ID');
+      }
+    }
+    return 2;
+  } finally {
+    client.close();
+  }
+}
+
+runMain('coordctl', main);

@@ -1,0 +1,103 @@
+// Coordinator configuration: defaults < file (JSON) < environment < flags, validated once.
+import * as fs from 'node:fs';
+import { UsageError } from '../common/cli.js';
+import { checkName, checkNetworkSpec } from './validate.js';
+
+export interface CoordinatorConfig {
+  listen: string;
+  advertise: string;
+  dataDir: string;
+  store: 'sqlite' | 'memory';
+  networkName: string;
+  networkCidr: string;
+  hostPrefixLen: number;
+  networkMtu: number;
+  downAfterS: number;
+  tokenTtlS: number;
+  maxMessageBytes: number;
+  logLevel: string;
+}
+
+export const DEFAULTS: CoordinatorConfig = {
+  listen: '0.0.0.0:7420',
+  advertise: '',
+  dataDir: '/var/lib/gremesh-coordinator',
+  store: 'sqlite',
+  networkName: 'default',
+  networkCidr: '10.212.0.0/16',
+  hostPrefixLen: 24,
+  networkMtu: 0,
+  downAfterS: 30,
+  tokenTtlS: 24 * 3600,
+  maxMessageBytes: 1024 * 1024,
+  logLevel: 'info',
+};
+
+/** flag name -> [config key, env var] */
+export const KEYS: Record<string, [keyof CoordinatorConfig, string]> = {
+  listen: ['listen', 'GREMESH_LISTEN'],
+  advertise: ['advertise', 'GREMESH_ADVERTISE'],
+  'data-dir': ['dataDir', 'GREMESH_DATA_DIR'],
+  store: ['store', 'GREMESH_STORE'],
+  'network-name': ['networkName', 'GREMESH_NETWORK_NAME'],
+  'network-cidr': ['networkCidr', 'GREMESH_NETWORK_CIDR'],
+  'host-prefix-len': ['hostPrefixLen', 'GREMESH_HOST_PREFIX_LEN'],
+  'network-mtu': ['networkMtu', 'GREMESH_NETWORK_MTU'],
+  'down-after': ['downAfterS', 'GREMESH_DOWN_AFTER'],
+  'token-ttl': ['tokenTtlS', 'GREMESH_TOKEN_TTL'],
+  'max-message-bytes': ['maxMessageBytes', 'GREMESH_MAX_MESSAGE_BYTES'],
+  'log-level': ['logLevel', 'GREMESH_LOG_LEVEL'],
+};
+
+const NUMERIC = new Set<keyof CoordinatorConfig>(['hostPrefixLen', 'networkMtu', 'downAfterS', 'tokenTtlS', 'maxMessageBytes']);
+
+/** "90", "90s", "15m", "24h", "7d" -> seconds */
+export function parseDuration(s: string): number | undefined {
+  const m = /^(\d+)([smhd]?)$/.exec(s.trim());
+  if (!m) return undefined;
+  return Number(m[1]) * ({ '': 1, s: 1, m: 60, h: 3600, d: 86400 } as Record<string, number>)[m[2]!]!;
+}
+
+export function parseHostPort(s: string): { host: string; port: number } | undefined {
+  const m = /^(.*):(\d{1,5})$/.exec(s);
+  if (!m || !m[1] || Number(m[2]) > 65535) return undefined;
+  return { host: m[1].replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+}
+
+export function resolveConfig(file: Record<string, unknown>, env: Record<string, string | undefined>, flags: Record<string, unknown>): CoordinatorConfig {
+  const c: Record<string, unknown> = { ...DEFAULTS };
+  const set = (key: keyof CoordinatorConfig, v: unknown, from: string) => {
+    if (v === undefined) return;
+    if (NUMERIC.has(key)) {
+      const n = key === 'downAfterS' || key === 'tokenTtlS' ? parseDuration(String(v)) : /^\d+$/.test(String(v)) ? Number(v) : undefined;
+      if (n === undefined) throw new UsageError(`${from}: "${String(v)}" is not a ${key === 'downAfterS' || key === 'tokenTtlS' ? 'duration (e.g. 30s, 15m, 24h)' : 'whole number'}`);
+      c[key] = n;
+    } else c[key] = String(v);
+  };
+  for (const [k, v] of Object.entries(file)) {
+    const entry = Object.values(KEYS).find(([key]) => key === k);
+    if (!entry) throw new UsageError(`config file: unknown key "${k}"`);
+    set(entry[0], v, `config file key ${k}`);
+  }
+  for (const [key, envName] of Object.values(KEYS)) set(key, env[envName], envName);
+  for (const [flag, [key]] of Object.entries(KEYS)) set(key, flags[flag], `--${flag}`);
+  const cfg = c as unknown as CoordinatorConfig;
+  if (!parseHostPort(cfg.listen)) throw new UsageError(`--listen must be ADDR:PORT, got "${cfg.listen}"`);
+  if (cfg.store !== 'sqlite' && cfg.store !== 'memory') throw new UsageError(`--store must be sqlite or memory, got "${cfg.store}"`);
+  const bad = checkName('network', cfg.networkName) ?? checkNetworkSpec(cfg.networkCidr, cfg.hostPrefixLen, cfg.networkMtu, []);
+  if (bad) throw new UsageError(bad);
+  if (cfg.maxMessageBytes < 1024) throw new UsageError('--max-message-bytes must be at least 1024');
+  if (!cfg.advertise) cfg.advertise = cfg.listen;
+  return cfg;
+}
+
+export function readConfigFile(path: string | undefined): Record<string, unknown> {
+  if (!path) return {};
+  let text: string;
+  try { text = fs.readFileSync(path, 'utf8'); } catch (e) { throw new UsageError(`cannot read config file ${path}: ${(e as NodeJS.ErrnoException).code}`); }
+  try {
+    const v = JSON.parse(text) as unknown;
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not an object');
+    return v as Record<string, unknown>;
+  } catch (e) { throw new UsageError(`config file ${path} is not a JSON object: ${(e as Error).message}`); }
+}

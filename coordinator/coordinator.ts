@@ -1,0 +1,322 @@
+// The coordinator's logic: admission, slice allocation, networks, tokens, and the
+// soft state agents report (tunnel health, endpoints). Durable state lives in the
+// Store, one transaction per change; every committed change bumps the revision and
+// tells the listeners which hosts' peer records changed.
+import { cidrContains, parseCidr, parseIp } from '../common/ipv4.js';
+import type { Logger } from '../common/log.js';
+import { silentLogger } from '../common/log.js';
+import { CoordError, StoreConflict, denied, exhausted, exists, invalid, notFound, precondition, unauthenticated } from './errors.js';
+import { pickGreKey, pickSlice, sliceCidr, sliceCount } from './allocator.js';
+import type { HostRec, NetworkRec, TokenRec } from './model.js';
+import type { Store, Tx } from './store.js';
+import { hashSecret, newCredential, newToken, parseToken, secretMatches } from './tokens.js';
+import { MAX_TTL_SECONDS, checkName, checkNetworkSpec, checkUnderlayIp, trunc } from './validate.js';
+
+export interface SliceView { network: string; cidr: string }
+export interface EndpointView { network: string; host: string; mac: string; ip: string; containerId: string }
+export interface TunnelView { peer: string; remoteIp: string; port: string; bfdState: string; forwarding: boolean }
+export interface AttachErrorView { container: string; reason: string }
+export interface PeerView { name: string; underlayIp: string; slices: SliceView[]; endpoints: EndpointView[] }
+export interface NetworkView { name: string; cidr: string; hostPrefixLen: number; greKey: number; mtu: number }
+
+export interface HostView {
+  name: string; underlayIp: string; state: 'up' | 'down'; slices: SliceView[]; lastSeenMs: number;
+  agentVersion: string; joinedMs: number; tunnels: TunnelView[]; attachErrors: AttachErrorView[]; endpoints: number;
+}
+
+export interface Change { revision: number; upserts: string[]; removes: string[] }
+export type ChangeListener = (c: Change) => void;
+
+export interface CoordinatorOptions {
+  now?: () => number;
+  /** a host with no contact for this long shows as down */
+  downAfterMs?: number;
+  defaultTokenTtlS?: number;
+  log?: Logger;
+  /** true while a host has an open Watch stream */
+  isConnected?: (host: string) => boolean;
+}
+
+export interface DefaultNetwork { name: string; cidr: string; hostPrefixLen: number; mtu: number }
+
+interface Soft { lastSeenMs: number; tunnels: TunnelView[]; endpoints: EndpointView[]; attachErrors: AttachErrorView[] }
+
+export class Coordinator {
+  private readonly now: () => number;
+  private readonly downAfterMs: number;
+  private readonly defaultTtlS: number;
+  private readonly log: Logger;
+  private listeners: ChangeListener[] = [];
+  private soft = new Map<string, Soft>();
+  isConnected: (host: string) => boolean;
+
+  // a cache of the store, reloaded after every committed change
+  private rev = 0;
+  private nets: NetworkRec[] = [];
+  private hostMap = new Map<string, HostRec>();
+  private slicesByHost = new Map<string, SliceView[]>();
+
+  constructor(private readonly store: Store, o: CoordinatorOptions = {}) {
+    this.now = o.now ?? Date.now;
+    this.downAfterMs = o.downAfterMs ?? 30_000;
+    this.defaultTtlS = o.defaultTokenTtlS ?? 24 * 3600;
+    this.log = o.log ?? silentLogger;
+    this.isConnected = o.isConnected ?? (() => false);
+    this.reload();
+  }
+
+  /** Creates the default network on first start (never again: it may be deleted later). */
+  init(def?: DefaultNetwork): void {
+    const first = this.store.tx((t) => t.meta('initialized') === undefined);
+    if (!first) return;
+    if (def) this.createNetwork(def.name, def.cidr, def.hostPrefixLen, def.mtu);
+    this.store.tx((t) => t.setMeta('initialized', String(this.now())));
+  }
+
+  onChange(l: ChangeListener): void { this.listeners.push(l); }
+
+  revision(): number { return this.rev; }
+
+  // ------------------------------------------------------------ reads (from the cache)
+
+  networks(): NetworkView[] { return this.nets.map(({ createdMs: _c, ...n }) => n); }
+  hostNames(): string[] { return [...this.hostMap.keys()]; }
+  hasHost(name: string): boolean { return this.hostMap.has(name); }
+  underlayOf(name: string): string | undefined { return this.hostMap.get(name)?.underlayIp; }
+  slicesOf(name: string): SliceView[] { return this.slicesByHost.get(name) ?? []; }
+
+  peer(name: string): PeerView | undefined {
+    const h = this.hostMap.get(name);
+    if (!h) return undefined;
+    return { name, underlayIp: h.underlayIp, slices: this.slicesOf(name), endpoints: this.soft.get(name)?.endpoints ?? [] };
+  }
+
+  hosts(): HostView[] { return [...this.hostMap.values()].map((h) => this.hostView(h)); }
+
+  host(name: string): HostView {
+    const h = this.hostMap.get(name);
+    if (!h) throw notFound(`no host named "${trunc(name)}"`);
+    return this.hostView(h);
+  }
+
+  private hostView(h: HostRec): HostView {
+    const s = this.soft.get(h.name);
+    const lastSeenMs = this.isConnected(h.name) ? this.now() : (s?.lastSeenMs ?? 0);
+    return {
+      name: h.name, underlayIp: h.underlayIp, slices: this.slicesOf(h.name), lastSeenMs, agentVersion: h.agentVersion,
+      joinedMs: h.joinedMs, state: lastSeenMs > 0 && this.now() - lastSeenMs <= this.downAfterMs ? 'up' : 'down',
+      tunnels: s?.tunnels ?? [], attachErrors: s?.attachErrors ?? [], endpoints: s?.endpoints.length ?? 0,
+    };
+  }
+
+  tokens(): (Omit<TokenRec, 'secretHash' | 'state'> & { state: string })[] {
+    const now = this.now();
+    return this.store.tx((t) => t.tokens()).map(({ secretHash: _s, ...t }) => ({ ...t, state: t.state === 'valid' && t.expiresMs <= now ? 'expired' : t.state }));
+  }
+
+  // ------------------------------------------------------------ writes
+
+  /** One transaction; bumps the revision; reloads the cache; tells listeners. */
+  private change<T>(what: string, fn: (t: Tx) => { result: T; upserts: string[]; removes: string[] }): T {
+    let out: { result: T; upserts: string[]; removes: string[] };
+    try {
+      out = this.store.tx((t) => {
+        const r = fn(t);
+        t.setMeta('revision', String(Number(t.meta('revision') ?? '0') + 1));
+        return r;
+      });
+    } catch (e) {
+      if (e instanceof StoreConflict) throw new CoordError('ABORTED', `${what}: conflicting change, try again (${e.message})`);
+      throw e;
+    }
+    this.reload();
+    const c: Change = { revision: this.rev, upserts: out.upserts, removes: out.removes };
+    for (const l of this.listeners) l(c);
+    return out.result;
+  }
+
+  private reload(): void {
+    this.store.tx((t) => {
+      this.rev = Number(t.meta('revision') ?? '0');
+      this.nets = t.networks();
+      this.hostMap = new Map(t.hosts().map((h) => [h.name, h]));
+      const byHost = new Map<string, SliceView[]>();
+      const netByName = new Map(this.nets.map((n) => [n.name, n]));
+      for (const s of t.slices()) {
+        if (s.host === null) continue;
+        const n = netByName.get(s.network)!;
+        const list = byHost.get(s.host) ?? [];
+        list.push({ network: s.network, cidr: sliceCidr(n, s.idx) });
+        byHost.set(s.host, list);
+      }
+      this.slicesByHost = byHost;
+    });
+  }
+
+  joinHost(name: string, ttlS = 0): { token: string; expiresMs: number } {
+    const bad = checkName('host', name);
+    if (bad) throw invalid(bad);
+    if (!Number.isInteger(ttlS) || ttlS < 0 || ttlS > MAX_TTL_SECONDS) throw invalid(`token TTL must be 1..${MAX_TTL_SECONDS} seconds`);
+    const tk = newToken();
+    const expiresMs = this.now() + (ttlS || this.defaultTtlS) * 1000;
+    this.store.tx((t) => {
+      if (t.token(tk.id)) throw new CoordError('ABORTED', 'token id collision, try again');
+      t.putToken({ id: tk.id, secretHash: hashSecret(tk.secret), host: name, expiresMs, state: 'valid', createdMs: this.now() });
+    });
+    this.log.info({ host: name, token: tk.id, expiresMs }, 'join token issued');
+    return { token: tk.token, expiresMs };
+  }
+
+  revokeToken(id: string): void {
+    const found = this.store.tx((t) => {
+      const tok = t.token(id);
+      if (!tok) return false;
+      if (tok.state === 'valid') t.putToken({ ...tok, state: 'revoked' });
+      return true;
+    });
+    if (!found) throw notFound(`no join token "${trunc(id)}"`);
+  }
+
+  /** Admits a host (with a join token) or lets it back in (with its credential). */
+  register(r: { name: string; token: string; credential: string; underlayIp: string; agentVersion: string }): { credential: string } {
+    const bad = checkName('host', r.name) ?? checkUnderlayIp(r.underlayIp);
+    if (bad) throw invalid(bad);
+    if (r.agentVersion.length > 64) throw invalid('agent version longer than 64 characters');
+    if (r.credential) return this.reRegister(r);
+    if (!r.token) throw unauthenticated('Register needs a join token or a credential');
+    const parsed = parseToken(r.token);
+    if (!parsed) throw unauthenticated('malformed join token (want [a-z0-9]{6}.[a-z0-9]{16})');
+    const credential = newCredential();
+    this.change('register', (t) => {
+      const tok = t.token(parsed.id);
+      if (!tok || !secretMatches(parsed.secret, tok.secretHash)) throw unauthenticated(`unknown join token ${parsed.id}`);
+      if (tok.state === 'revoked') throw unauthenticated(`join token ${tok.id} was revoked`);
+      if (tok.state === 'used') throw unauthenticated(`join token ${tok.id} was already used`);
+      if (tok.expiresMs <= this.now()) throw unauthenticated(`join token ${tok.id} expired at ${new Date(tok.expiresMs).toISOString()}`);
+      if (tok.host !== r.name) throw denied(`join token ${tok.id} is for host ${tok.host}, not ${r.name}`);
+      const other = t.hosts().find((h) => h.underlayIp === r.underlayIp && h.name !== r.name);
+      if (other) throw exists(`underlay IP ${r.underlayIp} is already used by host ${other.name}`);
+      const prev = t.host(r.name);
+      for (const n of t.networks()) this.allocate(t, n, r.name);
+      t.putHost({ name: r.name, underlayIp: r.underlayIp, credentialHash: hashSecret(credential), agentVersion: r.agentVersion, joinedMs: prev?.joinedMs ?? this.now() });
+      t.putToken({ ...tok, state: 'used' });
+      return { result: undefined, upserts: [r.name], removes: [] };
+    });
+    this.touch(r.name);
+    this.log.info({ host: r.name, underlayIp: r.underlayIp, slices: this.slicesOf(r.name) }, 'host admitted');
+    return { credential };
+  }
+
+  private reRegister(r: { name: string; credential: string; underlayIp: string; agentVersion: string }): { credential: string } {
+    const h = this.authenticate(r.name, r.credential);
+    const missing = this.nets.some((n) => !this.slicesOf(r.name).some((s) => s.network === n.name));
+    if (h.underlayIp !== r.underlayIp || h.agentVersion !== r.agentVersion || missing) {
+      this.change('register', (t) => {
+        const other = t.hosts().find((x) => x.underlayIp === r.underlayIp && x.name !== r.name);
+        if (other) throw exists(`underlay IP ${r.underlayIp} is already used by host ${other.name}`);
+        for (const n of t.networks()) this.allocate(t, n, r.name);
+        t.putHost({ ...t.host(r.name)!, underlayIp: r.underlayIp, agentVersion: r.agentVersion });
+        return { result: undefined, upserts: [r.name], removes: [] };
+      });
+    }
+    this.touch(r.name);
+    return { credential: r.credential };
+  }
+
+  private allocate(t: Tx, n: NetworkRec, host: string): void {
+    const slices = t.slices(n.name);
+    const idx = pickSlice(n, slices, host);
+    if (idx === undefined) {
+      throw exhausted(`network ${n.name} (${n.cidr}) is full: all ${sliceCount(n)} /${n.hostPrefixLen} slices are taken`);
+    }
+    const cur = slices.find((s) => s.idx === idx);
+    if (cur?.host === host) return;
+    t.putSlice({ network: n.name, idx, host, lastHost: host, releasedMs: null });
+  }
+
+  /** The host record if name + credential match; UNAUTHENTICATED otherwise. */
+  authenticate(name: string, credential: string): HostRec {
+    const h = this.hostMap.get(name);
+    if (!h || !credential || !secretMatches(credential, h.credentialHash)) throw unauthenticated(`unknown host "${trunc(name)}" or wrong credential`);
+    return h;
+  }
+
+  removeHost(name: string): void {
+    if (!this.hostMap.has(name)) throw notFound(`no host named "${trunc(name)}"`);
+    this.change('leave', (t) => {
+      if (!t.host(name)) throw notFound(`no host named "${trunc(name)}"`);
+      for (const s of t.slices()) {
+        if (s.host === name) t.putSlice({ ...s, host: null, lastHost: name, releasedMs: this.now() });
+      }
+      for (const tok of t.tokens()) if (tok.host === name && tok.state === 'valid') t.putToken({ ...tok, state: 'revoked' });
+      t.deleteHost(name);
+      return { result: undefined, upserts: [], removes: [name] };
+    });
+    this.soft.delete(name);
+    this.log.info({ host: name }, 'host removed');
+  }
+
+  createNetwork(name: string, cidr: string, hostPrefixLen: number, mtu: number): NetworkView {
+    const bad = checkName('network', name) ?? checkNetworkSpec(cidr, hostPrefixLen, mtu, []);
+    if (bad) throw invalid(bad);
+    const net = this.change('network create', (t) => {
+      if (t.network(name)) throw exists(`network ${name} already exists`);
+      const overlap = checkNetworkSpec(cidr, hostPrefixLen, mtu, t.networks());
+      if (overlap) throw invalid(overlap);
+      const n: NetworkRec = { name, cidr, hostPrefixLen, greKey: pickGreKey(t.networks()), mtu, createdMs: this.now() };
+      t.putNetwork(n);
+      const hosts = t.hosts();
+      if (hosts.length > sliceCount(n)) {
+        throw exhausted(`network ${name} (${cidr}) has ${sliceCount(n)} /${hostPrefixLen} slices for ${hosts.length} admitted hosts`);
+      }
+      for (const h of hosts) this.allocate(t, n, h.name);
+      return { result: n, upserts: hosts.map((h) => h.name), removes: [] };
+    });
+    this.log.info({ network: name, cidr, hostPrefixLen, greKey: net.greKey }, 'network created');
+    const { createdMs: _c, ...view } = net;
+    return view;
+  }
+
+  deleteNetwork(name: string): void {
+    if (!this.nets.some((n) => n.name === name)) throw notFound(`no network named "${trunc(name)}"`);
+    const attached = [...this.soft.entries()].flatMap(([h, s]) => s.endpoints.filter((e) => e.network === name).map(() => h));
+    if (attached.length) {
+      throw precondition(`network ${name} still has ${attached.length} attached containers (on ${[...new Set(attached)].join(', ')})`);
+    }
+    this.change('network delete', (t) => {
+      t.deleteNetwork(name);
+      return { result: undefined, upserts: t.hosts().map((h) => h.name), removes: [] };
+    });
+    this.log.info({ network: name }, 'network deleted');
+  }
+
+  // ------------------------------------------------------------ soft state
+
+  touch(name: string): void {
+    const s = this.soft.get(name) ?? { lastSeenMs: 0, tunnels: [], endpoints: [], attachErrors: [] };
+    s.lastSeenMs = this.now();
+    this.soft.set(name, s);
+  }
+
+  reportStatus(name: string, credential: string, r: { tunnels: TunnelView[]; endpoints: EndpointView[]; attachErrors: AttachErrorView[] }): void {
+    this.authenticate(name, credential);
+    if (r.tunnels.length > 10_000 || r.endpoints.length > 65_536 || r.attachErrors.length > 10_000) throw invalid('status report too large');
+    const endpoints: EndpointView[] = [];
+    for (const e of r.endpoints) {
+      const slice = this.slicesOf(name).find((s) => s.network === e.network);
+      if (!slice) throw invalid(`endpoint ${trunc(e.ip)}: host ${name} has no slice of network "${trunc(e.network)}"`);
+      const ip = parseIp(e.ip);
+      if (ip === undefined || !cidrContains(parseCidr(slice.cidr)!, ip)) throw invalid(`endpoint IP "${trunc(e.ip)}" is not in ${name}'s slice ${slice.cidr}`);
+      if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(e.mac)) throw invalid(`endpoint MAC "${trunc(e.mac)}" is not a lowercase MAC address`);
+      endpoints.push({ network: e.network, host: name, mac: e.mac, ip: e.ip, containerId: trunc(e.containerId, 64) });
+    }
+    endpoints.sort((a, b) => a.network.localeCompare(b.network) || a.ip.localeCompare(b.ip));
+    this.touch(name);
+    const s = this.soft.get(name)!;
+    s.tunnels = r.tunnels.map((x) => ({ ...x, peer: trunc(x.peer), port: trunc(x.port), remoteIp: trunc(x.remoteIp), bfdState: trunc(x.bfdState, 16) }));
+    s.attachErrors = r.attachErrors.map((x) => ({ container: trunc(x.container), reason: trunc(x.reason, 256) }));
+    const changed = JSON.stringify(s.endpoints) !== JSON.stringify(endpoints);
+    s.endpoints = endpoints;
+    if (changed) this.change('endpoints', () => ({ result: undefined, upserts: [name], removes: [] }));
+  }
+}

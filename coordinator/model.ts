@@ -1,0 +1,40 @@
+// Records the coordinator keeps. Plain data; the Store persists them.
+
+export interface NetworkRec {
+  name: string;
+  cidr: string;
+  hostPrefixLen: number;
+  greKey: number;
+  mtu: number;
+  createdMs: number;
+}
+
+export interface HostRec {
+  name: string;
+  underlayIp: string;
+  credentialHash: string;
+  agentVersion: string;
+  joinedMs: number;
+}
+
+/** One /hostPrefixLen slice of a network: held by a host, or free (quarantined once released). */
+export interface SliceRec {
+  network: string;
+  idx: number;
+  host: string | null;
+  /** the last host that held it (a re-joining host gets its slice back) */
+  lastHost: string | null;
+  /** when it was released; null while held */
+  releasedMs: number | null;
+}
+
+export type TokenState = 'valid' | 'used' | 'revoked';
+
+export interface TokenRec {
+  id: string;
+  secretHash: string;
+  host: string;
+  expiresMs: number;
+  state: TokenState;
+  createdMs: number;
+}
