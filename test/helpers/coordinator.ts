@@ -1,0 +1,66 @@
+// A real gremesh-coordinator subprocess on 127.0.0.1, and gRPC clients for tests.
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as grpc from '@grpc/grpc-js';
+import * as fs from 'node:fs';
+import { BIN, tempDir } from './cli.js';
+import { AdminServiceClient, AgentServiceClient } from '../../proto/gen/gremesh/v1/gremesh.js';
+
+export interface RunningCoordinator {
+  addr: string;
+  port: number;
+  dataDir: string;
+  proc: ChildProcess;
+  /** SIGTERM and wait */
+  stop(): Promise<void>;
+  /** SIGKILL and wait */
+  kill9(): Promise<void>;
+  stderr(): string;
+}
+
+export async function startCoordinator(o: { dataDir?: string; port?: number; args?: string[]; host?: string; netns?: string } = {}): Promise<RunningCoordinator> {
+  const dataDir = o.dataDir ?? tempDir('gmc');
+  const host = o.host ?? '127.0.0.1';
+  const argv = [BIN.coordinator, '--listen', `${host}:${o.port ?? 0}`, '--data-dir', dataDir, '--network-cidr', '198.18.64.0/18', '--log-level', 'warn', ...(o.args ?? [])];
+  const cmd = o.netns ? 'nsenter' : 'node';
+  const full = o.netns ? [`--net=/run/netns/${o.netns}`, 'node', ...argv] : argv;
+  const proc = spawn(cmd, full, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  proc.stderr!.on('data', (d) => { err += String(d); });
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`coordinator did not start: ${err}`)), 20_000);
+    proc.stdout!.on('data', (d) => {
+      out += String(d);
+      const m = /listening on .*:(\d+)/.exec(out);
+      if (m) { clearTimeout(timer); resolve(Number(m[1])); }
+    });
+    proc.on('exit', (code) => { clearTimeout(timer); reject(new Error(`coordinator exited ${code}: ${err}`)); });
+  });
+  const exited = new Promise<void>((r) => proc.on('exit', () => r()));
+  return {
+    addr: `${host}:${port}`, port, dataDir, proc,
+    async stop() { if (proc.exitCode === null && proc.signalCode === null) { proc.kill('SIGTERM'); await exited; } },
+    async kill9() { if (proc.exitCode === null && proc.signalCode === null) { proc.kill('SIGKILL'); await exited; } },
+    stderr: () => err,
+  };
+}
+
+export function removeDir(d: string): void { fs.rmSync(d, { recursive: true, force: true }); }
+
+type Unary = (req: unknown, md: grpc.Metadata, opts: Partial<grpc.CallOptions>, cb: (e: grpc.ServiceError | null, r: unknown) => void) => unknown;
+
+/** Promisified unary call: resolves the response, rejects with the ServiceError. */
+export function unary<T>(client: grpc.Client, method: string, req: unknown, timeoutMs = 10_000): Promise<T> {
+  const fn = ((client as unknown as Record<string, Unary>)[method]!).bind(client);
+  return new Promise((resolve, reject) => {
+    fn(req, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (e, r) => (e ? reject(e) : resolve(r as T)));
+  });
+}
+
+export function admin(addr: string): AdminServiceClient {
+  return new AdminServiceClient(addr, grpc.credentials.createInsecure());
+}
+
+export function agentClient(addr: string): AgentServiceClient {
+  return new AgentServiceClient(addr, grpc.credentials.createInsecure());
+}
