@@ -1,0 +1,99 @@
+// Benchmark: N simulated agents (gRPC clients in this process, each on its own
+// connection, no OVS) watch one coordinator. For each new host: time from the start
+// of its Register until each agent holds a snapshot that contains it.
+// Usage: node dist/test/bench/fanout.js [--sizes 10,100,1000] [--repeat 20] [--tls]
+import * as grpc from '@grpc/grpc-js';
+import * as fs from 'node:fs';
+import { parseArgs } from 'node:util';
+import { AdminServiceClient, AgentServiceClient, type DesiredState } from '../../proto/gen/gremesh/v1/gremesh.js';
+import { removeDir, startCoordinator, unary } from '../helpers/coordinator.js';
+import { summarize } from './stats.js';
+
+const { values } = parseArgs({ options: { sizes: { type: 'string', default: '10,100,1000' }, repeat: { type: 'string', default: '20' } } });
+const sizes = values.sizes!.split(',').map(Number);
+const repeat = Number(values.repeat);
+const ipOf = (i: number) => `198.19.${Math.floor(i / 250)}.${(i % 250) + 1}`;
+const opts = { 'grpc.use_local_subchannel_pool': 1 };
+
+function rssMb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : Number.NaN;
+}
+
+async function admitMany(addr: string, names: string[], ipBase: number): Promise<string[]> {
+  const a = new AdminServiceClient(addr, grpc.credentials.createInsecure());
+  const g = new AgentServiceClient(addr, grpc.credentials.createInsecure());
+  const creds: string[] = [];
+  for (let i = 0; i < names.length; i += 50) {
+    const batch = names.slice(i, i + 50);
+    creds.push(...await Promise.all(batch.map(async (name, j) => {
+      const { token } = await unary<{ token: string }>(a, 'joinHost', { name, ttlSeconds: 0 });
+      const r = await unary<{ credential: string }>(g, 'register', { name, token, credential: '', underlayIp: ipOf(ipBase + i + j), agentVersion: 'bench' });
+      return r.credential;
+    })));
+  }
+  a.close(); g.close();
+  return creds;
+}
+
+const rows: Record<string, unknown>[] = [];
+for (const n of sizes) {
+  const c = await startCoordinator({ args: ['--network-cidr', '198.18.0.0/15', '--host-prefix-len', '26'] });
+  const names = Array.from({ length: n }, (_, i) => `w${i}`);
+  const creds = await admitMany(c.addr, names, 0);
+  // each watcher: the peers it holds, and a callback when a given host appears
+  const waiting = new Map<string, number>(); // new host -> t0
+  const seen: number[][] = [];
+  const clients: AgentServiceClient[] = [];
+  let ready = 0;
+  await new Promise<void>((resolve) => {
+    names.forEach((name, i) => {
+      const cl = new AgentServiceClient(c.addr, grpc.credentials.createInsecure(), opts);
+      clients.push(cl);
+      const peers = new Set<string>();
+      const recorded = new Set<string>();
+      let first = true;
+      const st = cl.watch({ name, credential: creds[i]!, knownRevision: 0 });
+      st.on('data', (m: DesiredState) => {
+        if (m.full) peers.clear();
+        for (const p of m.peers) peers.add(p.name);
+        for (const r of m.removedPeers) peers.delete(r);
+        for (const [h, t0] of waiting) {
+          if (peers.has(h) && !recorded.has(h)) { recorded.add(h); seen[seen.length - 1]!.push(performance.now() - t0); }
+        }
+        if (first) { first = false; if (++ready === n) resolve(); }
+      });
+      st.on('error', () => {});
+    });
+  });
+  const per: number[] = [];
+  const all: number[] = [];
+  const g = new AgentServiceClient(c.addr, grpc.credentials.createInsecure());
+  const a = new AdminServiceClient(c.addr, grpc.credentials.createInsecure());
+  for (let r = 0; r < repeat; r++) {
+    const name = `new${r}`;
+    const { token } = await unary<{ token: string }>(a, 'joinHost', { name, ttlSeconds: 0 });
+    seen.push([]);
+    const t0 = performance.now();
+    waiting.set(name, t0);
+    await unary(g, 'register', { name, token, credential: '', underlayIp: ipOf(n + 10 + r), agentVersion: 'bench' });
+    const end = Date.now() + 30_000;
+    while (seen[seen.length - 1]!.length < n && Date.now() < end) await new Promise((res) => setTimeout(res, 1));
+    waiting.delete(name);
+    const got = seen[seen.length - 1]!;
+    if (got.length < n) throw new Error(`only ${got.length}/${n} agents saw ${name}`);
+    per.push(...got);
+    all.push(Math.max(...got));
+    await new Promise((res) => setTimeout(res, 20));
+  }
+  const rss = rssMb(c.proc.pid!);
+  const sp = summarize(per);
+  const sa = summarize(all);
+  console.log(`N=${String(n).padStart(4)}  per agent p50=${sp.p50.toFixed(1)} ms p99=${sp.p99.toFixed(1)} ms   all N hold it: p50=${sa.p50.toFixed(1)} ms p99=${sa.p99.toFixed(1)} ms   coordinator RSS=${rss.toFixed(0)} MB  (${repeat} joins)`);
+  rows.push({ n, perAgent: sp, allAgents: sa, rssMb: rss });
+  for (const cl of clients) cl.close();
+  g.close(); a.close();
+  await c.stop();
+  removeDir(c.dataDir);
+}
+if (process.env.GREMESH_BENCH_JSON) fs.writeFileSync(process.env.GREMESH_BENCH_JSON, JSON.stringify(rows, null, 2));
