@@ -51,12 +51,13 @@ async function main(argv: string[]): Promise<number> {
   // a line on stdout for scripts that start it with port 0
   process.stdout.write(`gremesh-coordinator listening on ${cfg.listen.replace(/:\d+$/, `:${port}`)}\n`);
   await new Promise<void>((resolve) => {
-    const stop = () => server.tryShutdown(() => resolve());
+    // Watch streams never end by themselves: close them, agents reconnect to the next coordinator
+    const stop = () => { server.forceShutdown(); resolve(); };
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
   });
   store.close();
-  return 0;
+  process.exit(0);
 }
 
 runMain('gremesh-coordinator', main);

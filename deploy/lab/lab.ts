@@ -276,6 +276,34 @@ async function buildImageTar(run: Runner, dir: string, tarPath: string): Promise
   fs.rmSync(root, { recursive: true, force: true });
 }
 
+/** Starts ovs-vswitchd for a lab host (also used to restart it in fault tests); returns its PID. */
+export async function startVswitchd(run: Runner, dir: string, node: LabNode): Promise<number> {
+  const p = hostPaths(dir, node.name);
+  await run([...nsPrefix(node.ns), 'ovs-vswitchd', `unix:${p.dbSock}`, `--pidfile=${p.ovsRun}/ovs-vswitchd.pid`,
+    `--unixctl=${p.ovsRun}/ovs-vswitchd.ctl`, '--detach', `--log-file=${p.ovsLog}/ovs-vswitchd.log`], { env: hostEnv(dir, node) });
+  return Number(fs.readFileSync(`${p.ovsRun}/ovs-vswitchd.pid`, 'utf8').trim());
+}
+
+/** kill -9 a lab host's ovs-vswitchd and start a new one, as a crash and a supervisor would. */
+export async function restartVswitchd(dir: string, host: string): Promise<number> {
+  const s = requireState(dir);
+  const node = nodeByName(s, host);
+  for (const p of s.procs.filter((x) => x.node === host && x.what === 'ovs-vswitchd' && isOurs(x))) {
+    process.kill(p.pid, 'SIGKILL');
+    await stopPids([p.pid], 2000);
+  }
+  const pid = await startVswitchd(createRunner({ timeoutMs: 30_000 }), dir, node);
+  recordProcess(dir, { pid, what: 'ovs-vswitchd', ns: node.ns, node: host });
+  return pid;
+}
+
+/** Record a namespace a test made inside the lab (an endpoint), so `down` removes it. */
+export function recordNetns(dir: string, ns: string): void {
+  const s = requireState(dir);
+  if (!s.netns.includes(ns)) s.netns.push(ns);
+  writeState(s);
+}
+
 async function buildHost(state: LabState, run: Runner, step: Progress, node: LabNode, image: string): Promise<void> {
   const p = hostPaths(state.dir, node.name);
   for (const d of [p.ovsRun, p.dockerRoot, p.dockerExec]) fs.mkdirSync(d, { recursive: true });
@@ -292,9 +320,7 @@ async function buildHost(state: LabState, run: Runner, step: Progress, node: Lab
     `--unixctl=${p.ovsRun}/ovsdb-server.ctl`, '--detach', `--log-file=${p.ovsLog}/ovsdb-server.log`]);
   record(Number(fs.readFileSync(`${p.ovsRun}/ovsdb-server.pid`, 'utf8').trim()), 'ovsdb-server');
   await inNs(['ovs-vsctl', '--no-wait', 'init']);
-  await inNs(['ovs-vswitchd', `unix:${p.dbSock}`, `--pidfile=${p.ovsRun}/ovs-vswitchd.pid`,
-    `--unixctl=${p.ovsRun}/ovs-vswitchd.ctl`, '--detach', `--log-file=${p.ovsLog}/ovs-vswitchd.log`]);
-  record(Number(fs.readFileSync(`${p.ovsRun}/ovs-vswitchd.pid`, 'utf8').trim()), 'ovs-vswitchd');
+  record(await startVswitchd(run, state.dir, node), 'ovs-vswitchd');
   // br-phy holds the underlay NIC and the host's address (OVS userspace-tunneling guide)
   // (not /sys: nsenter --net keeps the root namespace's sysfs mounted)
   const mac = (JSON.parse((await inNs(['ip', '-j', 'link', 'show', UNDERLAY_IFACE])).stdout) as { address: string }[])[0]!.address;
@@ -422,4 +448,22 @@ export function requireState(dir: string): LabState {
   const s = readState(dir);
   if (!s) throw new LabError('LAB_NOT_UP', `no lab in ${dir}: run "gremesh-lab up --dir ${dir}" first`);
   return s;
+}
+
+/**
+ * Start a long-running process (coordinator, agent) inside a lab node, detached, with
+ * the node's environment; record it so `down` stops it. Output goes to logFile.
+ */
+export function spawnInNode(dir: string, nodeName: string, what: string, argv: string[], logFile: string, env: Record<string, string> = {}): number {
+  const s = requireState(dir);
+  const node = nodeByName(s, nodeName);
+  const fd = fs.openSync(logFile, 'a');
+  const child = spawn('nsenter', [`--net=${NETNS_DIR}/${node.ns}`, ...argv], {
+    detached: true, stdio: ['ignore', fd, fd], env: { ...process.env, ...hostEnv(s.dir, node), ...env },
+  });
+  fs.closeSync(fd);
+  child.unref();
+  if (!child.pid) throw new LabError('LAB_SPAWN_FAILED', `${nodeName}: could not start ${what}`);
+  recordProcess(dir, { pid: child.pid, what, ns: node.ns, node: nodeName });
+  return child.pid;
 }

@@ -1,0 +1,72 @@
+// Agent configuration: defaults < environment < flags, validated once.
+import { UsageError } from '../common/cli.js';
+import { isDnsLabel, parseIp } from '../common/ipv4.js';
+
+export interface AgentConfig {
+  coordinator: string;
+  name: string;
+  joinToken: string;
+  underlayIp: string;
+  bridge: string;
+  datapath: 'system' | 'netdev';
+  ovsDb: string;
+  stateDir: string;
+  docker: string;
+  resyncS: number;
+  reportS: number;
+  logLevel: string;
+}
+
+export const AGENT_DEFAULTS: AgentConfig = {
+  coordinator: '',
+  name: '',
+  joinToken: '',
+  underlayIp: '',
+  bridge: 'gremesh0',
+  datapath: 'system',
+  ovsDb: 'unix:/var/run/openvswitch/db.sock',
+  stateDir: '/var/lib/gremesh-agent',
+  docker: 'unix:///var/run/docker.sock',
+  resyncS: 10,
+  reportS: 5,
+  logLevel: 'info',
+};
+
+/** flag -> [key, env] */
+export const AGENT_KEYS: Record<string, [keyof AgentConfig, string]> = {
+  coordinator: ['coordinator', 'GREMESH_COORDINATOR'],
+  name: ['name', 'GREMESH_NAME'],
+  'join-token': ['joinToken', 'GREMESH_JOIN_TOKEN'],
+  'underlay-ip': ['underlayIp', 'GREMESH_UNDERLAY_IP'],
+  bridge: ['bridge', 'GREMESH_BRIDGE'],
+  datapath: ['datapath', 'GREMESH_DATAPATH'],
+  'ovs-db': ['ovsDb', 'GREMESH_OVS_DB'],
+  'state-dir': ['stateDir', 'GREMESH_STATE_DIR'],
+  docker: ['docker', 'GREMESH_DOCKER'],
+  resync: ['resyncS', 'GREMESH_RESYNC'],
+  report: ['reportS', 'GREMESH_REPORT'],
+  'log-level': ['logLevel', 'GREMESH_LOG_LEVEL'],
+};
+
+export function resolveAgentConfig(env: Record<string, string | undefined>, flags: Record<string, unknown>): AgentConfig {
+  const c: Record<string, unknown> = { ...AGENT_DEFAULTS };
+  for (const [flag, [key, envName]] of Object.entries(AGENT_KEYS)) {
+    const v = flags[flag] ?? env[envName];
+    if (v === undefined) continue;
+    if (key === 'resyncS' || key === 'reportS') {
+      const m = /^(\d+)(s?)$/.exec(String(v));
+      if (!m || Number(m[1]) < 1) throw new UsageError(`--${flag} must be whole seconds >= 1, got "${String(v)}"`);
+      c[key] = Number(m[1]);
+    } else c[key] = String(v);
+  }
+  const cfg = c as unknown as AgentConfig;
+  if (!cfg.coordinator) throw new UsageError('--coordinator ADDR:PORT is required');
+  if (!/^[^:]+:\d{1,5}$/.test(cfg.coordinator)) throw new UsageError(`--coordinator must be ADDR:PORT, got "${cfg.coordinator}"`);
+  if (!isDnsLabel(cfg.name)) throw new UsageError(cfg.name ? `--name "${cfg.name}" is not a DNS label` : '--name is required');
+  if (cfg.joinToken && !/^[a-z0-9]{6}\.[a-z0-9]{16}$/.test(cfg.joinToken)) throw new UsageError('--join-token must look like abcdef.0123456789abcdef');
+  if (cfg.underlayIp && parseIp(cfg.underlayIp) === undefined) throw new UsageError(`--underlay-ip "${cfg.underlayIp}" is not an IPv4 address`);
+  if (cfg.datapath !== 'system' && cfg.datapath !== 'netdev') throw new UsageError(`--datapath must be system or netdev, got "${cfg.datapath}"`);
+  if (!/^[A-Za-z0-9_.-]{1,15}$/.test(cfg.bridge)) throw new UsageError(`--bridge "${cfg.bridge}" is not a valid interface name (1-15 characters)`);
+  if (!/^(unix:|tcp:|ssl:)/.test(cfg.ovsDb)) throw new UsageError(`--ovs-db must be unix:PATH, tcp:IP:PORT or ssl:IP:PORT, got "${cfg.ovsDb}"`);
+  return cfg;
+}

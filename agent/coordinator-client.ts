@@ -1,0 +1,147 @@
+// The agent's side of the control plane: Register, then follow Watch; reconnect
+// with capped exponential backoff; keep the credential and the last snapshot on disk
+// so a restart (or a coordinator outage) starts from them.
+import * as grpc from '@grpc/grpc-js';
+import * as fs from 'node:fs';
+import type { Logger } from '../common/log.js';
+import { AgentServiceClient, type DesiredState, type ReportStatusRequest } from '../proto/gen/gremesh/v1/gremesh.js';
+import type { Snapshot } from './model.js';
+import { applyWatchMessage } from './snapshot.js';
+
+export interface ClientOptions {
+  coordinator: string;
+  name: string;
+  token: string;
+  underlayIp: string;
+  stateDir: string;
+  version: string;
+  log: Logger;
+  onSnapshot: (s: Snapshot) => void;
+  backoffMinMs?: number;
+  backoffMaxMs?: number;
+}
+
+export function readJson<T>(file: string): T | undefined {
+  try { return JSON.parse(fs.readFileSync(file, 'utf8')) as T; } catch { return undefined; }
+}
+
+export function writeFileAtomic(file: string, data: string, mode = 0o644): void {
+  const tmp = `${file}.tmp${process.pid}`;
+  fs.writeFileSync(tmp, data, { mode });
+  fs.renameSync(tmp, file);
+}
+
+/** capped exponential backoff with jitter */
+export function nextBackoff(cur: number, min: number, max: number, rnd = Math.random): number {
+  const n = Math.min(max, Math.max(min, cur * 2));
+  return Math.round(n * (0.8 + 0.4 * rnd()));
+}
+
+export class CoordinatorClient {
+  private client: AgentServiceClient;
+  private stopped = false;
+  private stream: grpc.ClientReadableStream<DesiredState> | undefined;
+  private snapshot: Snapshot | undefined;
+  private credential: string | undefined;
+  connected = false;
+
+  constructor(private readonly o: ClientOptions) {
+    this.client = new AgentServiceClient(o.coordinator, grpc.credentials.createInsecure(), {
+      'grpc.keepalive_time_ms': 10_000, 'grpc.keepalive_timeout_ms': 5_000, 'grpc.keepalive_permit_without_calls': 1,
+      'grpc.initial_reconnect_backoff_ms': 200, 'grpc.max_reconnect_backoff_ms': 2_000,
+    });
+    this.credential = fs.existsSync(this.credFile) ? fs.readFileSync(this.credFile, 'utf8').trim() : undefined;
+    this.snapshot = readJson<Snapshot>(this.cacheFile);
+  }
+
+  get credFile(): string { return `${this.o.stateDir}/credential`; }
+  get cacheFile(): string { return `${this.o.stateDir}/desired.json`; }
+
+  /** the cached snapshot from disk, if any */
+  cached(): Snapshot | undefined { return this.snapshot; }
+
+  start(): void { void this.loop(); }
+
+  stop(): void {
+    this.stopped = true;
+    this.stream?.cancel();
+    this.client.close();
+  }
+
+  private register(token: string, credential: string): Promise<string> {
+    return new Promise((resolve, reject) => {
+      this.client.register({ name: this.o.name, token, credential, underlayIp: this.o.underlayIp, agentVersion: this.o.version },
+        new grpc.Metadata(), { deadline: Date.now() + 10_000 }, (e, r) => (e ? reject(e) : resolve(r.credential)));
+    });
+  }
+
+  private async ensureRegistered(): Promise<string> {
+    if (this.credential) {
+      try {
+        return await this.register('', this.credential);
+      } catch (e) {
+        const err = e as grpc.ServiceError;
+        if (err.code !== grpc.status.UNAUTHENTICATED || !this.o.token) throw e;
+        this.o.log.warn({ err: err.details }, 'stored credential refused; registering with the join token');
+      }
+    }
+    if (!this.o.token) throw new Error('no credential in the state dir and no --join-token: run "coordctl join" for this host');
+    const cred = await this.register(this.o.token, '');
+    writeFileAtomic(this.credFile, cred, 0o600);
+    this.credential = cred;
+    this.o.log.info({ coordinator: this.o.coordinator }, 'registered with the coordinator');
+    return cred;
+  }
+
+  private async loop(): Promise<void> {
+    const min = this.o.backoffMinMs ?? 200;
+    const max = this.o.backoffMaxMs ?? 5_000;
+    let backoff = min;
+    while (!this.stopped) {
+      let gotData = false;
+      try {
+        const cred = await this.ensureRegistered();
+        gotData = await this.watch(cred);
+      } catch (e) {
+        const err = e as grpc.ServiceError;
+        this.o.log.warn({ err: err.details ?? err.message, retryMs: backoff }, 'coordinator unreachable or refused; data plane keeps its last state');
+      }
+      this.connected = false;
+      if (this.stopped) break;
+      backoff = gotData ? min : nextBackoff(backoff, min, max);
+      await new Promise((r) => setTimeout(r, backoff));
+    }
+  }
+
+  /** Follows one Watch stream until it ends; true if any message arrived. */
+  private watch(credential: string): Promise<boolean> {
+    return new Promise((resolve, reject) => {
+      let got = false;
+      const st = this.client.watch({ name: this.o.name, credential, knownRevision: this.snapshot?.revision ?? 0 });
+      this.stream = st;
+      st.on('data', (m: DesiredState) => {
+        got = true;
+        this.connected = true;
+        const next = applyWatchMessage(this.snapshot, m);
+        if (next === 'resync') {
+          this.o.log.warn({ base: m.baseRevision, have: this.snapshot?.revision }, 'delta does not apply; resyncing');
+          this.snapshot = undefined;
+          st.cancel();
+          return;
+        }
+        this.snapshot = next;
+        writeFileAtomic(this.cacheFile, JSON.stringify(next));
+        this.o.onSnapshot(next);
+      });
+      st.on('error', (e: grpc.ServiceError) => (e.code === grpc.status.CANCELLED ? resolve(got) : got ? resolve(got) : reject(e)));
+      st.on('end', () => resolve(got));
+    });
+  }
+
+  report(r: Omit<ReportStatusRequest, 'name' | 'credential'>): Promise<void> {
+    if (!this.credential) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.client.reportStatus({ name: this.o.name, credential: this.credential!, ...r }, new grpc.Metadata(), { deadline: Date.now() + 5_000 }, (e) => (e ? reject(e) : resolve()));
+    });
+  }
+}

@@ -1,0 +1,186 @@
+// Pure: from the coordinator's snapshot and what OVS shows, the data plane this host
+// should have (bridge, tunnels, gateways, MTUs), and the OpenFlow pipeline.
+import { formatIp, ipHex, macFromIp, parseCidr, parseIp } from '../common/ipv4.js';
+import { COOKIE, OWNER, OWNER_KEY, type LocalPort, type OvsInterface, type OvsState, type Snapshot } from './model.js';
+
+/** outer IPv4 20 + GRE with key 8 + inner Ethernet 14 */
+export const GRE_OVERHEAD = 42;
+
+export interface TunnelSpec { port: string; remoteIp: string; peer: string }
+export interface GatewaySpec { port: string; network: string; greKey: number; ip: string; prefixLen: number; mac: string; mtu: number }
+export interface DesiredPlane {
+  bridge: string;
+  datapath: 'system' | 'netdev';
+  tunnels: TunnelSpec[];
+  gateways: GatewaySpec[];
+  /** container MTU per network */
+  mtu: Record<string, number>;
+}
+
+export interface AgentParams { bridge: string; datapath: 'system' | 'netdev'; underlayMtu: number }
+
+export function tunnelPortName(ip: string): string { return `gre-${ipHex(parseIp(ip)!)}`; }
+export function gatewayPortName(greKey: number): string { return `gmgw${greKey}`; }
+
+export function containerMtu(networkMtu: number, underlayMtu: number): number {
+  return networkMtu > 0 ? networkMtu : underlayMtu - GRE_OVERHEAD;
+}
+
+/** The gateway of a slice: its first address, with the network's prefix length. */
+export function gatewayOf(sliceCidr: string, networkCidr: string): { ip: string; prefixLen: number } {
+  const s = parseCidr(sliceCidr)!;
+  return { ip: formatIp(s.base + 1), prefixLen: parseCidr(networkCidr)!.prefix };
+}
+
+export function computeDesired(s: Snapshot, p: AgentParams): DesiredPlane {
+  const tunnels = s.peers
+    .filter((x) => x.name !== s.host && x.underlayIp !== s.underlayIp && parseIp(x.underlayIp) !== undefined)
+    .map((x) => ({ port: tunnelPortName(x.underlayIp), remoteIp: x.underlayIp, peer: x.name }))
+    .sort((a, b) => a.port.localeCompare(b.port));
+  const mtu: Record<string, number> = {};
+  const gateways: GatewaySpec[] = [];
+  for (const n of [...s.networks].sort((a, b) => a.greKey - b.greKey)) {
+    mtu[n.name] = containerMtu(n.mtu, p.underlayMtu);
+    const slice = s.slices.find((x) => x.network === n.name);
+    if (!slice) continue;
+    const gw = gatewayOf(slice.cidr, n.cidr);
+    gateways.push({ port: gatewayPortName(n.greKey), network: n.name, greKey: n.greKey, ip: gw.ip, prefixLen: gw.prefixLen, mac: macFromIp(parseIp(gw.ip)!), mtu: mtu[n.name]! });
+  }
+  return { bridge: p.bridge, datapath: p.datapath, tunnels, gateways, mtu };
+}
+
+/** Container ports: any interface on the bridge whose external_ids name a network, IP and MAC. */
+export function localPorts(o: OvsState, bridge: string, d: DesiredPlane): LocalPort[] {
+  const gws = new Map(d.gateways.map((g) => [g.port, g]));
+  const out: LocalPort[] = [];
+  for (const i of o.interfaces) {
+    if (i.bridge !== bridge || i.ofport <= 0) continue;
+    const gw = gws.get(i.name);
+    if (gw) { out.push({ port: i.name, network: gw.network, ip: gw.ip, mac: gw.mac, gateway: true, containerId: '' }); continue; }
+    const e = i.externalIds;
+    if (!e['gremesh-network'] || !e['gremesh-ip'] || !e['gremesh-mac']) continue;
+    if (parseIp(e['gremesh-ip']) === undefined || !/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(e['gremesh-mac'])) continue;
+    out.push({ port: i.name, network: e['gremesh-network'], ip: e['gremesh-ip'], mac: e['gremesh-mac'], gateway: false, containerId: e.container_id ?? '' });
+  }
+  return out.sort((a, b) => a.port.localeCompare(b.port));
+}
+
+/**
+ * The OpenFlow pipeline (port names, resolved by ovs-ofctl). Loop-free by
+ * construction: reg7=1 marks a frame that came from a tunnel, and such frames only
+ * ever go to local ports.
+ *   table 0  classify: local port -> reg6=network key, to 10; tunnel+key -> reg6, reg7=1, to 20
+ *   table 10 port security: a container sends only from its own MAC and IP (ARP too)
+ *   table 20 forward: local MAC -> its port; remote endpoint MAC -> its peer's tunnel;
+ *            broadcast/multicast from local -> local ports + every tunnel once;
+ *            from a tunnel -> local ports only; unknown unicast from local -> tunnels
+ */
+export function computeFlows(s: Snapshot, d: DesiredPlane, locals: LocalPort[], presentTunnels: Set<string>): string[] {
+  const keyOf = new Map(s.networks.map((n) => [n.name, n.greKey]));
+  const tunnels = d.tunnels.filter((t) => presentTunnels.has(t.port));
+  const tunnelOf = new Map(d.tunnels.map((t) => [t.peer, t.port]));
+  const f: string[] = [];
+  const add = (table: number, prio: number, match: string, actions: string) =>
+    f.push(`cookie=${COOKIE},table=${table},priority=${prio}${match ? `,${match}` : ''},actions=${actions}`);
+
+  for (const lp of locals) {
+    const k = keyOf.get(lp.network);
+    if (k === undefined) continue;
+    add(0, 100, `in_port=${lp.port}`, `load:${k}->NXM_NX_REG6[],resubmit(,10)`);
+    if (lp.gateway) {
+      add(10, 100, `in_port=${lp.port},dl_src=${lp.mac}`, 'resubmit(,20)');
+    } else {
+      add(10, 100, `in_port=${lp.port},dl_src=${lp.mac},ip,nw_src=${lp.ip}`, 'resubmit(,20)');
+      add(10, 100, `in_port=${lp.port},dl_src=${lp.mac},arp,arp_spa=${lp.ip},arp_sha=${lp.mac}`, 'resubmit(,20)');
+    }
+    add(20, 100, `reg6=${k},dl_dst=${lp.mac}`, `output:${lp.port}`);
+  }
+  for (const t of tunnels) {
+    for (const n of s.networks) add(0, 100, `in_port=${t.port},tun_id=${n.greKey}`, `load:${n.greKey}->NXM_NX_REG6[],load:1->NXM_NX_REG7[],resubmit(,20)`);
+  }
+  const present = new Set(tunnels.map((t) => t.port));
+  const seen = new Set<string>();
+  for (const p of s.peers) {
+    const port = tunnelOf.get(p.name);
+    if (!port || !present.has(port)) continue;
+    for (const e of p.endpoints) {
+      const k = keyOf.get(e.network);
+      if (k === undefined || !/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(e.mac)) continue;
+      const key = `${k}/${e.mac}`;
+      if (seen.has(key)) continue; // one MAC, one tunnel
+      seen.add(key);
+      add(20, 90, `reg7=0,reg6=${k},dl_dst=${e.mac}`, `set_field:${k}->tun_id,output:${port}`);
+    }
+  }
+  for (const n of [...s.networks].sort((a, b) => a.greKey - b.greKey)) {
+    const k = n.greKey;
+    const localOut = locals.filter((l) => l.network === n.name).map((l) => `output:${l.port}`);
+    const tunOut = tunnels.length ? [`set_field:${k}->tun_id`, ...tunnels.map((t) => `output:${t.port}`)] : [];
+    const bcast = 'dl_dst=01:00:00:00:00:00/01:00:00:00:00:00';
+    const fromLocal = [...localOut, ...tunOut];
+    if (fromLocal.length) add(20, 50, `reg7=0,reg6=${k},${bcast}`, fromLocal.join(','));
+    if (localOut.length) add(20, 50, `reg7=1,reg6=${k},${bcast}`, localOut.join(','));
+    if (tunOut.length) add(20, 40, `reg7=0,reg6=${k}`, tunOut.join(','));
+  }
+  add(0, 0, '', 'drop');
+  add(10, 0, '', 'drop');
+  add(20, 0, '', 'drop');
+  return f;
+}
+
+// ------------------------------------------------------------------ OVS diff
+
+const ext = (kv: Record<string, string>) => Object.entries(kv).map(([k, v]) => `external_ids:${k}=${JSON.stringify(v)}`);
+
+/**
+ * ovs-vsctl commands (each an argv fragment, joined by "--" into one transaction)
+ * that take what OVS shows to the desired plane. Removes only what carries our
+ * owner mark; never touches container ports made by others.
+ */
+export function diffOvs(d: DesiredPlane, o: OvsState): string[][] {
+  const cmds: string[][] = [];
+  const br = o.bridges.find((b) => b.name === d.bridge);
+  const protocols = 'OpenFlow10,OpenFlow13,OpenFlow14';
+  const brSettings = [`datapath_type=${d.datapath}`, 'fail_mode=secure', `protocols=${protocols}`, `external_ids:${OWNER_KEY}=${OWNER}`];
+  if (!br) {
+    cmds.push(['--may-exist', 'add-br', d.bridge], ['set', 'Bridge', d.bridge, ...brSettings]);
+  } else if (br.datapathType !== d.datapath || br.failMode !== 'secure' || br.protocols.join(',') !== protocols || br.externalIds[OWNER_KEY] !== OWNER) {
+    cmds.push(['set', 'Bridge', d.bridge, ...brSettings]);
+  }
+  const onBridge = new Map<string, OvsInterface>();
+  for (const i of o.interfaces) if (i.bridge === d.bridge) onBridge.set(i.name, i);
+
+  for (const t of d.tunnels) {
+    const cur = onBridge.get(t.port);
+    const want = { 'gremesh-owner': OWNER, 'gremesh-peer': t.peer };
+    const settings = ['type=gre', `options:remote_ip=${t.remoteIp}`, 'options:key=flow', 'bfd:enable=true', ...ext(want)];
+    if (!cur) {
+      cmds.push(['--may-exist', 'add-port', d.bridge, t.port], ['set', 'Interface', t.port, ...settings], ['set', 'Port', t.port, `external_ids:${OWNER_KEY}=${OWNER}`]);
+    } else if (cur.type !== 'gre' || cur.options.remote_ip !== t.remoteIp || cur.options.key !== 'flow' || cur.externalIds['gremesh-peer'] !== t.peer || cur.externalIds[OWNER_KEY] !== OWNER) {
+      cmds.push(['set', 'Interface', t.port, ...settings]);
+    }
+  }
+  for (const g of d.gateways) {
+    const cur = onBridge.get(g.port);
+    const want = { 'gremesh-owner': OWNER, 'gremesh-network': g.network, 'gremesh-ip': g.ip, 'gremesh-mac': g.mac };
+    const settings = ['type=internal', `mac=${JSON.stringify(g.mac)}`, `mtu_request=${g.mtu}`, ...ext(want)];
+    if (!cur) {
+      cmds.push(['--may-exist', 'add-port', d.bridge, g.port], ['set', 'Interface', g.port, ...settings], ['set', 'Port', g.port, `external_ids:${OWNER_KEY}=${OWNER}`]);
+    } else if (cur.type !== 'internal' || cur.externalIds['gremesh-ip'] !== g.ip || cur.externalIds['gremesh-network'] !== g.network || cur.mtu !== g.mtu || cur.macInUse !== g.mac) {
+      cmds.push(['set', 'Interface', g.port, ...settings]);
+    }
+  }
+  const wanted = new Set([...d.tunnels.map((t) => t.port), ...d.gateways.map((g) => g.port)]);
+  for (const i of onBridge.values()) {
+    const ours = i.externalIds[OWNER_KEY] === OWNER && (i.name.startsWith('gre-') || i.name.startsWith('gmgw'));
+    if (ours && !wanted.has(i.name)) cmds.push(['--if-exists', 'del-port', d.bridge, i.name]);
+  }
+  return cmds;
+}
+
+/** Join command fragments into one ovs-vsctl argv (one transaction). */
+export function vsctlTransaction(cmds: string[][]): string[] {
+  const argv: string[] = [];
+  for (const c of cmds) argv.push('--', ...c);
+  return argv;
+}

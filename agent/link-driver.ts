@@ -1,0 +1,64 @@
+// LinkDriver: the kernel side (addresses, links, MTU) through `ip`.
+import type { Runner } from '../common/exec.js';
+
+export interface LinkDriver {
+  /** make dev carry exactly this IPv4 address (ip/prefix) among its global ones, up, with this MTU */
+  ensureAddress(dev: string, cidr: string, mtu: number): Promise<void>;
+  /** MTU of the interface that holds this local IPv4 address; undefined if none does */
+  mtuOfAddress(ip: string): Promise<number | undefined>;
+  /** the local source address used to reach dst */
+  sourceFor(dst: string): Promise<string | undefined>;
+  /** the device holding a local address, with its prefix and the gateway routes through it */
+  underlayOf(ip: string): Promise<{ dev: string; cidr: string; mtu: number; routes: string[][] } | undefined>;
+  /** make sure dev is up with cidr and these routes (argv tails of `ip route replace`) */
+  ensureUnderlay(dev: string, cidr: string, routes: string[][]): Promise<void>;
+}
+
+interface IpAddrJson { ifname: string; mtu: number; operstate?: string; flags?: string[]; addr_info: { family: string; local: string; prefixlen: number; scope: string }[] }
+
+export class IpLinkDriver implements LinkDriver {
+  constructor(private readonly run: Runner) {}
+
+  private async addrs(dev?: string): Promise<IpAddrJson[]> {
+    const r = await this.run(['ip', '-j', '-4', 'addr', 'show', ...(dev ? ['dev', dev] : [])]);
+    return JSON.parse(r.stdout || '[]') as IpAddrJson[];
+  }
+
+  async ensureAddress(dev: string, cidr: string, mtu: number): Promise<void> {
+    const [link] = await this.addrs(dev);
+    const have = (link?.addr_info ?? []).filter((a) => a.family === 'inet' && a.scope === 'global').map((a) => `${a.local}/${a.prefixlen}`);
+    for (const h of have) if (h !== cidr) await this.run(['ip', 'addr', 'del', h, 'dev', dev]);
+    if (!have.includes(cidr)) await this.run(['ip', 'addr', 'replace', cidr, 'dev', dev]);
+    if (!link || link.mtu !== mtu || !(link.flags ?? []).includes('UP')) await this.run(['ip', 'link', 'set', 'dev', dev, 'mtu', String(mtu), 'up']);
+  }
+
+  async mtuOfAddress(ip: string): Promise<number | undefined> {
+    const all = await this.addrs();
+    return all.find((l) => l.addr_info.some((a) => a.local === ip))?.mtu;
+  }
+
+  async underlayOf(ip: string): Promise<{ dev: string; cidr: string; mtu: number; routes: string[][] } | undefined> {
+    const link = (await this.addrs()).find((l) => l.addr_info.some((a) => a.local === ip));
+    if (!link) return undefined;
+    const a = link.addr_info.find((x) => x.local === ip)!;
+    const r = await this.run(['ip', '-j', '-4', 'route', 'show', 'dev', link.ifname]);
+    const routes = (JSON.parse(r.stdout || '[]') as { dst: string; gateway?: string }[])
+      .filter((x) => x.gateway).map((x) => [x.dst, 'via', x.gateway!, 'dev', link.ifname]);
+    return { dev: link.ifname, cidr: `${ip}/${a.prefixlen}`, mtu: link.mtu, routes };
+  }
+
+  async ensureUnderlay(dev: string, cidr: string, routes: string[][]): Promise<void> {
+    const [link] = await this.addrs(dev);
+    if (!link) return;
+    if (!(link.flags ?? []).includes('UP')) await this.run(['ip', 'link', 'set', 'dev', dev, 'up']);
+    if (!link.addr_info.some((a) => `${a.local}/${a.prefixlen}` === cidr)) await this.run(['ip', 'addr', 'replace', cidr, 'dev', dev]);
+    for (const r of routes) await this.run(['ip', 'route', 'replace', ...r]);
+  }
+
+  async sourceFor(dst: string): Promise<string | undefined> {
+    try {
+      const r = await this.run(['ip', '-j', 'route', 'get', dst]);
+      return (JSON.parse(r.stdout) as { prefsrc?: string }[])[0]?.prefsrc;
+    } catch { return undefined; }
+  }
+}

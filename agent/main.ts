@@ -1,0 +1,137 @@
+#!/usr/bin/env node
+// gremesh-agent: one per host (root). Builds and keeps this host's OVS bridge, GRE
+// mesh and flows in step with the coordinator. The only place real drivers are built.
+import * as fs from 'node:fs';
+import { parse, runMain, UsageError } from '../common/cli.js';
+import { createRunner } from '../common/exec.js';
+import { createLogger } from '../common/log.js';
+import { AGENT_KEYS, resolveAgentConfig } from './config.js';
+import { CoordinatorClient, readJson, writeFileAtomic } from './coordinator-client.js';
+import { IpLinkDriver } from './link-driver.js';
+import { VsctlOvsDriver } from './ovs-driver.js';
+import { Reconciler, type PassResult, type UnderlayKeeper } from './reconciler.js';
+import { AGENT_VERSION } from './version.js';
+
+const HELP = `gremesh-agent: keeps this host's gremesh data plane in step with the coordinator (root)
+
+Usage:
+  gremesh-agent [run] --coordinator ADDR:PORT --name NAME [--join-token TOKEN] [flags]
+  gremesh-agent status [--state-dir DIR] [-o table|json]
+
+Flags (env GREMESH_<FLAG> works too):
+  --coordinator ADDR:PORT   the coordinator (required)
+  --name NAME               this host's name, as given to "coordctl join" (required)
+  --join-token TOKEN        one-time token from "coordctl join" (first start only)
+  --underlay-ip IP          this host's tunnel address (default: the source address
+                            the kernel picks to reach the coordinator)
+  --bridge NAME             integration bridge (default gremesh0)
+  --datapath system|netdev  OVS datapath (default system; netdev = userspace)
+  --ovs-db SOCKET           OVSDB (default unix:/var/run/openvswitch/db.sock)
+  --state-dir DIR           credential, cached desired state, status (default /var/lib/gremesh-agent)
+  --docker SOCKET           Docker API (default unix:///var/run/docker.sock)
+  --resync SECONDS          full reconcile pass at least this often (default 10)
+  --report SECONDS          status report to the coordinator this often (default 5)
+  --log-level LEVEL         debug|info|warn|error (default info)
+`;
+
+async function status(argv: string[]): Promise<number> {
+  const { values } = parse(argv, { 'state-dir': { type: 'string' }, output: { type: 'string', short: 'o' } }, false);
+  if (values.help) { process.stdout.write(HELP); return 0; }
+  const dir = (values['state-dir'] as string | undefined) ?? process.env.GREMESH_STATE_DIR ?? '/var/lib/gremesh-agent';
+  const s = readJson<Record<string, unknown>>(`${dir}/status.json`);
+  if (!s) throw new Error(`no status in ${dir}: is the agent running with --state-dir ${dir}?`);
+  if (values.output === 'json') { process.stdout.write(`${JSON.stringify(s, null, 2)}\n`); return 0; }
+  const st = s as { host: string; revision: number; connected: boolean; updated: string; tunnels: { peer: string; port: string; bfdState: string }[]; endpoints: { port: string; network: string; ip: string; mac: string }[]; mtu: Record<string, number> };
+  const lines = [`${st.host}: revision ${st.revision}, coordinator ${st.connected ? 'connected' : 'NOT connected'}, updated ${st.updated}`,
+    `mtu: ${Object.entries(st.mtu).map(([n, m]) => `${n}=${m}`).join(' ')}`,
+    ...st.tunnels.map((t) => `tunnel ${t.port} -> ${t.peer}: bfd ${t.bfdState || 'unknown'}`),
+    ...st.endpoints.map((e) => `port ${e.port} ${e.network} ${e.ip} ${e.mac}`)];
+  process.stdout.write(`${lines.join('\n')}\n`);
+  return 0;
+}
+
+async function run(argv: string[]): Promise<number> {
+  const opts = Object.fromEntries(Object.keys(AGENT_KEYS).map((k) => [k, { type: 'string' as const }]));
+  const { values, positionals } = parse(argv, opts, false);
+  if (values.help) { process.stdout.write(HELP); return 0; }
+  void positionals;
+  if (process.getuid?.() !== 0) throw new UsageError('gremesh-agent run needs root (OVS, network namespaces)');
+  const cfg = resolveAgentConfig(process.env, values);
+  const log = createLogger('agent', cfg.logLevel).child({ host: cfg.name });
+  fs.mkdirSync(cfg.stateDir, { recursive: true, mode: 0o700 });
+  const run = createRunner({ timeoutMs: 30_000, log: log.child({ part: 'exec' }) });
+  const links = new IpLinkDriver(run);
+  let underlayIp = cfg.underlayIp;
+  if (!underlayIp) {
+    underlayIp = (await links.sourceFor(cfg.coordinator.replace(/:\d+$/, ''))) ?? '';
+    if (!underlayIp) throw new Error(`cannot find a local address that reaches ${cfg.coordinator}; pass --underlay-ip`);
+  }
+  // the underlay device, its address and gateway routes, remembered across restarts
+  const ufile = `${cfg.stateDir}/underlay.json`;
+  const found = await links.underlayOf(underlayIp);
+  let underlay: (UnderlayKeeper & { mtu: number }) | undefined = found ? { dev: found.dev, cidr: found.cidr, routes: found.routes, mtu: found.mtu } : readJson(ufile);
+  if (found && found.routes.length === 0) underlay = { ...found, routes: readJson<UnderlayKeeper>(ufile)?.routes ?? [] };
+  if (underlay) writeFileAtomic(ufile, JSON.stringify(underlay));
+  const underlayMtu = underlay?.mtu ?? 1500;
+  const ovs = new VsctlOvsDriver({ db: cfg.ovsDb, run, log: log.child({ part: 'ovs' }) });
+  let client: CoordinatorClient | undefined;
+  const onPass = (r: PassResult) => {
+    writeFileAtomic(`${cfg.stateDir}/status.json`, JSON.stringify({
+      host: cfg.name, revision: r.revision, connected: client?.connected ?? false, updated: new Date().toISOString(), underlayIp,
+      mtu: r.desired.mtu, tunnels: r.tunnels, endpoints: r.locals, lastPassMs: r.ms, flows: r.flows,
+    }, null, 2));
+  };
+  const reconciler = new Reconciler({
+    ovs, links, log: log.child({ part: 'reconcile' }), onPass,
+    params: { bridge: cfg.bridge, datapath: cfg.datapath, underlayMtu },
+    resyncMs: cfg.resyncS * 1000, probeMs: 1000,
+    // userspace datapath: the underlay address sits on an OVS internal port, which
+    // vanishes with ovs-vswitchd; put it back when it reappears
+    underlay: cfg.datapath === 'netdev' ? underlay : undefined,
+    restoreUnderlay: async (u, o) => {
+      if (o.interfaces.some((i) => i.name === u.dev && i.type === 'internal' && i.ofport > 0)) await links.ensureUnderlay(u.dev, u.cidr, u.routes);
+    },
+  });
+  client = new CoordinatorClient({
+    coordinator: cfg.coordinator, name: cfg.name, token: cfg.joinToken, underlayIp, stateDir: cfg.stateDir, version: AGENT_VERSION,
+    log: log.child({ part: 'coordinator' }), onSnapshot: (s) => reconciler.setSnapshot(s),
+  });
+  const cached = client.cached();
+  if (cached) {
+    log.info({ revision: cached.revision, peers: cached.peers.length }, 'starting from the cached desired state');
+    reconciler.setSnapshot(cached);
+  }
+  reconciler.start();
+  client.start();
+  const reporter = setInterval(() => {
+    const r = reconciler.lastPass;
+    if (!r) return;
+    client!.report({
+      tunnels: r.tunnels,
+      endpoints: r.locals.map((l) => ({ network: l.network, host: cfg.name, mac: l.mac, ip: l.ip, containerId: l.containerId })),
+      attachErrors: [],
+    }).catch((e: Error) => log.debug({ err: e.message }, 'status report failed'));
+  }, cfg.reportS * 1000);
+  log.info({ coordinator: cfg.coordinator, underlayIp, underlayMtu, bridge: cfg.bridge, datapath: cfg.datapath, version: AGENT_VERSION }, 'agent started');
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+  // a clean stop leaves the data plane as it is: traffic keeps flowing
+  clearInterval(reporter);
+  reconciler.stop();
+  client.stop();
+  log.info({}, 'agent stopped; the data plane stays as it is');
+  process.exit(0);
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (cmd === 'status') return status(rest);
+  if (cmd === 'run') return run(rest);
+  if (cmd === undefined || cmd.startsWith('-')) return run(argv);
+  throw new UsageError(`unknown command "${cmd}" (try --help)`);
+}
+
+runMain('gremesh-agent', main);

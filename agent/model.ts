@@ -1,0 +1,49 @@
+// The agent's view of the coordinator's desired state (after applying deltas), and
+// what it observes of OVS.
+
+export interface NetworkSpec { name: string; cidr: string; hostPrefixLen: number; greKey: number; mtu: number }
+export interface SliceSpec { network: string; cidr: string }
+export interface EndpointSpec { network: string; host: string; mac: string; ip: string; containerId: string }
+export interface PeerSpec { name: string; underlayIp: string; slices: SliceSpec[]; endpoints: EndpointSpec[] }
+
+export interface Snapshot {
+  revision: number;
+  host: string;
+  underlayIp: string;
+  networks: NetworkSpec[];
+  slices: SliceSpec[];
+  peers: PeerSpec[];
+}
+
+/** An OVS interface as observed (one row of the Interface table, with its bridge). */
+export interface OvsInterface {
+  name: string;
+  bridge: string | undefined;
+  type: string;
+  ofport: number;
+  options: Record<string, string>;
+  externalIds: Record<string, string>;
+  /** the Port row's external_ids */
+  portExternalIds: Record<string, string>;
+  bfdStatus: Record<string, string>;
+  macInUse: string;
+  mtu: number;
+  error: string;
+}
+
+export interface OvsBridge {
+  name: string;
+  datapathType: string;
+  failMode: string;
+  protocols: string[];
+  externalIds: Record<string, string>;
+}
+
+export interface OvsState { bridges: OvsBridge[]; interfaces: OvsInterface[] }
+
+/** A port carrying traffic of one network on this host: a container, or our gateway. */
+export interface LocalPort { port: string; network: string; ip: string; mac: string; gateway: boolean; containerId: string }
+
+export const OWNER_KEY = 'gremesh-owner';
+export const OWNER = 'agent';
+export const COOKIE = '0x67726d';

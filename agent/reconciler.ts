@@ -1,0 +1,148 @@
+// One reconcile loop: inputs only mark the state dirty; a pass recomputes the whole
+// desired plane from the snapshot, observes OVS, applies the difference in one
+// ovs-vsctl transaction and the flows in one OpenFlow bundle.
+import type { Logger } from '../common/log.js';
+import { computeDesired, computeFlows, diffOvs, localPorts, type AgentParams, type DesiredPlane } from './desired.js';
+import type { LinkDriver } from './link-driver.js';
+import type { LocalPort, OvsState, Snapshot } from './model.js';
+import type { OvsDriver } from './ovs-driver.js';
+
+export interface TunnelHealth { peer: string; remoteIp: string; port: string; bfdState: string; forwarding: boolean }
+
+export interface PassResult {
+  revision: number;
+  desired: DesiredPlane;
+  locals: LocalPort[];
+  tunnels: TunnelHealth[];
+  flows: number;
+  changedPorts: number;
+  flowsReplaced: boolean;
+  ms: number;
+}
+
+/** The underlay address and routes, restored on the netdev bridge port if OVS restarts. */
+export interface UnderlayKeeper { dev: string; cidr: string; routes: string[][] }
+
+export interface ReconcilerOptions {
+  ovs: OvsDriver;
+  links: LinkDriver;
+  params: AgentParams;
+  log: Logger;
+  resyncMs: number;
+  probeMs: number;
+  underlay?: UnderlayKeeper;
+  restoreUnderlay?: (u: UnderlayKeeper, o: OvsState) => Promise<void>;
+  onPass?: (r: PassResult) => void;
+}
+
+export class Reconciler {
+  private snapshot: Snapshot | undefined;
+  private dirty = false;
+  private running = false;
+  private timers: NodeJS.Timeout[] = [];
+  private stopMonitor: () => void = () => {};
+  private lastFlows = '';
+  private expectedFlows = -1;
+  private failures = 0;
+  private stopped = false;
+  lastPass: PassResult | undefined;
+  private waiters: (() => void)[] = [];
+
+  constructor(private readonly o: ReconcilerOptions) {}
+
+  setSnapshot(s: Snapshot): void { this.snapshot = s; this.markDirty('snapshot'); }
+
+  markDirty(_reason: string): void {
+    this.dirty = true;
+    if (!this.running && !this.stopped) void this.runPasses();
+  }
+
+  start(): void {
+    this.stopMonitor = this.o.ovs.monitor(() => this.markDirty('ovsdb'));
+    this.timers.push(setInterval(() => this.markDirty('resync'), this.o.resyncMs));
+    this.timers.push(setInterval(() => { void this.probe(); }, this.o.probeMs));
+    this.markDirty('start');
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.stopMonitor();
+    for (const t of this.timers) clearInterval(t);
+  }
+
+  /** resolves after the next completed pass */
+  nextPass(): Promise<void> { return new Promise((r) => this.waiters.push(r)); }
+
+  private async probe(): Promise<void> {
+    if (this.running || this.expectedFlows < 0) return;
+    const n = await this.o.ovs.flowCount(this.o.params.bridge);
+    if (n !== this.expectedFlows) {
+      this.o.log.warn({ have: n, want: this.expectedFlows }, 'flows drifted (ovs-vswitchd restarted?); repairing');
+      this.lastFlows = '';
+      this.markDirty('probe');
+    }
+  }
+
+  private async runPasses(): Promise<void> {
+    this.running = true;
+    try {
+      while (this.dirty && !this.stopped) {
+        this.dirty = false;
+        try {
+          const r = await this.pass();
+          this.failures = 0;
+          if (r) {
+            this.lastPass = r;
+            this.o.onPass?.(r);
+          }
+        } catch (e) {
+          this.failures++;
+          const wait = Math.min(5000, 100 * 2 ** Math.min(this.failures, 6));
+          this.o.log.warn({ err: (e as Error).message, retryMs: wait }, 'reconcile pass failed');
+          this.lastFlows = '';
+          setTimeout(() => this.markDirty('retry'), wait);
+        }
+        for (const w of this.waiters.splice(0)) w();
+      }
+    } finally {
+      this.running = false;
+    }
+  }
+
+  /** One pass. Does nothing until a snapshot (from the coordinator or the cache) is known. */
+  async pass(): Promise<PassResult | undefined> {
+    const s = this.snapshot;
+    if (!s) return undefined;
+    const t0 = performance.now();
+    const { ovs, params } = this.o;
+    const desired = computeDesired(s, params);
+    let observed = await ovs.observe();
+    if (this.o.underlay && this.o.restoreUnderlay) await this.o.restoreUnderlay(this.o.underlay, observed);
+    const cmds = diffOvs(desired, observed);
+    if (cmds.length) {
+      await ovs.transact(cmds);
+      observed = await ovs.observe();
+      this.o.log.info({ commands: cmds.length, revision: s.revision }, 'ovs ports updated');
+    }
+    for (const g of desired.gateways) await this.o.links.ensureAddress(g.port, `${g.ip}/${g.prefixLen}`, g.mtu);
+    const locals = localPorts(observed, params.bridge, desired);
+    const onBridge = observed.interfaces.filter((i) => i.bridge === params.bridge);
+    const present = new Set(onBridge.filter((i) => i.ofport > 0).map((i) => i.name));
+    const flows = computeFlows(s, desired, locals, present);
+    const text = flows.join('\n');
+    let flowsReplaced = false;
+    if (text !== this.lastFlows) {
+      await ovs.replaceFlows(params.bridge, flows);
+      if (this.lastFlows !== '') this.o.log.info({ flows: flows.length, revision: s.revision }, 'flows updated');
+      this.lastFlows = text;
+      flowsReplaced = true;
+    }
+    this.expectedFlows = flows.length;
+    const byPort = new Map(onBridge.map((i) => [i.name, i]));
+    const tunnels = desired.tunnels.map((t) => {
+      const i = byPort.get(t.port);
+      return { peer: t.peer, remoteIp: t.remoteIp, port: t.port, bfdState: i?.bfdStatus.state ?? '', forwarding: i?.bfdStatus.forwarding === 'true' };
+    });
+    return { revision: s.revision, desired, locals, tunnels, flows: flows.length, changedPorts: cmds.length, flowsReplaced, ms: Math.round(performance.now() - t0) };
+  }
+}

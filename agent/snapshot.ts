@@ -1,0 +1,23 @@
+// Pure: apply a Watch message (full snapshot or delta) to the cached snapshot.
+import type { Snapshot, PeerSpec } from './model.js';
+
+export interface WatchMessage {
+  revision: number; host: string; underlayIp: string; full: boolean; baseRevision: number;
+  networks: Snapshot['networks']; slices: Snapshot['slices']; peers: PeerSpec[]; removedPeers: string[];
+}
+
+/** The new snapshot, or 'resync' when a delta does not apply to what we hold. */
+export function applyWatchMessage(cur: Snapshot | undefined, m: WatchMessage): Snapshot | 'resync' {
+  const norm = (p: PeerSpec): PeerSpec => ({ name: p.name, underlayIp: p.underlayIp, slices: p.slices.map((s) => ({ network: s.network, cidr: s.cidr })), endpoints: p.endpoints.map((e) => ({ network: e.network, host: e.host, mac: e.mac, ip: e.ip, containerId: e.containerId })) });
+  const head = {
+    revision: m.revision, host: m.host, underlayIp: m.underlayIp,
+    networks: m.networks.map((n) => ({ name: n.name, cidr: n.cidr, hostPrefixLen: n.hostPrefixLen, greKey: n.greKey, mtu: n.mtu })),
+    slices: m.slices.map((s) => ({ network: s.network, cidr: s.cidr })),
+  };
+  if (m.full) return { ...head, peers: m.peers.map(norm).sort((a, b) => a.name.localeCompare(b.name)) };
+  if (!cur || cur.revision !== m.baseRevision) return 'resync';
+  const peers = new Map(cur.peers.map((p) => [p.name, p]));
+  for (const r of m.removedPeers) peers.delete(r);
+  for (const p of m.peers) peers.set(p.name, norm(p));
+  return { ...head, peers: [...peers.values()].sort((a, b) => a.name.localeCompare(b.name)) };
+}

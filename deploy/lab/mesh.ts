@@ -1,0 +1,87 @@
+// The gremesh control plane inside a lab: the coordinator in the "ctl" namespace,
+// hosts admitted with `coordctl join` and an agent per host started with the command
+// line that join prints (plus the lab host's OVS/Docker sockets). Used by the demo
+// and the end-to-end tests.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import { CTL_IP, hostPaths } from './plan.js';
+import { isOurs, requireState, spawnInNode, stopPids } from './lab.js';
+
+export const COORD_PORT = 7420;
+export const COORD_ADDR = `${CTL_IP}:${COORD_PORT}`;
+export const DEFAULT_CIDR = '198.18.64.0/18';
+const DIST = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const BINS = {
+  coordinator: `${DIST}/coordinator/main.js`,
+  coordctl: `${DIST}/coordinator/cli.js`,
+  agent: `${DIST}/agent/main.js`,
+};
+
+export function coordinatorDir(dir: string): string { return `${dir}/ctl/coordinator`; }
+export function agentStateDir(dir: string, host: string): string { return `${hostPaths(dir, host).root}/agent`; }
+export function agentLog(dir: string, host: string): string { return `${hostPaths(dir, host).root}/agent.log`; }
+
+async function waitFor(f: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await f())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Starts gremesh-coordinator in the ctl namespace; resolves when it listens. */
+export async function startCoordinator(dir: string, extra: string[] = []): Promise<number> {
+  const data = coordinatorDir(dir);
+  fs.mkdirSync(data, { recursive: true });
+  const log = `${dir}/ctl/coordinator.log`;
+  const before = fs.existsSync(log) ? fs.readFileSync(log, 'utf8').length : 0;
+  const pid = spawnInNode(dir, 'ctl', 'coordinator', ['node', BINS.coordinator, '--listen', COORD_ADDR, '--data-dir', data,
+    '--network-cidr', DEFAULT_CIDR, '--host-prefix-len', '24', '--down-after', '10s', ...extra], log);
+  await waitFor(() => fs.readFileSync(log, 'utf8').slice(before).includes('listening on'), 20_000, 'the coordinator to listen');
+  return pid;
+}
+
+export async function stopProcess(dir: string, node: string, what: string, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  const procs = requireState(dir).procs.filter((p) => p.node === node && p.what === what && isOurs(p));
+  for (const p of procs) process.kill(p.pid, signal);
+  await stopPids(procs.map((p) => p.pid), 10_000);
+}
+
+/** coordctl run inside the ctl namespace (where the coordinator listens). */
+export async function coordctl(dir: string, args: string[]): Promise<{ stdout: string; stderr: string; exitCode: number }> {
+  const s = requireState(dir);
+  const ctl = s.plan.nodes.find((n) => n.name === 'ctl')!;
+  const r = await execa('nsenter', [`--net=/run/netns/${ctl.ns}`, 'node', BINS.coordctl, '--coordinator', COORD_ADDR, ...args], { reject: false, timeout: 60_000 });
+  return { stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? ''), exitCode: r.exitCode ?? -1 };
+}
+
+/** `coordctl join HOST`: the agent argv it prints (after "gremesh-agent"). */
+export async function join(dir: string, host: string): Promise<string[]> {
+  const r = await coordctl(dir, ['join', host, '-o', 'json']);
+  if (r.exitCode !== 0) throw new Error(`coordctl join ${host}: ${r.stderr}`);
+  return (JSON.parse(r.stdout) as { command: string }).command.split(' ').slice(1);
+}
+
+/** Starts a host's agent with the join command line, pointed at the lab host's OVS and Docker. */
+export function startAgent(dir: string, host: string, joinArgs: string[], extra: string[] = []): number {
+  const p = hostPaths(dir, host);
+  return spawnInNode(dir, host, 'agent', ['node', BINS.agent, ...joinArgs, '--datapath', 'netdev', '--ovs-db', `unix:${p.dbSock}`,
+    '--docker', `unix://${p.dockerSock}`, '--state-dir', agentStateDir(dir, host), ...extra], agentLog(dir, host));
+}
+
+/** Join every host and start its agent; resolves when every agent has reported a pass. */
+export async function joinAll(dir: string, hosts: string[], extra: string[] = []): Promise<Record<string, string[]>> {
+  const args: Record<string, string[]> = {};
+  for (const h of hosts) args[h] = await join(dir, h);
+  for (const h of hosts) startAgent(dir, h, args[h]!, extra);
+  await Promise.all(hosts.map((h) => waitFor(() => fs.existsSync(`${agentStateDir(dir, h)}/status.json`), 60_000, `the agent on ${h}`)));
+  return args;
+}
+
+export interface AgentStatusFile { revision: number; connected: boolean; tunnels: { peer: string; port: string; bfdState: string }[]; endpoints: { port: string; ip: string; mac: string; network: string }[]; mtu: Record<string, number> }
+
+export function agentStatus(dir: string, host: string): AgentStatusFile | undefined {
+  try { return JSON.parse(fs.readFileSync(`${agentStateDir(dir, host)}/status.json`, 'utf8')) as AgentStatusFile; } catch { return undefined; }
+}
