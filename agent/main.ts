@@ -75,7 +75,9 @@ async function run(argv: string[]): Promise<number> {
   const underlayMtu = underlay?.mtu ?? 1500;
   const ovs = new VsctlOvsDriver({ db: cfg.ovsDb, run, log: log.child({ part: 'ovs' }) });
   let client: CoordinatorClient | undefined;
+  const onPassHooks: ((r: PassResult) => void)[] = [];
   const onPass = (r: PassResult) => {
+    for (const h of onPassHooks) h(r);
     writeFileAtomic(`${cfg.stateDir}/status.json`, JSON.stringify({
       host: cfg.name, revision: r.revision, connected: client?.connected ?? false, updated: new Date().toISOString(), underlayIp,
       mtu: r.desired.mtu, tunnels: r.tunnels, endpoints: r.locals, lastPassMs: r.ms, flows: r.flows,
@@ -103,15 +105,22 @@ async function run(argv: string[]): Promise<number> {
   }
   reconciler.start();
   client.start();
-  const reporter = setInterval(() => {
+  // status to the coordinator: at once when this host's endpoints change (peers
+  // pre-install forwarding from them), and every --report seconds for tunnel health
+  let lastEndpoints = '';
+  const report = () => {
     const r = reconciler.lastPass;
     if (!r) return;
-    client!.report({
-      tunnels: r.tunnels,
-      endpoints: r.locals.map((l) => ({ network: l.network, host: cfg.name, mac: l.mac, ip: l.ip, containerId: l.containerId })),
-      attachErrors: [],
-    }).catch((e: Error) => log.debug({ err: e.message }, 'status report failed'));
-  }, cfg.reportS * 1000);
+    const endpoints = r.locals.map((l) => ({ network: l.network, host: cfg.name, mac: l.mac, ip: l.ip, containerId: l.containerId }));
+    lastEndpoints = JSON.stringify(endpoints);
+    client!.report({ tunnels: r.tunnels, endpoints, attachErrors: [] })
+      .catch((e: Error) => log.debug({ err: e.message }, 'status report failed'));
+  };
+  const reporter = setInterval(report, cfg.reportS * 1000);
+  onPassHooks.push((r) => {
+    const eps = JSON.stringify(r.locals.map((l) => ({ network: l.network, host: cfg.name, mac: l.mac, ip: l.ip, containerId: l.containerId })));
+    if (eps !== lastEndpoints) report();
+  });
   log.info({ coordinator: cfg.coordinator, underlayIp, underlayMtu, bridge: cfg.bridge, datapath: cfg.datapath, version: AGENT_VERSION }, 'agent started');
   await new Promise<void>((resolve) => {
     const stop = () => resolve();

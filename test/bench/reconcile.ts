@@ -1,0 +1,70 @@
+// Benchmark: one reconcile pass against a real ovs-vswitchd (userspace datapath) with
+// 32 peers and 200 endpoints (50 local ports on the bridge, 150 remote ones from
+// peers): the first pass (builds everything), a pass with nothing to do, and a pass
+// after one peer joined or left.
+// Usage: node dist/test/bench/reconcile.js [--repeat 20]
+import * as fs from 'node:fs';
+import { parseArgs } from 'node:util';
+import { BIN, cli, tempDir } from '../helpers/cli.js';
+import { readState } from '../../deploy/lab/lab.js';
+import { hostPaths } from '../../deploy/lab/plan.js';
+import { createRunner } from '../../common/exec.js';
+import { silentLogger } from '../../common/log.js';
+import { VsctlOvsDriver } from '../../agent/ovs-driver.js';
+import { IpLinkDriver } from '../../agent/link-driver.js';
+import { Reconciler } from '../../agent/reconciler.js';
+import type { Snapshot } from '../../agent/model.js';
+import { formatIp, macFromIp, parseIp } from '../../common/ipv4.js';
+import { summarize } from './stats.js';
+
+const { values } = parseArgs({ options: { repeat: { type: 'string', default: '20' } } });
+const repeat = Number(values.repeat);
+const dir = tempDir('gmr');
+const up = await cli(BIN.lab, ['up', '--hosts', '1', '--dir', dir], {}, 600_000);
+if (up.exitCode !== 0) throw new Error(up.stderr);
+const node = readState(dir)!.plan.nodes.find((n) => n.name === 'h1')!;
+const run = createRunner({ prefix: ['nsenter', `--net=/run/netns/${node.ns}`] });
+const ovs = new VsctlOvsDriver({ db: `unix:${hostPaths(dir, 'h1').dbSock}`, run, log: silentLogger });
+const PEERS = 32;
+const snap = (peers: number): Snapshot => ({
+  revision: peers, host: 'h1', underlayIp: '198.18.0.11',
+  networks: [{ name: 'default', cidr: '198.18.64.0/18', hostPrefixLen: 24, greKey: 1, mtu: 0 }],
+  slices: [{ network: 'default', cidr: '198.18.64.0/24' }],
+  peers: Array.from({ length: peers }, (_, i) => ({
+    name: `p${i}`, underlayIp: `198.18.1.${i + 1}`, slices: [{ network: 'default', cidr: `198.18.${65 + i}.0/24` }],
+    endpoints: Array.from({ length: i < 22 ? 5 : 4 }, (_, j) => { const ip = parseIp(`198.18.${65 + i}.${10 + j}`)!; return { network: 'default', host: `p${i}`, mac: macFromIp(ip), ip: formatIp(ip), containerId: '' }; }),
+  })),
+});
+try {
+  // 50 local ports, as the Docker attachment makes them (internal ports stand in for veths)
+  const cmds: string[][] = [['--may-exist', 'add-br', 'gremesh0'], ['set', 'Bridge', 'gremesh0', 'datapath_type=netdev']];
+  for (let i = 0; i < 50; i++) {
+    const ip = `198.18.64.${10 + i}`;
+    cmds.push(['add-port', 'gremesh0', `lp${i}`], ['set', 'Interface', `lp${i}`, 'type=internal', `external_ids:gremesh-network=default`, `external_ids:gremesh-ip=${ip}`, `external_ids:gremesh-mac=${macFromIp(parseIp(ip)!)}`]);
+  }
+  await ovs.transact(cmds);
+  const r = new Reconciler({ ovs, links: new IpLinkDriver(run), params: { bridge: 'gremesh0', datapath: 'netdev', underlayMtu: 1500 }, log: silentLogger, resyncMs: 3_600_000, probeMs: 3_600_000 });
+  const s0 = snap(PEERS);
+  const endpoints = s0.peers.reduce((a, p) => a + p.endpoints.length, 0) + 50;
+  r.setSnapshot(s0);
+  await r.nextPass();
+  const first = r.lastPass!;
+  console.log(`first pass (bridge, ${PEERS} GRE ports with BFD, gateway, ${first.flows} flows; ${endpoints} endpoints): ${first.ms} ms`);
+  const steady: number[] = [];
+  for (let i = 0; i < repeat; i++) { const p = (await r.pass())!; steady.push(p.ms); }
+  const change: number[] = [];
+  for (let i = 0; i < repeat; i++) {
+    r.setSnapshot(snap(i % 2 === 0 ? PEERS - 1 : PEERS));
+    await r.nextPass();
+    change.push(r.lastPass!.ms);
+  }
+  const ss = summarize(steady);
+  const sc = summarize(change);
+  console.log(`pass with nothing to do: p50=${ss.p50} ms p99=${ss.p99} ms (n=${repeat})`);
+  console.log(`pass after one peer left/joined: p50=${sc.p50} ms p99=${sc.p99} ms (n=${repeat})`);
+  r.stop();
+  if (process.env.GREMESH_BENCH_JSON) fs.writeFileSync(process.env.GREMESH_BENCH_JSON, JSON.stringify({ peers: PEERS, endpoints, firstMs: first.ms, flows: first.flows, steady: ss, change: sc }, null, 2));
+} finally {
+  await cli(BIN.lab, ['down', '--dir', dir], {}, 600_000);
+  fs.rmSync(dir, { recursive: true, force: true });
+}
