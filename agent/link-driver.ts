@@ -12,6 +12,16 @@ export interface LinkDriver {
   underlayOf(ip: string): Promise<{ dev: string; cidr: string; mtu: number; routes: string[][] } | undefined>;
   /** make sure dev is up with cidr and these routes (argv tails of `ip route replace`) */
   ensureUnderlay(dev: string, cidr: string, routes: string[][]): Promise<void>;
+  /**
+   * A veth pair: hostIf stays here (up, TX checksum offload off), the peer goes into the
+   * network namespace of process pid as iface, with MAC, MTU, address and default route.
+   */
+  plugContainer(pid: number, hostIf: string, c: { iface: string; mac: string; mtu: number; cidr: string; gateway: string | undefined; txOff: boolean }): Promise<void>;
+  /** delete a link; a missing one is fine */
+  deleteLink(name: string): Promise<void>;
+  linkExists(name: string): Promise<boolean>;
+  /** set an IPv4 sysctl of this namespace (net.ipv4.*) */
+  sysctl(key: string, value: string): Promise<void>;
 }
 
 interface IpAddrJson { ifname: string; mtu: number; operstate?: string; flags?: string[]; addr_info: { family: string; local: string; prefixlen: number; scope: string }[] }
@@ -53,6 +63,36 @@ export class IpLinkDriver implements LinkDriver {
     if (!(link.flags ?? []).includes('UP')) await this.run(['ip', 'link', 'set', 'dev', dev, 'up']);
     if (!link.addr_info.some((a) => `${a.local}/${a.prefixlen}` === cidr)) await this.run(['ip', 'addr', 'replace', cidr, 'dev', dev]);
     for (const r of routes) await this.run(['ip', 'route', 'replace', ...r]);
+  }
+
+  async plugContainer(pid: number, hostIf: string, c: { iface: string; mac: string; mtu: number; cidr: string; gateway: string | undefined; txOff: boolean }): Promise<void> {
+    const peer = `gp${hostIf.slice(2)}`;
+    await this.deleteLink(hostIf); // a leftover from a crash halfway
+    await this.run(['ip', 'link', 'add', hostIf, 'mtu', String(c.mtu), 'type', 'veth', 'peer', 'name', peer, 'mtu', String(c.mtu), 'netns', String(pid)]);
+    try {
+      const batch = [`link set ${peer} name ${c.iface}`, `link set ${c.iface} address ${c.mac} mtu ${c.mtu}`, `addr add ${c.cidr} dev ${c.iface}`,
+        `link set ${c.iface} up`, ...(c.gateway ? [`route add default via ${c.gateway} dev ${c.iface}`] : [])];
+      await this.run(['nsenter', '-t', String(pid), '-n', 'ip', '-batch', '-'], { input: `${batch.join('\n')}\n` });
+      if (c.txOff) await this.run(['nsenter', '-t', String(pid), '-n', 'ethtool', '-K', c.iface, 'tx', 'off']);
+      if (c.txOff) await this.run(['ethtool', '-K', hostIf, 'tx', 'off']);
+      await this.run(['ip', 'link', 'set', hostIf, 'up']);
+    } catch (e) {
+      await this.deleteLink(hostIf);
+      throw e;
+    }
+  }
+
+  async deleteLink(name: string): Promise<void> {
+    await this.run(['ip', 'link', 'del', name], { okCodes: [1] });
+  }
+
+  async linkExists(name: string): Promise<boolean> {
+    const r = await this.run(['ip', '-j', 'link', 'show', 'dev', name], { okCodes: [1] });
+    return r.exitCode === 0;
+  }
+
+  async sysctl(key: string, value: string): Promise<void> {
+    await this.run(['sysctl', '-qw', `${key}=${value}`]);
   }
 
   async sourceFor(dst: string): Promise<string | undefined> {

@@ -11,12 +11,26 @@ import { IpLinkDriver } from './link-driver.js';
 import { VsctlOvsDriver } from './ovs-driver.js';
 import { Reconciler, type PassResult, type UnderlayKeeper } from './reconciler.js';
 import { AGENT_VERSION } from './version.js';
+import { ContainerReconciler } from './containers.js';
+import { DockerRuntime, dockerFromSocket } from './container-runtime.js';
+import { FileIpam } from './ipam.js';
+import { callControl, controlSocket, serveControl } from './control.js';
+import type { AttachRequest } from './attachment.js';
+import type { Snapshot } from './model.js';
 
 const HELP = `gremesh-agent: keeps this host's gremesh data plane in step with the coordinator (root)
 
 Usage:
   gremesh-agent [run] --coordinator ADDR:PORT --name NAME [--join-token TOKEN] [flags]
   gremesh-agent status [--state-dir DIR] [-o table|json]
+  gremesh-agent attach CONTAINER --network NAME [--ip IP] [--mac MAC] [--mtu N]
+                       [--gateway IP|none] [--iface NAME] [--state-dir DIR]
+  gremesh-agent detach CONTAINER [--state-dir DIR]
+
+attach/detach ask the running agent (through STATE_DIR/agent.sock) to plug a container
+that has no gremesh.network label, as "ovs-docker add-port/del-port" would. Containers
+labelled gremesh.network=NAME (and gremesh.ip, .mac, .mtu, .gateway, .iface) and run
+with --net=none are attached automatically.
 
 Flags (env GREMESH_<FLAG> works too):
   --coordinator ADDR:PORT   the coordinator (required)
@@ -45,7 +59,8 @@ async function status(argv: string[]): Promise<number> {
   const lines = [`${st.host}: revision ${st.revision}, coordinator ${st.connected ? 'connected' : 'NOT connected'}, updated ${st.updated}`,
     `mtu: ${Object.entries(st.mtu).map(([n, m]) => `${n}=${m}`).join(' ')}`,
     ...st.tunnels.map((t) => `tunnel ${t.port} -> ${t.peer}: bfd ${t.bfdState || 'unknown'}`),
-    ...st.endpoints.map((e) => `port ${e.port} ${e.network} ${e.ip} ${e.mac}`)];
+    ...st.endpoints.map((e) => `port ${e.port} ${e.network} ${e.ip} ${e.mac}`),
+    ...((s as { attachErrors?: { container: string; reason: string }[] }).attachErrors ?? []).map((e) => `attach error: ${e.container}: ${e.reason}`)];
   process.stdout.write(`${lines.join('\n')}\n`);
   return 0;
 }
@@ -75,12 +90,15 @@ async function run(argv: string[]): Promise<number> {
   const underlayMtu = underlay?.mtu ?? 1500;
   const ovs = new VsctlOvsDriver({ db: cfg.ovsDb, run, log: log.child({ part: 'ovs' }) });
   let client: CoordinatorClient | undefined;
+  let containers: ContainerReconciler | undefined;
+  let current: Snapshot | undefined;
   const onPassHooks: ((r: PassResult) => void)[] = [];
   const onPass = (r: PassResult) => {
     for (const h of onPassHooks) h(r);
     writeFileAtomic(`${cfg.stateDir}/status.json`, JSON.stringify({
       host: cfg.name, revision: r.revision, connected: client?.connected ?? false, updated: new Date().toISOString(), underlayIp,
       mtu: r.desired.mtu, tunnels: r.tunnels, endpoints: r.locals, lastPassMs: r.ms, flows: r.flows,
+      attachErrors: containers?.errors ?? [],
     }, null, 2));
   };
   const reconciler = new Reconciler({
@@ -93,18 +111,39 @@ async function run(argv: string[]): Promise<number> {
     restoreUnderlay: async (u, o) => {
       if (o.interfaces.some((i) => i.name === u.dev && i.type === 'internal' && i.ofport > 0)) await links.ensureUnderlay(u.dev, u.cidr, u.routes);
     },
+    applyNat: async (ruleset) => {
+      await links.sysctl('net.ipv4.ip_forward', '1');
+      await run(['nft', '-f', '-'], { input: ruleset });
+    },
   });
+  containers = new ContainerReconciler({
+    runtime: new DockerRuntime(dockerFromSocket(cfg.docker), log.child({ part: 'docker' })),
+    links, ovs, ipam: new FileIpam(`${cfg.stateDir}/ipam.json`), bridge: cfg.bridge, underlayMtu,
+    txOff: cfg.datapath === 'netdev', stateDir: cfg.stateDir, snapshot: () => current,
+    onChange: () => reconciler.markDirty('containers'), log: log.child({ part: 'containers' }),
+  });
+  const setSnapshot = (s: Snapshot) => {
+    const first = !current;
+    current = s;
+    reconciler.setSnapshot(s);
+    if (first) containers!.markDirty();
+  };
   client = new CoordinatorClient({
     coordinator: cfg.coordinator, name: cfg.name, token: cfg.joinToken, underlayIp, stateDir: cfg.stateDir, version: AGENT_VERSION,
-    log: log.child({ part: 'coordinator' }), onSnapshot: (s) => reconciler.setSnapshot(s),
+    log: log.child({ part: 'coordinator' }), onSnapshot: setSnapshot,
   });
   const cached = client.cached();
   if (cached) {
     log.info({ revision: cached.revision, peers: cached.peers.length }, 'starting from the cached desired state');
-    reconciler.setSnapshot(cached);
+    setSnapshot(cached);
   }
   reconciler.start();
   client.start();
+  containers.start(cfg.resyncS * 1000);
+  const control = serveControl(controlSocket(cfg.stateDir), {
+    'POST /attach': async (b) => containers!.attachByHand(String(b.container ?? ''), b.request as AttachRequest),
+    'POST /detach': async (b) => { await containers!.detachByHand(String(b.container ?? '')); return { detached: b.container }; },
+  });
   // status to the coordinator: at once when this host's endpoints change (peers
   // pre-install forwarding from them), and every --report seconds for tunnel health
   let lastEndpoints = '';
@@ -113,7 +152,7 @@ async function run(argv: string[]): Promise<number> {
     if (!r) return;
     const endpoints = r.locals.map((l) => ({ network: l.network, host: cfg.name, mac: l.mac, ip: l.ip, containerId: l.containerId }));
     lastEndpoints = JSON.stringify(endpoints);
-    client!.report({ tunnels: r.tunnels, endpoints, attachErrors: [] })
+    client!.report({ tunnels: r.tunnels, endpoints, attachErrors: containers!.errors })
       .catch((e: Error) => log.debug({ err: e.message }, 'status report failed'));
   };
   const reporter = setInterval(report, cfg.reportS * 1000);
@@ -129,15 +168,41 @@ async function run(argv: string[]): Promise<number> {
   });
   // a clean stop leaves the data plane as it is: traffic keeps flowing
   clearInterval(reporter);
+  control.close();
+  containers.stop();
   reconciler.stop();
   client.stop();
   log.info({}, 'agent stopped; the data plane stays as it is');
   process.exit(0);
 }
 
+async function attachCmd(argv: string[], detach: boolean): Promise<number> {
+  const { values, positionals } = parse(argv, {
+    'state-dir': { type: 'string' }, network: { type: 'string' }, ip: { type: 'string' }, mac: { type: 'string' },
+    mtu: { type: 'string' }, gateway: { type: 'string' }, iface: { type: 'string' }, output: { type: 'string', short: 'o' },
+  });
+  if (values.help) { process.stdout.write(HELP); return 0; }
+  if (positionals.length !== 1) throw new UsageError(detach ? 'usage: gremesh-agent detach CONTAINER' : 'usage: gremesh-agent attach CONTAINER --network NAME [--ip IP] [--mac MAC] [--mtu N] [--gateway IP|none] [--iface NAME]');
+  const sock = controlSocket((values['state-dir'] as string | undefined) ?? process.env.GREMESH_STATE_DIR ?? '/var/lib/gremesh-agent');
+  const container = positionals[0]!;
+  if (detach) {
+    await callControl(sock, 'POST', '/detach', { container });
+    process.stdout.write(`${container} detached\n`);
+    return 0;
+  }
+  if (!values.network) throw new UsageError('attach needs --network NAME');
+  const request: AttachRequest = { network: values.network as string };
+  for (const k of ['ip', 'mac', 'mtu', 'gateway', 'iface'] as const) if (values[k] !== undefined) request[k] = values[k] as string;
+  const r = await callControl(sock, 'POST', '/attach', { container, request }) as { ip: string; mac: string; port: string };
+  process.stdout.write(values.output === 'json' ? `${JSON.stringify(r)}\n` : `${container} attached: ${r.ip} ${r.mac} (port ${r.port})\n`);
+  return 0;
+}
+
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   if (cmd === 'status') return status(rest);
+  if (cmd === 'attach') return attachCmd(rest, false);
+  if (cmd === 'detach') return attachCmd(rest, true);
   if (cmd === 'run') return run(rest);
   if (cmd === undefined || cmd.startsWith('-')) return run(argv);
   throw new UsageError(`unknown command "${cmd}" (try --help)`);

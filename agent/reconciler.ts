@@ -6,6 +6,7 @@ import { computeDesired, computeFlows, diffOvs, localPorts, type AgentParams, ty
 import type { LinkDriver } from './link-driver.js';
 import type { LocalPort, OvsState, Snapshot } from './model.js';
 import type { OvsDriver } from './ovs-driver.js';
+import { computeNftRuleset } from './nat.js';
 
 export interface TunnelHealth { peer: string; remoteIp: string; port: string; bfdState: string; forwarding: boolean }
 
@@ -33,6 +34,8 @@ export interface ReconcilerOptions {
   underlay?: UnderlayKeeper;
   restoreUnderlay?: (u: UnderlayKeeper, o: OvsState) => Promise<void>;
   onPass?: (r: PassResult) => void;
+  /** the gateways' NAT ruleset (nftables), applied when it changes */
+  applyNat?: (ruleset: string) => Promise<void>;
 }
 
 export class Reconciler {
@@ -42,6 +45,7 @@ export class Reconciler {
   private timers: NodeJS.Timeout[] = [];
   private stopMonitor: () => void = () => {};
   private lastFlows = '';
+  private lastNat = '';
   private expectedFlows = -1;
   private failures = 0;
   private stopped = false;
@@ -100,6 +104,7 @@ export class Reconciler {
           const wait = Math.min(5000, 100 * 2 ** Math.min(this.failures, 6));
           this.o.log.warn({ err: (e as Error).message, retryMs: wait }, 'reconcile pass failed');
           this.lastFlows = '';
+          this.lastNat = '';
           setTimeout(() => this.markDirty('retry'), wait);
         }
         for (const w of this.waiters.splice(0)) w();
@@ -125,6 +130,14 @@ export class Reconciler {
       this.o.log.info({ commands: cmds.length, revision: s.revision }, 'ovs ports updated');
     }
     for (const g of desired.gateways) await this.o.links.ensureAddress(g.port, `${g.ip}/${g.prefixLen}`, g.mtu);
+    if (this.o.applyNat) {
+      const cidrOf = new Map(s.networks.map((n) => [n.name, n.cidr]));
+      const ruleset = computeNftRuleset(desired.gateways.map((g) => ({ ...g, networkCidr: cidrOf.get(g.network)! })));
+      if (ruleset !== this.lastNat) {
+        await this.o.applyNat(ruleset);
+        this.lastNat = ruleset;
+      }
+    }
     const locals = localPorts(observed, params.bridge, desired);
     const onBridge = observed.interfaces.filter((i) => i.bridge === params.bridge);
     const present = new Set(onBridge.filter((i) => i.ofport > 0).map((i) => i.name));

@@ -48,6 +48,7 @@ export const REQUIRED_TOOLS: Record<string, string> = {
   'ovs-vsctl': 'openvswitch-switch',
   dockerd: 'docker.io',
   busybox: 'busybox-static',
+  nft: 'nftables',
 };
 
 const VSWITCH_SCHEMA_PATHS = ['/usr/share/openvswitch/vswitch.ovsschema'];
@@ -326,6 +327,11 @@ async function buildHost(state: LabState, run: Runner, step: Progress, node: Lab
   const mac = (JSON.parse((await inNs(['ip', '-j', 'link', 'show', UNDERLAY_IFACE])).stdout) as { address: string }[])[0]!.address;
   await inNs(['ovs-vsctl', '--may-exist', 'add-br', PHYS_BRIDGE, '--', 'set', 'bridge', PHYS_BRIDGE, 'datapath_type=netdev',
     `other_config:hwaddr="${mac}"`, '--', '--may-exist', 'add-port', PHYS_BRIDGE, UNDERLAY_IFACE]);
+  // The underlay NIC belongs to OVS (read through a packet socket), but the kernel sees
+  // its frames too: it would answer GRE with "protocol unreachable" and, once the host
+  // forwards, route (and de-NAT) packets meant for br-phy a second time. Packet sockets
+  // get their copy before ingress, so dropping at ingress leaves OVS's copy alone.
+  await inNs(['nft', '-f', '-'], { input: `table netdev gremesh_lab {\n  chain underlay_owned_by_ovs {\n    type filter hook ingress device ${UNDERLAY_IFACE} priority 0; policy drop;\n  }\n}\n` });
   await inNs(['ip', 'addr', 'add', `${node.ip}/${UNDERLAY_PREFIX}`, 'dev', PHYS_BRIDGE]);
   await inNs(['ip', 'link', 'set', PHYS_BRIDGE, 'up']);
   await inNs(['ip', 'route', 'add', 'default', 'via', ROUTER_IP, 'dev', PHYS_BRIDGE]);

@@ -1,0 +1,92 @@
+// ContainerRuntime: what the agent needs of Docker. DockerRuntime talks to dockerd
+// through dockerode.
+import Docker from 'dockerode';
+import type { Logger } from '../common/log.js';
+import type { ContainerInfo } from './attachment.js';
+
+export interface ContainerRuntime {
+  /** running containers, with their network namespace's PID */
+  running(): Promise<ContainerInfo[]>;
+  /** ids of every container that exists (running or not) */
+  existing(): Promise<Set<string>>;
+  /** one container by id or name; undefined if none */
+  find(ref: string): Promise<(ContainerInfo & { running: boolean }) | undefined>;
+  /** call onEvent on container start/die/destroy; reconnects; returns stop */
+  watch(onEvent: (kind: string, id: string) => void): () => void;
+}
+
+export function dockerFromSocket(sock: string): Docker {
+  const m = /^unix:\/\/(.*)$/.exec(sock);
+  if (m) return new Docker({ socketPath: m[1] });
+  const t = /^tcp:\/\/([^:]+):(\d+)$/.exec(sock);
+  if (t) return new Docker({ host: t[1], port: Number(t[2]) });
+  throw new Error(`--docker must be unix:///PATH or tcp://HOST:PORT, got "${sock}"`);
+}
+
+export class DockerRuntime implements ContainerRuntime {
+  constructor(private readonly docker: Docker, private readonly log: Logger) {}
+
+  async running(): Promise<ContainerInfo[]> {
+    const list = await this.docker.listContainers({ filters: { status: ['running'] } });
+    const out: ContainerInfo[] = [];
+    for (const c of list) {
+      const i = await this.find(c.Id);
+      if (i?.running && i.pid > 0) out.push(i);
+    }
+    return out;
+  }
+
+  async existing(): Promise<Set<string>> {
+    const list = await this.docker.listContainers({ all: true });
+    return new Set(list.map((c) => c.Id));
+  }
+
+  async find(ref: string): Promise<(ContainerInfo & { running: boolean }) | undefined> {
+    try {
+      const i = await this.docker.getContainer(ref).inspect();
+      return {
+        id: i.Id, name: i.Name.replace(/^\//, ''), pid: i.State.Pid, running: i.State.Running,
+        networkMode: i.HostConfig.NetworkMode ?? '', labels: i.Config.Labels ?? {},
+      };
+    } catch (e) {
+      if ((e as { statusCode?: number }).statusCode === 404) return undefined;
+      throw e;
+    }
+  }
+
+  watch(onEvent: (kind: string, id: string) => void): () => void {
+    let stopped = false;
+    let stream: NodeJS.ReadableStream | undefined;
+    let backoff = 200;
+    const start = () => {
+      if (stopped) return;
+      this.docker.getEvents({ filters: { type: ['container'], event: ['start', 'die', 'destroy'] } }).then((s) => {
+        stream = s;
+        backoff = 200;
+        onEvent('reconnect', '');
+        let buf = '';
+        s.on('data', (d: Buffer) => {
+          buf += d.toString();
+          let nl;
+          while ((nl = buf.indexOf('\n')) >= 0) {
+            const line = buf.slice(0, nl);
+            buf = buf.slice(nl + 1);
+            try {
+              const e = JSON.parse(line) as { Action?: string; status?: string; id?: string; Actor?: { ID?: string } };
+              onEvent(e.Action ?? e.status ?? '', e.Actor?.ID ?? e.id ?? '');
+            } catch { /* partial line */ }
+          }
+        });
+        const again = () => { if (!stopped) { setTimeout(start, backoff); backoff = Math.min(backoff * 2, 5000); } };
+        s.on('end', again);
+        s.on('error', again);
+      }, (e: Error) => {
+        this.log.warn({ err: e.message, retryMs: backoff }, 'docker events unavailable');
+        setTimeout(start, backoff);
+        backoff = Math.min(backoff * 2, 5000);
+      });
+    };
+    start();
+    return () => { stopped = true; (stream as unknown as { destroy?: () => void })?.destroy?.(); };
+  }
+}

@@ -1,0 +1,209 @@
+// The container side of the agent: a second reconcile loop. Desired: every running
+// container labelled gremesh.network=NAME (or attached by `gremesh-agent attach`)
+// has a veth into its namespace and a port on the bridge. Observed: the bridge's
+// ports that carry a container_id. Docker events only mark it dirty.
+import * as fs from 'node:fs';
+import type { Logger } from '../common/log.js';
+import { planAttachment, requestFromLabels, type AttachRequest, type AttachSpec, type ContainerInfo } from './attachment.js';
+import type { ContainerRuntime } from './container-runtime.js';
+import { bind, holders, release, type FileIpam } from './ipam.js';
+import type { LinkDriver } from './link-driver.js';
+import { OWNER, OWNER_KEY, type OvsInterface, type Snapshot } from './model.js';
+import type { OvsDriver } from './ovs-driver.js';
+import { readJson, writeFileAtomic } from './coordinator-client.js';
+
+export interface AttachError { container: string; reason: string }
+
+export interface ContainerReconcilerOptions {
+  runtime: ContainerRuntime;
+  links: LinkDriver;
+  ovs: OvsDriver;
+  ipam: FileIpam;
+  bridge: string;
+  underlayMtu: number;
+  txOff: boolean;
+  stateDir: string;
+  snapshot: () => Snapshot | undefined;
+  /** after ports changed: the network reconciler recomputes flows */
+  onChange: () => void;
+  log: Logger;
+}
+
+/** containers attached by hand (`gremesh-agent attach`), by container id */
+type ManualTable = Record<string, AttachRequest>;
+
+export class ContainerReconciler {
+  private dirty = false;
+  private running = false;
+  private stopEvents: () => void = () => {};
+  private timer: NodeJS.Timeout | undefined;
+  errors: AttachError[] = [];
+  private waiters: (() => void)[] = [];
+  private loggedErrors = new Map<string, string>();
+
+  constructor(private readonly o: ContainerReconcilerOptions) {}
+
+  private get manualFile(): string { return `${this.o.stateDir}/attachments.json`; }
+  manual(): ManualTable { return readJson<ManualTable>(this.manualFile) ?? {}; }
+  private saveManual(m: ManualTable): void { writeFileAtomic(this.manualFile, JSON.stringify(m, null, 1)); }
+
+  start(resyncMs: number): void {
+    this.stopEvents = this.o.runtime.watch(() => this.markDirty());
+    this.timer = setInterval(() => this.markDirty(), resyncMs);
+    this.markDirty();
+  }
+
+  stop(): void { this.stopEvents(); if (this.timer) clearInterval(this.timer); }
+
+  markDirty(): void {
+    this.dirty = true;
+    if (!this.running) void this.loop();
+  }
+
+  /** resolves after the next completed pass */
+  nextPass(): Promise<void> { return new Promise((r) => this.waiters.push(r)); }
+
+  private async loop(): Promise<void> {
+    this.running = true;
+    try {
+      while (this.dirty) {
+        this.dirty = false;
+        try { await this.pass(); } catch (e) {
+          this.o.log.warn({ err: (e as Error).message }, 'container pass failed; retrying');
+          setTimeout(() => this.markDirty(), 1000);
+        }
+        for (const w of this.waiters.splice(0)) w();
+      }
+    } finally { this.running = false; }
+  }
+
+  private ports(all: OvsInterface[]): Map<string, OvsInterface> {
+    const m = new Map<string, OvsInterface>();
+    for (const i of all) if (i.bridge === this.o.bridge && i.externalIds.container_id && i.externalIds[OWNER_KEY] === OWNER) m.set(i.externalIds.container_id, i);
+    return m;
+  }
+
+  async pass(): Promise<void> {
+    const snap = this.o.snapshot();
+    if (!snap) return; // no slices known yet: nothing can be attached
+    const [running, observed] = await Promise.all([this.o.runtime.running(), this.o.ovs.observe()]);
+    const ports = this.ports(observed.interfaces);
+    const manual = this.manual();
+    const errors: AttachError[] = [];
+    const wanted = new Set<string>();
+    let changed = false;
+    for (const c of running) {
+      const req = manual[c.id] ?? requestFromLabels(c.labels);
+      if (!req) continue;
+      const plan = planAttachment(c, req, snap, this.o.ipam.table, this.o.underlayMtu);
+      if ('error' in plan) {
+        errors.push({ container: c.name, reason: plan.error });
+        if (this.loggedErrors.get(c.id) !== plan.error) this.o.log.warn({ container: c.name, reason: plan.error }, `container ${c.name} left unattached: ${plan.error}`);
+        this.loggedErrors.set(c.id, plan.error);
+        continue;
+      }
+      this.loggedErrors.delete(c.id);
+      wanted.add(c.id);
+      const port = ports.get(c.id);
+      const e = port?.externalIds;
+      const same = port && port.ofport > 0 && !port.error && e?.['gremesh-ip'] === plan.ip && e?.['gremesh-mac'] === plan.mac && e?.['gremesh-network'] === plan.network && e?.['gremesh-pid'] === String(c.pid);
+      if (same) continue;
+      try {
+        await this.attach(c, plan, port);
+        changed = true;
+      } catch (err) {
+        const reason = `attach failed: ${(err as Error).message}`;
+        errors.push({ container: c.name, reason });
+        this.o.log.warn({ container: c.name, reason }, `container ${c.name}: ${reason}`);
+      }
+    }
+    // ports of containers no longer running (or no longer wanted): port and veth go
+    for (const [id, port] of ports) {
+      if (wanted.has(id)) continue;
+      await this.unplug(port.name);
+      this.o.log.info({ container: id.slice(0, 12), port: port.name }, 'container detached');
+      changed = true;
+    }
+    // addresses of containers that no longer exist are released
+    const held = holders(this.o.ipam.table);
+    if (held.size) {
+      const exist = await this.o.runtime.existing();
+      let t = this.o.ipam.table;
+      for (const id of held) if (!exist.has(id)) t = release(t, id);
+      if (t !== this.o.ipam.table) this.o.ipam.save(t);
+      const m = this.manual();
+      const gone = Object.keys(m).filter((id) => !exist.has(id));
+      if (gone.length) { for (const id of gone) delete m[id]; this.saveManual(m); }
+    }
+    this.errors = errors;
+    if (changed) this.o.onChange();
+  }
+
+  private async attach(c: ContainerInfo, a: AttachSpec, old: OvsInterface | undefined): Promise<void> {
+    const t0 = performance.now();
+    if (old) await this.unplug(old.name);
+    // the address is bound before anything is plugged: never handed out twice
+    this.o.ipam.save(bind(this.o.ipam.table, a.network, a.ip, c.id));
+    await this.o.links.plugContainer(c.pid, a.hostIf, { iface: a.iface, mac: a.mac, mtu: a.mtu, cidr: `${a.ip}/${a.prefixLen}`, gateway: a.gateway, txOff: this.o.txOff });
+    try {
+      await this.o.ovs.transact([
+        ['--may-exist', 'add-port', this.o.bridge, a.hostIf],
+        ['set', 'Interface', a.hostIf, `external_ids:container_id=${c.id}`, `external_ids:gremesh-network=${a.network}`, `external_ids:gremesh-ip=${a.ip}`,
+          `external_ids:gremesh-mac="${a.mac}"`, `external_ids:gremesh-pid=${c.pid}`, `external_ids:${OWNER_KEY}=${OWNER}`, `external_ids:gremesh-container=${c.name}`],
+      ]);
+    } catch (e) {
+      await this.o.links.deleteLink(a.hostIf);
+      throw e;
+    }
+    this.o.log.info({ container: c.name, ip: a.ip, mac: a.mac, mtu: a.mtu, port: a.hostIf, ms: Math.round(performance.now() - t0) }, 'container attached');
+  }
+
+  private async unplug(port: string): Promise<void> {
+    await this.o.ovs.transact([['--if-exists', 'del-port', this.o.bridge, port]]);
+    await this.o.links.deleteLink(port);
+  }
+
+  /** `gremesh-agent attach`: remember the request, then reconcile. */
+  async attachByHand(ref: string, req: AttachRequest): Promise<{ ip: string; mac: string; port: string }> {
+    const c = await this.o.runtime.find(ref);
+    if (!c) throw new Error(`no container "${ref}"`);
+    if (!c.running) throw new Error(`container ${c.name} is not running`);
+    const snap = this.o.snapshot();
+    if (!snap) throw new Error('the agent has no desired state yet (coordinator not reached)');
+    const plan = planAttachment(c, req, snap, this.o.ipam.table, this.o.underlayMtu);
+    if ('error' in plan) throw new Error(plan.error);
+    const m = this.manual();
+    m[c.id] = req;
+    this.saveManual(m);
+    this.markDirty();
+    await this.nextPass();
+    const err = this.errors.find((e) => e.container === c.name);
+    if (err) throw new Error(err.reason);
+    return { ip: plan.ip, mac: plan.mac, port: plan.hostIf };
+  }
+
+  /** `gremesh-agent detach`: forget the request (labelled containers stay attached). */
+  async detachByHand(ref: string): Promise<void> {
+    const c = await this.o.runtime.find(ref);
+    const m = this.manual();
+    const id = c?.id ?? Object.keys(m).find((k) => k.startsWith(ref));
+    if (!id || !m[id]) {
+      if (c && requestFromLabels(c.labels)) throw new Error(`container ${c.name} is attached by its gremesh.network label; remove the container to detach it`);
+      throw new Error(`container "${ref}" was not attached with gremesh-agent attach`);
+    }
+    delete m[id];
+    this.saveManual(m);
+    this.o.ipam.save(release(this.o.ipam.table, id));
+    this.markDirty();
+    await this.nextPass();
+  }
+
+  /** addresses per container, for status */
+  addresses(): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const [net, ips] of Object.entries(this.o.ipam.table)) for (const [ip, id] of Object.entries(ips)) out[id] = `${net}:${ip}`;
+    return out;
+  }
+}
+
+export function ensureDir(d: string): void { fs.mkdirSync(d, { recursive: true }); }
