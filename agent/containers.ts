@@ -144,7 +144,7 @@ export class ContainerReconciler {
     if (old) await this.unplug(old.name);
     // the address is bound before anything is plugged: never handed out twice
     this.o.ipam.save(bind(this.o.ipam.table, a.network, a.ip, c.id));
-    await this.o.links.plugContainer(c.pid, a.hostIf, { iface: a.iface, mac: a.mac, mtu: a.mtu, cidr: `${a.ip}/${a.prefixLen}`, gateway: a.gateway, txOff: this.o.txOff });
+    await this.o.links.plugContainer(c.pid, a.hostIf, { iface: a.iface, mac: a.mac, mtu: a.mtu, cidr: `${a.ip}/${a.prefixLen}`, gateway: a.gateway, userspace: this.o.txOff });
     try {
       await this.o.ovs.transact([
         ['--may-exist', 'add-port', this.o.bridge, a.hostIf],

@@ -1,6 +1,6 @@
 // Pure: from the coordinator's snapshot and what OVS shows, the data plane this host
 // should have (bridge, tunnels, gateways, MTUs), and the OpenFlow pipeline.
-import { formatIp, ipHex, macFromIp, parseCidr, parseIp } from '../common/ipv4.js';
+import { cidrContains, formatIp, ipHex, macFromIp, parseCidr, parseIp } from '../common/ipv4.js';
 import { COOKIE, OWNER, OWNER_KEY, type LocalPort, type OvsInterface, type OvsState, type Snapshot } from './model.js';
 
 /** outer IPv4 20 + GRE with key 8 + inner Ethernet 14 */
@@ -183,4 +183,13 @@ export function vsctlTransaction(cmds: string[][]): string[] {
   const argv: string[] = [];
   for (const c of cmds) argv.push('--', ...c);
   return argv;
+}
+
+/** Endpoints worth telling peers about: those inside this host's slice of their network. */
+export function reportableEndpoints(locals: LocalPort[], slices: { network: string; cidr: string }[]): LocalPort[] {
+  return locals.filter((l) => {
+    const s = slices.find((x) => x.network === l.network);
+    const ip = parseIp(l.ip);
+    return s !== undefined && ip !== undefined && cidrContains(parseCidr(s.cidr)!, ip);
+  });
 }

@@ -16,13 +16,16 @@ export interface LinkDriver {
    * A veth pair: hostIf stays here (up, TX checksum offload off), the peer goes into the
    * network namespace of process pid as iface, with MAC, MTU, address and default route.
    */
-  plugContainer(pid: number, hostIf: string, c: { iface: string; mac: string; mtu: number; cidr: string; gateway: string | undefined; txOff: boolean }): Promise<void>;
+  plugContainer(pid: number, hostIf: string, c: { iface: string; mac: string; mtu: number; cidr: string; gateway: string | undefined; userspace: boolean }): Promise<void>;
   /** delete a link; a missing one is fine */
   deleteLink(name: string): Promise<void>;
   linkExists(name: string): Promise<boolean>;
   /** set an IPv4 sysctl of this namespace (net.ipv4.*) */
   sysctl(key: string, value: string): Promise<void>;
 }
+
+/** nftables table (family netdev) holding one ingress-drop chain per container veth */
+export const NFT_NETDEV_TABLE = 'gremesh_ports';
 
 interface IpAddrJson { ifname: string; mtu: number; operstate?: string; flags?: string[]; addr_info: { family: string; local: string; prefixlen: number; scope: string }[] }
 
@@ -65,7 +68,7 @@ export class IpLinkDriver implements LinkDriver {
     for (const r of routes) await this.run(['ip', 'route', 'replace', ...r]);
   }
 
-  async plugContainer(pid: number, hostIf: string, c: { iface: string; mac: string; mtu: number; cidr: string; gateway: string | undefined; txOff: boolean }): Promise<void> {
+  async plugContainer(pid: number, hostIf: string, c: { iface: string; mac: string; mtu: number; cidr: string; gateway: string | undefined; userspace: boolean }): Promise<void> {
     const peer = `gp${hostIf.slice(2)}`;
     await this.deleteLink(hostIf); // a leftover from a crash halfway
     await this.run(['ip', 'link', 'add', hostIf, 'mtu', String(c.mtu), 'type', 'veth', 'peer', 'name', peer, 'mtu', String(c.mtu), 'netns', String(pid)]);
@@ -73,8 +76,15 @@ export class IpLinkDriver implements LinkDriver {
       const batch = [`link set ${peer} name ${c.iface}`, `link set ${c.iface} address ${c.mac} mtu ${c.mtu}`, `addr add ${c.cidr} dev ${c.iface}`,
         `link set ${c.iface} up`, ...(c.gateway ? [`route add default via ${c.gateway} dev ${c.iface}`] : [])];
       await this.run(['nsenter', '-t', String(pid), '-n', 'ip', '-batch', '-'], { input: `${batch.join('\n')}\n` });
-      if (c.txOff) await this.run(['nsenter', '-t', String(pid), '-n', 'ethtool', '-K', c.iface, 'tx', 'off']);
-      if (c.txOff) await this.run(['ethtool', '-K', hostIf, 'tx', 'off']);
+      if (c.userspace) {
+        // the userspace datapath reads the veth through a packet socket; the host kernel
+        // must neither fill checksums late (tx offload) nor handle the container's frames
+        // itself (answer its ARP, route its packets): drop them at ingress, after the
+        // packet socket has its copy
+        await this.run(['nsenter', '-t', String(pid), '-n', 'ethtool', '-K', c.iface, 'tx', 'off']);
+        await this.run(['ethtool', '-K', hostIf, 'tx', 'off']);
+        await this.run(['nft', '-f', '-'], { input: `add table netdev ${NFT_NETDEV_TABLE}\nadd chain netdev ${NFT_NETDEV_TABLE} in-${hostIf} { type filter hook ingress device ${hostIf} priority 0; policy drop; }\n` });
+      }
       await this.run(['ip', 'link', 'set', hostIf, 'up']);
     } catch (e) {
       await this.deleteLink(hostIf);
@@ -84,6 +94,7 @@ export class IpLinkDriver implements LinkDriver {
 
   async deleteLink(name: string): Promise<void> {
     await this.run(['ip', 'link', 'del', name], { okCodes: [1] });
+    await this.run(['nft', 'delete', 'chain', 'netdev', NFT_NETDEV_TABLE, `in-${name}`], { okCodes: [1] });
   }
 
   async linkExists(name: string): Promise<boolean> {

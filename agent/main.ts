@@ -11,6 +11,7 @@ import { IpLinkDriver } from './link-driver.js';
 import { VsctlOvsDriver } from './ovs-driver.js';
 import { Reconciler, type PassResult, type UnderlayKeeper } from './reconciler.js';
 import { AGENT_VERSION } from './version.js';
+import { reportableEndpoints } from './desired.js';
 import { ContainerReconciler } from './containers.js';
 import { DockerRuntime, dockerFromSocket } from './container-runtime.js';
 import { FileIpam } from './ipam.js';
@@ -147,17 +148,19 @@ async function run(argv: string[]): Promise<number> {
   // status to the coordinator: at once when this host's endpoints change (peers
   // pre-install forwarding from them), and every --report seconds for tunnel health
   let lastEndpoints = '';
+  const reportable = (r: PassResult) => reportableEndpoints(r.locals, current?.slices ?? [])
+    .map((l) => ({ network: l.network, host: cfg.name, mac: l.mac, ip: l.ip, containerId: l.containerId }));
   const report = () => {
     const r = reconciler.lastPass;
     if (!r) return;
-    const endpoints = r.locals.map((l) => ({ network: l.network, host: cfg.name, mac: l.mac, ip: l.ip, containerId: l.containerId }));
+    const endpoints = reportable(r);
     lastEndpoints = JSON.stringify(endpoints);
     client!.report({ tunnels: r.tunnels, endpoints, attachErrors: containers!.errors })
       .catch((e: Error) => log.debug({ err: e.message }, 'status report failed'));
   };
   const reporter = setInterval(report, cfg.reportS * 1000);
   onPassHooks.push((r) => {
-    const eps = JSON.stringify(r.locals.map((l) => ({ network: l.network, host: cfg.name, mac: l.mac, ip: l.ip, containerId: l.containerId })));
+    const eps = JSON.stringify(reportable(r));
     if (eps !== lastEndpoints) report();
   });
   log.info({ coordinator: cfg.coordinator, underlayIp, underlayMtu, bridge: cfg.bridge, datapath: cfg.datapath, version: AGENT_VERSION }, 'agent started');

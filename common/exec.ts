@@ -20,6 +20,18 @@ export interface ExecResult {
   durationMs: number;
 }
 
+const SYSTEM_DIRS = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
+
+/**
+ * PATH for system tools: the system directories first, and never node_modules/.bin,
+ * which npm and test runners put in front (ava's dependencies ship a binary called
+ * "nft" that would shadow nftables).
+ */
+export function systemPath(path = process.env.PATH ?? ''): string {
+  const rest = path.split(':').filter((d) => d && !d.includes('node_modules') && !SYSTEM_DIRS.includes(d));
+  return [...SYSTEM_DIRS, ...rest].join(':');
+}
+
 export type Runner = (argv: string[], opts?: ExecOptions) => Promise<ExecResult>;
 
 export class ExecError extends Error {
@@ -57,7 +69,7 @@ export function createRunner(o: RunnerOptions = {}): Runner {
       reject: false,
       timeout: opts.timeoutMs ?? defTimeout,
       input: opts.input,
-      env: { ...o.env, ...opts.env },
+      env: { PATH: systemPath(), ...o.env, ...opts.env },
       extendEnv: true,
       stripFinalNewline: true,
       encoding: 'utf8',
@@ -77,6 +89,6 @@ export function createRunner(o: RunnerOptions = {}): Runner {
 
 /** Is `name` on PATH? */
 export async function which(name: string): Promise<string | undefined> {
-  const r = await execa('sh', ['-c', `command -v "$1"`, 'sh', name], { reject: false });
+  const r = await execa('sh', ['-c', `command -v "$1"`, 'sh', name], { reject: false, env: { PATH: systemPath() } });
   return r.exitCode === 0 && typeof r.stdout === 'string' ? r.stdout.trim() : undefined;
 }

@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import { randomBytes } from 'node:crypto';
-import { createRunner, ExecError, which, type Runner } from '../../common/exec.js';
+import { createRunner, ExecError, systemPath, which, type Runner } from '../../common/exec.js';
 import {
   computePlan, hostEnv, hostPaths, labIdFrom, longestSocketPath, validateHostCount,
   IMAGE, OUTSIDE_IP, OUTSIDE_PREFIX, PHYS_BRIDGE, ROUTER_IP, SWITCH_BRIDGE, UNDERLAY_IFACE, UNDERLAY_PREFIX,
@@ -342,7 +342,7 @@ async function buildHost(state: LabState, run: Runner, step: Progress, node: Lab
   const child = spawn('nsenter', [`--net=/run/netns/${node.ns}`, 'dockerd',
     `--data-root=${p.dockerRoot}`, `--exec-root=${p.dockerExec}`, `--pidfile=${p.dockerPid}`, `--host=unix://${p.dockerSock}`,
     '--bridge=none', '--iptables=false', '--ip6tables=false', '--ip-forward=false', '--ip-masq=false',
-    '--userland-proxy=false', '--log-level=warn'], { detached: true, stdio: ['ignore', log, log] });
+    '--userland-proxy=false', '--log-level=warn'], { detached: true, stdio: ['ignore', log, log], env: { ...process.env, PATH: systemPath() } });
   fs.closeSync(log);
   child.unref();
   if (!child.pid) throw new LabError('LAB_DOCKERD_FAILED', `${node.name}: dockerd did not start`);
@@ -465,7 +465,7 @@ export function spawnInNode(dir: string, nodeName: string, what: string, argv: s
   const node = nodeByName(s, nodeName);
   const fd = fs.openSync(logFile, 'a');
   const child = spawn('nsenter', [`--net=${NETNS_DIR}/${node.ns}`, ...argv], {
-    detached: true, stdio: ['ignore', fd, fd], env: { ...process.env, ...hostEnv(s.dir, node), ...env },
+    detached: true, stdio: ['ignore', fd, fd], env: { ...process.env, PATH: systemPath(), ...hostEnv(s.dir, node), ...env },
   });
   fs.closeSync(fd);
   child.unref();

@@ -3,6 +3,7 @@
 // its own ovsdb-server/ovs-vswitchd (userspace datapath) and dockerd.
 import { spawn } from 'node:child_process';
 import { parse, outputFormat, runMain, table, UsageError } from '../../common/cli.js';
+import { systemPath } from '../../common/exec.js';
 import { hostEnv } from './plan.js';
 import { DEFAULT_DIR, down, nodeByName, nsPrefix, requireState, status, up } from './lab.js';
 
@@ -82,7 +83,7 @@ async function main(argv: string[]): Promise<number> {
       const s = requireState(dirOf(values.dir));
       const node = nodeByName(s, positionals[0]!);
       const argvFull = [...nsPrefix(node.ns), ...cmdv];
-      const child = spawn(argvFull[0]!, argvFull.slice(1), { stdio: 'inherit', env: { ...process.env, ...hostEnv(s.dir, node) } });
+      const child = spawn(argvFull[0]!, argvFull.slice(1), { stdio: 'inherit', env: { ...process.env, PATH: systemPath(), ...hostEnv(s.dir, node) } });
       return await new Promise<number>((resolve) => {
         child.on('error', (e) => { process.stderr.write(`gremesh-lab: ${e.message}\n`); resolve(127); });
         child.on('exit', (code, sig) => resolve(code ?? (sig ? 128 : 1)));

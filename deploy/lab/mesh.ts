@@ -75,7 +75,11 @@ export function startAgent(dir: string, host: string, joinArgs: string[], extra:
 export async function joinAll(dir: string, hosts: string[], extra: string[] = []): Promise<Record<string, string[]>> {
   const args: Record<string, string[]> = {};
   for (const h of hosts) args[h] = await join(dir, h);
-  for (const h of hosts) startAgent(dir, h, args[h]!, extra);
+  // one after the other, each once registered: h1 gets the first slice, h2 the next...
+  for (const h of hosts) {
+    startAgent(dir, h, args[h]!, extra);
+    await waitFor(() => fs.existsSync(`${agentStateDir(dir, h)}/credential`), 60_000, `${h} to register`);
+  }
   await Promise.all(hosts.map((h) => waitFor(() => fs.existsSync(`${agentStateDir(dir, h)}/status.json`), 60_000, `the agent on ${h}`)));
   return args;
 }

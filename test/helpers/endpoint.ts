@@ -1,6 +1,7 @@
 // Endpoints the way a test (or anything else) makes them: a namespace with a veth
 // whose host end is a port of gremesh0 with gremesh-network/ip/mac external_ids.
 import { execa } from 'execa';
+import { systemPath } from '../../common/exec.js';
 import { recordNetns } from '../../deploy/lab/lab.js';
 import { hostEnv } from '../../deploy/lab/plan.js';
 import type { TestLab } from './lab.js';
@@ -11,7 +12,7 @@ export interface Endpoint {
 }
 
 export async function sh(argv: string[], env: Record<string, string> = {}, reject = true, timeoutMs = 60_000) {
-  const r = await execa(argv[0]!, argv.slice(1), { reject: false, env, timeout: timeoutMs });
+  const r = await execa(argv[0]!, argv.slice(1), { reject: false, env: { PATH: systemPath(), ...env }, timeout: timeoutMs });
   const out = { stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? ''), exitCode: r.exitCode ?? -1 };
   if (reject && out.exitCode !== 0) throw new Error(`${argv.join(' ')} exited ${out.exitCode}: ${out.stderr}`);
   return out;

@@ -1,6 +1,7 @@
 // A lab for one test file: up in a temp dir, torn down even when the test fails.
 import type { ExecutionContext } from 'ava';
 import { execa } from 'execa';
+import { systemPath } from '../../common/exec.js';
 import * as fs from 'node:fs';
 import { BIN, cli, tempDir } from './cli.js';
 import { readState, type LabState } from '../../deploy/lab/lab.js';
@@ -27,7 +28,7 @@ export async function labUp(hosts: number): Promise<TestLab> {
       const n = state.plan.nodes.find((x) => x.name === node);
       if (!n) throw new Error(`no lab node ${node}`);
       const res = await execa('nsenter', [`--net=/run/netns/${n.ns}`, ...argv], {
-        reject: false, env: hostEnv(dir, n), timeout: opts.timeoutMs ?? 60_000, input: opts.input,
+        reject: false, env: { PATH: systemPath(), ...hostEnv(dir, n) }, timeout: opts.timeoutMs ?? 60_000, input: opts.input,
       });
       const out = { stdout: String(res.stdout ?? ''), stderr: String(res.stderr ?? ''), exitCode: res.exitCode ?? -1 };
       if (opts.reject !== false && out.exitCode !== 0) throw new Error(`${node}: ${argv.join(' ')} exited ${out.exitCode}: ${out.stderr}`);

@@ -102,3 +102,10 @@ test('diffOvs: removes only stale ports it owns; never a port made by someone el
   const dels = diffOvs(d, o).filter((c) => c.includes('del-port'));
   t.deepEqual(dels, [['--if-exists', 'del-port', 'gremesh0', 'gre-c6120063']]);
 });
+
+test('reportableEndpoints: only endpoints inside this host’s slice of their network', async (t) => {
+  const { reportableEndpoints } = await import('../../agent/desired.js');
+  const l = (ip: string, network = 'default') => ({ port: ip, network, ip, mac: '0a:58:00:00:00:01', gateway: false, containerId: '' });
+  const got = reportableEndpoints([l('198.18.64.5'), l('198.18.65.5'), l('198.18.64.6', 'blue')], [{ network: 'default', cidr: '198.18.64.0/24' }]);
+  t.deepEqual(got.map((x) => x.ip), ['198.18.64.5']);
+});

@@ -39,3 +39,13 @@ test('prefix and env are applied', async (t) => {
   const r = await run(['sh', '-c', 'echo $GM_X$GM_Y'], { env: { GM_Y: 'b' } });
   t.is(r.stdout, 'ab');
 });
+
+test('systemPath puts system dirs first and drops node_modules/.bin (ava ships a binary named nft)', async (t) => {
+  const { systemPath } = await import('../../common/exec.js');
+  const p = systemPath('/work/main/node_modules/.bin:/root/bin:/usr/bin').split(':');
+  t.is(p[0], '/usr/local/sbin');
+  t.false(p.some((d) => d.includes('node_modules')));
+  t.true(p.includes('/root/bin'));
+  const r = await createRunner()(['sh', '-c', 'command -v nft || echo none'], { env: {} });
+  t.false(r.stdout.includes('node_modules'), r.stdout);
+});
