@@ -159,9 +159,12 @@ async function run(argv: string[]): Promise<number> {
       .catch((e: Error) => log.debug({ err: e.message }, 'status report failed'));
   };
   const reporter = setInterval(report, cfg.reportS * 1000);
+  // ...and at once when endpoints or tunnel health (BFD) change
+  let lastTunnels = '';
   onPassHooks.push((r) => {
     const eps = JSON.stringify(reportable(r));
-    if (eps !== lastEndpoints) report();
+    const tun = JSON.stringify(r.tunnels);
+    if (eps !== lastEndpoints || tun !== lastTunnels) { lastTunnels = tun; report(); }
   });
   log.info({ coordinator: cfg.coordinator, underlayIp, underlayMtu, bridge: cfg.bridge, datapath: cfg.datapath, version: AGENT_VERSION }, 'agent started');
   await new Promise<void>((resolve) => {

@@ -66,7 +66,7 @@ export class VsctlOvsDriver implements OvsDriver {
     let backoff = 200;
     const start = () => {
       if (stopped) return;
-      child = spawn('ovsdb-client', ['monitor', this.db, 'Open_vSwitch', 'Interface', 'name,ofport,external_ids', '--format=json'], { stdio: ['ignore', 'pipe', 'ignore'] });
+      child = spawn('ovsdb-client', ['monitor', this.db, 'Open_vSwitch', 'Interface', 'name,ofport,external_ids,bfd_status', '--format=json'], { stdio: ['ignore', 'pipe', 'ignore'] });
       child.stdout!.on('data', () => { backoff = 200; onChange(); });
       child.on('error', () => {});
       child.on('exit', () => {

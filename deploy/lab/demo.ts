@@ -1,26 +1,100 @@
 #!/usr/bin/env node
-// The README's main job: a local multi-host lab. Replaces any lab already in the dir.
-import { parse, runMain, elapsed } from '../../common/cli.js';
-import { DEFAULT_DIR, down, status, up } from './lab.js';
+// The README's main job: a local multi-host lab with the whole of gremesh running in
+// it: coordinator, hosts joined with coordctl, an agent per host, a container on each
+// host, and the cross-host ping matrix. Replaces any lab already in the dir.
+import { execa } from 'execa';
+import { parse, runMain, elapsed, UsageError } from '../../common/cli.js';
+import { systemPath } from '../../common/exec.js';
+import { DEFAULT_DIR, down, requireState, up } from './lab.js';
+import { coordctl, joinAll, startCoordinator } from './mesh.js';
+import { IMAGE, OUTSIDE_IP, hostEnv } from './plan.js';
 
-const HELP = `gremesh demo: bring up a local multi-host lab and show it
+const HELP = `gremesh demo: a local multi-host lab running gremesh, with a cross-host ping matrix
 
-Usage: node dist/deploy/lab/demo.js [--hosts N] [--dir DIR]
+Usage: node dist/deploy/lab/demo.js [--hosts N] [--dir DIR]     (root; N 2..8, default 3)
+
+Brings up N simulated hosts (network namespaces with their own OVS and dockerd), starts
+the coordinator, joins every host with "coordctl join", starts an agent per host, runs a
+container per host with "docker run --net=none --label gremesh.network=default", and
+prints which container pings which. "make demo-down" removes it all.
 `;
 
 async function main(argv: string[]): Promise<number> {
   const { values } = parse(argv, { hosts: { type: 'string' }, dir: { type: 'string' } }, false);
   if (values.help) { process.stdout.write(HELP); return 0; }
   const dir = (values.dir as string | undefined) ?? DEFAULT_DIR;
-  const hosts = Number((values.hosts as string | undefined) ?? '3');
+  const raw = (values.hosts as string | undefined) ?? '3';
+  if (!/^\d+$/.test(raw) || Number(raw) < 2 || Number(raw) > 8) throw new UsageError(`--hosts must be 2..8 for the demo, got ${raw}`);
+  const n = Number(raw);
   const started = performance.now();
   const say = (l: string) => process.stdout.write(`${l}\n`);
-  if (await down({ dir, progress: () => {} })) say(`removed the previous lab in ${dir}`);
-  await up({ dir, hosts, progress: say });
-  const s = status(dir)!;
-  for (const n of s.nodes) say(`  ${n.name.padEnd(4)} ${n.role.padEnd(8)} ${n.underlayIp.padEnd(14)} ${n.processes.map((p) => p.what).join(', ')}`);
-  say(`demo ready in ${elapsed(started)}; "make demo-down" removes it`);
-  return 0;
+  const step = (l: string) => say(`[${elapsed(started).padStart(7)}] ${l}`);
+  if (await down({ dir, progress: () => {} })) step(`removed the previous lab in ${dir}`);
+  await up({ dir, hosts: n, progress: (l) => say(`  lab ${l}`) });
+  const hosts = Array.from({ length: n }, (_, i) => `h${i + 1}`);
+  await startCoordinator(dir);
+  step('coordinator listening on 198.18.0.2:7420 (namespace ctl)');
+  await joinAll(dir, hosts);
+  step(`joined ${hosts.join(', ')} with coordctl join; one gremesh-agent per host`);
+  const s = requireState(dir);
+  const inNode = async (name: string, cmd: string[], reject = true) => {
+    const node = s.plan.nodes.find((x) => x.name === name)!;
+    return execa('nsenter', [`--net=/run/netns/${node.ns}`, ...cmd], { env: { PATH: systemPath(), ...hostEnv(dir, node) }, reject });
+  };
+  const ips: Record<string, string> = {};
+  for (const h of hosts) {
+    await inNode(h, ['docker', 'run', '-d', '--net=none', '--name', `web-${h}`, '--label', 'gremesh.network=default', IMAGE, 'sleep', 'infinity']);
+  }
+  for (const h of hosts) {
+    const end = Date.now() + 30_000;
+    for (;;) {
+      const r = await inNode(h, ['docker', 'exec', `web-${h}`, 'ip', '-4', '-o', 'addr', 'show', 'eth0'], false);
+      const m = /inet (\d+\.\d+\.\d+\.\d+)/.exec(String(r.stdout));
+      if (m) { ips[h] = m[1]!; break; }
+      if (Date.now() > end) throw new Error(`container web-${h} got no address: see ${dir}/${h}/agent.log`);
+      await new Promise((res) => setTimeout(res, 100));
+    }
+  }
+  step(`containers: ${hosts.map((h) => `web-${h}@${h}=${ips[h]}`).join('  ')}`);
+  const ping = async (h: string, ip: string) => {
+    for (let i = 0; i < 3; i++) {
+      const r = await inNode(h, ['docker', 'exec', `web-${h}`, 'ping', '-c', '1', '-W', '1', ip], false);
+      if (r.exitCode === 0) return true;
+    }
+    return false;
+  };
+  say('');
+  say(`ping matrix (from row to column), and each container to the outside host ${OUTSIDE_IP}:`);
+  const cols = [...hosts.map((h) => `web-${h}`), 'outside'];
+  say(['from \\ to'.padEnd(10), ...cols.map((c) => c.padEnd(9))].join(' '));
+  let fails = 0;
+  for (const a of hosts) {
+    const row = [`web-${a}`.padEnd(10)];
+    for (const b of hosts) {
+      if (a === b) { row.push('-'.padEnd(9)); continue; }
+      const ok = await ping(a, ips[b]!);
+      if (!ok) fails++;
+      row.push((ok ? 'ok' : 'FAIL').padEnd(9));
+    }
+    const out = await ping(a, OUTSIDE_IP);
+    if (!out) fails++;
+    row.push(out ? 'ok' : 'FAIL');
+    say(row.join(' '));
+  }
+  say('');
+  // tunnel health (BFD) settles within a few seconds of the tunnels coming up
+  const end = Date.now() + 10_000;
+  let status = await coordctl(dir, ['status', '-o', 'json']);
+  while (Date.now() < end && !(JSON.parse(status.stdout) as { hosts: { tunnels: { bfdState: string }[] }[] }).hosts.every((h) => h.tunnels.length === n - 1 && h.tunnels.every((t) => t.bfdState === 'up'))) {
+    await new Promise((res) => setTimeout(res, 250));
+    status = await coordctl(dir, ['status', '-o', 'json']);
+  }
+  say((await coordctl(dir, ['status'])).stdout);
+  say('');
+  say(`try:  node dist/deploy/lab/main.js exec --dir ${dir} ctl -- node dist/coordinator/cli.js --coordinator 198.18.0.2:7420 hosts`);
+  say(`      node dist/deploy/lab/main.js exec --dir ${dir} h1 -- docker run --rm --net=none --label gremesh.network=default ${IMAGE} ping -c 3 ${ips.h2}`);
+  step(fails === 0 ? 'demo ready: every container reaches every other and the outside; "make demo-down" removes it' : `demo up, but ${fails} pings failed`);
+  return fails === 0 ? 0 : 1;
 }
 
 runMain('demo', main);
