@@ -34,7 +34,7 @@ test-e2e: build
 	npm run --silent test:e2e
 
 bench: build
-	node dist/test/bench/lab-updown.js
+	node dist/test/bench/report.js
 
 clean:
 	rm -rf dist proto/gen

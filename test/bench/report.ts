@@ -1,0 +1,72 @@
+// Runs every benchmark of the project and writes docs/BENCHMARKS.md (tables, the
+// machine it ran on, the command behind each figure).
+// Usage: node dist/test/bench/report.js [--quick]
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { execa } from 'execa';
+import { ROOT } from '../helpers/cli.js';
+
+const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false } } });
+const q = values.quick;
+const benches: { name: string; script: string; args: string[] }[] = [
+  { name: 'lab', script: 'lab-updown.js', args: ['--repeat', q ? '1' : '3'] },
+  { name: 'fanout', script: 'fanout.js', args: ['--repeat', q ? '5' : '20'] },
+  { name: 'converge', script: 'converge.js', args: ['--repeat', q ? '2' : '5'] },
+  { name: 'reconcile', script: 'reconcile.js', args: ['--repeat', q ? '5' : '20'] },
+  { name: 'attach', script: 'attach.js', args: ['--count', q ? '10' : '50'] },
+  { name: 'throughput', script: 'throughput.js', args: ['--seconds', q ? '3' : '5'] },
+];
+const out: Record<string, any> = {};
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gmbench-'));
+for (const b of benches) {
+  const file = path.join(tmp, `${b.name}.json`);
+  const t0 = performance.now();
+  process.stdout.write(`== ${b.name}: node dist/test/bench/${b.script} ${b.args.join(' ')}\n`);
+  const r = await execa('node', [path.join(ROOT, 'dist/test/bench', b.script), ...b.args], { env: { GREMESH_BENCH_JSON: file }, reject: false, stdout: 'inherit', stderr: 'inherit' });
+  if (r.exitCode !== 0) { process.stdout.write(`   failed (exit ${r.exitCode})\n`); continue; }
+  out[b.name] = JSON.parse(fs.readFileSync(file, 'utf8'));
+  process.stdout.write(`   (${((performance.now() - t0) / 1000).toFixed(0)} s)\n`);
+}
+const ms = (x: number) => `${Math.round(x)} ms`;
+const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
+const lines: string[] = [];
+const cmd = (s: string, a: string[]) => `\`node dist/test/bench/${s} ${a.join(' ')}\``;
+const argsOf = (n: string) => benches.find((b) => b.name === n)!;
+if (out.lab) {
+  lines.push(`**Lab up/down** (${cmd('lab-updown.js', argsOf('lab').args)}):`, '', '| hosts | up p50 | down p50 |', '|---|---|---|');
+  for (const r of out.lab) lines.push(`| ${r.hosts} | ${ms(r.up.p50)} | ${ms(r.down.p50)} |`);
+  lines.push('');
+}
+if (out.fanout) {
+  lines.push(`**Coordinator fan-out**: time from a new host's Register until each of N watching agents (gRPC clients, one connection each) holds a snapshot with it (${cmd('fanout.js', argsOf('fanout').args)}); goal p99 < 200 ms at N = 1000:`, '', '| N agents | per agent p50 | per agent p99 | all N hold it p50 | all N p99 | coordinator RSS |', '|---|---|---|---|---|---|');
+  for (const r of out.fanout) lines.push(`| ${r.n} | ${r.perAgent.p50.toFixed(1)} ms | ${r.perAgent.p99.toFixed(1)} ms | ${r.allAgents.p50.toFixed(1)} ms | ${r.allAgents.p99.toFixed(1)} ms | ${Math.round(r.rssMb)} MB |`);
+  lines.push('');
+}
+if (out.converge) {
+  lines.push(`**Join to converged** in the lab: from \`coordctl join\` of the N-th host (plus its agent start: a Node process, ~0.4 s here) until every host has its tunnel, and until a ping from the new host to every other host's gateway is answered (${cmd('converge.js', argsOf('converge').args)}):`, '', '| hosts | tunnels p50 | tunnels p99 | + pings p50 | + pings p99 |', '|---|---|---|---|---|');
+  for (const r of out.converge) lines.push(`| ${r.hosts} | ${ms(r.tunnels.p50)} | ${ms(r.tunnels.p99)} | ${ms(r.converged.p50)} | ${ms(r.converged.p99)} |`);
+  lines.push('');
+}
+if (out.reconcile) {
+  const r = out.reconcile;
+  lines.push(`**Reconcile pass** with ${r.peers} peers and ${r.endpoints} endpoints against a real ovs-vswitchd (${cmd('reconcile.js', argsOf('reconcile').args)}): first pass (bridge, ${r.peers} GRE ports, ${r.flows} flows) ${ms(r.firstMs)}; a pass with nothing to do p50 ${ms(r.steady.p50)} / p99 ${ms(r.steady.p99)}; a pass after one peer joined or left p50 ${ms(r.change.p50)} / p99 ${ms(r.change.p99)}.`, '');
+}
+if (out.attach) {
+  const r = out.attach;
+  lines.push(`**Container start to first cross-host ping** (${r.count} containers each, interleaved in one run, same lab, probing from the container's namespace every 5 ms; ${cmd('attach.js', argsOf('attach').args)}):`, '', '| | p50 | p99 |', '|---|---|---|',
+    `| gremesh (label; the agent attaches) | ${ms(r.gremesh.p50)} | ${ms(r.gremesh.p99)} |`,
+    `| manual recipe (\`ovs-docker add-port --ipaddress --gateway --mtu\`, pre-built tunnel) | ${ms(r.manual.p50)} | ${ms(r.manual.p99)} |`, '');
+}
+if (out.throughput) {
+  const r = out.throughput;
+  lines.push(`**Throughput** (iperf3, ${cmd('throughput.js', argsOf('throughput').args)}; userspace datapath, CPU-bound on 2 cores):`, '', '| streams | host to host (underlay) | container to container (GRE overlay) | ratio |', '|---|---|---|---|');
+  for (const p of [1, 4]) lines.push(`| ${p} | ${r[`underlay_${p}`].toFixed(2)} Gbit/s | ${r[`overlay_${p}`].toFixed(2)} Gbit/s | ${(r[`overlay_${p}`] / r[`underlay_${p}`]).toFixed(2)} |`);
+  lines.push('');
+}
+const machine = `${os.cpus().length} × ${cpu}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.type()} ${os.release()}, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}`;
+fs.mkdirSync(path.join(ROOT, 'docs'), { recursive: true });
+fs.writeFileSync(path.join(ROOT, 'docs/BENCHMARKS.md'), `# gremesh benchmarks\n\nMachine: ${machine}. Produced by \`node dist/test/bench/report.js\` (\`make bench\`).\n\n${lines.join('\n')}\n`);
+process.stdout.write(`\nwrote docs/BENCHMARKS.md (${machine})\n\n${lines.join('\n')}\n`);
+fs.rmSync(tmp, { recursive: true, force: true });
