@@ -23,7 +23,7 @@ const inHost = async (h: string, argv: string[]) => {
 /** the host's GRE ports; none while its agent has not made the bridge yet */
 const grePorts = async (h: string) => {
   const node = lab.state.plan.nodes.find((n) => n.name === h)!;
-  const r = await sh(['nsenter', `--net=/run/netns/${node.ns}`, 'ovs-vsctl', '--if-exists', 'list-ports', 'gremesh0'], hostEnv(lab.dir, node), false);
+  const r = await sh(['nsenter', `--net=/run/netns/${node.ns}`, 'ovs-vsctl', 'list-ports', 'gremesh0'], hostEnv(lab.dir, node), false);
   return r.stdout.split('\n').filter((p) => p.startsWith('gre-'));
 };
 const ep = async (host: string, name: string, network: string, ip: string, prefix = 18) =>
