@@ -15,6 +15,8 @@ export interface AgentConfig {
   resyncS: number;
   reportS: number;
   logLevel: string;
+  caHash: string;
+  insecure: boolean;
 }
 
 export const AGENT_DEFAULTS: AgentConfig = {
@@ -30,6 +32,8 @@ export const AGENT_DEFAULTS: AgentConfig = {
   resyncS: 10,
   reportS: 5,
   logLevel: 'info',
+  caHash: '',
+  insecure: false,
 };
 
 /** flag -> [key, env] */
@@ -46,6 +50,7 @@ export const AGENT_KEYS: Record<string, [keyof AgentConfig, string]> = {
   resync: ['resyncS', 'GREMESH_RESYNC'],
   report: ['reportS', 'GREMESH_REPORT'],
   'log-level': ['logLevel', 'GREMESH_LOG_LEVEL'],
+  'ca-hash': ['caHash', 'GREMESH_CA_HASH'],
 };
 
 export function resolveAgentConfig(env: Record<string, string | undefined>, flags: Record<string, unknown>): AgentConfig {
@@ -60,6 +65,8 @@ export function resolveAgentConfig(env: Record<string, string | undefined>, flag
     } else c[key] = String(v);
   }
   const cfg = c as unknown as AgentConfig;
+  cfg.insecure = flags.insecure === true || env.GREMESH_INSECURE === '1';
+  if (cfg.caHash && !/^sha256:[0-9a-f]{64}$/.test(cfg.caHash)) throw new UsageError('--ca-hash must be sha256:<64 hex digits>, as coordctl join prints it');
   if (!cfg.coordinator) throw new UsageError('--coordinator ADDR:PORT is required');
   if (!/^[^:]+:\d{1,5}$/.test(cfg.coordinator)) throw new UsageError(`--coordinator must be ADDR:PORT, got "${cfg.coordinator}"`);
   if (!isDnsLabel(cfg.name)) throw new UsageError(cfg.name ? `--name "${cfg.name}" is not a DNS label` : '--name is required');

@@ -4,6 +4,8 @@
 import * as grpc from '@grpc/grpc-js';
 import * as fs from 'node:fs';
 import type { Logger } from '../common/log.js';
+import type { Runner } from '../common/exec.js';
+import { ensureKeyAndCsr, fetchPinnedCa, tlsFiles } from './tls.js';
 import { AgentServiceClient, type DesiredState, type ReportStatusRequest } from '../proto/gen/gremesh/v1/gremesh.js';
 import type { Snapshot } from './model.js';
 import { applyWatchMessage } from './snapshot.js';
@@ -19,6 +21,8 @@ export interface ClientOptions {
   onSnapshot: (s: Snapshot) => void;
   backoffMinMs?: number;
   backoffMaxMs?: number;
+  /** TLS (the default): the CA hash from `coordctl join`, and a runner for openssl; undefined: --insecure */
+  tls?: { caHash: string; run: Runner };
 }
 
 export function readJson<T>(file: string): T | undefined {
@@ -46,12 +50,32 @@ export class CoordinatorClient {
   connected = false;
 
   constructor(private readonly o: ClientOptions) {
-    this.client = new AgentServiceClient(o.coordinator, grpc.credentials.createInsecure(), {
+    this.client = this.makeClient();
+    this.credential = fs.existsSync(this.credFile) ? fs.readFileSync(this.credFile, 'utf8').trim() : undefined;
+    this.snapshot = readJson<Snapshot>(this.cacheFile);
+  }
+
+  /** plaintext (--insecure); TLS with the pinned CA, plus our certificate once we have one */
+  private makeClient(): AgentServiceClient {
+    let creds = grpc.credentials.createInsecure();
+    if (this.o.tls) {
+      const f = tlsFiles(this.o.stateDir);
+      if (fs.existsSync(f.ca)) {
+        const ca = fs.readFileSync(f.ca);
+        creds = fs.existsSync(f.cert) && fs.existsSync(f.key)
+          ? grpc.credentials.createSsl(ca, fs.readFileSync(f.key), fs.readFileSync(f.cert))
+          : grpc.credentials.createSsl(ca);
+      }
+    }
+    return new AgentServiceClient(this.o.coordinator, creds, {
       'grpc.keepalive_time_ms': 10_000, 'grpc.keepalive_timeout_ms': 5_000, 'grpc.keepalive_permit_without_calls': 1,
       'grpc.initial_reconnect_backoff_ms': 200, 'grpc.max_reconnect_backoff_ms': 2_000,
     });
-    this.credential = fs.existsSync(this.credFile) ? fs.readFileSync(this.credFile, 'utf8').trim() : undefined;
-    this.snapshot = readJson<Snapshot>(this.cacheFile);
+  }
+
+  private reconnectClient(): void {
+    this.client.close();
+    this.client = this.makeClient();
   }
 
   get credFile(): string { return `${this.o.stateDir}/credential`; }
@@ -68,17 +92,49 @@ export class CoordinatorClient {
     this.client.close();
   }
 
-  private register(token: string, credential: string): Promise<string> {
+  private register(token: string, credential: string, csr = ''): Promise<{ credential: string; certificate: string }> {
     return new Promise((resolve, reject) => {
-      this.client.register({ name: this.o.name, token, credential, underlayIp: this.o.underlayIp, agentVersion: this.o.version },
-        new grpc.Metadata(), { deadline: Date.now() + 10_000 }, (e, r) => (e ? reject(e) : resolve(r.credential)));
+      this.client.register({ name: this.o.name, token, credential, underlayIp: this.o.underlayIp, agentVersion: this.o.version, csr },
+        new grpc.Metadata(), { deadline: Date.now() + 15_000 }, (e, r) => (e ? reject(e) : resolve(r)));
     });
   }
 
+  /** TLS: re-register with our certificate, or join with the token (pin CA, CSR, certificate). */
+  private async ensureRegisteredTls(t: { caHash: string; run: Runner }): Promise<string> {
+    const f = tlsFiles(this.o.stateDir);
+    if (fs.existsSync(f.cert)) {
+      try {
+        await this.register('', '');
+        return '';
+      } catch (e) {
+        const err = e as grpc.ServiceError;
+        if (err.code !== grpc.status.UNAUTHENTICATED || !this.o.token) throw e;
+        this.o.log.warn({ err: err.details }, 'our certificate is no longer accepted; joining again with the join token');
+        fs.rmSync(f.cert, { force: true });
+        this.reconnectClient();
+      }
+    }
+    if (!this.o.token) throw new Error('no host certificate in the state dir and no --join-token: run "coordctl join" for this host');
+    if (!fs.existsSync(f.ca)) {
+      if (!t.caHash) throw new Error('--ca-hash is needed on first start (coordctl join prints it), or --insecure');
+      writeFileAtomic(f.ca, await fetchPinnedCa(this.o.coordinator, t.caHash));
+      this.o.log.info({ caHash: t.caHash }, 'coordinator CA pinned');
+      this.reconnectClient();
+    }
+    const csr = await ensureKeyAndCsr(this.o.stateDir, this.o.name, t.run);
+    const r = await this.register(this.o.token, '', csr);
+    if (!r.certificate) throw new Error('the coordinator returned no certificate (is it running with --insecure? then pass --insecure too)');
+    writeFileAtomic(f.cert, r.certificate);
+    this.reconnectClient();
+    this.o.log.info({ coordinator: this.o.coordinator }, 'registered with the coordinator; client certificate saved');
+    return '';
+  }
+
   private async ensureRegistered(): Promise<string> {
+    if (this.o.tls) return this.ensureRegisteredTls(this.o.tls);
     if (this.credential) {
       try {
-        return await this.register('', this.credential);
+        return (await this.register('', this.credential)).credential;
       } catch (e) {
         const err = e as grpc.ServiceError;
         if (err.code !== grpc.status.UNAUTHENTICATED || !this.o.token) throw e;
@@ -86,7 +142,7 @@ export class CoordinatorClient {
       }
     }
     if (!this.o.token) throw new Error('no credential in the state dir and no --join-token: run "coordctl join" for this host');
-    const cred = await this.register(this.o.token, '');
+    const cred = (await this.register(this.o.token, '')).credential;
     writeFileAtomic(this.credFile, cred, 0o600);
     this.credential = cred;
     this.o.log.info({ coordinator: this.o.coordinator }, 'registered with the coordinator');
@@ -117,7 +173,7 @@ export class CoordinatorClient {
   private watch(credential: string): Promise<boolean> {
     return new Promise((resolve, reject) => {
       let got = false;
-      const st = this.client.watch({ name: this.o.name, credential, knownRevision: this.snapshot?.revision ?? 0 });
+      const st = this.client.watch({ name: this.o.name, credential: credential || (this.credential ?? ''), knownRevision: this.snapshot?.revision ?? 0 });
       this.stream = st;
       st.on('data', (m: DesiredState) => {
         got = true;
@@ -139,9 +195,9 @@ export class CoordinatorClient {
   }
 
   report(r: Omit<ReportStatusRequest, 'name' | 'credential'>): Promise<void> {
-    if (!this.credential) return Promise.resolve();
+    if (!this.o.tls && !this.credential) return Promise.resolve();
     return new Promise((resolve, reject) => {
-      this.client.reportStatus({ name: this.o.name, credential: this.credential!, ...r }, new grpc.Metadata(), { deadline: Date.now() + 5_000 }, (e) => (e ? reject(e) : resolve()));
+      this.client.reportStatus({ name: this.o.name, credential: this.credential ?? '', ...r }, new grpc.Metadata(), { deadline: Date.now() + 5_000 }, (e) => (e ? reject(e) : resolve()));
     });
   }
 }

@@ -47,6 +47,9 @@ Flags (env GREMESH_<FLAG> works too):
   --resync SECONDS          full reconcile pass at least this often (default 10)
   --report SECONDS          status report to the coordinator this often (default 5)
   --log-level LEVEL         debug|info|warn|error (default info)
+  --ca-hash sha256:HEX      the coordinator CA's hash from "coordctl join" (first start); the
+                            agent pins it, makes its own key and gets a client certificate
+  --insecure                plaintext gRPC to a coordinator started with --insecure (warns)
 `;
 
 async function status(argv: string[]): Promise<number> {
@@ -68,7 +71,7 @@ async function status(argv: string[]): Promise<number> {
 
 async function run(argv: string[]): Promise<number> {
   const opts = Object.fromEntries(Object.keys(AGENT_KEYS).map((k) => [k, { type: 'string' as const }]));
-  const { values, positionals } = parse(argv, opts, false);
+  const { values, positionals } = parse(argv, { ...opts, insecure: { type: 'boolean' } }, false);
   if (values.help) { process.stdout.write(HELP); return 0; }
   void positionals;
   if (process.getuid?.() !== 0) throw new UsageError('gremesh-agent run needs root (OVS, network namespaces)');
@@ -132,7 +135,12 @@ async function run(argv: string[]): Promise<number> {
   client = new CoordinatorClient({
     coordinator: cfg.coordinator, name: cfg.name, token: cfg.joinToken, underlayIp, stateDir: cfg.stateDir, version: AGENT_VERSION,
     log: log.child({ part: 'coordinator' }), onSnapshot: setSnapshot,
+    tls: cfg.insecure ? undefined : { caHash: cfg.caHash, run },
   });
+  if (cfg.insecure) {
+    process.stderr.write('gremesh-agent: WARNING: --insecure: talking plaintext to the coordinator\n');
+    log.warn({}, 'running without TLS (--insecure)');
+  }
   const cached = client.cached();
   if (cached) {
     log.info({ revision: cached.revision, peers: cached.peers.length }, 'starting from the cached desired state');

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // coordctl: the operator's CLI. Parse, call the coordinator, print.
 import * as grpc from '@grpc/grpc-js';
+import * as fs from 'node:fs';
 import { parse, outputFormat, runMain, table, UsageError } from '../common/cli.js';
 import { AdminServiceClient, type HostInfo, type Network } from '../proto/gen/gremesh/v1/gremesh.js';
 import { parseDuration } from './config.js';
@@ -24,6 +25,12 @@ Commands:
 
 Flags:
   --coordinator ADDR:PORT   default $GREMESH_COORDINATOR or 127.0.0.1:7420
+  --cert FILE --key FILE --ca FILE
+                            the admin client certificate, its key, and the coordinator CA
+                            (default DATA_DIR/pki/admin.crt, admin.key, ca.crt, with DATA_DIR
+                            $GREMESH_DATA_DIR or /var/lib/gremesh-coordinator; env GREMESH_CERT,
+                            GREMESH_KEY, GREMESH_CA)
+  --insecure                talk plaintext to a coordinator started with --insecure
   -o, --output table|json   output format (default table)
   --timeout DUR             per-call deadline (default 10s)
 `;
@@ -55,10 +62,23 @@ const tunnels = (h: HostInfo) => {
   return `${up}/${h.tunnels.length} up${bad.length ? ` (${bad.join(' ')})` : ''}`;
 };
 
+/** TLS with the admin certificate, unless --insecure */
+function credentials(v: Record<string, unknown>): grpc.ChannelCredentials {
+  if (v.insecure === true || process.env.GREMESH_INSECURE === '1') return grpc.credentials.createInsecure();
+  const dir = `${process.env.GREMESH_DATA_DIR ?? '/var/lib/gremesh-coordinator'}/pki`;
+  const file = (flag: string, env: string, def: string) => (v[flag] as string | undefined) ?? process.env[env] ?? `${dir}/${def}`;
+  const read = (f: string, what: string) => {
+    try { return fs.readFileSync(f); } catch (e) {
+      throw new Error(`cannot read the ${what} ${f} (${(e as NodeJS.ErrnoException).code}): pass --cert/--key/--ca, or --insecure for a coordinator without TLS`);
+    }
+  };
+  return grpc.credentials.createSsl(read(file('ca', 'GREMESH_CA', 'ca.crt'), 'CA certificate'), read(file('key', 'GREMESH_KEY', 'admin.key'), 'admin key'), read(file('cert', 'GREMESH_CERT', 'admin.crt'), 'admin certificate'));
+}
+
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, {
     coordinator: { type: 'string' }, output: { type: 'string', short: 'o' }, timeout: { type: 'string' },
-    ttl: { type: 'string' }, 'underlay-ip': { type: 'string' }, cidr: { type: 'string' }, 'host-prefix-len': { type: 'string' }, mtu: { type: 'string' },
+    ttl: { type: 'string' }, 'underlay-ip': { type: 'string' }, cert: { type: 'string' }, key: { type: 'string' }, ca: { type: 'string' }, insecure: { type: 'boolean' }, cidr: { type: 'string' }, 'host-prefix-len': { type: 'string' }, mtu: { type: 'string' },
   });
   if (values.help || positionals.length === 0) { process.stdout.write(HELP); return values.help ? 0 : 2; }
   const fmt = outputFormat(values.output);
@@ -70,7 +90,7 @@ async function main(argv: string[]): Promise<number> {
   // validate the command before dialling
   const known = ['join', 'leave', 'hosts', 'host', 'networks', 'network', 'status', 'token'];
   if (!known.includes(cmd!)) throw new UsageError(`unknown command "${cmd}" (try --help)`);
-  const client = new AdminServiceClient(addr, grpc.credentials.createInsecure());
+  const client = new AdminServiceClient(addr, credentials(values));
   const rpc = <Res>(m: keyof AdminServiceClient, req: unknown) => call<unknown, Res>(client, m, req, timeoutS * 1000, addr);
   const out = (v: unknown, text: () => string) => process.stdout.write(fmt === 'json' ? `${JSON.stringify(v, null, 2)}\n` : `${text()}\n`);
   try {
@@ -83,11 +103,12 @@ async function main(argv: string[]): Promise<number> {
           if (!d) throw new UsageError(`--ttl must be a duration such as 30m or 24h, got "${values.ttl}"`);
           ttl = d;
         }
-        const r = await rpc<{ token: string; expiresMs: number; coordinator: string }>('joinHost', { name: args[0], ttlSeconds: ttl });
+        const r = await rpc<{ token: string; expiresMs: number; coordinator: string; caHash: string }>('joinHost', { name: args[0], ttlSeconds: ttl });
         const parts = ['gremesh-agent', '--coordinator', r.coordinator, '--name', args[0]!, '--join-token', r.token];
+        if (r.caHash) parts.push('--ca-hash', r.caHash);
         if (values['underlay-ip']) parts.push('--underlay-ip', values['underlay-ip'] as string);
         const command = parts.join(' ');
-        out({ host: args[0], token: r.token, expiresMs: r.expiresMs, expires: new Date(r.expiresMs).toISOString(), command },
+        out({ host: args[0], token: r.token, caHash: r.caHash, expiresMs: r.expiresMs, expires: new Date(r.expiresMs).toISOString(), command },
           () => `join token for ${args[0]} (one use, expires ${new Date(r.expiresMs).toISOString()}); run on ${args[0]} as root:\n  ${command}`);
         return 0;
       }

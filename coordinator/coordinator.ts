@@ -35,7 +35,13 @@ export interface CoordinatorOptions {
   log?: Logger;
   /** true while a host has an open Watch stream */
   isConnected?: (host: string) => boolean;
+  /** TLS: signs a host's CSR into a client certificate (PEM) bound to its name */
+  signCsr?: (csr: string, host: string) => Promise<string>;
+  /** TLS: SHA-256 fingerprint of a PEM certificate */
+  fingerprintOf?: (pem: string) => string;
 }
+
+export interface RegisterRequestView { name: string; token: string; credential: string; underlayIp: string; agentVersion: string; csr?: string }
 
 export interface DefaultNetwork { name: string; cidr: string; hostPrefixLen: number; mtu: number }
 
@@ -49,6 +55,8 @@ export class Coordinator {
   private listeners: ChangeListener[] = [];
   private soft = new Map<string, Soft>();
   isConnected: (host: string) => boolean;
+  private readonly signCsr?: (csr: string, host: string) => Promise<string>;
+  private readonly fingerprintOf?: (pem: string) => string;
 
   // a cache of the store, reloaded after every committed change
   private rev = 0;
@@ -62,6 +70,8 @@ export class Coordinator {
     this.defaultTtlS = o.defaultTokenTtlS ?? 24 * 3600;
     this.log = o.log ?? silentLogger;
     this.isConnected = o.isConnected ?? (() => false);
+    this.signCsr = o.signCsr;
+    this.fingerprintOf = o.fingerprintOf;
     this.reload();
   }
 
@@ -177,38 +187,76 @@ export class Coordinator {
     if (!found) throw notFound(`no join token "${trunc(id)}"`);
   }
 
-  /** Admits a host (with a join token) or lets it back in (with its credential). */
-  register(r: { name: string; token: string; credential: string; underlayIp: string; agentVersion: string }): { credential: string } {
+  /** The token must be usable by this host: checked before anything is signed, again in the transaction. */
+  private checkToken(t: Tx, id: string, secret: string, name: string): TokenRec {
+    const tok = t.token(id);
+    if (!tok || !secretMatches(secret, tok.secretHash)) throw unauthenticated(`unknown join token ${id}`);
+    if (tok.state === 'revoked') throw unauthenticated(`join token ${tok.id} was revoked`);
+    if (tok.state === 'used') throw unauthenticated(`join token ${tok.id} was already used`);
+    if (tok.expiresMs <= this.now()) throw unauthenticated(`join token ${tok.id} expired at ${new Date(tok.expiresMs).toISOString()}`);
+    if (tok.host !== name) throw denied(`join token ${tok.id} is for host ${tok.host}, not ${name}`);
+    return tok;
+  }
+
+  /**
+   * Admits a host with a join token (and, with TLS, signs its CSR), or lets an admitted
+   * host back in: with TLS by its client certificate (callerFingerprint), else by its credential.
+   */
+  async register(r: RegisterRequestView, callerFingerprint?: string): Promise<{ credential: string; certificate: string }> {
     const bad = checkName('host', r.name) ?? checkUnderlayIp(r.underlayIp);
     if (bad) throw invalid(bad);
     if (r.agentVersion.length > 64) throw invalid('agent version longer than 64 characters');
-    if (r.credential) return this.reRegister(r);
-    if (!r.token) throw unauthenticated('Register needs a join token or a credential');
+    if (callerFingerprint) {
+      this.authenticateCert(r.name, callerFingerprint);
+      this.reRegister(r);
+      return { credential: '', certificate: '' };
+    }
+    if (r.credential) {
+      if (this.signCsr) throw unauthenticated('this coordinator uses TLS: re-register with the host certificate, not a credential');
+      this.authenticate(r.name, r.credential);
+      this.reRegister(r);
+      return { credential: r.credential, certificate: '' };
+    }
+    if (!r.token) throw unauthenticated('Register needs a join token, or the host certificate');
     const parsed = parseToken(r.token);
     if (!parsed) throw unauthenticated('malformed join token (want [a-z0-9]{6}.[a-z0-9]{16})');
+    let certificate = '';
+    let certFingerprint = '';
+    if (this.signCsr) {
+      if (!r.csr || r.csr.length > 8192 || !r.csr.includes('BEGIN CERTIFICATE REQUEST')) throw invalid('Register with a join token needs a PEM certificate request (csr)');
+      this.store.tx((t) => this.checkToken(t, parsed.id, parsed.secret, r.name));
+      try {
+        certificate = await this.signCsr(r.csr, r.name);
+      } catch (e) {
+        throw invalid(`the certificate request could not be signed: ${(e as Error).message.split('\n')[0]}`);
+      }
+      certFingerprint = this.fingerprintOf!(certificate);
+    }
     const credential = newCredential();
     this.change('register', (t) => {
-      const tok = t.token(parsed.id);
-      if (!tok || !secretMatches(parsed.secret, tok.secretHash)) throw unauthenticated(`unknown join token ${parsed.id}`);
-      if (tok.state === 'revoked') throw unauthenticated(`join token ${tok.id} was revoked`);
-      if (tok.state === 'used') throw unauthenticated(`join token ${tok.id} was already used`);
-      if (tok.expiresMs <= this.now()) throw unauthenticated(`join token ${tok.id} expired at ${new Date(tok.expiresMs).toISOString()}`);
-      if (tok.host !== r.name) throw denied(`join token ${tok.id} is for host ${tok.host}, not ${r.name}`);
+      const tok = this.checkToken(t, parsed.id, parsed.secret, r.name);
       const other = t.hosts().find((h) => h.underlayIp === r.underlayIp && h.name !== r.name);
       if (other) throw exists(`underlay IP ${r.underlayIp} is already used by host ${other.name}`);
       const prev = t.host(r.name);
       for (const n of t.networks()) this.allocate(t, n, r.name);
-      t.putHost({ name: r.name, underlayIp: r.underlayIp, credentialHash: hashSecret(credential), agentVersion: r.agentVersion, joinedMs: prev?.joinedMs ?? this.now() });
+      t.putHost({ name: r.name, underlayIp: r.underlayIp, credentialHash: hashSecret(credential), agentVersion: r.agentVersion, joinedMs: prev?.joinedMs ?? this.now(), certFingerprint });
       t.putToken({ ...tok, state: 'used' });
       return { result: undefined, upserts: [r.name], removes: [] };
     });
     this.touch(r.name);
     this.log.info({ host: r.name, underlayIp: r.underlayIp, slices: this.slicesOf(r.name) }, 'host admitted');
-    return { credential };
+    return { credential: this.signCsr ? '' : credential, certificate };
   }
 
-  private reRegister(r: { name: string; credential: string; underlayIp: string; agentVersion: string }): { credential: string } {
-    const h = this.authenticate(r.name, r.credential);
+  /** TLS: the host named in the certificate, if that certificate is the host's current one. */
+  authenticateCert(name: string, fingerprint: string): HostRec {
+    const h = this.hostMap.get(name);
+    if (!h || !h.certFingerprint || h.certFingerprint !== fingerprint) throw unauthenticated(`certificate for host "${trunc(name)}" is not current (host removed or re-joined)`);
+    return h;
+  }
+
+  private reRegister(r: { name: string; underlayIp: string; agentVersion: string }): void {
+    const h = this.hostMap.get(r.name)!;
     const missing = this.nets.some((n) => !this.slicesOf(r.name).some((s) => s.network === n.name));
     if (h.underlayIp !== r.underlayIp || h.agentVersion !== r.agentVersion || missing) {
       this.change('register', (t) => {
@@ -220,7 +268,6 @@ export class Coordinator {
       });
     }
     this.touch(r.name);
-    return { credential: r.credential };
   }
 
   private allocate(t: Tx, n: NetworkRec, host: string): void {
@@ -298,8 +345,9 @@ export class Coordinator {
     this.soft.set(name, s);
   }
 
-  reportStatus(name: string, credential: string, r: { tunnels: TunnelView[]; endpoints: EndpointView[]; attachErrors: AttachErrorView[] }): void {
-    this.authenticate(name, credential);
+  /** the caller must already be authenticated as host `name` (certificate or credential) */
+  reportStatus(name: string, r: { tunnels: TunnelView[]; endpoints: EndpointView[]; attachErrors: AttachErrorView[] }): void {
+    if (!this.hostMap.has(name)) throw notFound(`no host named "${trunc(name)}"`);
     if (r.tunnels.length > 10_000 || r.endpoints.length > 65_536 || r.attachErrors.length > 10_000) throw invalid('status report too large');
     const endpoints: EndpointView[] = [];
     for (const e of r.endpoints) {

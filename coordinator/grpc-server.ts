@@ -1,19 +1,23 @@
-// The gRPC layer: maps requests to Coordinator calls and CoordError codes to statuses.
+// The gRPC layer: who is calling (TLS client certificate), may they, then the
+// Coordinator call; CoordError codes become gRPC statuses.
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../common/log.js';
 import {
   AdminServiceService, AgentServiceService,
   type HostInfo, type ReportStatusRequest, type WatchRequest,
 } from '../proto/gen/gremesh/v1/gremesh.js';
-import { CoordError, GRPC_STATUS } from './errors.js';
-import type { Coordinator, HostView } from './coordinator.js';
+import { CoordError, GRPC_STATUS, denied, unauthenticated } from './errors.js';
+import type { Coordinator, HostView, RegisterRequestView } from './coordinator.js';
 import type { WatchHub } from './watch-hub.js';
+import { ADMIN_CN, hostCn, type Pki } from './pki.js';
 
 export interface ServerOptions {
   maxMessageBytes: number;
   /** the address agents should dial, printed by `coordctl join` */
   advertise: () => string;
   log: Logger;
+  /** TLS material; undefined: --insecure (no TLS, credentials instead of certificates) */
+  pki?: Pki;
 }
 
 export function toStatus(e: unknown, log: Logger): grpc.ServiceError {
@@ -25,10 +29,14 @@ export function toStatus(e: unknown, log: Logger): grpc.ServiceError {
   return Object.assign(new Error(msg), { code: grpc.status.INTERNAL, details: msg, metadata: new grpc.Metadata() });
 }
 
-function unary<Req, Res>(log: Logger, f: (req: Req) => Res): grpc.handleUnaryCall<Req, Res> {
-  return (call, cb) => {
-    try { cb(null, f(call.request)); } catch (e) { cb(toStatus(e, log)); }
-  };
+type AnyCall = grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>;
+interface Identity { cn: string; fingerprint: string }
+
+/** The verified client certificate's identity, if the caller presented one the CA signed. */
+export function identityOf(call: AnyCall): Identity | undefined {
+  const c = call.getAuthContext?.()?.sslPeerCertificate;
+  if (!c?.subject?.CN) return undefined;
+  return { cn: String(c.subject.CN), fingerprint: c.fingerprint256 };
 }
 
 export function hostInfo(h: HostView): HostInfo {
@@ -44,6 +52,20 @@ const agentService: grpc.ServiceDefinition = {
   watch: { ...AgentServiceService.watch, responseSerialize: (b: Buffer) => b },
 } as unknown as grpc.ServiceDefinition;
 
+/**
+ * Server TLS: the client certificate is requested and verified against our CA, but a
+ * connection without one is allowed (an agent registering with its join token has no
+ * certificate yet); each call then decides. grpc-js has no option for "request but do
+ * not require", so the server options are set on the credentials it builds.
+ */
+export function tlsServerCredentials(pki: Pki): grpc.ServerCredentials {
+  const creds = grpc.ServerCredentials.createSsl(Buffer.from(pki.caPem), [{ private_key: Buffer.from(pki.serverKey), cert_chain: Buffer.from(pki.serverChain) }], true);
+  const opts = (creds as unknown as { serverConstructorOptions: Record<string, unknown> | null }).serverConstructorOptions;
+  if (!opts) throw new Error('grpc-js ServerCredentials changed shape: cannot allow token registration without a client certificate');
+  opts.rejectUnauthorized = false;
+  return creds;
+}
+
 export function createServer(coord: Coordinator, hub: WatchHub, o: ServerOptions): grpc.Server {
   const server = new grpc.Server({
     'grpc.max_receive_message_length': o.maxMessageBytes,
@@ -53,16 +75,40 @@ export function createServer(coord: Coordinator, hub: WatchHub, o: ServerOptions
     'grpc.http2.min_ping_interval_without_data_ms': 5_000,
   });
   const log = o.log;
+  const tls = o.pki !== undefined;
+
+  const unary = <Req, Res>(check: (call: grpc.ServerUnaryCall<Req, Res>) => Identity | undefined, f: (req: Req, id: Identity | undefined) => Res | Promise<Res>): grpc.handleUnaryCall<Req, Res> =>
+    (call, cb) => {
+      Promise.resolve().then(() => f(call.request, check(call))).then((r) => cb(null, r), (e: unknown) => cb(toStatus(e, log)));
+    };
+  /** admin calls: with TLS only the admin certificate */
+  const admin = (call: AnyCall): Identity | undefined => {
+    if (!tls) return undefined;
+    const id = identityOf(call);
+    if (!id) throw unauthenticated('admin calls need the admin client certificate (coordctl --cert/--key/--ca)');
+    if (id.cn !== ADMIN_CN) throw denied(`certificate "${id.cn}" may not make admin calls`);
+    return id;
+  };
+  /** agent calls after registration: with TLS the host's current certificate, else its credential */
+  const asHost = (call: AnyCall, name: string, credential: string): void => {
+    if (!tls) { coord.authenticate(name, credential); return; }
+    const id = identityOf(call);
+    if (!id) throw unauthenticated('agent calls need the host client certificate');
+    if (id.cn !== hostCn(name)) throw denied(`certificate "${id.cn}" may not act as host ${name}`);
+    coord.authenticateCert(name, id.fingerprint);
+  };
 
   server.addService(agentService, {
-    register: unary(log, (req: { name: string; token: string; credential: string; underlayIp: string; agentVersion: string }) => {
-      const { credential } = coord.register(req);
-      return { credential, state: undefined };
+    // Register decides on its own: a join token (no certificate yet), or the host's certificate
+    register: unary((call) => (tls ? identityOf(call as AnyCall) : undefined), async (req: RegisterRequestView, id) => {
+      if (id && id.cn !== hostCn(req.name)) throw denied(`certificate "${id.cn}" may not register as host ${req.name}`);
+      const r = await coord.register(req, id?.fingerprint);
+      return { credential: r.credential, certificate: r.certificate, state: undefined };
     }),
     watch: (call: grpc.ServerWritableStream<WatchRequest, Buffer>) => {
       const { name, credential } = call.request;
       try {
-        coord.authenticate(name, credential);
+        asHost(call as AnyCall, name, credential);
       } catch (e) {
         call.emit('error', toStatus(e, log));
         return;
@@ -78,27 +124,26 @@ export function createServer(coord: Coordinator, hub: WatchHub, o: ServerOptions
         gone: () => call.emit('error', toStatus(new CoordError('NOT_FOUND', `host ${name} was removed (coordctl leave)`), log)),
       });
     },
-    reportStatus: unary(log, (req: ReportStatusRequest) => {
-      coord.reportStatus(req.name, req.credential, req);
+    reportStatus: unary((call) => { asHost(call as AnyCall, call.request.name, call.request.credential); return undefined; }, (req: ReportStatusRequest) => {
+      coord.reportStatus(req.name, req);
       return {};
     }),
   });
-
   server.addService(AdminServiceService as unknown as grpc.ServiceDefinition, {
-    joinHost: unary(log, (req: { name: string; ttlSeconds: number }) => {
+    joinHost: unary(admin, (req: { name: string; ttlSeconds: number }) => {
       const r = coord.joinHost(req.name, req.ttlSeconds);
-      return { token: r.token, expiresMs: r.expiresMs, coordinator: o.advertise() };
+      return { token: r.token, expiresMs: r.expiresMs, coordinator: o.advertise(), caHash: o.pki?.caHash ?? '' };
     }),
-    removeHost: unary(log, (req: { name: string }) => { coord.removeHost(req.name); return {}; }),
-    listHosts: unary(log, () => ({ hosts: coord.hosts().map(hostInfo) })),
-    getHost: unary(log, (req: { name: string }) => hostInfo(coord.host(req.name))),
-    createNetwork: unary(log, (req: { name: string; cidr: string; hostPrefixLen: number; mtu: number }) =>
+    removeHost: unary(admin, (req: { name: string }) => { coord.removeHost(req.name); return {}; }),
+    listHosts: unary(admin, () => ({ hosts: coord.hosts().map(hostInfo) })),
+    getHost: unary(admin, (req: { name: string }) => hostInfo(coord.host(req.name))),
+    createNetwork: unary(admin, (req: { name: string; cidr: string; hostPrefixLen: number; mtu: number }) =>
       coord.createNetwork(req.name, req.cidr, req.hostPrefixLen, req.mtu)),
-    listNetworks: unary(log, () => ({ networks: coord.networks() })),
-    deleteNetwork: unary(log, (req: { name: string }) => { coord.deleteNetwork(req.name); return {}; }),
-    getStatus: unary(log, () => ({ revision: coord.revision(), hosts: coord.hosts().map(hostInfo), networks: coord.networks(), watchers: hub.count() })),
-    listTokens: unary(log, () => ({ tokens: coord.tokens() })),
-    revokeToken: unary(log, (req: { id: string }) => { coord.revokeToken(req.id); return {}; }),
+    listNetworks: unary(admin, () => ({ networks: coord.networks() })),
+    deleteNetwork: unary(admin, (req: { name: string }) => { coord.deleteNetwork(req.name); return {}; }),
+    getStatus: unary(admin, () => ({ revision: coord.revision(), hosts: coord.hosts().map(hostInfo), networks: coord.networks(), watchers: hub.count() })),
+    listTokens: unary(admin, () => ({ tokens: coord.tokens() })),
+    revokeToken: unary(admin, (req: { id: string }) => { coord.revokeToken(req.id); return {}; }),
   });
   return server;
 }

@@ -4,10 +4,15 @@ import { parse, runMain } from '../common/cli.js';
 import { createLogger } from '../common/log.js';
 import { KEYS, readConfigFile, resolveConfig } from './config.js';
 import { Coordinator } from './coordinator.js';
-import { bind, createServer } from './grpc-server.js';
+import { createServer } from './grpc-server.js';
 import { MemoryStore } from './memory-store.js';
 import { SqliteStore } from './sqlite-store.js';
 import { WatchHub } from './watch-hub.js';
+import { createRunner } from '../common/exec.js';
+import { ensurePki, fingerprint, signHostCsr } from './pki.js';
+import { bind as bindServer, tlsServerCredentials } from './grpc-server.js';
+import { parseHostPort } from './config.js';
+import { parseIp } from '../common/ipv4.js';
 
 const HELP = `gremesh-coordinator: the gremesh control plane (gRPC)
 
@@ -26,28 +31,53 @@ Usage: gremesh-coordinator [flags]
   --max-message-bytes N     largest request accepted (default 1048576)
   --log-level LEVEL         debug|info|warn|error (default info)
   --config FILE             JSON file with the same keys in camelCase (dataDir, networkCidr, ...)
+  --tls-san NAMES           extra names/addresses for the serving certificate (comma-separated;
+                            the --advertise and --listen hosts, localhost and 127.0.0.1 are in it)
+  --insecure                no TLS: plaintext gRPC, agents authenticate with a credential only
+                            (a warning on every start; for tests and trusted labs)
+
+TLS (the default): on first start a CA, the serving certificate and an admin client
+certificate (for coordctl) are made in DATA_DIR/pki (keys mode 0600). "coordctl join"
+prints the CA's SHA-256 hash; agents pin it and get a client certificate for their name.
 
 Precedence: defaults < --config file < environment (GREMESH_<FLAG>) < flags.
 `;
 
 async function main(argv: string[]): Promise<number> {
   const opts = Object.fromEntries(Object.keys(KEYS).map((k) => [k, { type: 'string' as const }]));
-  const { values } = parse(argv, { ...opts, config: { type: 'string' } }, false);
+  const { values } = parse(argv, { ...opts, config: { type: 'string' }, 'tls-san': { type: 'string' }, insecure: { type: 'boolean' } }, false);
   if (values.help) { process.stdout.write(HELP); return 0; }
   const cfg = resolveConfig(readConfigFile(values.config as string | undefined), process.env, values);
   const log = createLogger('coordinator', cfg.logLevel);
+  const insecure = values.insecure === true || process.env.GREMESH_INSECURE === '1';
+  const run = createRunner({ timeoutMs: 20_000, log: log.child({ part: 'exec' }) });
+  let pki;
+  if (insecure) {
+    process.stderr.write('gremesh-coordinator: WARNING: --insecure: gRPC is plaintext and unauthenticated by certificates; anyone who can reach this port and holds a token or credential is trusted\n');
+    log.warn({}, 'running without TLS (--insecure)');
+  } else {
+    const sanOf = (h: string) => (parseIp(h) !== undefined ? `IP:${h}` : `DNS:${h}`);
+    const hosts = [parseHostPort(cfg.advertise)?.host, parseHostPort(cfg.listen)?.host].filter((h): h is string => !!h && h !== '0.0.0.0' && h !== '::');
+    const extra = ((values['tls-san'] as string | undefined) ?? process.env.GREMESH_TLS_SAN ?? '').split(',').map((x) => x.trim()).filter(Boolean);
+    pki = await ensurePki(`${cfg.dataDir}/pki`, [...hosts, ...extra].map(sanOf), run);
+  }
   const store = cfg.store === 'memory' ? new MemoryStore() : new SqliteStore(`${cfg.dataDir}/coordinator.db`);
-  const coord = new Coordinator(store, { downAfterMs: cfg.downAfterS * 1000, defaultTokenTtlS: cfg.tokenTtlS, log: log.child({ part: 'state' }) });
+  const tlsPki = pki;
+  const coord = new Coordinator(store, {
+    downAfterMs: cfg.downAfterS * 1000, defaultTokenTtlS: cfg.tokenTtlS, log: log.child({ part: 'state' }),
+    ...(tlsPki ? { signCsr: (csr: string, host: string) => signHostCsr(tlsPki, run, csr, host), fingerprintOf: fingerprint } : {}),
+  });
   coord.init({ name: cfg.networkName, cidr: cfg.networkCidr, hostPrefixLen: cfg.hostPrefixLen, mtu: cfg.networkMtu });
   const hub = new WatchHub(coord);
   coord.isConnected = (h) => hub.isConnected(h);
   coord.onChange((c) => hub.changed(c));
   const advertise = { value: cfg.advertise };
-  const server = createServer(coord, hub, { maxMessageBytes: cfg.maxMessageBytes, advertise: () => advertise.value, log });
-  const port = await bind(server, cfg.listen);
+  const server = createServer(coord, hub, { maxMessageBytes: cfg.maxMessageBytes, advertise: () => advertise.value, log, pki });
+  const port = await bindServer(server, cfg.listen, pki ? tlsServerCredentials(pki) : undefined);
   // with --listen ...:0 the advertised address gets the port actually bound
   advertise.value = cfg.advertise.replace(/:0$/, `:${port}`);
   log.info({ listen: cfg.listen, port, advertise: advertise.value, revision: coord.revision(), hosts: coord.hostNames().length, store: cfg.store }, 'coordinator serving');
+  if (pki) log.info({ caHash: pki.caHash, pki: pki.dir }, 'TLS on: agents pin this CA hash');
   // a line on stdout for scripts that start it with port 0
   process.stdout.write(`gremesh-coordinator listening on ${cfg.listen.replace(/:\d+$/, `:${port}`)}\n`);
   await new Promise<void>((resolve) => {

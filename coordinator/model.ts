@@ -15,6 +15,8 @@ export interface HostRec {
   credentialHash: string;
   agentVersion: string;
   joinedMs: number;
+  /** SHA-256 fingerprint of the host's current client certificate (TLS); '' when none */
+  certFingerprint: string;
 }
 
 /** One /hostPrefixLen slice of a network: held by a host, or free (quarantined once released). */

@@ -53,7 +53,9 @@ export async function stopProcess(dir: string, node: string, what: string, signa
 export async function coordctl(dir: string, args: string[]): Promise<{ stdout: string; stderr: string; exitCode: number }> {
   const s = requireState(dir);
   const ctl = s.plan.nodes.find((n) => n.name === 'ctl')!;
-  const r = await execa('nsenter', [`--net=/run/netns/${ctl.ns}`, 'node', BINS.coordctl, '--coordinator', COORD_ADDR, ...args], { reject: false, timeout: 60_000 });
+  // the admin certificate lives in the coordinator's data dir (pki/admin.crt): coordctl's default with GREMESH_DATA_DIR
+  const r = await execa('nsenter', [`--net=/run/netns/${ctl.ns}`, 'node', BINS.coordctl, '--coordinator', COORD_ADDR, ...args],
+    { reject: false, timeout: 60_000, env: { GREMESH_DATA_DIR: coordinatorDir(dir) } });
   return { stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? ''), exitCode: r.exitCode ?? -1 };
 }
 

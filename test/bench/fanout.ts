@@ -28,7 +28,7 @@ async function admitMany(addr: string, names: string[], ipBase: number): Promise
     const batch = names.slice(i, i + 50);
     creds.push(...await Promise.all(batch.map(async (name, j) => {
       const { token } = await unary<{ token: string }>(a, 'joinHost', { name, ttlSeconds: 0 });
-      const r = await unary<{ credential: string }>(g, 'register', { name, token, credential: '', underlayIp: ipOf(ipBase + i + j), agentVersion: 'bench' });
+      const r = await unary<{ credential: string }>(g, 'register', { name, token, credential: '', underlayIp: ipOf(ipBase + i + j), agentVersion: 'bench', csr: '' });
       return r.credential;
     })));
   }
@@ -76,7 +76,7 @@ for (const n of sizes) {
     seen.push([]);
     const t0 = performance.now();
     waiting.set(name, t0);
-    await unary(g, 'register', { name, token, credential: '', underlayIp: ipOf(n + 10 + r), agentVersion: 'bench' });
+    await unary(g, 'register', { name, token, credential: '', underlayIp: ipOf(n + 10 + r), agentVersion: 'bench', csr: '' });
     const end = Date.now() + 30_000;
     while (seen[seen.length - 1]!.length < n && Date.now() < end) await new Promise((res) => setTimeout(res, 1));
     waiting.delete(name);

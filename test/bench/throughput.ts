@@ -22,7 +22,9 @@ const results: Record<string, number> = {};
 async function iperf(serverNs: string[], clientNs: string[], ip: string, streams: number): Promise<number> {
   const server = execa(serverNs[0]!, [...serverNs.slice(1), 'iperf3', '-s', '-1'], { env: { PATH: systemPath() }, reject: false, timeout: 120_000 });
   await new Promise((r) => setTimeout(r, 700));
-  const c = await execa(clientNs[0]!, [...clientNs.slice(1), 'iperf3', '-c', ip, '-t', secs, '-P', String(streams), '-J'], { env: { PATH: systemPath() }, timeout: 120_000 });
+  // the server lives in a namespace `lab down` does not sweep (a container's): stop it ourselves on failure
+  const c = await execa(clientNs[0]!, [...clientNs.slice(1), 'iperf3', '-c', ip, '-t', secs, '-P', String(streams), '-J'], { env: { PATH: systemPath() }, timeout: 120_000 })
+    .catch((e: Error) => { server.kill('SIGKILL'); throw e; });
   await server;
   return (JSON.parse(String(c.stdout)) as { end: { sum_received: { bits_per_second: number } } }).end.sum_received.bits_per_second / 1e9;
 }
@@ -32,7 +34,7 @@ try {
   for (const h of ['h1', 'h2']) await inHost(h, ['docker', 'run', '-d', '--net=none', '--name', `t-${h}`, '--label', 'gremesh.network=default', IMAGE, 'sleep', 'infinity']);
   const pid = async (h: string) => inHost(h, ['docker', 'inspect', '-f', '{{.State.Pid}}', `t-${h}`]);
   let ip2 = '';
-  for (let i = 0; i < 100 && !ip2; i++) { ip2 = /inet (\S+)\//.exec(await inHost('h2', ['docker', 'exec', 't-h2', 'ip', '-4', '-o', 'addr', 'show']).catch(() => ''))?.[1] ?? ''; if (!ip2) await new Promise((r) => setTimeout(r, 100)); }
+  for (let i = 0; i < 100 && !ip2; i++) { ip2 = /inet (\S+)\//.exec(await inHost('h2', ['docker', 'exec', 't-h2', 'ip', '-4', '-o', 'addr', 'show', 'eth0']).catch(() => ''))?.[1] ?? ''; if (!ip2) await new Promise((r) => setTimeout(r, 100)); }
   const c1 = ['nsenter', '-t', await pid('h1'), '-n'];
   const c2 = ['nsenter', '-t', await pid('h2'), '-n'];
   await execa(c1[0]!, [...c1.slice(1), 'ping', '-c', '3', '-W', '1', ip2], { reject: false });

@@ -15,12 +15,17 @@ export interface RunningCoordinator {
   /** SIGKILL and wait */
   kill9(): Promise<void>;
   stderr(): string;
+  /** coordctl flags for this coordinator (TLS admin certificate, or --insecure) */
+  ctlArgs: string[];
+  tls: boolean;
 }
 
-export async function startCoordinator(o: { dataDir?: string; port?: number; args?: string[]; host?: string; netns?: string } = {}): Promise<RunningCoordinator> {
+/** tls: false (the default here) starts it with --insecure; the TLS suite passes true */
+export async function startCoordinator(o: { dataDir?: string; port?: number; args?: string[]; host?: string; netns?: string; tls?: boolean } = {}): Promise<RunningCoordinator> {
   const dataDir = o.dataDir ?? tempDir('gmc');
   const host = o.host ?? '127.0.0.1';
-  const argv = [BIN.coordinator, '--listen', `${host}:${o.port ?? 0}`, '--data-dir', dataDir, '--network-cidr', '198.18.64.0/18', '--log-level', 'warn', ...(o.args ?? [])];
+  const tls = o.tls === true;
+  const argv = [BIN.coordinator, '--listen', `${host}:${o.port ?? 0}`, '--data-dir', dataDir, '--network-cidr', '198.18.64.0/18', '--log-level', 'warn', ...(tls ? [] : ['--insecure']), ...(o.args ?? [])];
   const cmd = o.netns ? 'nsenter' : 'node';
   const full = o.netns ? [`--net=/run/netns/${o.netns}`, 'node', ...argv] : argv;
   const proc = spawn(cmd, full, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -42,7 +47,14 @@ export async function startCoordinator(o: { dataDir?: string; port?: number; arg
     async stop() { if (proc.exitCode === null && proc.signalCode === null) { proc.kill('SIGTERM'); await exited; } },
     async kill9() { if (proc.exitCode === null && proc.signalCode === null) { proc.kill('SIGKILL'); await exited; } },
     stderr: () => err,
+    tls,
+    ctlArgs: tls ? ['--cert', `${dataDir}/pki/admin.crt`, '--key', `${dataDir}/pki/admin.key`, '--ca', `${dataDir}/pki/ca.crt`] : ['--insecure'],
   };
+}
+
+/** TLS channel credentials from PEM files (undefined parts are left out) */
+export function tlsCreds(ca: string, key?: string, cert?: string): grpc.ChannelCredentials {
+  return grpc.credentials.createSsl(fs.readFileSync(ca), key ? fs.readFileSync(key) : null, cert ? fs.readFileSync(cert) : null);
 }
 
 export function removeDir(d: string): void { fs.rmSync(d, { recursive: true, force: true }); }
@@ -57,10 +69,10 @@ export function unary<T>(client: grpc.Client, method: string, req: unknown, time
   });
 }
 
-export function admin(addr: string): AdminServiceClient {
-  return new AdminServiceClient(addr, grpc.credentials.createInsecure());
+export function admin(addr: string, creds = grpc.credentials.createInsecure()): AdminServiceClient {
+  return new AdminServiceClient(addr, creds, { 'grpc.use_local_subchannel_pool': 1 });
 }
 
-export function agentClient(addr: string): AgentServiceClient {
-  return new AgentServiceClient(addr, grpc.credentials.createInsecure());
+export function agentClient(addr: string, creds = grpc.credentials.createInsecure()): AgentServiceClient {
+  return new AgentServiceClient(addr, creds, { 'grpc.use_local_subchannel_pool': 1 });
 }

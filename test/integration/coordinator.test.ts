@@ -7,14 +7,14 @@ import { admin, agentClient, removeDir, startCoordinator, unary, type RunningCoo
 import { parseCidr, cidrsOverlap } from '../../common/ipv4.js';
 import type { DesiredState, HostInfo } from '../../proto/gen/gremesh/v1/gremesh.js';
 
-const ctl = (c: RunningCoordinator, ...args: string[]) => cli(BIN.coordctl, ['--coordinator', c.addr, ...args]);
+const ctl = (c: RunningCoordinator, ...args: string[]) => cli(BIN.coordctl, ['--coordinator', c.addr, ...c.ctlArgs, ...args]);
 
 async function joinAndRegister(addr: string, name: string, ip: string): Promise<{ credential: string }> {
   const a = admin(addr);
   const g = agentClient(addr);
   try {
     const j = await unary<{ token: string }>(a, 'joinHost', { name, ttlSeconds: 0 });
-    return await unary<{ credential: string }>(g, 'register', { name, token: j.token, credential: '', underlayIp: ip, agentVersion: 'test' });
+    return await unary<{ credential: string }>(g, 'register', { name, token: j.token, credential: '', underlayIp: ip, agentVersion: 'test', csr: '' });
   } finally { a.close(); g.close(); }
 }
 
@@ -39,7 +39,7 @@ test('coordctl: join prints a token and the agent command; hosts, networks, stat
   t.is(jj.command, `gremesh-agent --coordinator ${c.addr} --name h1 --join-token ${jj.token}`);
   const g = agentClient(c.addr);
   t.teardown(() => g.close());
-  await unary(g, 'register', { name: 'h1', token: jj.token, credential: '', underlayIp: '198.18.0.11', agentVersion: '0.1.0' });
+  await unary(g, 'register', { name: 'h1', token: jj.token, credential: '', underlayIp: '198.18.0.11', agentVersion: '0.1.0', csr: '' });
   const hosts = await ctl(c, 'hosts');
   t.regex(hosts.stdout, /h1\s+198\.18\.0\.11\s+198\.18\.64\.0\/24\s+up\s+\S+ ago\s+0\.1\.0/);
   const hj = JSON.parse((await ctl(c, 'hosts', '-o', 'json')).stdout) as HostInfo[];
@@ -81,7 +81,7 @@ test('coordctl bad input: one line on stderr, non-zero exit, state unchanged', a
   }
   const after = JSON.parse((await ctl(c, 'status', '-o', 'json')).stdout) as { revision: number };
   t.is(after.revision, (JSON.parse(before) as { revision: number }).revision);
-  const down = await cli(BIN.coordctl, ['--coordinator', '127.0.0.1:1', 'hosts']);
+  const down = await cli(BIN.coordctl, ['--coordinator', '127.0.0.1:1', '--insecure', 'hosts']);
   t.is(down.exitCode, 1);
   t.regex(down.stderr, /^coordctl: cannot reach coordinator at 127\.0\.0\.1:1/);
 });
@@ -95,7 +95,7 @@ test('agent API: register errors map to gRPC statuses; a request over the size l
   const code = async (p: Promise<unknown>) => { try { await p; return 'OK'; } catch (e) { return grpc.status[(e as grpc.ServiceError).code]; } };
   await joinAndRegister(c.addr, 'h1', '198.18.0.11');
   const tk = (await unary<{ token: string }>(a, 'joinHost', { name: 'h2', ttlSeconds: 0 })).token;
-  const reg = (name: string, underlayIp: string) => unary(g, 'register', { name, token: tk, credential: '', underlayIp, agentVersion: '' });
+  const reg = (name: string, underlayIp: string) => unary(g, 'register', { name, token: tk, credential: '', underlayIp, agentVersion: '', csr: '' });
   t.is(await code(reg('h2', '198.18.0.11')), 'ALREADY_EXISTS');
   t.is(await code(reg('h3', '198.18.0.13')), 'PERMISSION_DENIED');
   t.is(await code(reg('h2', 'x')), 'INVALID_ARGUMENT');

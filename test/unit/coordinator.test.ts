@@ -14,22 +14,22 @@ function setup(cidr = '198.18.64.0/22') {
   return { c, changes, admit, advance: (ms: number) => { now += ms; } };
 }
 
-const code = (f: () => unknown) => {
-  try { f(); } catch (e) { return (e as CoordError).code; }
+const code = async (f: () => unknown) => {
+  try { await f(); } catch (e) { return (e as CoordError).code; }
   return 'OK';
 };
 
-test('init creates the default network once', (t) => {
+test('init creates the default network once', async (t) => {
   const { c } = setup();
   c.init({ name: 'default', cidr: '198.18.64.0/22', hostPrefixLen: 24, mtu: 0 });
   t.deepEqual(c.networks().map((n) => [n.name, n.greKey]), [['default', 1]]);
 });
 
-test('register with a token admits the host with one slice per network; the revision grows', (t) => {
+test('register with a token admits the host with one slice per network; the revision grows', async (t) => {
   const { c, admit, changes } = setup();
   const r0 = c.revision();
-  admit('h1', '198.18.0.11');
-  admit('h2', '198.18.0.12');
+  await admit('h1', '198.18.0.11');
+  await admit('h2', '198.18.0.12');
   t.deepEqual(c.slicesOf('h1'), [{ network: 'default', cidr: '198.18.64.0/24' }]);
   t.deepEqual(c.slicesOf('h2'), [{ network: 'default', cidr: '198.18.65.0/24' }]);
   t.true(c.revision() > r0);
@@ -37,126 +37,129 @@ test('register with a token admits the host with one slice per network; the revi
   t.deepEqual(c.peer('h1')!.underlayIp, '198.18.0.11');
 });
 
-test('tokens: reused, revoked, expired, other host, unknown, malformed are refused and change nothing', (t) => {
+test('tokens: reused, revoked, expired, other host, unknown, malformed are refused and change nothing', async (t) => {
   const { c, advance } = setup();
   const reg = (name: string, token: string, ip = '198.18.0.20') => code(() => c.register({ name, token, credential: '', underlayIp: ip, agentVersion: '' }));
   const tk = c.joinHost('h1').token;
-  t.is(reg('h1', tk, '198.18.0.11'), 'OK');
+  t.is(await reg('h1', tk, '198.18.0.11'), 'OK');
   const rev = c.revision();
-  t.is(reg('h1', tk, '198.18.0.11'), 'UNAUTHENTICATED'); // reused
+  t.is(await reg('h1', tk, '198.18.0.11'), 'UNAUTHENTICATED'); // reused
   const other = c.joinHost('h2').token;
-  t.is(reg('h3', other), 'PERMISSION_DENIED');
+  t.is(await reg('h3', other), 'PERMISSION_DENIED');
   const rv = c.joinHost('h4').token;
   c.revokeToken(rv.split('.')[0]!);
-  t.is(reg('h4', rv), 'UNAUTHENTICATED');
+  t.is(await reg('h4', rv), 'UNAUTHENTICATED');
   const short = c.joinHost('h5', 60).token;
   advance(61_000);
-  t.is(reg('h5', short), 'UNAUTHENTICATED');
-  t.is(reg('h6', 'abcdef.0123456789abcdef'), 'UNAUTHENTICATED');
-  t.is(reg('h6', 'garbage'), 'UNAUTHENTICATED');
-  t.is(reg('h6', ''), 'UNAUTHENTICATED');
+  t.is(await reg('h5', short), 'UNAUTHENTICATED');
+  t.is(await reg('h6', 'abcdef.0123456789abcdef'), 'UNAUTHENTICATED');
+  t.is(await reg('h6', 'garbage'), 'UNAUTHENTICATED');
+  t.is(await reg('h6', ''), 'UNAUTHENTICATED');
   t.is(c.revision(), rev);
   t.deepEqual(c.hostNames(), ['h1']);
   t.is(c.tokens().find((x) => x.host === 'h5')!.state, 'expired');
 });
 
-test('bad input: names, underlay IPs; a duplicate underlay IP is refused', (t) => {
+test('bad input: names, underlay IPs; a duplicate underlay IP is refused', async (t) => {
   const { c, admit } = setup();
-  t.is(code(() => c.joinHost('Not_A_Label')), 'INVALID_ARGUMENT');
-  admit('h1', '198.18.0.11');
+  t.is(await code(() => c.joinHost('Not_A_Label')), 'INVALID_ARGUMENT');
+  await admit('h1', '198.18.0.11');
   const tk = c.joinHost('h2').token;
-  t.is(code(() => c.register({ name: 'h2', token: tk, credential: '', underlayIp: '198.18.0.11', agentVersion: '' })), 'ALREADY_EXISTS');
-  t.is(code(() => c.register({ name: 'h2', token: tk, credential: '', underlayIp: '1.2.3', agentVersion: '' })), 'INVALID_ARGUMENT');
-  t.is(code(() => c.register({ name: 'h2', token: tk, credential: '', underlayIp: '198.18.0.12', agentVersion: '' })), 'OK', 'the token was not consumed by the failures');
+  t.is(await code(() => c.register({ name: 'h2', token: tk, credential: '', underlayIp: '198.18.0.11', agentVersion: '' })), 'ALREADY_EXISTS');
+  t.is(await code(() => c.register({ name: 'h2', token: tk, credential: '', underlayIp: '1.2.3', agentVersion: '' })), 'INVALID_ARGUMENT');
+  t.is(await code(() => c.register({ name: 'h2', token: tk, credential: '', underlayIp: '198.18.0.12', agentVersion: '' })), 'OK', 'the token was not consumed by the failures');
 });
 
-test('a full network is RESOURCE_EXHAUSTED naming network and capacity; nothing half-made', (t) => {
+test('a full network is RESOURCE_EXHAUSTED naming network and capacity; nothing half-made', async (t) => {
   const { c, admit } = setup('198.18.64.0/23'); // 2 slices
-  admit('h1', '198.18.0.11');
-  admit('h2', '198.18.0.12');
-  const err = t.throws(() => admit('h3', '198.18.0.13')) as CoordError;
+  await admit('h1', '198.18.0.11');
+  await admit('h2', '198.18.0.12');
+  const err = await t.throwsAsync(admit('h3', '198.18.0.13')) as CoordError;
   t.is(err.code, 'RESOURCE_EXHAUSTED');
   t.regex(err.message, /network default \(198\.18\.64\.0\/23\) is full: all 2 \/24 slices/);
   t.deepEqual(c.hostNames(), ['h1', 'h2']);
 });
 
-test('re-register with the credential keeps the slices; a wrong credential is refused', (t) => {
+test('re-register with the credential keeps the slices; a wrong credential is refused', async (t) => {
   const { c, admit } = setup();
-  const { credential } = admit('h1', '198.18.0.11');
+  const { credential } = await admit('h1', '198.18.0.11');
   const before = c.slicesOf('h1');
-  t.is(c.register({ name: 'h1', token: '', credential, underlayIp: '198.18.0.11', agentVersion: 't' }).credential, credential);
+  t.is((await c.register({ name: 'h1', token: '', credential, underlayIp: '198.18.0.11', agentVersion: 't' })).credential, credential);
   t.deepEqual(c.slicesOf('h1'), before);
-  t.is(code(() => c.register({ name: 'h1', token: '', credential: 'f'.repeat(64), underlayIp: '198.18.0.11', agentVersion: 't' })), 'UNAUTHENTICATED');
+  t.is(await code(() => c.register({ name: 'h1', token: '', credential: 'f'.repeat(64), underlayIp: '198.18.0.11', agentVersion: 't' })), 'UNAUTHENTICATED');
 });
 
-test('leave: slices quarantined, reused only when no never-used slice is left; a re-join gets its slice back', (t) => {
+test('leave: slices quarantined, reused only when no never-used slice is left; a re-join gets its slice back', async (t) => {
   const { c, admit } = setup(); // 4 slices
-  admit('h1', '198.18.0.11'); // .64
-  admit('h2', '198.18.0.12'); // .65
+  await admit('h1', '198.18.0.11'); // .64
+  await admit('h2', '198.18.0.12'); // .65
   c.removeHost('h1');
   t.false(c.hasHost('h1'));
-  admit('h3', '198.18.0.13');
+  await admit('h3', '198.18.0.13');
   t.is(c.slicesOf('h3')[0]!.cidr, '198.18.66.0/24', 'never-used first');
-  admit('h1', '198.18.0.11');
+  await admit('h1', '198.18.0.11');
   t.is(c.slicesOf('h1')[0]!.cidr, '198.18.64.0/24', 're-join gets its slice back');
   c.removeHost('h2');
-  admit('h4', '198.18.0.14');
+  await admit('h4', '198.18.0.14');
   t.is(c.slicesOf('h4')[0]!.cidr, '198.18.67.0/24');
-  admit('h5', '198.18.0.15');
+  await admit('h5', '198.18.0.15');
   t.is(c.slicesOf('h5')[0]!.cidr, '198.18.65.0/24', 'quarantined slice reused once nothing else is left');
-  t.is(code(() => c.removeHost('nope')), 'NOT_FOUND');
+  t.is(await code(() => c.removeHost('nope')), 'NOT_FOUND');
 });
 
-test('leave revokes the host’s unused tokens', (t) => {
+test('leave revokes the host’s unused tokens', async (t) => {
   const { c, admit } = setup();
-  admit('h1', '198.18.0.11');
+  await admit('h1', '198.18.0.11');
   c.joinHost('h1');
   c.removeHost('h1');
   t.true(c.tokens().filter((x) => x.host === 'h1').every((x) => x.state !== 'valid'));
 });
 
-test('networks: create allocates for every admitted host; overlap, duplicates, bad prefix refused; delete needs no containers', (t) => {
+test('networks: create allocates for every admitted host; overlap, duplicates, bad prefix refused; delete needs no containers', async (t) => {
   const { c, admit, changes } = setup();
-  admit('h1', '198.18.0.11');
-  admit('h2', '198.18.0.12');
+  await admit('h1', '198.18.0.11');
+  await admit('h2', '198.18.0.12');
   const n = c.createNetwork('blue', '198.19.0.0/16', 24, 1400);
   t.is(n.greKey, 2);
   t.deepEqual(changes.at(-1)!.upserts.sort(), ['h1', 'h2']);
   t.is(c.slicesOf('h1').length, 2);
-  t.is(code(() => c.createNetwork('blue', '198.20.0.0/16', 24, 0)), 'ALREADY_EXISTS');
-  t.is(code(() => c.createNetwork('red', '198.19.128.0/17', 24, 0)), 'INVALID_ARGUMENT');
-  t.is(code(() => c.createNetwork('red', '198.20.0.0/16', 16, 0)), 'INVALID_ARGUMENT');
-  t.is(code(() => c.createNetwork('red', '198.20.0.0/31', 30, 0)), 'INVALID_ARGUMENT');
-  t.is(code(() => c.createNetwork('tiny', '198.20.0.0/24', 25, 0)), 'OK');
-  t.is(code(() => c.createNetwork('tinier', '198.21.0.0/26', 27, 0)), 'OK');
+  t.is(await code(() => c.createNetwork('blue', '198.20.0.0/16', 24, 0)), 'ALREADY_EXISTS');
+  t.is(await code(() => c.createNetwork('red', '198.19.128.0/17', 24, 0)), 'INVALID_ARGUMENT');
+  t.is(await code(() => c.createNetwork('red', '198.20.0.0/16', 16, 0)), 'INVALID_ARGUMENT');
+  t.is(await code(() => c.createNetwork('red', '198.20.0.0/31', 30, 0)), 'INVALID_ARGUMENT');
+  t.is(await code(() => c.createNetwork('tiny', '198.20.0.0/24', 25, 0)), 'OK');
+  t.is(await code(() => c.createNetwork('tinier', '198.21.0.0/26', 27, 0)), 'OK');
   const h1 = c.slicesOf('h1').find((s) => s.network === 'blue')!;
-  const cred = c.register({ name: 'h1', token: c.joinHost('h1').token, credential: '', underlayIp: '198.18.0.11', agentVersion: '' }).credential;
-  c.reportStatus('h1', cred, { tunnels: [], attachErrors: [], endpoints: [{ network: 'blue', host: 'h1', mac: '0a:58:c6:13:00:02', ip: h1.cidr.replace(/0\/24$/, '2'), containerId: 'c1' }] });
-  t.is(code(() => c.deleteNetwork('blue')), 'FAILED_PRECONDITION');
-  c.reportStatus('h1', cred, { tunnels: [], attachErrors: [], endpoints: [] });
-  t.is(code(() => c.deleteNetwork('blue')), 'OK');
-  t.is(code(() => c.deleteNetwork('blue')), 'NOT_FOUND');
+  const cred = (await c.register({ name: 'h1', token: c.joinHost('h1').token, credential: '', underlayIp: '198.18.0.11', agentVersion: '' })).credential;
+  void cred;
+  c.reportStatus('h1', { tunnels: [], attachErrors: [], endpoints: [{ network: 'blue', host: 'h1', mac: '0a:58:c6:13:00:02', ip: h1.cidr.replace(/0\/24$/, '2'), containerId: 'c1' }] });
+  t.is(await code(() => c.deleteNetwork('blue')), 'FAILED_PRECONDITION');
+  c.reportStatus('h1', { tunnels: [], attachErrors: [], endpoints: [] });
+  t.is(await code(() => c.deleteNetwork('blue')), 'OK');
+  t.is(await code(() => c.deleteNetwork('blue')), 'NOT_FOUND');
   t.false(c.slicesOf('h1').some((s) => s.network === 'blue'));
 });
 
-test('endpoints outside the host’s slice or with a bad MAC are refused; a change bumps the revision', (t) => {
+test('endpoints outside the host’s slice or with a bad MAC are refused; a change bumps the revision', async (t) => {
   const { c, admit } = setup();
-  const { credential } = admit('h1', '198.18.0.11');
+  const { credential } = await admit('h1', '198.18.0.11');
   const ep = (ip: string, mac = '0a:58:c6:12:40:05') => ({ network: 'default', host: 'h1', mac, ip, containerId: 'x' });
-  t.is(code(() => c.reportStatus('h1', credential, { tunnels: [], attachErrors: [], endpoints: [ep('198.18.65.5')] })), 'INVALID_ARGUMENT');
-  t.is(code(() => c.reportStatus('h1', credential, { tunnels: [], attachErrors: [], endpoints: [ep('198.18.64.5', 'zz')] })), 'INVALID_ARGUMENT');
-  t.is(code(() => c.reportStatus('h1', 'bad', { tunnels: [], attachErrors: [], endpoints: [] })), 'UNAUTHENTICATED');
+  t.is(await code(() => c.reportStatus('h1', { tunnels: [], attachErrors: [], endpoints: [ep('198.18.65.5')] })), 'INVALID_ARGUMENT');
+  t.is(await code(() => c.reportStatus('h1', { tunnels: [], attachErrors: [], endpoints: [ep('198.18.64.5', 'zz')] })), 'INVALID_ARGUMENT');
+  t.is(await code(() => c.reportStatus('ghost', { tunnels: [], attachErrors: [], endpoints: [] })), 'NOT_FOUND');
+  t.is(await code(() => c.authenticate('h1', 'bad')), 'UNAUTHENTICATED');
+  t.is(await code(() => c.authenticate('h1', credential)), 'OK');
   const r = c.revision();
-  c.reportStatus('h1', credential, { tunnels: [], attachErrors: [], endpoints: [ep('198.18.64.5')] });
+  c.reportStatus('h1', { tunnels: [], attachErrors: [], endpoints: [ep('198.18.64.5')] });
   t.is(c.revision(), r + 1);
-  c.reportStatus('h1', credential, { tunnels: [], attachErrors: [], endpoints: [ep('198.18.64.5')] });
+  c.reportStatus('h1', { tunnels: [], attachErrors: [], endpoints: [ep('198.18.64.5')] });
   t.is(c.revision(), r + 1, 'no change, no new revision');
   t.is(c.peer('h1')!.endpoints.length, 1);
 });
 
-test('host state: up while seen recently, down after the window, still a peer', (t) => {
+test('host state: up while seen recently, down after the window, still a peer', async (t) => {
   const { c, admit, advance } = setup();
-  admit('h1', '198.18.0.11');
+  await admit('h1', '198.18.0.11');
   t.is(c.host('h1').state, 'up');
   advance(31_000);
   t.is(c.host('h1').state, 'down');

@@ -35,8 +35,8 @@ test('frameField encodes a length-delimited field', (t) => {
 
 test('a new stream gets a full snapshot without itself; then deltas with upserts and removals', async (t) => {
   const { c, hub, admit } = setup();
-  admit('h1', '198.18.0.11');
-  admit('h2', '198.18.0.12');
+  await admit('h1', '198.18.0.11');
+  await admit('h2', '198.18.0.12');
   const a = sink();
   hub.add('h1', a.s);
   await tick();
@@ -45,7 +45,7 @@ test('a new stream gets a full snapshot without itself; then deltas with upserts
   t.deepEqual(a.msgs[0]!.peers.map((p) => p.name), ['h2']);
   t.is(a.msgs[0]!.slices[0]!.cidr, '198.18.64.0/24');
   t.is(a.msgs[0]!.revision, c.revision());
-  admit('h3', '198.18.0.13');
+  await admit('h3', '198.18.0.13');
   await tick(); await tick();
   const d = a.msgs.at(-1)!;
   t.false(d.full);
@@ -59,14 +59,14 @@ test('a new stream gets a full snapshot without itself; then deltas with upserts
 
 test('a stuck stream never delays the others, and gets only the latest state when it drains', async (t) => {
   const { c, hub, admit } = setup();
-  admit('h1', '198.18.0.11');
-  admit('h2', '198.18.0.12');
+  await admit('h1', '198.18.0.11');
+  await admit('h2', '198.18.0.12');
   const stuck = sink(true);
   const fast = sink();
   hub.add('h1', stuck.s);
   hub.add('h2', fast.s);
   await tick();
-  for (let i = 3; i < 13; i++) { admit(`h${i}`, `198.18.0.${10 + i}`); await tick(); await tick(); }
+  for (let i = 3; i < 13; i++) { await admit(`h${i}`, `198.18.0.${10 + i}`); await tick(); await tick(); }
   t.is(stuck.msgs.length, 1, 'one message in flight, nothing queued behind it');
   t.is(fast.msgs.at(-1)!.revision, c.revision());
   stuck.pending.shift()!();
@@ -80,7 +80,7 @@ test('a stuck stream never delays the others, and gets only the latest state whe
 
 test('the removed host’s own stream is ended', async (t) => {
   const { c, hub, admit } = setup();
-  admit('h1', '198.18.0.11');
+  await admit('h1', '198.18.0.11');
   const a = sink();
   hub.add('h1', a.s);
   c.removeHost('h1');
