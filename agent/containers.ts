@@ -24,8 +24,8 @@ export interface ContainerReconcilerOptions {
   txOff: boolean;
   stateDir: string;
   snapshot: () => Snapshot | undefined;
-  /** after ports changed: the network reconciler recomputes flows */
-  onChange: () => void;
+  /** after ports changed: the network reconciler recomputes flows; resolves once they are installed */
+  onChange: () => Promise<void>;
   log: Logger;
 }
 
@@ -92,6 +92,7 @@ export class ContainerReconciler {
     const errors: AttachError[] = [];
     const wanted = new Set<string>();
     let changed = false;
+    const plugged: { c: ContainerInfo; a: AttachSpec }[] = [];
     for (const c of running) {
       const req = manual[c.id] ?? requestFromLabels(c.labels);
       if (!req) continue;
@@ -110,6 +111,7 @@ export class ContainerReconciler {
       if (same) continue;
       try {
         await this.attach(c, plan, port);
+        plugged.push({ c, a: plan });
         changed = true;
       } catch (err) {
         const reason = `attach failed: ${(err as Error).message}`;
@@ -135,8 +137,21 @@ export class ContainerReconciler {
       const gone = Object.keys(m).filter((id) => !exist.has(id));
       if (gone.length) { for (const id of gone) delete m[id]; this.saveManual(m); }
     }
+    // the flows for new ports first, then the containers' interfaces come up: no
+    // container ever sees a link that silently drops its first packets
+    if (changed) await this.o.onChange();
+    for (const { c, a } of plugged) {
+      try {
+        await this.o.links.activateContainer(c.pid, a.iface, a.gateway);
+        this.o.log.info({ container: c.name, ip: a.ip, mac: a.mac, mtu: a.mtu, port: a.hostIf }, 'container attached');
+      } catch (err) {
+        const reason = `attach failed: ${(err as Error).message}`;
+        errors.push({ container: c.name, reason });
+        this.o.log.warn({ container: c.name, reason }, `container ${c.name}: ${reason}`);
+        await this.unplug(a.hostIf);
+      }
+    }
     this.errors = errors;
-    if (changed) this.o.onChange();
   }
 
   private async attach(c: ContainerInfo, a: AttachSpec, old: OvsInterface | undefined): Promise<void> {
@@ -155,7 +170,7 @@ export class ContainerReconciler {
       await this.o.links.deleteLink(a.hostIf);
       throw e;
     }
-    this.o.log.info({ container: c.name, ip: a.ip, mac: a.mac, mtu: a.mtu, port: a.hostIf, ms: Math.round(performance.now() - t0) }, 'container attached');
+    this.o.log.debug({ container: c.name, port: a.hostIf, ms: Math.round(performance.now() - t0) }, 'container plugged');
   }
 
   private async unplug(port: string): Promise<void> {

@@ -17,6 +17,8 @@ export interface LinkDriver {
    * network namespace of process pid as iface, with MAC, MTU, address and default route.
    */
   plugContainer(pid: number, hostIf: string, c: { iface: string; mac: string; mtu: number; cidr: string; gateway: string | undefined; userspace: boolean }): Promise<void>;
+  /** bring the container's interface up and add its default route (after its flows exist) */
+  activateContainer(pid: number, iface: string, gateway: string | undefined): Promise<void>;
   /** delete a link; a missing one is fine */
   deleteLink(name: string): Promise<void>;
   linkExists(name: string): Promise<boolean>;
@@ -42,7 +44,12 @@ export class IpLinkDriver implements LinkDriver {
     const have = (link?.addr_info ?? []).filter((a) => a.family === 'inet' && a.scope === 'global').map((a) => `${a.local}/${a.prefixlen}`);
     for (const h of have) if (h !== cidr) await this.run(['ip', 'addr', 'del', h, 'dev', dev]);
     if (!have.includes(cidr)) await this.run(['ip', 'addr', 'replace', cidr, 'dev', dev]);
-    if (!link || link.mtu !== mtu || !(link.flags ?? []).includes('UP')) await this.run(['ip', 'link', 'set', 'dev', dev, 'mtu', String(mtu), 'up']);
+    if (!link || link.mtu !== mtu || !(link.flags ?? []).includes('UP')) {
+      await this.run(['ip', 'link', 'set', 'dev', dev, 'mtu', String(mtu), 'up']);
+      // the host takes no routes from the overlay: no router advertisements, no redirects
+      await this.run(['sysctl', '-qw', `net.ipv6.conf.${dev}.accept_ra=0`, `net.ipv6.conf.${dev}.accept_redirects=0`,
+        `net.ipv4.conf.${dev}.accept_redirects=0`, `net.ipv4.conf.${dev}.send_redirects=0`], { okCodes: [255] });
+    }
   }
 
   async mtuOfAddress(ip: string): Promise<number | undefined> {
@@ -73,8 +80,8 @@ export class IpLinkDriver implements LinkDriver {
     await this.deleteLink(hostIf); // a leftover from a crash halfway
     await this.run(['ip', 'link', 'add', hostIf, 'mtu', String(c.mtu), 'type', 'veth', 'peer', 'name', peer, 'mtu', String(c.mtu), 'netns', String(pid)]);
     try {
-      const batch = [`link set ${peer} name ${c.iface}`, `link set ${c.iface} address ${c.mac} mtu ${c.mtu}`, `addr add ${c.cidr} dev ${c.iface}`,
-        `link set ${c.iface} up`, ...(c.gateway ? [`route add default via ${c.gateway} dev ${c.iface}`] : [])];
+      // addressed but down: it comes up (activateContainer) once the bridge forwards for it
+      const batch = [`link set ${peer} name ${c.iface}`, `link set ${c.iface} address ${c.mac} mtu ${c.mtu}`, `addr add ${c.cidr} dev ${c.iface}`];
       await this.run(['nsenter', '-t', String(pid), '-n', 'ip', '-batch', '-'], { input: `${batch.join('\n')}\n` });
       if (c.userspace) {
         // the userspace datapath reads the veth through a packet socket; the host kernel
@@ -90,6 +97,11 @@ export class IpLinkDriver implements LinkDriver {
       await this.deleteLink(hostIf);
       throw e;
     }
+  }
+
+  async activateContainer(pid: number, iface: string, gateway: string | undefined): Promise<void> {
+    const batch = [`link set ${iface} up`, ...(gateway ? [`route replace default via ${gateway} dev ${iface}`] : [])];
+    await this.run(['nsenter', '-t', String(pid), '-n', 'ip', '-batch', '-'], { input: `${batch.join('\n')}\n` });
   }
 
   async deleteLink(name: string): Promise<void> {

@@ -124,7 +124,8 @@ async function run(argv: string[]): Promise<number> {
     runtime: new DockerRuntime(dockerFromSocket(cfg.docker), log.child({ part: 'docker' })),
     links, ovs, ipam: new FileIpam(`${cfg.stateDir}/ipam.json`), bridge: cfg.bridge, underlayMtu,
     txOff: cfg.datapath === 'netdev', stateDir: cfg.stateDir, snapshot: () => current,
-    onChange: () => reconciler.markDirty('containers'), log: log.child({ part: 'containers' }),
+    onChange: async () => { const next = reconciler.nextPass(); reconciler.markDirty('containers'); await next; },
+    log: log.child({ part: 'containers' }),
   });
   const setSnapshot = (s: Snapshot) => {
     const first = !current;

@@ -8,7 +8,12 @@ export const NFT_TABLE = 'gremesh';
 export function computeNftRuleset(gateways: (GatewaySpec & { networkCidr: string })[]): string {
   const post: string[] = [];
   const fwd: string[] = [];
-  if (gateways.length) fwd.push('iifname "gmgw*" oifname "gmgw*" drop');
+  if (gateways.length) {
+    fwd.push('iifname "gmgw*" oifname "gmgw*" drop');
+    // a container's GRE, masqueraded to this host's underlay address, would reach a peer as
+    // genuine tunnel traffic from us: never forward it
+    fwd.push('iifname "gmgw*" meta l4proto gre drop');
+  }
   for (const g of gateways) {
     post.push(`ip saddr ${g.networkCidr} ip daddr != ${g.networkCidr} oifname != "gmgw*" masquerade`);
     fwd.push(`iifname "${g.port}" ip saddr ${g.networkCidr} accept`);

@@ -50,7 +50,9 @@ export class Reconciler {
   private failures = 0;
   private stopped = false;
   lastPass: PassResult | undefined;
-  private waiters: (() => void)[] = [];
+  /** passes started so far; a waiter is resolved by the first pass that started after it asked */
+  private started = 0;
+  private waiters: { after: number; resolve: () => void }[] = [];
 
   constructor(private readonly o: ReconcilerOptions) {}
 
@@ -74,8 +76,8 @@ export class Reconciler {
     for (const t of this.timers) clearInterval(t);
   }
 
-  /** resolves after the next completed pass */
-  nextPass(): Promise<void> { return new Promise((r) => this.waiters.push(r)); }
+  /** resolves after a pass that started after this call has completed (or failed) */
+  nextPass(): Promise<void> { return new Promise((resolve) => this.waiters.push({ after: this.started, resolve })); }
 
   private async probe(): Promise<void> {
     if (this.running || this.expectedFlows < 0) return;
@@ -92,6 +94,7 @@ export class Reconciler {
     try {
       while (this.dirty && !this.stopped) {
         this.dirty = false;
+        const n = ++this.started;
         try {
           const r = await this.pass();
           this.failures = 0;
@@ -107,7 +110,9 @@ export class Reconciler {
           this.lastNat = '';
           setTimeout(() => this.markDirty('retry'), wait);
         }
-        for (const w of this.waiters.splice(0)) w();
+        const done = this.waiters.filter((w) => w.after < n);
+        this.waiters = this.waiters.filter((w) => w.after >= n);
+        for (const w of done) w.resolve();
       }
     } finally {
       this.running = false;

@@ -4,6 +4,7 @@
 import { X509Certificate, createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as tls from 'node:tls';
+import * as net from 'node:net';
 import type { Runner } from '../common/exec.js';
 
 export const tlsFiles = (dir: string) => ({ ca: `${dir}/ca.crt`, key: `${dir}/host.key`, csr: `${dir}/host.csr`, cert: `${dir}/host.crt` });
@@ -23,7 +24,8 @@ export function fetchPinnedCa(addr: string, pinned: string, timeoutMs = 10_000):
   const m = /^(.*):(\d+)$/.exec(addr);
   if (!m) return Promise.reject(new Error(`bad coordinator address ${addr}`));
   return new Promise((resolve, reject) => {
-    const sock = tls.connect({ host: m[1], port: Number(m[2]), rejectUnauthorized: false, ALPNProtocols: ['h2'], servername: undefined, timeout: timeoutMs });
+    // no SNI for an IP address (RFC 6066); the pinned hash, not the name, is what is checked here
+    const sock = tls.connect({ host: m[1], port: Number(m[2]), rejectUnauthorized: false, ALPNProtocols: ['h2'], servername: net.isIP(m[1]!) ? '' : m[1], timeout: timeoutMs });
     const fail = (e: Error) => { sock.destroy(); reject(e); };
     sock.on('timeout', () => fail(new Error(`no TLS answer from ${addr} within ${timeoutMs} ms`)));
     sock.on('error', (e) => fail(new Error(`cannot reach coordinator ${addr} over TLS: ${e.message}`)));

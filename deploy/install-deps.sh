@@ -16,6 +16,7 @@ pkgs=(
   arping               # broadcast checks
   util-linux           # nsenter, setsid
   procps               # ps, used by leak checks
+  python3              # crafts raw frames in the security tests
 )
 missing=()
 for p in "${pkgs[@]}"; do

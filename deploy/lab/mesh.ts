@@ -80,7 +80,8 @@ export async function joinAll(dir: string, hosts: string[], extra: string[] = []
   // one after the other, each once registered: h1 gets the first slice, h2 the next...
   for (const h of hosts) {
     startAgent(dir, h, args[h]!, extra);
-    await waitFor(() => fs.existsSync(`${agentStateDir(dir, h)}/credential`), 60_000, `${h} to register`);
+    // registered: a client certificate (TLS) or a credential (--insecure) in its state dir
+    await waitFor(() => ['host.crt', 'credential'].some((f) => fs.existsSync(`${agentStateDir(dir, h)}/${f}`)), 60_000, `${h} to register`);
   }
   await Promise.all(hosts.map((h) => waitFor(() => fs.existsSync(`${agentStateDir(dir, h)}/status.json`), 60_000, `the agent on ${h}`)));
   return args;

@@ -109,3 +109,14 @@ test('reportableEndpoints: only endpoints inside this host’s slice of their ne
   const got = reportableEndpoints([l('198.18.64.5'), l('198.18.65.5'), l('198.18.64.6', 'blue')], [{ network: 'default', cidr: '198.18.64.0/24' }]);
   t.deepEqual(got.map((x) => x.ip), ['198.18.64.5']);
 });
+
+test('nft ruleset: masquerade out of the network, replies only back in, no GRE from containers, no forwarding between networks', async (t) => {
+  const { computeNftRuleset } = await import('../../agent/nat.js');
+  const r = computeNftRuleset([{ port: 'gmgw1', network: 'default', greKey: 1, ip: '198.18.64.1', prefixLen: 18, mac: '0a:58:c6:12:40:01', mtu: 1458, networkCidr: '198.18.64.0/18' }]);
+  t.regex(r, /ip saddr 198\.18\.64\.0\/18 ip daddr != 198\.18\.64\.0\/18 oifname != "gmgw\*" masquerade/);
+  t.regex(r, /iifname "gmgw\*" meta l4proto gre drop/);
+  t.regex(r, /iifname "gmgw\*" oifname "gmgw\*" drop/);
+  t.regex(r, /oifname "gmgw1" ct state established,related accept\n\s+oifname "gmgw1" drop/);
+  t.true(r.indexOf('l4proto gre drop') < r.indexOf('iifname "gmgw1" ip saddr'), 'the GRE drop comes before the accept');
+  t.regex(r, /^table ip gremesh\ndelete table ip gremesh\n/, 'one atomic replace');
+});

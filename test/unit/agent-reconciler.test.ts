@@ -41,7 +41,7 @@ class FakeOvsDriver implements OvsDriver {
   monitor() { return () => {}; }
 }
 
-const links: LinkDriver = { ensureAddress: async () => {}, mtuOfAddress: async () => 1500, sourceFor: async () => undefined, underlayOf: async () => undefined, ensureUnderlay: async () => {}, plugContainer: async () => {}, deleteLink: async () => {}, linkExists: async () => false, sysctl: async () => {} };
+const links: LinkDriver = { ensureAddress: async () => {}, mtuOfAddress: async () => 1500, sourceFor: async () => undefined, underlayOf: async () => undefined, ensureUnderlay: async () => {}, plugContainer: async () => {}, activateContainer: async () => {}, deleteLink: async () => {}, linkExists: async () => false, sysctl: async () => {} };
 const snap = (peers: string[]): Snapshot => ({
   revision: peers.length, host: 'h1', underlayIp: '198.18.0.11',
   networks: [{ name: 'default', cidr: '198.18.64.0/18', hostPrefixLen: 24, greKey: 1, mtu: 0 }],
