@@ -6,7 +6,7 @@ import { execa } from 'execa';
 import { parse, runMain, elapsed, UsageError } from '../../common/cli.js';
 import { systemPath } from '../../common/exec.js';
 import { DEFAULT_DIR, down, requireState, up } from './lab.js';
-import { coordctl, joinAll, startCoordinator } from './mesh.js';
+import { coordctl, coordinatorDir, joinAll, startCoordinator } from './mesh.js';
 import { IMAGE, OUTSIDE_IP, hostEnv } from './plan.js';
 
 const HELP = `gremesh demo: a local multi-host lab running gremesh, with a cross-host ping matrix
@@ -91,7 +91,7 @@ async function main(argv: string[]): Promise<number> {
   }
   say((await coordctl(dir, ['status'])).stdout);
   say('');
-  say(`try:  node dist/deploy/lab/main.js exec --dir ${dir} ctl -- node dist/coordinator/cli.js --coordinator 198.18.0.2:7420 hosts`);
+  say(`try:  GREMESH_DATA_DIR=${coordinatorDir(dir)} node dist/deploy/lab/main.js exec --dir ${dir} ctl -- node dist/coordinator/cli.js --coordinator 198.18.0.2:7420 hosts`);
   say(`      node dist/deploy/lab/main.js exec --dir ${dir} h1 -- docker run --rm --net=none --label gremesh.network=default ${IMAGE} ping -c 3 ${ips.h2}`);
   step(fails === 0 ? 'demo ready: every container reaches every other and the outside; "make demo-down" removes it' : `demo up, but ${fails} pings failed`);
   return fails === 0 ? 0 : 1;

@@ -36,6 +36,7 @@ export async function startCoordinator(dir: string, extra: string[] = []): Promi
   const data = coordinatorDir(dir);
   fs.mkdirSync(data, { recursive: true });
   const log = `${dir}/ctl/coordinator.log`;
+  fs.writeFileSync(`${dir}/ctl/mode`, extra.includes('--insecure') ? 'insecure' : 'tls');
   const before = fs.existsSync(log) ? fs.readFileSync(log, 'utf8').length : 0;
   const pid = spawnInNode(dir, 'ctl', 'coordinator', ['node', BINS.coordinator, '--listen', COORD_ADDR, '--data-dir', data,
     '--network-cidr', DEFAULT_CIDR, '--host-prefix-len', '24', '--down-after', '10s', ...extra], log);
@@ -54,7 +55,8 @@ export async function coordctl(dir: string, args: string[]): Promise<{ stdout: s
   const s = requireState(dir);
   const ctl = s.plan.nodes.find((n) => n.name === 'ctl')!;
   // the admin certificate lives in the coordinator's data dir (pki/admin.crt): coordctl's default with GREMESH_DATA_DIR
-  const r = await execa('nsenter', [`--net=/run/netns/${ctl.ns}`, 'node', BINS.coordctl, '--coordinator', COORD_ADDR, ...args],
+  const insecure = fs.existsSync(`${dir}/ctl/mode`) && fs.readFileSync(`${dir}/ctl/mode`, 'utf8') === 'insecure';
+  const r = await execa('nsenter', [`--net=/run/netns/${ctl.ns}`, 'node', BINS.coordctl, '--coordinator', COORD_ADDR, ...(insecure ? ['--insecure'] : []), ...args],
     { reject: false, timeout: 60_000, env: { GREMESH_DATA_DIR: coordinatorDir(dir) } });
   return { stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? ''), exitCode: r.exitCode ?? -1 };
 }

@@ -12,7 +12,8 @@ import { hostEnv, hostIp } from '../../deploy/lab/plan.js';
 import { ipHex, parseIp } from '../../common/ipv4.js';
 import { summarize } from './stats.js';
 
-const { values } = parseArgs({ options: { sizes: { type: 'string', default: '2,4,8' }, repeat: { type: 'string', default: '5' } } });
+const { values } = parseArgs({ options: { sizes: { type: 'string', default: '2,4,8' }, repeat: { type: 'string', default: '5' }, insecure: { type: 'boolean', default: false } } });
+const extra = values.insecure ? ['--insecure'] : [];
 const sizes = values.sizes!.split(',').map(Number);
 const repeat = Number(values.repeat);
 const maxN = Math.max(...sizes);
@@ -29,19 +30,19 @@ const inHost = async (h: string, argv: string[], reject = true) => {
 const gre = (i: number) => `gre-${ipHex(parseIp(hostIp(i))!)}`;
 const results: Record<string, unknown>[] = [];
 try {
-  await startCoordinator(dir);
+  await startCoordinator(dir, extra);
   for (const n of sizes) {
     const times: number[] = [];
     const tunnelTimes: number[] = [];
     const others = Array.from({ length: n - 1 }, (_, i) => `h${i + 1}`);
     const news = `h${n}`;
-    await joinAll(dir, others);
+    await joinAll(dir, others, extra);
     for (let r = 0; r < repeat; r++) {
       await inHost(news, ['ovs-vsctl', '--if-exists', 'del-br', 'gremesh0']);
       fs.rmSync(agentStateDir(dir, news), { recursive: true, force: true });
       const t0 = performance.now();
       const argv = await join(dir, news);
-      startAgent(dir, news, argv);
+      startAgent(dir, news, argv, extra);
       // every other host has a tunnel to the new one, and the new one has n-1
       for (;;) {
         const ports = await Promise.all([...others, news].map(async (h) => (await inHost(h, ['ovs-vsctl', 'list-ports', 'gremesh0'], false)).stdout));
@@ -63,8 +64,8 @@ try {
     }
     const s = summarize(times);
     const st = summarize(tunnelTimes);
-    console.log(`N=${n}  join+agent start -> all tunnels: p50=${st.p50.toFixed(0)} ms p99=${st.p99.toFixed(0)} ms; + pings answered: p50=${s.p50.toFixed(0)} ms p99=${s.p99.toFixed(0)} ms (n=${repeat})`);
-    results.push({ hosts: n, tunnels: st, converged: s });
+    console.log(`${values.insecure ? 'insecure' : 'TLS'} N=${n}  join+agent start -> all tunnels: p50=${st.p50.toFixed(0)} ms p99=${st.p99.toFixed(0)} ms; + pings answered: p50=${s.p50.toFixed(0)} ms p99=${s.p99.toFixed(0)} ms (n=${repeat})`);
+    results.push({ hosts: n, tls: !values.insecure, tunnels: st, converged: s });
     for (const h of others) await stopProcess(dir, h, 'agent');
     for (const h of others) { await coordctl(dir, ['leave', h]); await inHost(h, ['ovs-vsctl', '--if-exists', 'del-br', 'gremesh0']); fs.rmSync(agentStateDir(dir, h), { recursive: true, force: true }); }
   }

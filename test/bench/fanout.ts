@@ -8,8 +8,23 @@ import { parseArgs } from 'node:util';
 import { AdminServiceClient, AgentServiceClient, type DesiredState } from '../../proto/gen/gremesh/v1/gremesh.js';
 import { removeDir, startCoordinator, unary } from '../helpers/coordinator.js';
 import { summarize } from './stats.js';
+import * as os from 'node:os';
+import { createRunner } from '../../common/exec.js';
+import { ensureKeyAndCsr } from '../../agent/tls.js';
 
-const { values } = parseArgs({ options: { sizes: { type: 'string', default: '10,100,1000' }, repeat: { type: 'string', default: '20' } } });
+const { values } = parseArgs({ options: { sizes: { type: 'string', default: '10,100,1000' }, repeat: { type: 'string', default: '20' }, tls: { type: 'boolean', default: false } } });
+const useTls = values.tls!;
+// with --tls every simulated agent has its own certificate (one shared key and CSR: the
+// coordinator signs each for its own name)
+const keyDir = fs.mkdtempSync(`${os.tmpdir()}/gmfan-`);
+const csr = useTls ? await ensureKeyAndCsr(keyDir, 'bench', createRunner()) : '';
+const certs = new Map<string, string>();
+let caFile = '';
+const credsFor = (name?: string) => {
+  if (!useTls) return grpc.credentials.createInsecure();
+  if (!name) return grpc.credentials.createSsl(fs.readFileSync(caFile));
+  return grpc.credentials.createSsl(fs.readFileSync(caFile), fs.readFileSync(`${keyDir}/host.key`), Buffer.from(certs.get(name)!));
+};
 const sizes = values.sizes!.split(',').map(Number);
 const repeat = Number(values.repeat);
 const ipOf = (i: number) => `198.19.${Math.floor(i / 250)}.${(i % 250) + 1}`;
@@ -20,15 +35,16 @@ function rssMb(pid: number): number {
   return m ? Number(m[1]) / 1024 : Number.NaN;
 }
 
-async function admitMany(addr: string, names: string[], ipBase: number): Promise<string[]> {
-  const a = new AdminServiceClient(addr, grpc.credentials.createInsecure());
-  const g = new AgentServiceClient(addr, grpc.credentials.createInsecure());
+async function admitMany(addr: string, names: string[], ipBase: number, adminCreds: grpc.ChannelCredentials): Promise<string[]> {
+  const a = new AdminServiceClient(addr, adminCreds);
+  const g = new AgentServiceClient(addr, credsFor());
   const creds: string[] = [];
   for (let i = 0; i < names.length; i += 50) {
     const batch = names.slice(i, i + 50);
     creds.push(...await Promise.all(batch.map(async (name, j) => {
       const { token } = await unary<{ token: string }>(a, 'joinHost', { name, ttlSeconds: 0 });
-      const r = await unary<{ credential: string }>(g, 'register', { name, token, credential: '', underlayIp: ipOf(ipBase + i + j), agentVersion: 'bench', csr: '' });
+      const r = await unary<{ credential: string; certificate: string }>(g, 'register', { name, token, credential: '', underlayIp: ipOf(ipBase + i + j), agentVersion: 'bench', csr });
+      if (r.certificate) certs.set(name, r.certificate);
       return r.credential;
     })));
   }
@@ -38,9 +54,11 @@ async function admitMany(addr: string, names: string[], ipBase: number): Promise
 
 const rows: Record<string, unknown>[] = [];
 for (const n of sizes) {
-  const c = await startCoordinator({ args: ['--network-cidr', '198.18.0.0/15', '--host-prefix-len', '26'] });
+  const c = await startCoordinator({ tls: useTls, args: ['--network-cidr', '198.18.0.0/15', '--host-prefix-len', '26'] });
+  caFile = `${c.dataDir}/pki/ca.crt`;
+  const adminCreds = useTls ? grpc.credentials.createSsl(fs.readFileSync(caFile), fs.readFileSync(`${c.dataDir}/pki/admin.key`), fs.readFileSync(`${c.dataDir}/pki/admin.crt`)) : grpc.credentials.createInsecure();
   const names = Array.from({ length: n }, (_, i) => `w${i}`);
-  const creds = await admitMany(c.addr, names, 0);
+  const creds = await admitMany(c.addr, names, 0, adminCreds);
   // each watcher: the peers it holds, and a callback when a given host appears
   const waiting = new Map<string, number>(); // new host -> t0
   const seen: number[][] = [];
@@ -48,7 +66,7 @@ for (const n of sizes) {
   let ready = 0;
   await new Promise<void>((resolve) => {
     names.forEach((name, i) => {
-      const cl = new AgentServiceClient(c.addr, grpc.credentials.createInsecure(), opts);
+      const cl = new AgentServiceClient(c.addr, credsFor(name), opts);
       clients.push(cl);
       const peers = new Set<string>();
       const recorded = new Set<string>();
@@ -68,15 +86,15 @@ for (const n of sizes) {
   });
   const per: number[] = [];
   const all: number[] = [];
-  const g = new AgentServiceClient(c.addr, grpc.credentials.createInsecure());
-  const a = new AdminServiceClient(c.addr, grpc.credentials.createInsecure());
+  const g = new AgentServiceClient(c.addr, credsFor());
+  const a = new AdminServiceClient(c.addr, adminCreds);
   for (let r = 0; r < repeat; r++) {
     const name = `new${r}`;
     const { token } = await unary<{ token: string }>(a, 'joinHost', { name, ttlSeconds: 0 });
     seen.push([]);
     const t0 = performance.now();
     waiting.set(name, t0);
-    await unary(g, 'register', { name, token, credential: '', underlayIp: ipOf(n + 10 + r), agentVersion: 'bench', csr: '' });
+    await unary(g, 'register', { name, token, credential: '', underlayIp: ipOf(n + 10 + r), agentVersion: 'bench', csr });
     const end = Date.now() + 30_000;
     while (seen[seen.length - 1]!.length < n && Date.now() < end) await new Promise((res) => setTimeout(res, 1));
     waiting.delete(name);
@@ -89,11 +107,12 @@ for (const n of sizes) {
   const rss = rssMb(c.proc.pid!);
   const sp = summarize(per);
   const sa = summarize(all);
-  console.log(`N=${String(n).padStart(4)}  per agent p50=${sp.p50.toFixed(1)} ms p99=${sp.p99.toFixed(1)} ms   all N hold it: p50=${sa.p50.toFixed(1)} ms p99=${sa.p99.toFixed(1)} ms   coordinator RSS=${rss.toFixed(0)} MB  (${repeat} joins)`);
-  rows.push({ n, perAgent: sp, allAgents: sa, rssMb: rss });
+  console.log(`${useTls ? 'TLS ' : 'insecure '}N=${String(n).padStart(4)}  per agent p50=${sp.p50.toFixed(1)} ms p99=${sp.p99.toFixed(1)} ms   all N hold it: p50=${sa.p50.toFixed(1)} ms p99=${sa.p99.toFixed(1)} ms   coordinator RSS=${rss.toFixed(0)} MB  (${repeat} joins)`);
+  rows.push({ n, tls: useTls, perAgent: sp, allAgents: sa, rssMb: rss });
   for (const cl of clients) cl.close();
   g.close(); a.close();
   await c.stop();
   removeDir(c.dataDir);
 }
+fs.rmSync(keyDir, { recursive: true, force: true });
 if (process.env.GREMESH_BENCH_JSON) fs.writeFileSync(process.env.GREMESH_BENCH_JSON, JSON.stringify(rows, null, 2));

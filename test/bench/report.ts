@@ -13,7 +13,9 @@ const q = values.quick;
 const benches: { name: string; script: string; args: string[] }[] = [
   { name: 'lab', script: 'lab-updown.js', args: ['--repeat', q ? '1' : '3'] },
   { name: 'fanout', script: 'fanout.js', args: ['--repeat', q ? '5' : '20'] },
+  { name: 'fanoutTls', script: 'fanout.js', args: ['--repeat', q ? '5' : '20', '--tls'] },
   { name: 'converge', script: 'converge.js', args: ['--repeat', q ? '2' : '5'] },
+  { name: 'convergeInsecure', script: 'converge.js', args: ['--repeat', q ? '2' : '5', '--insecure'] },
   { name: 'reconcile', script: 'reconcile.js', args: ['--repeat', q ? '5' : '20'] },
   { name: 'attach', script: 'attach.js', args: ['--count', q ? '10' : '50'] },
   { name: 'throughput', script: 'throughput.js', args: ['--seconds', q ? '3' : '5'] },
@@ -39,14 +41,14 @@ if (out.lab) {
   for (const r of out.lab) lines.push(`| ${r.hosts} | ${ms(r.up.p50)} | ${ms(r.down.p50)} |`);
   lines.push('');
 }
-if (out.fanout) {
-  lines.push(`**Coordinator fan-out**: time from a new host's Register until each of N watching agents (gRPC clients, one connection each) holds a snapshot with it (${cmd('fanout.js', argsOf('fanout').args)}); goal p99 < 200 ms at N = 1000:`, '', '| N agents | per agent p50 | per agent p99 | all N hold it p50 | all N p99 | coordinator RSS |', '|---|---|---|---|---|---|');
-  for (const r of out.fanout) lines.push(`| ${r.n} | ${r.perAgent.p50.toFixed(1)} ms | ${r.perAgent.p99.toFixed(1)} ms | ${r.allAgents.p50.toFixed(1)} ms | ${r.allAgents.p99.toFixed(1)} ms | ${Math.round(r.rssMb)} MB |`);
+if (out.fanout || out.fanoutTls) {
+  lines.push(`**Coordinator fan-out**: time from a new host's Register until each of N watching agents (gRPC clients in one process, one connection each) holds a snapshot with it, without TLS (${cmd('fanout.js', argsOf('fanout').args)}) and with mutual TLS, every agent with its own certificate (${cmd('fanout.js', argsOf('fanoutTls').args)}); goal p99 < 200 ms at N = 1000:`, '', '| N agents | transport | per agent p50 | per agent p99 | all N hold it p50 | all N p99 | coordinator RSS |', '|---|---|---|---|---|---|---|');
+  for (const r of [...(out.fanout ?? []), ...(out.fanoutTls ?? [])].sort((a, b) => a.n - b.n)) lines.push(`| ${r.n} | ${r.tls ? 'mTLS' : 'plaintext'} | ${r.perAgent.p50.toFixed(1)} ms | ${r.perAgent.p99.toFixed(1)} ms | ${r.allAgents.p50.toFixed(1)} ms | ${r.allAgents.p99.toFixed(1)} ms | ${Math.round(r.rssMb)} MB |`);
   lines.push('');
 }
-if (out.converge) {
-  lines.push(`**Join to converged** in the lab: from \`coordctl join\` of the N-th host (plus its agent start: a Node process, ~0.4 s here) until every host has its tunnel, and until a ping from the new host to every other host's gateway is answered (${cmd('converge.js', argsOf('converge').args)}):`, '', '| hosts | tunnels p50 | tunnels p99 | + pings p50 | + pings p99 |', '|---|---|---|---|---|');
-  for (const r of out.converge) lines.push(`| ${r.hosts} | ${ms(r.tunnels.p50)} | ${ms(r.tunnels.p99)} | ${ms(r.converged.p50)} | ${ms(r.converged.p99)} |`);
+if (out.converge || out.convergeInsecure) {
+  lines.push(`**Join to converged** in the lab: from \`coordctl join\` of the N-th host (plus its agent start: a Node process, ~0.4 s here) until every host has its tunnel, and until a ping from the new host to every other host's gateway is answered; with TLS (the default: CA pinning, key and CSR, certificate; ${cmd('converge.js', argsOf('converge').args)}) and with \`--insecure\` (${cmd('converge.js', argsOf('convergeInsecure').args)}):`, '', '| hosts | transport | tunnels p50 | tunnels p99 | + pings p50 | + pings p99 |', '|---|---|---|---|---|---|');
+  for (const r of [...(out.converge ?? []), ...(out.convergeInsecure ?? [])].sort((a, b) => a.hosts - b.hosts)) lines.push(`| ${r.hosts} | ${r.tls ? 'mTLS' : 'plaintext'} | ${ms(r.tunnels.p50)} | ${ms(r.tunnels.p99)} | ${ms(r.converged.p50)} | ${ms(r.converged.p99)} |`);
   lines.push('');
 }
 if (out.reconcile) {
