@@ -124,7 +124,7 @@ async function run(argv: string[]): Promise<number> {
     runtime: new DockerRuntime(dockerFromSocket(cfg.docker), log.child({ part: 'docker' })),
     links, ovs, ipam: new FileIpam(`${cfg.stateDir}/ipam.json`), bridge: cfg.bridge, underlayMtu,
     txOff: cfg.datapath === 'netdev', stateDir: cfg.stateDir, snapshot: () => current,
-    onChange: async () => { const next = reconciler.nextPass(); reconciler.markDirty('containers'); await next; },
+    onChange: () => reconciler.markDirtyAndWait('containers'),
     log: log.child({ part: 'containers' }),
   });
   const setSnapshot = (s: Snapshot) => {

@@ -76,8 +76,17 @@ export class Reconciler {
     for (const t of this.timers) clearInterval(t);
   }
 
-  /** resolves after a pass that started after this call has completed (or failed) */
-  nextPass(): Promise<void> { return new Promise((resolve) => this.waiters.push({ after: this.started, resolve })); }
+  /** resolves after the pass running now (it saw every change made before it started) or, when idle, the next one */
+  nextPass(): Promise<void> {
+    return new Promise((resolve) => this.waiters.push({ after: this.running ? this.started - 1 : this.started, resolve }));
+  }
+
+  /** marks dirty and resolves after a pass that started after this call: one that sees what the caller just changed */
+  markDirtyAndWait(reason: string): Promise<void> {
+    const p = new Promise<void>((resolve) => this.waiters.push({ after: this.started, resolve }));
+    this.markDirty(reason);
+    return p;
+  }
 
   private async probe(): Promise<void> {
     if (this.running || this.expectedFlows < 0) return;

@@ -277,6 +277,74 @@ async function buildImageTar(run: Runner, dir: string, tarPath: string): Promise
   fs.rmSync(root, { recursive: true, force: true });
 }
 
+/** Starts ovsdb-server on a lab host's existing conf.db; returns its PID. */
+export async function startOvsdb(run: Runner, dir: string, node: LabNode): Promise<number> {
+  const p = hostPaths(dir, node.name);
+  await run([...nsPrefix(node.ns), 'ovsdb-server', `${p.ovsDb}/conf.db`, `--remote=punix:${p.dbSock}`,
+    '--remote=db:Open_vSwitch,Open_vSwitch,manager_options', `--pidfile=${p.ovsRun}/ovsdb-server.pid`,
+    `--unixctl=${p.ovsRun}/ovsdb-server.ctl`, '--detach', `--log-file=${p.ovsLog}/ovsdb-server.log`], { env: hostEnv(dir, node) });
+  return Number(fs.readFileSync(`${p.ovsRun}/ovsdb-server.pid`, 'utf8').trim());
+}
+
+/** Starts dockerd for a lab host (own data root, exec root, socket, no networking of its own); resolves when its API answers. */
+export async function startDockerd(dir: string, node: LabNode, extra: string[] = []): Promise<number> {
+  const p = hostPaths(dir, node.name);
+  const log = fs.openSync(p.dockerLog, 'a');
+  const child = spawn('nsenter', [`--net=/run/netns/${node.ns}`, 'dockerd',
+    `--data-root=${p.dockerRoot}`, `--exec-root=${p.dockerExec}`, `--pidfile=${p.dockerPid}`, `--host=unix://${p.dockerSock}`,
+    '--bridge=none', '--iptables=false', '--ip6tables=false', '--ip-forward=false', '--ip-masq=false',
+    '--userland-proxy=false', '--log-level=warn', ...extra], { detached: true, stdio: ['ignore', log, log], env: { ...process.env, PATH: systemPath() } });
+  fs.closeSync(log);
+  child.unref();
+  if (!child.pid) throw new LabError('LAB_DOCKERD_FAILED', `${node.name}: dockerd did not start`);
+  const deadline = Date.now() + 30_000;
+  while (!(await pingDocker(p.dockerSock))) {
+    if (!alive(child.pid)) throw new LabError('LAB_DOCKERD_FAILED', `${node.name}: dockerd exited; see ${p.dockerLog}`);
+    if (Date.now() > deadline) throw new LabError('LAB_DOCKERD_FAILED', `${node.name}: dockerd not ready after 30 s; see ${p.dockerLog}`);
+    await sleep(50);
+  }
+  return child.pid;
+}
+
+/** Stop (SIGTERM, as a service manager does) and start a lab host's dockerd with extra flags. */
+export async function restartDockerd(dir: string, host: string, extra: string[] = []): Promise<number> {
+  const s = requireState(dir);
+  const node = nodeByName(s, host);
+  await stopPids(s.procs.filter((x) => x.node === host && x.what === 'dockerd' && isOurs(x)).map((x) => x.pid), 20_000);
+  const pid = await startDockerd(dir, node, extra);
+  recordProcess(dir, { pid, what: 'dockerd', ns: node.ns, node: host });
+  return pid;
+}
+
+/** kill -9 a lab host's ovsdb-server and ovs-vswitchd, then start both again (the db file survives). */
+export async function restartOvs(dir: string, host: string): Promise<void> {
+  const s = requireState(dir);
+  const node = nodeByName(s, host);
+  const pids = s.procs.filter((x) => x.node === host && (x.what === 'ovs-vswitchd' || x.what === 'ovsdb-server') && isOurs(x)).map((x) => x.pid);
+  for (const pid of pids) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+  await stopPids(pids, 2000);
+  const run = createRunner({ timeoutMs: 30_000 });
+  recordProcess(dir, { pid: await startOvsdb(run, dir, node), what: 'ovsdb-server', ns: node.ns, node: host });
+  recordProcess(dir, { pid: await startVswitchd(run, dir, node), what: 'ovs-vswitchd', ns: node.ns, node: host });
+}
+
+/** A crashed machine: every process of the host killed at once, its namespace gone. */
+export async function crashHost(dir: string, host: string): Promise<void> {
+  const s = requireState(dir);
+  const node = nodeByName(s, host);
+  const ino = netnsInode(node.ns);
+  const hostDir = hostPaths(dir, host).root;
+  const victims = fs.readdirSync('/proc').filter((e) => /^\d+$/.test(e)).map(Number).filter((pid) => {
+    if (pid === process.pid) return false;
+    let root = '';
+    try { root = fs.readlinkSync(`/proc/${pid}/root`); } catch { /* gone */ }
+    return (ino !== undefined && procNetInode(pid) === ino) || root.startsWith(`${hostDir}/`);
+  });
+  for (const pid of victims) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+  await stopPids(victims, 2000);
+  await createRunner()(['ip', 'netns', 'del', node.ns]).catch(() => {});
+}
+
 /** Starts ovs-vswitchd for a lab host (also used to restart it in fault tests); returns its PID. */
 export async function startVswitchd(run: Runner, dir: string, node: LabNode): Promise<number> {
   const p = hostPaths(dir, node.name);
@@ -316,10 +384,7 @@ async function buildHost(state: LabState, run: Runner, step: Progress, node: Lab
   const schema = VSWITCH_SCHEMA_PATHS.find((s) => fs.existsSync(s));
   if (!schema) throw new LabError('LAB_MISSING_TOOL', 'vswitch.ovsschema not found (Debian package openvswitch-common)');
   await run(['ovsdb-tool', 'create', `${p.ovsDb}/conf.db`, schema]);
-  await inNs(['ovsdb-server', `${p.ovsDb}/conf.db`, `--remote=punix:${p.dbSock}`,
-    '--remote=db:Open_vSwitch,Open_vSwitch,manager_options', `--pidfile=${p.ovsRun}/ovsdb-server.pid`,
-    `--unixctl=${p.ovsRun}/ovsdb-server.ctl`, '--detach', `--log-file=${p.ovsLog}/ovsdb-server.log`]);
-  record(Number(fs.readFileSync(`${p.ovsRun}/ovsdb-server.pid`, 'utf8').trim()), 'ovsdb-server');
+  record(await startOvsdb(run, state.dir, node), 'ovsdb-server');
   await inNs(['ovs-vsctl', '--no-wait', 'init']);
   record(await startVswitchd(run, state.dir, node), 'ovs-vswitchd');
   // br-phy holds the underlay NIC and the host's address (OVS userspace-tunneling guide)
@@ -337,24 +402,10 @@ async function buildHost(state: LabState, run: Runner, step: Progress, node: Lab
   await inNs(['ip', 'route', 'add', 'default', 'via', ROUTER_IP, 'dev', PHYS_BRIDGE]);
   step(`${node.name}: ovsdb-server + ovs-vswitchd (netdev), ${PHYS_BRIDGE} ${node.ip}/${UNDERLAY_PREFIX}`);
 
-  // dockerd: own data root, exec root, socket; no networking of its own
-  const log = fs.openSync(p.dockerLog, 'a');
-  const child = spawn('nsenter', [`--net=/run/netns/${node.ns}`, 'dockerd',
-    `--data-root=${p.dockerRoot}`, `--exec-root=${p.dockerExec}`, `--pidfile=${p.dockerPid}`, `--host=unix://${p.dockerSock}`,
-    '--bridge=none', '--iptables=false', '--ip6tables=false', '--ip-forward=false', '--ip-masq=false',
-    '--userland-proxy=false', '--log-level=warn'], { detached: true, stdio: ['ignore', log, log], env: { ...process.env, PATH: systemPath() } });
-  fs.closeSync(log);
-  child.unref();
-  if (!child.pid) throw new LabError('LAB_DOCKERD_FAILED', `${node.name}: dockerd did not start`);
-  record(child.pid, 'dockerd');
-  const deadline = Date.now() + 30_000;
-  while (!(await pingDocker(p.dockerSock))) {
-    if (!alive(child.pid)) throw new LabError('LAB_DOCKERD_FAILED', `${node.name}: dockerd exited; see ${p.dockerLog}`);
-    if (Date.now() > deadline) throw new LabError('LAB_DOCKERD_FAILED', `${node.name}: dockerd not ready after 30 s; see ${p.dockerLog}`);
-    await sleep(50);
-  }
+  const pid = await startDockerd(state.dir, node);
+  record(pid, 'dockerd');
   await run([dockerCli(), 'import', image, IMAGE], { env: { DOCKER_HOST: `unix://${p.dockerSock}` } });
-  step(`${node.name}: dockerd (pid ${child.pid}) with image ${IMAGE}`);
+  step(`${node.name}: dockerd (pid ${pid}) with image ${IMAGE}`);
 }
 
 // ------------------------------------------------------------------ down

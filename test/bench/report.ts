@@ -8,7 +8,9 @@ import { parseArgs } from 'node:util';
 import { execa } from 'execa';
 import { ROOT } from '../helpers/cli.js';
 
-const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false } } });
+const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, only: { type: 'string' } } });
+// --only a,b: run just those and merge into the results of the last full run (docs/bench-results.json)
+const only = values.only?.split(',');
 const q = values.quick;
 const benches: { name: string; script: string; args: string[] }[] = [
   { name: 'lab', script: 'lab-updown.js', args: ['--repeat', q ? '1' : '3'] },
@@ -20,9 +22,11 @@ const benches: { name: string; script: string; args: string[] }[] = [
   { name: 'attach', script: 'attach.js', args: ['--count', q ? '10' : '50'] },
   { name: 'throughput', script: 'throughput.js', args: ['--seconds', q ? '3' : '5'] },
 ];
-const out: Record<string, any> = {};
+const resultsFile = path.join(ROOT, 'docs/bench-results.json');
+const out: Record<string, any> = only && fs.existsSync(resultsFile) ? JSON.parse(fs.readFileSync(resultsFile, 'utf8')) : {};
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gmbench-'));
 for (const b of benches) {
+  if (only && !only.includes(b.name)) continue;
   const file = path.join(tmp, `${b.name}.json`);
   const t0 = performance.now();
   process.stdout.write(`== ${b.name}: node dist/test/bench/${b.script} ${b.args.join(' ')}\n`);
@@ -67,8 +71,37 @@ if (out.throughput) {
   for (const p of [1, 4]) lines.push(`| ${p} | ${r[`underlay_${p}`].toFixed(2)} Gbit/s | ${r[`overlay_${p}`].toFixed(2)} Gbit/s | ${(r[`overlay_${p}`] / r[`underlay_${p}`]).toFixed(2)} |`);
   lines.push('');
 }
+// ---- charts: horizontal bars, one SVG per figure, made here (no dependencies)
+function barChart(file: string, title: string, unit: string, bars: { label: string; value: number }[]): string {
+  const max = Math.max(...bars.map((b) => b.value), 1e-9);
+  const w = 640, left = 250, barH = 22, gap = 8, top = 36;
+  const h = top + bars.length * (barH + gap) + 10;
+  const rows = bars.map((b, i) => {
+    const y = top + i * (barH + gap);
+    const bw = Math.max(1, ((w - left - 90) * b.value) / max);
+    return `<text x="${left - 8}" y="${y + 15}" text-anchor="end" font-size="12">${b.label}</text>`
+      + `<rect x="${left}" y="${y}" width="${bw.toFixed(1)}" height="${barH}" fill="${i % 2 ? '#7a9cc6' : '#2f5f98'}"/>`
+      + `<text x="${left + bw + 6}" y="${y + 15}" font-size="12">${b.value.toFixed(b.value < 10 ? 2 : 0)} ${unit}</text>`;
+  }).join('\n');
+  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/><text x="10" y="22" font-size="14" font-weight="bold">${title}</text>\n${rows}\n</svg>\n`;
+  fs.writeFileSync(path.join(ROOT, 'docs', file), svg);
+  return `![${title}](${file})`;
+}
+const charts: string[] = [];
+fs.mkdirSync(path.join(ROOT, 'docs'), { recursive: true });
+if (out.attach) charts.push(barChart('attach.svg', 'Container start to first cross-host ping', 'ms', [
+  { label: 'gremesh p50', value: out.attach.gremesh.p50 }, { label: 'gremesh p99', value: out.attach.gremesh.p99 },
+  { label: 'ovs-docker recipe p50', value: out.attach.manual.p50 }, { label: 'ovs-docker recipe p99', value: out.attach.manual.p99 }]));
+if (out.fanout) charts.push(barChart('fanout.svg', 'Fan-out: all N agents hold a new host (p99)', 'ms', [...(out.fanout ?? []), ...(out.fanoutTls ?? [])]
+  .map((r: { n: number; tls: boolean; allAgents: { p99: number } }) => ({ label: `N=${r.n} ${r.tls ? 'mTLS' : 'plaintext'}`, value: r.allAgents.p99 }))));
+if (out.throughput) charts.push(barChart('throughput.svg', 'TCP throughput (iperf3)', 'Gbit/s', [1, 4].flatMap((p) => [
+  { label: `host to host, ${p} stream${p > 1 ? 's' : ''}`, value: out.throughput[`underlay_${p}`] },
+  { label: `container to container, ${p} stream${p > 1 ? 's' : ''}`, value: out.throughput[`overlay_${p}`] }])));
+if (charts.length) lines.push('', ...charts.flatMap((c) => [c, '']));
+
 const machine = `${os.cpus().length} × ${cpu}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.type()} ${os.release()}, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}`;
 fs.mkdirSync(path.join(ROOT, 'docs'), { recursive: true });
+fs.writeFileSync(resultsFile, JSON.stringify(out, null, 2));
 fs.writeFileSync(path.join(ROOT, 'docs/BENCHMARKS.md'), `# gremesh benchmarks\n\nMachine: ${machine}. Produced by \`node dist/test/bench/report.js\` (\`make bench\`).\n\n${lines.join('\n')}\n`);
 process.stdout.write(`\nwrote docs/BENCHMARKS.md (${machine})\n\n${lines.join('\n')}\n`);
 fs.rmSync(tmp, { recursive: true, force: true });

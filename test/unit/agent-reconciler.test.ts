@@ -98,3 +98,23 @@ test('a failing driver is retried, and the pass succeeds once OVS is back', asyn
   t.is(ovs.state.interfaces.length, 2);
   r.stop();
 });
+
+test('markDirtyAndWait waits for a pass that starts after the call, even while one is running', async (t) => {
+  const ovs = new FakeOvsDriver();
+  let release: () => void = () => {};
+  const gate = new Promise<void>((r) => { release = r; });
+  let passes = 0;
+  const realObserve = ovs.observe.bind(ovs);
+  ovs.observe = async () => { passes++; if (passes === 1) await gate; return realObserve(); };
+  const r = make(ovs);
+  r.setSnapshot(snap(['198.18.0.12'])); // pass 1 starts and blocks in observe
+  let done = false;
+  const w = r.markDirtyAndWait('port added').then(() => { done = true; });
+  await new Promise((res) => setTimeout(res, 20));
+  release();
+  await r.nextPass();
+  await w;
+  t.true(done);
+  t.true(passes >= 3, `a second pass ran after the request (passes observed: ${passes})`);
+  r.stop();
+});
