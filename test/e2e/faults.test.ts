@@ -42,9 +42,9 @@ const cut = async (a: string, b: string) => {
   const sw = `--net=/run/netns/${lab.state.plan.switchNs}`;
   const tbl = `cut_${a}_${b}`;
   await sh(['nsenter', sw, 'nft', 'add', 'table', 'bridge', tbl]);
-  await sh(['nsenter', sw, 'nft', 'add', 'chain', 'bridge', tbl, 'fwd', '{ type filter hook forward priority 0; }']);
-  await sh(['nsenter', sw, 'nft', 'add', 'rule', 'bridge', tbl, 'fwd', 'iifname', `p-${a}`, 'oifname', `p-${b}`, 'drop']);
-  await sh(['nsenter', sw, 'nft', 'add', 'rule', 'bridge', tbl, 'fwd', 'iifname', `p-${b}`, 'oifname', `p-${a}`, 'drop']);
+  await sh(['nsenter', sw, 'nft', 'add', 'chain', 'bridge', tbl, 'cut', '{ type filter hook forward priority 0; }']);
+  await sh(['nsenter', sw, 'nft', 'add', 'rule', 'bridge', tbl, 'cut', 'iifname', `p-${a}`, 'oifname', `p-${b}`, 'drop']);
+  await sh(['nsenter', sw, 'nft', 'add', 'rule', 'bridge', tbl, 'cut', 'iifname', `p-${b}`, 'oifname', `p-${a}`, 'drop']);
   return async () => { await sh(['nsenter', sw, 'nft', 'delete', 'table', 'bridge', tbl]); };
 };
 const status = async () => JSON.parse((await coordctl(lab.dir, ['status', '-o', 'json'])).stdout) as { watchers: number; hosts: { name: string; state: string; tunnels: { peer: string; bfdState: string }[] }[] };
