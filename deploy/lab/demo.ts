@@ -48,9 +48,10 @@ async function main(argv: string[]): Promise<number> {
   for (const h of hosts) {
     const end = Date.now() + 30_000;
     for (;;) {
-      const r = await inNode(h, ['docker', 'exec', `web-${h}`, 'ip', '-4', '-o', 'addr', 'show', 'eth0'], false);
+      // attached = addressed and up (the agent raises the link once its flows exist)
+      const r = await inNode(h, ['docker', 'exec', `web-${h}`, 'sh', '-c', 'ip -o link show eth0; ip -4 -o addr show eth0'], false);
       const m = /inet (\d+\.\d+\.\d+\.\d+)/.exec(String(r.stdout));
-      if (m) { ips[h] = m[1]!; break; }
+      if (m && /[<,]UP[,>]/.test(String(r.stdout))) { ips[h] = m[1]!; break; }
       if (Date.now() > end) throw new Error(`container web-${h} got no address: see ${dir}/${h}/agent.log`);
       await new Promise((res) => setTimeout(res, 100));
     }

@@ -34,7 +34,7 @@ try {
   for (const h of ['h1', 'h2']) await inHost(h, ['docker', 'run', '-d', '--net=none', '--name', `t-${h}`, '--label', 'gremesh.network=default', IMAGE, 'sleep', 'infinity']);
   const pid = async (h: string) => inHost(h, ['docker', 'inspect', '-f', '{{.State.Pid}}', `t-${h}`]);
   let ip2 = '';
-  for (let i = 0; i < 100 && !ip2; i++) { ip2 = /inet (\S+)\//.exec(await inHost('h2', ['docker', 'exec', 't-h2', 'ip', '-4', '-o', 'addr', 'show', 'eth0']).catch(() => ''))?.[1] ?? ''; if (!ip2) await new Promise((r) => setTimeout(r, 100)); }
+  for (let i = 0; i < 100 && !ip2; i++) { const out = await inHost('h2', ['docker', 'exec', 't-h2', 'sh', '-c', 'ip -o link show eth0; ip -4 -o addr show eth0']).catch(() => ''); ip2 = /[<,]UP[,>]/.test(out) ? /inet (\S+)\//.exec(out)?.[1] ?? '' : ''; if (!ip2) await new Promise((r) => setTimeout(r, 100)); }
   const c1 = ['nsenter', '-t', await pid('h1'), '-n'];
   const c2 = ['nsenter', '-t', await pid('h2'), '-n'];
   await execa(c1[0]!, [...c1.slice(1), 'ping', '-c', '3', '-W', '1', ip2], { reject: false });

@@ -17,10 +17,12 @@ const docker = async (h: string, a: string[], reject = true) => (await lab.exec(
 const pidOf = async (h: string, c: string) => Number(await docker(h, ['inspect', '-f', '{{.State.Pid}}', c]));
 /** run a host binary (iputils ping, ip) inside the container's network namespace */
 const inC = async (h: string, c: string, argv: string[], reject = false) => sh(['nsenter', '-t', String(await pidOf(h, c)), '-n', ...argv], {}, reject);
+/** the container's address once its interface is up (the agent raises it after the flows exist) */
 const ipOf = async (h: string, c: string): Promise<string | undefined> => {
   const r = await inC(h, c, ['ip', '-j', '-4', 'addr', 'show']);
-  const links = JSON.parse(r.stdout || '[]') as { ifname: string; addr_info: { local: string }[] }[];
-  return links.find((l) => l.ifname !== 'lo')?.addr_info[0]?.local;
+  const links = JSON.parse(r.stdout || '[]') as { ifname: string; flags?: string[]; addr_info: { local: string }[] }[];
+  const l = links.find((x) => x.ifname !== 'lo');
+  return l && (l.flags ?? []).includes('UP') ? l.addr_info[0]?.local : undefined;
 };
 const run = async (h: string, name: string, labels: Record<string, string> = { 'gremesh.network': 'default' }, net = 'none') =>
   docker(h, ['run', '-d', `--net=${net}`, '--name', name, ...Object.entries(labels).flatMap(([k, v]) => ['--label', `${k}=${v}`]), IMAGE, 'sleep', '3600']);
@@ -101,6 +103,8 @@ serial('labels: gremesh.ip, .mac, .mtu, .gateway=none, .iface are honoured', asy
   t.is(link[0]!.address, '0a:58:00:00:00:c8');
   t.is(link[0]!.mtu, 1400);
   t.is(await ipOf('h1', 'lab-static'), '198.18.64.200');
+  // the route follows the link coming up (one ip -batch, link first)
+  await waitUntil(async () => /default via/.test((await inC('h1', 'lab-static', ['ip', 'route'])).stdout), 5000);
   t.regex((await inC('h1', 'lab-static', ['ip', 'route'])).stdout, /default via 198\.18\.64\.1 dev net0/);
   await run('h1', 'lab-nogw', { 'gremesh.network': 'default', 'gremesh.gateway': 'none' });
   t.true(await attached('h1', 'lab-nogw'));

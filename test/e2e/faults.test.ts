@@ -23,8 +23,9 @@ const inHost = (h: string, argv: string[], reject = false) => sh(['nsenter', `--
 const docker = async (h: string, a: string[], reject = true) => (await inHost(h, ['docker', ...a], reject)).stdout.trim();
 const pidOf = (h: string, c: string) => docker(h, ['inspect', '-f', '{{.State.Pid}}', c]);
 const ipIn = async (pid: string): Promise<string | undefined> => {
-  const l = JSON.parse((await sh(['nsenter', '-t', pid, '-n', 'ip', '-j', '-4', 'addr', 'show'], {}, false)).stdout || '[]') as { ifname: string; addr_info: { local: string }[] }[];
-  return l.find((x) => x.ifname !== 'lo')?.addr_info[0]?.local;
+  const l = JSON.parse((await sh(['nsenter', '-t', pid, '-n', 'ip', '-j', '-4', 'addr', 'show'], {}, false)).stdout || '[]') as { ifname: string; flags?: string[]; addr_info: { local: string }[] }[];
+  const i = l.find((x) => x.ifname !== 'lo');
+  return i && (i.flags ?? []).includes('UP') ? i.addr_info[0]?.local : undefined;
 };
 const ipOf = async (h: string, c: string) => ipIn(await pidOf(h, c));
 const runC = async (h: string, name: string) => docker(h, ['run', '-d', '--net=none', '--name', name, '--label', 'gremesh.network=default', IMAGE, 'sleep', 'infinity']);

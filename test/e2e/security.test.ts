@@ -38,8 +38,8 @@ test.before(async () => {
     let ip = '';
     let mac = '';
     await waitUntil(async () => {
-      const l = JSON.parse((await sh(['nsenter', '-t', pid, '-n', 'ip', '-j', 'addr', 'show', 'eth0'], {}, false)).stdout || '[]') as { address: string; addr_info: { family: string; local: string }[] }[];
-      ip = l[0]?.addr_info.find((a) => a.family === 'inet')?.local ?? '';
+      const l = JSON.parse((await sh(['nsenter', '-t', pid, '-n', 'ip', '-j', 'addr', 'show', 'eth0'], {}, false)).stdout || '[]') as { address: string; flags?: string[]; addr_info: { family: string; local: string }[] }[];
+      ip = (l[0]?.flags ?? []).includes('UP') ? l[0]?.addr_info.find((a) => a.family === 'inet')?.local ?? '' : '';
       mac = l[0]?.address ?? '';
       return ip !== '';
     }, 30_000);
