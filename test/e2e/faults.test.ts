@@ -113,8 +113,10 @@ serial('agent kill -9 in the middle of 100 container attachments: after restart 
   t.true(killed);
   const all = await waitUntil(async () => (await counts('h3')).ports === base.ports + 100, 120_000, 500);
   t.not(all, undefined, `ports: ${(await counts('h3')).ports} of ${base.ports + 100}`);
+  // a port exists a moment before its container's interface comes up (after its flows)
+  await waitUntil(async () => (await Promise.all(names.map((n) => ipOf('h3', n)))).every(Boolean), 60_000, 500);
   const ips = await Promise.all(names.map((n) => ipOf('h3', n)));
-  t.true(ips.every(Boolean), 'every container has an address');
+  t.true(ips.every(Boolean), `every container has an address and is up (${ips.filter(Boolean).length} of 100)`);
   t.is(new Set(ips).size, 100, 'no address twice');
   const c = await counts('h3');
   t.is(c.veths, base.veths + 100, 'one veth each');
