@@ -107,7 +107,9 @@ export class ContainerReconciler {
       wanted.add(c.id);
       const port = ports.get(c.id);
       const e = port?.externalIds;
-      const same = port && port.ofport > 0 && !port.error && e?.['gremesh-ip'] === plan.ip && e?.['gremesh-mac'] === plan.mac && e?.['gremesh-network'] === plan.network && e?.['gremesh-pid'] === String(c.pid);
+      // attached = port present, addressed as planned, for this run of the container, and up
+      // (an agent killed between plugging and raising the interface left it down: redo it)
+      const same = port && port.ofport > 0 && !port.error && port.linkState === 'up' && e?.['gremesh-ip'] === plan.ip && e?.['gremesh-mac'] === plan.mac && e?.['gremesh-network'] === plan.network && e?.['gremesh-pid'] === String(c.pid);
       if (same) continue;
       try {
         await this.attach(c, plan, port);

@@ -29,6 +29,8 @@ export interface OvsInterface {
   macInUse: string;
   mtu: number;
   error: string;
+  /** "up" | "down" (carrier); a container's veth is down until its interface inside is up */
+  linkState: string;
 }
 
 export interface OvsBridge {

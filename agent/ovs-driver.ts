@@ -39,7 +39,7 @@ export class VsctlOvsDriver implements OvsDriver {
     const r = await this.run(['ovs-vsctl', `--db=${this.db}`, '--timeout=10', '--format=json', '--data=json',
       '--', '--columns=_uuid,name,datapath_type,fail_mode,protocols,external_ids,ports', 'list', 'Bridge',
       '--', '--columns=_uuid,name,interfaces,external_ids', 'list', 'Port',
-      '--', '--columns=_uuid,name,type,ofport,options,external_ids,bfd_status,mac_in_use,mtu,error', 'list', 'Interface']);
+      '--', '--columns=_uuid,name,type,ofport,options,external_ids,bfd_status,mac_in_use,mtu,error,link_state', 'list', 'Interface']);
     return parseOvsState(r.stdout);
   }
 

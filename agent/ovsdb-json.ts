@@ -56,7 +56,7 @@ export function parseOvsState(stdout: string): OvsState {
     return {
       name: toScalar(i.name), bridge: port?.bridge, type: toScalar(i.type), ofport,
       options: toMap(i.options), externalIds: toMap(i.external_ids), portExternalIds: port?.ext ?? {},
-      bfdStatus: toMap(i.bfd_status), macInUse: toScalar(i.mac_in_use), mtu, error: toScalar(i.error),
+      bfdStatus: toMap(i.bfd_status), macInUse: toScalar(i.mac_in_use), mtu, error: toScalar(i.error), linkState: toScalar(i.link_state),
     };
   });
   return { bridges, interfaces };
