@@ -37,8 +37,8 @@ export interface CoordinatorOptions {
   isConnected?: (host: string) => boolean;
   /** TLS: signs a host's CSR into a client certificate (PEM) bound to its name */
   signCsr?: (csr: string, host: string) => Promise<string>;
-  /** TLS: SHA-256 fingerprint of a PEM certificate */
-  fingerprintOf?: (pem: string) => string;
+  /** TLS: SHA-256 fingerprints of a PEM certificate and of its public key */
+  fingerprintOf?: (pem: string) => { cert: string; key: string };
 }
 
 export interface RegisterRequestView { name: string; token: string; credential: string; underlayIp: string; agentVersion: string; csr?: string }
@@ -56,7 +56,7 @@ export class Coordinator {
   private soft = new Map<string, Soft>();
   isConnected: (host: string) => boolean;
   private readonly signCsr?: (csr: string, host: string) => Promise<string>;
-  private readonly fingerprintOf?: (pem: string) => string;
+  private readonly fingerprintOf?: (pem: string) => { cert: string; key: string };
 
   // a cache of the store, reloaded after every committed change
   private rev = 0;
@@ -188,11 +188,14 @@ export class Coordinator {
   }
 
   /** The token must be usable by this host: checked before anything is signed, again in the transaction. */
-  private checkToken(t: Tx, id: string, secret: string, name: string): TokenRec {
+  private checkToken(t: Tx, id: string, secret: string, name: string, retryKey?: string): TokenRec {
     const tok = t.token(id);
     if (!tok || !secretMatches(secret, tok.secretHash)) throw unauthenticated(`unknown join token ${id}`);
     if (tok.state === 'revoked') throw unauthenticated(`join token ${tok.id} was revoked`);
-    if (tok.state === 'used') throw unauthenticated(`join token ${tok.id} was already used`);
+    // a join whose reply was lost (coordinator killed after the commit) is retried with the
+    // same token: accepted when it brings the key the host was admitted with (TLS only)
+    const retry = tok.state === 'used' && tok.host === name && retryKey !== undefined && (retryKey === '*' || (!!retryKey && t.host(name)?.keyFingerprint === retryKey));
+    if (tok.state === 'used' && !retry) throw unauthenticated(`join token ${tok.id} was already used`);
     if (tok.expiresMs <= this.now()) throw unauthenticated(`join token ${tok.id} expired at ${new Date(tok.expiresMs).toISOString()}`);
     if (tok.host !== name) throw denied(`join token ${tok.id} is for host ${tok.host}, not ${name}`);
     return tok;
@@ -222,24 +225,29 @@ export class Coordinator {
     if (!parsed) throw unauthenticated('malformed join token (want [a-z0-9]{6}.[a-z0-9]{16})');
     let certificate = '';
     let certFingerprint = '';
+    let keyFingerprint = '';
     if (this.signCsr) {
       if (!r.csr || r.csr.length > 8192 || !r.csr.includes('BEGIN CERTIFICATE REQUEST')) throw invalid('Register with a join token needs a PEM certificate request (csr)');
-      this.store.tx((t) => this.checkToken(t, parsed.id, parsed.secret, r.name));
+      // '*': a used token passes this first check; the key is compared once the CSR is signed
+      this.store.tx((t) => this.checkToken(t, parsed.id, parsed.secret, r.name, '*'));
       try {
         certificate = await this.signCsr(r.csr, r.name);
       } catch (e) {
         throw invalid(`the certificate request could not be signed: ${(e as Error).message.split('\n')[0]}`);
       }
-      certFingerprint = this.fingerprintOf!(certificate);
+      const fp = this.fingerprintOf!(certificate);
+      certFingerprint = fp.cert;
+      keyFingerprint = fp.key;
     }
     const credential = newCredential();
     this.change('register', (t) => {
-      const tok = this.checkToken(t, parsed.id, parsed.secret, r.name);
+      const tok = this.checkToken(t, parsed.id, parsed.secret, r.name, this.signCsr ? keyFingerprint : undefined);
+      if (tok.state === 'used') this.log.warn({ host: r.name, token: tok.id }, 'join retried with the same key (its first reply was lost): certificate issued again');
       const other = t.hosts().find((h) => h.underlayIp === r.underlayIp && h.name !== r.name);
       if (other) throw exists(`underlay IP ${r.underlayIp} is already used by host ${other.name}`);
       const prev = t.host(r.name);
       for (const n of t.networks()) this.allocate(t, n, r.name);
-      t.putHost({ name: r.name, underlayIp: r.underlayIp, credentialHash: hashSecret(credential), agentVersion: r.agentVersion, joinedMs: prev?.joinedMs ?? this.now(), certFingerprint });
+      t.putHost({ name: r.name, underlayIp: r.underlayIp, credentialHash: hashSecret(credential), agentVersion: r.agentVersion, joinedMs: prev?.joinedMs ?? this.now(), certFingerprint, keyFingerprint });
       t.putToken({ ...tok, state: 'used' });
       return { result: undefined, upserts: [r.name], removes: [] };
     });

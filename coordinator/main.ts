@@ -9,7 +9,7 @@ import { MemoryStore } from './memory-store.js';
 import { SqliteStore } from './sqlite-store.js';
 import { WatchHub } from './watch-hub.js';
 import { createRunner } from '../common/exec.js';
-import { ensurePki, fingerprint, signHostCsr } from './pki.js';
+import { ensurePki, fingerprint, keyFingerprint, signHostCsr } from './pki.js';
 import { bind as bindServer, tlsServerCredentials } from './grpc-server.js';
 import { parseHostPort } from './config.js';
 import { parseIp } from '../common/ipv4.js';
@@ -65,7 +65,7 @@ async function main(argv: string[]): Promise<number> {
   const tlsPki = pki;
   const coord = new Coordinator(store, {
     downAfterMs: cfg.downAfterS * 1000, defaultTokenTtlS: cfg.tokenTtlS, log: log.child({ part: 'state' }),
-    ...(tlsPki ? { signCsr: (csr: string, host: string) => signHostCsr(tlsPki, run, csr, host), fingerprintOf: fingerprint } : {}),
+    ...(tlsPki ? { signCsr: (csr: string, host: string) => signHostCsr(tlsPki, run, csr, host), fingerprintOf: (pem: string) => ({ cert: fingerprint(pem), key: keyFingerprint(pem) }) } : {}),
   });
   coord.init({ name: cfg.networkName, cidr: cfg.networkCidr, hostPrefixLen: cfg.hostPrefixLen, mtu: cfg.networkMtu });
   const hub = new WatchHub(coord);

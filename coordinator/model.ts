@@ -17,6 +17,8 @@ export interface HostRec {
   joinedMs: number;
   /** SHA-256 fingerprint of the host's current client certificate (TLS); '' when none */
   certFingerprint: string;
+  /** SHA-256 of that certificate's public key (TLS): a join retried after a lost reply must bring the same key; '' when none */
+  keyFingerprint: string;
 }
 
 /** One /hostPrefixLen slice of a network: held by a host, or free (quarantined once released). */

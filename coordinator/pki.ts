@@ -34,6 +34,11 @@ export function fingerprint(pem: string): string {
   return new X509Certificate(pem).fingerprint256;
 }
 
+/** SHA-256 of a certificate's public key (SubjectPublicKeyInfo, DER), hex */
+export function keyFingerprint(pem: string): string {
+  return createHash('sha256').update(new X509Certificate(pem).publicKey.export({ type: 'spki', format: 'der' })).digest('hex');
+}
+
 /** Creates the CA and the serving and admin certificates on first start; loads them after. */
 export async function ensurePki(dir: string, sans: string[], run: Runner): Promise<Pki> {
   const p = paths(dir);

@@ -15,7 +15,7 @@ CREATE TABLE IF NOT EXISTS networks (
   gre_key INTEGER NOT NULL UNIQUE, mtu INTEGER NOT NULL, created_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS hosts (
   name TEXT PRIMARY KEY, underlay_ip TEXT NOT NULL UNIQUE, credential_hash TEXT NOT NULL,
-  agent_version TEXT NOT NULL, joined_ms INTEGER NOT NULL, cert_fingerprint TEXT NOT NULL DEFAULT '');
+  agent_version TEXT NOT NULL, joined_ms INTEGER NOT NULL, cert_fingerprint TEXT NOT NULL DEFAULT '', key_fingerprint TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS slices (
   network TEXT NOT NULL REFERENCES networks(name) ON DELETE CASCADE, idx INTEGER NOT NULL,
   host TEXT, last_host TEXT, released_ms INTEGER,
@@ -27,7 +27,7 @@ CREATE TABLE IF NOT EXISTS tokens (
 
 type Row = Record<string, unknown>;
 const net = (r: Row): NetworkRec => ({ name: r.name as string, cidr: r.cidr as string, hostPrefixLen: r.host_prefix_len as number, greKey: r.gre_key as number, mtu: r.mtu as number, createdMs: r.created_ms as number });
-const host = (r: Row): HostRec => ({ name: r.name as string, underlayIp: r.underlay_ip as string, credentialHash: r.credential_hash as string, agentVersion: r.agent_version as string, joinedMs: r.joined_ms as number, certFingerprint: (r.cert_fingerprint as string | null) ?? '' });
+const host = (r: Row): HostRec => ({ name: r.name as string, underlayIp: r.underlay_ip as string, credentialHash: r.credential_hash as string, agentVersion: r.agent_version as string, joinedMs: r.joined_ms as number, certFingerprint: (r.cert_fingerprint as string | null) ?? '', keyFingerprint: (r.key_fingerprint as string | null) ?? '' });
 const slice = (r: Row): SliceRec => ({ network: r.network as string, idx: r.idx as number, host: (r.host as string | null) ?? null, lastHost: (r.last_host as string | null) ?? null, releasedMs: (r.released_ms as number | null) ?? null });
 const token = (r: Row): TokenRec => ({ id: r.id as string, secretHash: r.secret_hash as string, host: r.host as string, expiresMs: r.expires_ms as number, state: r.state as TokenRec['state'], createdMs: r.created_ms as number });
 
@@ -57,6 +57,7 @@ export class SqliteStore implements Store {
     // databases made before hosts had certificates
     const cols = (this.db.prepare('PRAGMA table_info(hosts)').all() as { name: string }[]).map((c) => c.name);
     if (!cols.includes('cert_fingerprint')) this.db.exec("ALTER TABLE hosts ADD COLUMN cert_fingerprint TEXT NOT NULL DEFAULT ''");
+    if (!cols.includes('key_fingerprint')) this.db.exec("ALTER TABLE hosts ADD COLUMN key_fingerprint TEXT NOT NULL DEFAULT ''");
     this.t = new SqliteTx(this.db);
   }
 
@@ -81,8 +82,8 @@ class SqliteTx implements Tx {
       deleteNetwork: p('DELETE FROM networks WHERE name = ?'),
       hosts: p('SELECT * FROM hosts ORDER BY name'),
       host: p('SELECT * FROM hosts WHERE name = ?'),
-      putHost: p(`INSERT INTO hosts(name, underlay_ip, credential_hash, agent_version, joined_ms, cert_fingerprint) VALUES (@name, @underlayIp, @credentialHash, @agentVersion, @joinedMs, @certFingerprint)
-        ON CONFLICT(name) DO UPDATE SET underlay_ip = excluded.underlay_ip, credential_hash = excluded.credential_hash, agent_version = excluded.agent_version, joined_ms = excluded.joined_ms, cert_fingerprint = excluded.cert_fingerprint`),
+      putHost: p(`INSERT INTO hosts(name, underlay_ip, credential_hash, agent_version, joined_ms, cert_fingerprint, key_fingerprint) VALUES (@name, @underlayIp, @credentialHash, @agentVersion, @joinedMs, @certFingerprint, @keyFingerprint)
+        ON CONFLICT(name) DO UPDATE SET underlay_ip = excluded.underlay_ip, credential_hash = excluded.credential_hash, agent_version = excluded.agent_version, joined_ms = excluded.joined_ms, cert_fingerprint = excluded.cert_fingerprint, key_fingerprint = excluded.key_fingerprint`),
       deleteHost: p('DELETE FROM hosts WHERE name = ?'),
       slicesAll: p('SELECT * FROM slices ORDER BY network, idx'),
       slicesOf: p('SELECT * FROM slices WHERE network = ? ORDER BY idx'),

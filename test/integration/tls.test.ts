@@ -106,12 +106,22 @@ test.serial('rejected with the right status and nothing changes: no certificate,
   // leave revokes the certificate
   t.is((await cli(BIN.coordctl, ['--coordinator', c.addr, ...c.ctlArgs, 'leave', 'h4'])).exitCode, 0);
   t.is(await watchOnce(c.addr, a4.creds, 'h4'), 'UNAUTHENTICATED');
-  // a used token cannot be used again, even with a fresh CSR
+  // a used token cannot be used again with another key
   const j = JSON.parse((await cli(BIN.coordctl, ['--coordinator', c.addr, ...c.ctlArgs, 'join', 'h5', '-o', 'json'])).stdout) as { token: string };
   const csr = await ensureKeyAndCsr(a4.dir, 'h5', run);
   const g = agentClient(c.addr, tlsCreds(ca));
-  t.is(await code(unary(g, 'register', { name: 'h5', token: j.token, credential: '', underlayIp: '198.18.0.15', agentVersion: '', csr })), 'OK');
-  t.is(await code(unary(g, 'register', { name: 'h5', token: j.token, credential: '', underlayIp: '198.18.0.15', agentVersion: '', csr })), 'UNAUTHENTICATED');
+  const first = await unary<{ certificate: string }>(g, 'register', { name: 'h5', token: j.token, credential: '', underlayIp: '198.18.0.15', agentVersion: '', csr });
+  const otherKey = tempDir('gmag');
+  const csr2 = await ensureKeyAndCsr(otherKey, 'h5', run);
+  t.is(await code(unary(g, 'register', { name: 'h5', token: j.token, credential: '', underlayIp: '198.18.0.15', agentVersion: '', csr: csr2 })), 'UNAUTHENTICATED');
+  // the same key again (a join whose reply was lost): a new certificate; the first one stops working
+  const again = await unary<{ certificate: string }>(g, 'register', { name: 'h5', token: j.token, credential: '', underlayIp: '198.18.0.15', agentVersion: '', csr });
+  t.not(again.certificate, first.certificate);
+  fs.writeFileSync(`${a4.dir}/first.crt`, first.certificate);
+  fs.writeFileSync(`${a4.dir}/again.crt`, again.certificate);
+  t.is(await watchOnce(c.addr, tlsCreds(ca, tlsFiles(a4.dir).key, `${a4.dir}/first.crt`), 'h5'), 'UNAUTHENTICATED');
+  t.is(await watchOnce(c.addr, tlsCreds(ca, tlsFiles(a4.dir).key, `${a4.dir}/again.crt`), 'h5'), 'OK');
+  removeDir(otherKey);
   t.is(await code(unary(g, 'register', { name: 'h6', token: j.token, credential: '', underlayIp: '198.18.0.16', agentVersion: '', csr: '' })), 'INVALID_ARGUMENT');
   // a credential (insecure mode's secret) is no way in on a TLS coordinator
   t.is(await code(unary(g, 'register', { name: 'h3', token: '', credential: 'f'.repeat(64), underlayIp: '198.18.0.13', agentVersion: '', csr: '' })), 'UNAUTHENTICATED');

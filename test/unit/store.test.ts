@@ -14,7 +14,7 @@ const impls: [string, () => Store][] = [
   ['SqliteStore', () => new SqliteStore(tmp())],
 ];
 const N = { name: 'default', cidr: '198.18.64.0/18', hostPrefixLen: 24, greKey: 1, mtu: 0, createdMs: 1 };
-const H = (name: string, ip: string) => ({ name, underlayIp: ip, credentialHash: 'h', agentVersion: 'v', joinedMs: 1, certFingerprint: 'AA:BB' });
+const H = (name: string, ip: string) => ({ name, underlayIp: ip, credentialHash: 'h', agentVersion: 'v', joinedMs: 1, certFingerprint: 'AA:BB', keyFingerprint: 'CC:DD' });
 
 for (const [name, make] of impls) {
   test(`${name}: round-trips every record`, (t) => {
