@@ -2,7 +2,6 @@
 // container labelled gremesh.network=NAME (or attached by `gremesh-agent attach`)
 // has a veth into its namespace and a port on the bridge. Observed: the bridge's
 // ports that carry a container_id. Docker events only mark it dirty.
-import * as fs from 'node:fs';
 import type { Logger } from '../common/log.js';
 import { planAttachment, requestFromLabels, type AttachRequest, type AttachSpec, type ContainerInfo } from './attachment.js';
 import type { ContainerRuntime } from './container-runtime.js';
@@ -21,7 +20,8 @@ export interface ContainerReconcilerOptions {
   ipam: FileIpam;
   bridge: string;
   underlayMtu: number;
-  txOff: boolean;
+  /** OVS userspace datapath (netdev): container veths need tx offload off and a host-side ingress drop */
+  userspace: boolean;
   stateDir: string;
   snapshot: () => Snapshot | undefined;
   /** after ports changed: the network reconciler recomputes flows; resolves once they are installed */
@@ -93,6 +93,9 @@ export class ContainerReconciler {
     const wanted = new Set<string>();
     let changed = false;
     const plugged: { c: ContainerInfo; a: AttachSpec }[] = [];
+    // errors are logged once per container; forget the ones that are gone
+    const live = new Set(running.map((c) => c.id));
+    for (const id of this.loggedErrors.keys()) if (!live.has(id)) this.loggedErrors.delete(id);
     for (const c of running) {
       const req = manual[c.id] ?? requestFromLabels(c.labels);
       if (!req) continue;
@@ -161,7 +164,7 @@ export class ContainerReconciler {
     if (old) await this.unplug(old.name);
     // the address is bound before anything is plugged: never handed out twice
     this.o.ipam.save(bind(this.o.ipam.table, a.network, a.ip, c.id));
-    await this.o.links.plugContainer(c.pid, a.hostIf, { iface: a.iface, mac: a.mac, mtu: a.mtu, cidr: `${a.ip}/${a.prefixLen}`, gateway: a.gateway, userspace: this.o.txOff });
+    await this.o.links.plugContainer(c.pid, a.hostIf, { iface: a.iface, mac: a.mac, mtu: a.mtu, cidr: `${a.ip}/${a.prefixLen}`, gateway: a.gateway, userspace: this.o.userspace });
     try {
       await this.o.ovs.transact([
         ['--may-exist', 'add-port', this.o.bridge, a.hostIf],
@@ -223,4 +226,3 @@ export class ContainerReconciler {
   }
 }
 
-export function ensureDir(d: string): void { fs.mkdirSync(d, { recursive: true }); }

@@ -123,7 +123,7 @@ async function run(argv: string[]): Promise<number> {
   containers = new ContainerReconciler({
     runtime: new DockerRuntime(dockerFromSocket(cfg.docker), log.child({ part: 'docker' })),
     links, ovs, ipam: new FileIpam(`${cfg.stateDir}/ipam.json`), bridge: cfg.bridge, underlayMtu,
-    txOff: cfg.datapath === 'netdev', stateDir: cfg.stateDir, snapshot: () => current,
+    userspace: cfg.datapath === 'netdev', stateDir: cfg.stateDir, snapshot: () => current,
     onChange: () => reconciler.markDirtyAndWait('containers'),
     log: log.child({ part: 'containers' }),
   });

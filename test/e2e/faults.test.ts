@@ -1,22 +1,37 @@
 // Proof under faults: a 5-host lab (4 joined, h5 stands in for a new machine), a
-// container per host, pings across hosts during every fault, and each case printing its
-// figure. Network faults are cut on the underlay switch (bridge-family nftables), as a
-// real network fault would be: the userspace datapath bypasses the hosts' own netfilter.
+// container per host, and one 10/s ping mesh between those containers that runs through
+// every case: each case prints what the mesh lost while it ran, and says which losses it
+// allows (none, unless the fault takes down the path itself). Network faults are cut on
+// the underlay switch (bridge-family nftables), as a real network fault would be: the
+// userspace datapath bypasses the hosts' own netfilter.
 import test from 'ava';
 import * as fs from 'node:fs';
+import { spawn } from 'node:child_process';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { PingMesh, type Loss } from '../helpers/ping-mesh.js';
+import { cidrContains, parseCidr, parseIp } from '../../common/ipv4.js';
 import { isRoot } from '../helpers/cli.js';
 import { labUp, type TestLab } from '../helpers/lab.js';
 import { sh, waitUntil } from '../helpers/endpoint.js';
-import { agentStateDir, agentStatus, coordctl, join, joinAll, startAgent, startCoordinator, stopProcess } from '../../deploy/lab/mesh.js';
+import { COORD_ADDR, agentStateDir, coordctl, coordinatorDir, join, joinAll, startAgent, startCoordinator as startCoordinatorIn, stopProcess } from '../../deploy/lab/mesh.js';
 import { crashHost, readState, restartDockerd, restartOvs } from '../../deploy/lab/lab.js';
 import { IMAGE, hostEnv, hostIp } from '../../deploy/lab/plan.js';
 
 const serial = isRoot ? test.serial : test.skip;
 const OUTAGE_S = Number(process.env.GREMESH_FAULT_OUTAGE_S ?? '300');
-const CYCLES = Number(process.env.GREMESH_FAULT_CYCLES ?? '200');
+const CYCLES = Number(process.env.GREMESH_FAULT_CYCLES ?? '1000');
+// /25 slices: room for the burst of 100 extra hosts next to the 4 real ones
+const COORD_ARGS = ['--host-prefix-len', '25'];
+const startCoordinator = (dir: string) => startCoordinatorIn(dir, COORD_ARGS);
+const JOIN_BURST = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../helpers/join-burst.js');
 let lab: TestLab;
 let args: Record<string, string[]> = {};
 const HOSTS = ['h1', 'h2', 'h3', 'h4'];
+const mesh = new PingMesh();
+/** hosts whose container c-HOST is in the ping mesh */
+let meshHosts = [...HOSTS];
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const node = (h: string) => lab.state.plan.nodes.find((n) => n.name === h)!;
 const inHost = (h: string, argv: string[], reject = false) => sh(['nsenter', `--net=/run/netns/${node(h).ns}`, ...argv], hostEnv(lab.dir, node(h)), reject);
@@ -30,12 +45,6 @@ const ipIn = async (pid: string): Promise<string | undefined> => {
 const ipOf = async (h: string, c: string) => ipIn(await pidOf(h, c));
 const runC = async (h: string, name: string) => docker(h, ['run', '-d', '--net=none', '--name', name, '--label', 'gremesh.network=default', IMAGE, 'sleep', 'infinity']);
 const attached = async (h: string, c: string, ms = 30_000) => (await waitUntil(async () => (await ipOf(h, c).catch(() => undefined)) !== undefined, ms)) !== undefined;
-/** pings at 10/s from container a on host ha to ip, count packets; resolves sent/received */
-const pingFrom = async (ha: string, c: string, ip: string, count: number) => {
-  const r = await sh(['nsenter', '-t', await pidOf(ha, c), '-n', 'ping', '-i', '0.1', '-c', String(count), '-W', '1', ip], {}, false, count * 100 + 60_000);
-  const m = /(\d+) packets transmitted, (\d+) received/.exec(r.stdout);
-  return m ? { sent: Number(m[1]), received: Number(m[2]) } : { sent: count, received: 0 };
-};
 const pingsOnce = async (h: string, c: string, ip: string, ms = 15_000) =>
   (await waitUntil(async () => (await sh(['nsenter', '-t', await pidOf(h, c), '-n', 'ping', '-c', '1', '-W', '1', ip], {}, false)).exitCode === 0, ms, 10)) !== undefined;
 /** drop underlay traffic between two lab nodes at the switch (both directions) */
@@ -61,6 +70,31 @@ const counts = async (h: string) => {
   return { ports, veths, addrs, flows, fds, rssMb };
 };
 
+type HostJson = { name: string; underlayIp: string; slices: { network: string; cidr: string }[] };
+const hostsJson = async () => JSON.parse((await coordctl(lab.dir, ['hosts', '-o', 'json'])).stdout) as HostJson[];
+const greCount = async (h: string) => (await inHost(h, ['ovs-vsctl', 'list-ports', 'gremesh0'])).stdout.split('\n').filter((p) => p.startsWith('gre-')).length;
+
+/** (re)points the mesh at the current containers of meshHosts; waits until every member is up */
+async function refreshMesh(): Promise<void> {
+  for (const h of meshHosts) if (!(await attached(h, `c-${h}`))) throw new Error(`c-${h} is not attached`);
+  mesh.update(await Promise.all(meshHosts.map(async (h) => ({ name: h, pid: await pidOf(h, `c-${h}`), ip: (await ipOf(h, `c-${h}`))! }))));
+}
+const touches = (pair: string, h: string) => pair.split('>').includes(h);
+const lostWhere = (l: Loss, f: (pair: string) => boolean) => l.pairs.filter((p) => f(p.pair)).reduce((n, p) => n + p.lost, 0);
+/**
+ * OVS's userspace datapath (netdev) can drop a packet in flight on a host's other ports
+ * when a port is added to or removed from its bridge: measured with plain
+ * `ovs-vsctl add-port/del-port` of unrelated veths, no gremesh involved, about one
+ * packet per 25-50 port operations. Cases that add or remove ports (containers, tunnels)
+ * on a host allow its pairs this much loss; every other pair must lose nothing.
+ */
+const PORT_CHURN_BUDGET = 0.02;
+function portChurnLoss(t: { is: (a: unknown, b: unknown, m?: string) => void; true: (a: boolean, m?: string) => void }, loss: Loss, churned: string[]): void {
+  const hit = (p: string) => churned.some((h) => touches(p, h));
+  t.is(lostWhere(loss, (p) => !hit(p)), 0, `no loss between hosts without port changes (${churned.join(', ')} had them)`);
+  for (const p of loss.pairs.filter((x) => hit(x.pair))) t.true(p.lost <= Math.max(1, p.sent * PORT_CHURN_BUDGET), `${p.pair} lost ${p.lost} of ${p.sent}: more than ${PORT_CHURN_BUDGET * 100}% while ports were added and removed`);
+}
+
 test.before(async () => {
   if (!isRoot) return;
   lab = await labUp(5);
@@ -68,21 +102,33 @@ test.before(async () => {
   args = await joinAll(lab.dir, HOSTS);
   for (const h of HOSTS) await runC(h, `c-${h}`);
   for (const h of HOSTS) if (!(await attached(h, `c-${h}`))) throw new Error(`c-${h} not attached`);
+  await refreshMesh();
+  // the first pings of a new pair may meet ARP resolution; start counting once every pair answers
+  const from = mesh.mark();
+  await sleep(3000);
+  const warm = await mesh.lossSince(from, 1);
+  if (warm.pairs.some((p) => p.sent - p.lost === 0)) throw new Error(`ping mesh does not come up: ${PingMesh.describe(warm)}`);
 });
-test.after.always(async () => { if (lab) await lab.down(); });
+test.after.always(async () => { mesh.stop(); if (lab) await lab.down(); });
 
 serial('a host cut from the coordinator only keeps its data plane; it shows down, then comes back', async (t) => {
+  await refreshMesh();
+  const from = mesh.mark();
   const heal = await cut('h1', 'ctl');
-  const p = await pingFrom('h1', 'c-h1', (await ipOf('h2', 'c-h2'))!, 150);
-  const down = await waitUntil(async () => (await status()).hosts.find((h) => h.name === 'h1')?.state === 'down', 20_000, 500);
+  const down = await waitUntil(async () => (await status()).hosts.find((h) => h.name === 'h1')?.state === 'down', 30_000, 500);
+  await sleep(5000);
   await heal();
-  t.is(p.received, p.sent, `${p.sent - p.received} of ${p.sent} pings lost while h1 was cut from the coordinator`);
+  const loss = await mesh.lossSince(from);
+  t.log(PingMesh.describe(loss));
+  t.is(loss.lost, 0, 'no ping lost while h1 was cut from the coordinator');
   t.not(down, undefined, 'h1 shows down while cut');
   const back = await waitUntil(async () => (await status()).hosts.find((h) => h.name === 'h1')?.state === 'up' && (await status()).watchers === 4, 30_000, 500);
   t.not(back, undefined, 'h1 back up and watching after the cut healed');
 });
 
 serial('a host cut from one peer: coordctl status names the broken tunnel (BFD), and it recovers when healed', async (t) => {
+  await refreshMesh();
+  const from = mesh.mark();
   const heal = await cut('h1', 'h2');
   const t0 = Date.now();
   const named = await waitUntil(async () => {
@@ -100,9 +146,16 @@ serial('a host cut from one peer: coordctl status names the broken tunnel (BFD),
   t.not(healed, undefined, 'every tunnel up again');
   t.log(`all tunnels up ${Date.now() - t1} ms after healing`);
   t.true(await pingsOnce('h1', 'c-h1', (await ipOf('h2', 'c-h2'))!));
+  const loss = await mesh.lossSince(from);
+  t.log(PingMesh.describe(loss));
+  const cutPair = (p: string) => touches(p, 'h1') && touches(p, 'h2');
+  t.true(lostWhere(loss, cutPair) > 0, 'the cut pair did lose pings (the cut was real)');
+  t.is(lostWhere(loss, (p) => !cutPair(p)), 0, 'no other pair lost a ping');
 });
 
 serial('agent kill -9 in the middle of 100 container attachments: after restart every container is attached once, nothing leaked', async (t) => {
+  await refreshMesh();
+  const from = mesh.mark();
   const base = await counts('h3');
   const names = Array.from({ length: 100 }, (_, i) => `burst${i}`);
   let killed = false;
@@ -125,65 +178,170 @@ serial('agent kill -9 in the middle of 100 container attachments: after restart 
   for (let i = 0; i < names.length; i += 20) await docker('h3', ['rm', '-f', ...names.slice(i, i + 20)]);
   const clean = await waitUntil(async () => { const x = await counts('h3'); return x.ports === base.ports && x.veths === base.veths && x.addrs === base.addrs; }, 60_000, 500);
   t.not(clean, undefined, 'all gone after removal');
+  const loss = await mesh.lossSince(from);
+  t.log(PingMesh.describe(loss));
+  portChurnLoss(t, loss, ['h3']);
 });
 
-serial('ovsdb-server and ovs-vswitchd restarted on one host: traffic back', async (t) => {
+serial('ovsdb-server and ovs-vswitchd restarted on one host: traffic back within 2 s', async (t) => {
+  await refreshMesh();
   const target = (await ipOf('h2', 'c-h2'))!;
   t.true(await pingsOnce('h1', 'c-h1', target));
+  const from = mesh.mark();
   const t0 = Date.now();
   await restartOvs(lab.dir, 'h2');
   const ok = await pingsOnce('h1', 'c-h1', target, 30_000);
   t.true(ok);
   t.log(`traffic back ${Date.now() - t0} ms after ovsdb-server + ovs-vswitchd were killed and restarted`);
+  await sleep(2000);
+  const loss = await mesh.lossSince(from);
+  t.log(PingMesh.describe(loss));
+  t.is(lostWhere(loss, (p) => !touches(p, 'h2')), 0, 'pairs that do not cross h2 lose nothing');
+  // 10 pings a second: at most 2 s of loss per pair, and a little for the kill itself
+  for (const p of loss.pairs.filter((x) => touches(x.pair, 'h2'))) t.true(p.lost <= 25, `${p.pair} lost ${p.lost} (more than 2.5 s)`);
 });
 
 serial('dockerd restarted: without live-restore its containers stop and come back with the same address; with live-restore they keep running and keep their traffic', async (t) => {
+  await refreshMesh();
   const before = (await ipOf('h4', 'c-h4'))!;
   const base = await counts('h4');
+  let from = mesh.mark();
   await restartDockerd(lab.dir, 'h4');
   const detached = await waitUntil(async () => (await counts('h4')).ports === base.ports - 1, 30_000, 250);
   t.not(detached, undefined, 'the stopped container’s port is removed');
   await docker('h4', ['start', 'c-h4']);
   t.true(await attached('h4', 'c-h4'));
   t.is(await ipOf('h4', 'c-h4'), before, 'the same address when it starts again');
+  let loss = await mesh.lossSince(from);
+  t.log(`without live-restore (the container is stopped until started again): ${PingMesh.describe(loss)}`);
+  t.is(lostWhere(loss, (p) => !touches(p, 'h4')), 0, 'pairs without h4 lose nothing');
   // live-restore: containers outlive their dockerd
   await restartDockerd(lab.dir, 'h4', ['--live-restore']);
   await docker('h4', ['start', 'c-h4'], false);
   t.true(await attached('h4', 'c-h4'));
-  const ping = pingFrom('h1', 'c-h1', (await ipOf('h4', 'c-h4'))!, 60);
-  await new Promise((r) => setTimeout(r, 1000));
+  await refreshMesh();
+  await sleep(2000);
+  from = mesh.mark();
   await restartDockerd(lab.dir, 'h4', ['--live-restore']);
-  const p = await ping;
-  t.is(p.received, p.sent, `${p.sent - p.received} pings lost across a live-restore dockerd restart`);
+  await sleep(3000);
+  loss = await mesh.lossSince(from);
+  t.log(`across a live-restore dockerd restart: ${PingMesh.describe(loss)}`);
+  t.is(loss.lost, 0, 'no ping lost across a live-restore dockerd restart');
   t.is(await ipOf('h4', 'c-h4'), before);
   const c = await counts('h4');
   t.is(c.ports, base.ports, 'no duplicate port after dockerd came back');
 });
 
-serial(`coordinator down for ${OUTAGE_S} s: no ping lost; containers started meanwhile get addresses and reach the others; agents resume`, async (t) => {
-  const p = pingFrom('h1', 'c-h1', (await ipOf('h3', 'c-h3'))!, OUTAGE_S * 10 + 50);
-  await new Promise((r) => setTimeout(r, 1000));
+serial('coordinator kill -9 during a burst of 100 joins and 100 container starts, then restarted: no slice or address twice, everyone keeps theirs, joins finish by themselves', async (t) => {
+  await refreshMesh();
+  const from = mesh.mark();
+  const ctlNs = lab.state.plan.nodes.find((n) => n.name === 'ctl')!.ns;
+  const realBefore = await hostsJson();
+  // 100 joins from another process in the ctl namespace: JoinHost, then Register with a CSR, retried like an agent
+  const burst = spawn('nsenter', [`--net=/run/netns/${ctlNs}`, 'node', JOIN_BURST, '--coordinator', COORD_ADDR, '--pki', `${coordinatorDir(lab.dir)}/pki`,
+    '--count', '100', '--concurrency', '10', '--timeout', '180'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const events: { event: string; name: string; ok?: number; failed?: number; attempts?: number; errors?: Record<string, number>; error?: string }[] = [];
+  let buf = '';
+  burst.stdout!.on('data', (d) => { buf += String(d); const l = buf.split('\n'); buf = l.pop()!; for (const x of l) if (x.trim()) events.push(JSON.parse(x)); });
+  const burstDone = new Promise<number>((r) => burst.on('exit', (c) => r(c ?? -1)));
+  // 100 container starts, 25 per host, 5 at a time
+  const cname = (h: string, i: number) => `jb-${h}-${i}`;
+  const starts = Promise.all(HOSTS.map(async (h) => { for (let i = 0; i < 25; i += 5) await Promise.all([0, 1, 2, 3, 4].map((k) => runC(h, cname(h, i + k)))); }));
+  const admitted = () => events.filter((e) => e.event === 'admitted');
+  t.not(await waitUntil(() => admitted().length >= 30, 60_000, 5), undefined, 'the burst gets going');
+  const acked = admitted().map((e) => e.name);
+  const snapshot = await hostsJson(); // what the coordinator had just before the kill
   await stopProcess(lab.dir, 'ctl', 'coordinator', 'SIGKILL');
-  await new Promise((r) => setTimeout(r, 3000));
+  const killedAt = admitted().length;
+  t.log(`coordinator killed with ${killedAt} of 100 joins acknowledged (${acked.length} when the host list was read)`);
+  await sleep(3000);
+  await startCoordinator(lab.dir);
+  await starts;
+  const exit = await burstDone;
+  const done = events.find((e) => e.event === 'done')!;
+  t.log(`joins: ${done.ok} admitted, ${done.failed} failed, ${done.attempts} attempts, errors seen by the clients ${JSON.stringify(done.errors)}`);
+  t.is(exit, 0, JSON.stringify(events.filter((e) => e.event === 'failed')));
+  t.is(done.ok, 100, 'every join finished without operator action');
+  const after = await hostsJson();
+  t.is(after.length, 104);
+  const cidrs = after.flatMap((h) => h.slices.map((s) => `${s.network}:${s.cidr}`));
+  t.is(new Set(cidrs).size, cidrs.length, 'no slice twice');
+  const byName = new Map(after.map((h) => [h.name, h]));
+  for (const h of snapshot) t.deepEqual(byName.get(h.name)?.slices, h.slices, `${h.name} keeps its slice across the kill`);
+  for (const h of realBefore) t.deepEqual(byName.get(h.name)?.slices, h.slices, `${h.name} keeps its slice`);
+  for (const n of acked) t.truthy(byName.get(n), `${n} (acknowledged before the kill) is admitted`);
+  // containers: attached, each address once, from its own host's slice, and reachable across hosts
+  const all = HOSTS.flatMap((h) => Array.from({ length: 25 }, (_, i) => [h, cname(h, i)] as const));
+  await waitUntil(async () => (await Promise.all(all.map(([h, c]) => ipOf(h, c)))).every(Boolean), 120_000, 500);
+  const ips = await Promise.all(all.map(([h, c]) => ipOf(h, c)));
+  t.is(ips.filter(Boolean).length, 100, 'all 100 containers attached');
+  t.is(new Set(ips).size, 100, 'no address twice');
+  for (const [k, [h]] of all.entries()) {
+    const slice = parseCidr(byName.get(h)!.slices[0]!.cidr)!;
+    if (ips[k]) t.true(cidrContains(slice, parseIp(ips[k])!), `${all[k]![1]} ${ips[k]} is in ${h}'s slice`);
+  }
+  const unreachable: string[] = [];
+  for (let i = 0; i < all.length; i += 10) {
+    await Promise.all(all.slice(i, i + 10).map(async ([h, c]) => {
+      const peer = HOSTS[(HOSTS.indexOf(h) + 1) % HOSTS.length]!;
+      if (!(await pingsOnce(h, c, (await ipOf(peer, `c-${peer}`))!, 20_000))) unreachable.push(c);
+    }));
+  }
+  t.deepEqual(unreachable, [], 'every burst container reaches a container on another host');
+  t.not(await waitUntil(async () => (await status()).watchers === 4, 60_000, 500), undefined, 'the four agents watch again without operator action');
+  const loss = await mesh.lossSince(from);
+  t.log(PingMesh.describe(loss));
+  // every host added 100 tunnel ports and 25 container ports
+  portChurnLoss(t, loss, HOSTS);
+  // clean up: the containers go, the 100 hosts leave, the real hosts are back to 3 tunnels each
+  for (const h of HOSTS) await docker(h, ['rm', '-f', ...Array.from({ length: 25 }, (_, i) => cname(h, i))]);
+  const leave = await sh(['nsenter', `--net=/run/netns/${ctlNs}`, 'node', JOIN_BURST, '--leave', '--coordinator', COORD_ADDR, '--pki', `${coordinatorDir(lab.dir)}/pki`, '--count', '100'], {}, false, 300_000);
+  t.is(leave.exitCode, 0, leave.stdout.split('\n').filter((l) => l.includes('failed')).join('\n'));
+  t.not(await waitUntil(async () => (await Promise.all(HOSTS.map(greCount))).every((n) => n === 3), 60_000, 500), undefined, 'the 100 tunnels per host are gone again');
+});
+
+serial(`coordinator down for ${OUTAGE_S} s: no ping lost; containers started meanwhile get addresses and reach the others; agents resume`, async (t) => {
+  await refreshMesh();
+  const hostsBefore = await hostsJson();
+  const from = mesh.mark();
+  await stopProcess(lab.dir, 'ctl', 'coordinator', 'SIGKILL');
+  const t0 = Date.now();
+  await sleep(3000);
   for (const h of ['h1', 'h2']) await runC(h, `late-${h}`);
   for (const h of ['h1', 'h2']) t.true(await attached(h, `late-${h}`), `late-${h} attached while the coordinator is away`);
   t.true(await pingsOnce('h1', 'late-h1', (await ipOf('h2', 'late-h2'))!), 'new containers reach each other across hosts');
   t.true(await pingsOnce('h2', 'late-h2', (await ipOf('h3', 'c-h3'))!), 'and the old ones');
-  t.regex((await ipOf('h1', 'late-h1'))!, /^198\.18\.64\./, 'from h1’s own slice');
-  await new Promise((r) => setTimeout(r, Math.max(0, OUTAGE_S * 1000 - 20_000)));
+  const h1Slice = parseCidr(hostsBefore.find((h) => h.name === 'h1')!.slices[0]!.cidr)!;
+  t.true(cidrContains(h1Slice, parseIp((await ipOf('h1', 'late-h1'))!)!), 'from h1’s own slice');
+  const quiet = mesh.mark();
+  const starting = await mesh.lossBetween(from, quiet);
+  t.log(`while two containers were started (two port adds): ${PingMesh.describe(starting)}`);
+  portChurnLoss(t, starting, ['h1', 'h2']);
+  await sleep(Math.max(0, OUTAGE_S * 1000 - (Date.now() - t0)));
   await startCoordinator(lab.dir);
-  const r = await p;
-  t.is(r.received, r.sent, `${r.sent - r.received} of ${r.sent} pings lost during the outage`);
   const back = await waitUntil(async () => (await status()).watchers === 4, 60_000, 500);
   t.not(back, undefined, 'all agents watch again without operator action');
+  const loss = await mesh.lossSince(quiet);
+  t.log(`rest of the ${OUTAGE_S} s outage and the coordinator's return: ${PingMesh.describe(loss)}`);
+  t.is(loss.lost, 0, 'no ping lost during the outage');
 });
 
 serial(`${CYCLES} container start/stop cycles across hosts: no leak of addresses, ports, veths, flows, file descriptors or memory`, async (t) => {
+  await refreshMesh();
+  const from = mesh.mark();
+  const coordPid = () => readState(lab.dir)!.procs.filter((p) => p.node === 'ctl' && p.what === 'coordinator').at(-1)!.pid;
+  const coordRss = () => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${coordPid()}/status`, 'utf8'))![1]) / 1024;
   const before = await Promise.all(HOSTS.map(counts));
-  for (let i = 0; i < CYCLES; i += 4) {
-    await Promise.all(HOSTS.map(async (h, j) => { if (i + j < CYCLES) { await runC(h, `cy${i + j}`); } }));
-    await Promise.all(HOSTS.map(async (h, j) => { if (i + j < CYCLES) await docker(h, ['rm', '-f', `cy${i + j}`]); }));
-  }
+  const coordBefore = coordRss();
+  const t0 = Date.now();
+  // each host runs its share of the cycles, one after the other; the hosts run side by side
+  await Promise.all(HOSTS.map(async (h, j) => {
+    for (let i = j; i < CYCLES; i += HOSTS.length) {
+      await runC(h, `cy${i}`);
+      await docker(h, ['rm', '-f', `cy${i}`]);
+    }
+  }));
+  t.log(`${CYCLES} cycles in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
   const settled = await waitUntil(async () => {
     const now = await Promise.all(HOSTS.map(counts));
     return now.every((x, k) => x.ports === before[k]!.ports && x.veths === before[k]!.veths && x.addrs === before[k]!.addrs && x.flows === before[k]!.flows);
@@ -193,11 +351,20 @@ serial(`${CYCLES} container start/stop cycles across hosts: no leak of addresses
   for (const [k, h] of HOSTS.entries()) {
     t.true(after[k]!.fds <= before[k]!.fds + 5, `${h} agent fds ${before[k]!.fds} -> ${after[k]!.fds}`);
     t.log(`${h}: agent RSS ${before[k]!.rssMb.toFixed(0)} -> ${after[k]!.rssMb.toFixed(0)} MB, fds ${before[k]!.fds} -> ${after[k]!.fds}`);
-    t.true(after[k]!.rssMb < before[k]!.rssMb * 2 + 20, `${h} agent RSS ${before[k]!.rssMb.toFixed(0)} -> ${after[k]!.rssMb.toFixed(0)} MB`);
+    t.true(after[k]!.rssMb < before[k]!.rssMb + 64, `${h} agent RSS ${before[k]!.rssMb.toFixed(0)} -> ${after[k]!.rssMb.toFixed(0)} MB`);
   }
+  const coordAfter = coordRss();
+  t.log(`coordinator RSS ${coordBefore.toFixed(0)} -> ${coordAfter.toFixed(0)} MB`);
+  t.true(coordAfter < coordBefore + 64, `coordinator RSS ${coordBefore.toFixed(0)} -> ${coordAfter.toFixed(0)} MB`);
+  const loss = await mesh.lossSince(from);
+  t.log(PingMesh.describe(loss));
+  portChurnLoss(t, loss, HOSTS);
 });
 
 serial('a host crashes: it shows down; coordctl leave removes it everywhere; a new machine with the same name re-joins cleanly', async (t) => {
+  await refreshMesh();
+  const from = mesh.mark();
+  const sliceBefore = (await hostsJson()).find((h) => h.name === 'h4')!.slices[0]!.cidr;
   await crashHost(lab.dir, 'h4');
   // its Watch stream dies with it: noticed by gRPC keepalive (~15 s), then --down-after (10 s in the lab)
   const down = await waitUntil(async () => (await status()).hosts.find((h) => h.name === 'h4')?.state === 'down', 60_000, 500);
@@ -206,18 +373,21 @@ serial('a host crashes: it shows down; coordctl leave removes it everywhere; a n
   t.regex(await grep('h1'), /gre-c612000e/, 'a down host stays a peer: the coordinator’s opinion tears nothing down');
   t.is((await coordctl(lab.dir, ['leave', 'h4'])).exitCode, 0);
   t.not(await waitUntil(async () => (await Promise.all(['h1', 'h2', 'h3'].map(grep))).every((p) => !p.includes('gre-c612000e')), 20_000, 100), undefined, 'its tunnel is gone everywhere');
+  const loss = await mesh.lossSince(from);
+  t.log(`h4 crashed: ${PingMesh.describe(loss)}`);
+  t.is(lostWhere(loss, (p) => !touches(p, 'h4')), 0, 'the surviving hosts lose nothing among themselves');
+  meshHosts = meshHosts.filter((h) => h !== 'h4');
   // a new machine (lab host h5, another underlay address) takes the name h4
   const joinArgs = (await join(lab.dir, 'h4')).map((a) => a);
   startAgent(lab.dir, 'h5', joinArgs);
   const meshed = await waitUntil(async () => (await Promise.all(['h1', 'h2', 'h3'].map(grep))).every((p) => p.includes(`gre-c612000f`)), 30_000, 100);
   t.not(meshed, undefined, 'everyone has a tunnel to the new h4 at 198.18.0.15');
-  const hosts = JSON.parse((await coordctl(lab.dir, ['hosts', '-o', 'json'])).stdout) as { name: string; underlayIp: string; slices: { cidr: string }[] }[];
+  const hosts = await hostsJson();
   const h4 = hosts.find((h) => h.name === 'h4')!;
   t.is(h4.underlayIp, hostIp(5));
-  t.is(h4.slices[0]!.cidr, '198.18.67.0/24', 'the name gets its slice back');
+  t.is(h4.slices[0]!.cidr, sliceBefore, 'the name gets its slice back');
   await runC('h5', 'c-new');
   t.true(await attached('h5', 'c-new'));
-  t.regex((await ipOf('h5', 'c-new'))!, /^198\.18\.67\./);
+  t.true(cidrContains(parseCidr(sliceBefore)!, parseIp((await ipOf('h5', 'c-new'))!)!));
   t.true(await pingsOnce('h1', 'c-h1', (await ipOf('h5', 'c-new'))!), 'reachable');
-  void agentStatus;
 });
