@@ -262,6 +262,8 @@ serial('coordinator kill -9 during a burst of 100 joins and 100 container starts
   t.log(`joins: ${done.ok} admitted, ${done.failed} failed, ${done.attempts} attempts, errors seen by the clients ${JSON.stringify(done.errors)}`);
   t.is(exit, 0, JSON.stringify(events.filter((e) => e.event === 'failed')));
   t.is(done.ok, 100, 'every join finished without operator action');
+  const retried = fs.readFileSync(`${lab.dir}/ctl/coordinator.log`, 'utf8').split('\n').filter((l) => l.includes('join retried with the same key')).length;
+  t.log(`${retried} joins committed before the kill but unanswered, then retried with the same token and key and answered`);
   const after = await hostsJson();
   t.is(after.length, 104);
   const cidrs = after.flatMap((h) => h.slices.map((s) => `${s.network}:${s.cidr}`));

@@ -7,13 +7,13 @@ import { systemPath } from '../../common/exec.js';
 
 export interface Member { name: string; pid: string; ip: string }
 
-interface Run { proc: ChildProcess; t0: number; maxSeq: number; replies: Set<number>; pid: string; ip: string; exited: boolean }
+interface Run { proc: ChildProcess; maxSeq: number; replies: Set<number>; noAnswerAt: Map<number, number>; pid: string; ip: string; exited: boolean }
 interface Pair { src: string; dst: string; runs: Run[] }
 
 /** when, and per pair where its pinger was */
 export interface Mark { at: number; pos: Map<string, { run: number; seq: number }> }
 
-/** lostAt: seconds after the first mark at which each lost ping was sent (from the ping interval) */
+/** lostAt: seconds after the first mark at which ping said each lost one had no answer yet */
 export interface PairLoss { pair: string; sent: number; lost: number; lostAt: number[] }
 export interface Loss { pairs: PairLoss[]; sent: number; lost: number }
 
@@ -44,7 +44,7 @@ export class PingMesh {
 
   private startRun(pid: string, ip: string): Run {
     const proc = spawn('nsenter', ['-t', pid, '-n', 'ping', '-O', '-n', '-i', String(this.intervalS), ip], { stdio: ['ignore', 'pipe', 'ignore'], env: { PATH: systemPath() } });
-    const run: Run = { proc, t0: Date.now(), maxSeq: 0, replies: new Set(), pid, ip, exited: false };
+    const run: Run = { proc, maxSeq: 0, replies: new Set(), noAnswerAt: new Map(), pid, ip, exited: false };
     let buf = '';
     proc.stdout!.on('data', (d) => {
       buf += String(d);
@@ -56,6 +56,7 @@ export class PingMesh {
         const seq = Number(m[1]);
         run.maxSeq = Math.max(run.maxSeq, seq);
         if (l.includes(' bytes from ')) run.replies.add(seq);
+        else if (l.startsWith('no answer yet')) run.noAnswerAt.set(seq, Date.now());
       }
     });
     proc.on('exit', () => { run.exited = true; });
@@ -97,7 +98,7 @@ export class PingMesh {
         const hi = r === b.run ? b.seq : run.maxSeq;
         for (let s = lo + 1; s <= hi; s++) {
           sent++;
-          if (!run.replies.has(s)) { lost++; lostAt.push((run.t0 + (s - 1) * this.intervalS * 1000 - from.at) / 1000); }
+          if (!run.replies.has(s)) { lost++; lostAt.push(((run.noAnswerAt.get(s) ?? to.at) - from.at) / 1000); }
         }
       }
       pairs.push({ pair: key, sent, lost, lostAt });
