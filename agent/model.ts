@@ -31,6 +31,8 @@ export interface OvsInterface {
   error: string;
   /** "up" | "down" (carrier); a container's veth is down until its interface inside is up */
   linkState: string;
+  /** the kernel's ifindex of the device (0 if none): a new one means the device was recreated */
+  ifindex: number;
 }
 
 export interface OvsBridge {

@@ -39,7 +39,7 @@ export class VsctlOvsDriver implements OvsDriver {
     const r = await this.run(['ovs-vsctl', `--db=${this.db}`, '--timeout=10', '--format=json', '--data=json',
       '--', '--columns=_uuid,name,datapath_type,fail_mode,protocols,external_ids,ports', 'list', 'Bridge',
       '--', '--columns=_uuid,name,interfaces,external_ids', 'list', 'Port',
-      '--', '--columns=_uuid,name,type,ofport,options,external_ids,bfd_status,mac_in_use,mtu,error,link_state', 'list', 'Interface']);
+      '--', '--columns=_uuid,name,type,ofport,options,external_ids,bfd_status,mac_in_use,mtu,error,link_state,ifindex', 'list', 'Interface']);
     return parseOvsState(r.stdout);
   }
 
@@ -66,7 +66,7 @@ export class VsctlOvsDriver implements OvsDriver {
     let backoff = 200;
     const start = () => {
       if (stopped) return;
-      child = spawn('ovsdb-client', ['monitor', this.db, 'Open_vSwitch', 'Interface', 'name,ofport,external_ids,bfd_status', '--format=json'], { stdio: ['ignore', 'pipe', 'ignore'] });
+      child = spawn('ovsdb-client', ['monitor', this.db, 'Open_vSwitch', 'Interface', 'name,ofport,external_ids,bfd_status,ifindex', '--format=json'], { stdio: ['ignore', 'pipe', 'ignore'] });
       child.stdout!.on('data', () => { backoff = 200; onChange(); });
       child.on('error', () => {});
       child.on('exit', () => {

@@ -53,10 +53,11 @@ export function parseOvsState(stdout: string): OvsState {
     const port = ifacePort.get(toScalar(i._uuid));
     const ofport = Number(toScalar(i.ofport) || '-1');
     const mtu = Number(toScalar(i.mtu) || '0');
+    const ifindex = Number(toScalar(i.ifindex) || '0');
     return {
       name: toScalar(i.name), bridge: port?.bridge, type: toScalar(i.type), ofport,
       options: toMap(i.options), externalIds: toMap(i.external_ids), portExternalIds: port?.ext ?? {},
-      bfdStatus: toMap(i.bfd_status), macInUse: toScalar(i.mac_in_use), mtu, error: toScalar(i.error), linkState: toScalar(i.link_state),
+      bfdStatus: toMap(i.bfd_status), macInUse: toScalar(i.mac_in_use), mtu, error: toScalar(i.error), linkState: toScalar(i.link_state), ifindex,
     };
   });
   return { bridges, interfaces };

@@ -8,6 +8,9 @@ import type { LocalPort, OvsState, Snapshot } from './model.js';
 import type { OvsDriver } from './ovs-driver.js';
 import { computeNftRuleset } from './nat.js';
 
+/** a device checked with `ip` is checked again after this long even if nothing says it changed */
+const LINK_RECHECK_MS = 30_000;
+
 export interface TunnelHealth { peer: string; remoteIp: string; port: string; bfdState: string; forwarding: boolean }
 
 export interface PassResult {
@@ -46,6 +49,8 @@ export class Reconciler {
   private stopMonitor: () => void = () => {};
   private lastFlows = '';
   private lastNat = '';
+  /** devices whose addresses/routes were last found right: their ifindex, what was wanted, when */
+  private verified = new Map<string, { ifindex: number; want: string; at: number }>();
   private expectedFlows = -1;
   private failures = 0;
   private stopped = false;
@@ -128,6 +133,23 @@ export class Reconciler {
     }
   }
 
+  /**
+   * Whether a device's addresses and routes need checking with `ip`: when it is new or
+   * was recreated (another ifindex, e.g. ovs-vswitchd restarted and made its internal
+   * ports again), when what we want of it changed, or 30 s after the last check (drift
+   * made by hand). Saves 3-4 execs in most passes.
+   */
+  private linkStale(dev: string, want: string, o: OvsState): boolean {
+    const ifindex = o.interfaces.find((i) => i.name === dev)?.ifindex ?? 0;
+    const v = this.verified.get(dev);
+    return !ifindex || !v || v.ifindex !== ifindex || v.want !== want || Date.now() - v.at > LINK_RECHECK_MS;
+  }
+
+  private linkVerified(dev: string, want: string, o: OvsState): void {
+    const ifindex = o.interfaces.find((i) => i.name === dev)?.ifindex ?? 0;
+    if (ifindex) this.verified.set(dev, { ifindex, want, at: Date.now() });
+  }
+
   /** One pass. Does nothing until a snapshot (from the coordinator or the cache) is known. */
   async pass(): Promise<PassResult | undefined> {
     const s = this.snapshot;
@@ -136,14 +158,23 @@ export class Reconciler {
     const { ovs, params } = this.o;
     const desired = computeDesired(s, params);
     let observed = await ovs.observe();
-    if (this.o.underlay && this.o.restoreUnderlay) await this.o.restoreUnderlay(this.o.underlay, observed);
+    const u = this.o.underlay;
+    if (u && this.o.restoreUnderlay && this.linkStale(u.dev, JSON.stringify(u), observed)) {
+      await this.o.restoreUnderlay(u, observed);
+      this.linkVerified(u.dev, JSON.stringify(u), observed);
+    }
     const cmds = diffOvs(desired, observed);
     if (cmds.length) {
       await ovs.transact(cmds);
       observed = await ovs.observe();
       this.o.log.info({ commands: cmds.length, revision: s.revision }, 'ovs ports updated');
     }
-    for (const g of desired.gateways) await this.o.links.ensureAddress(g.port, `${g.ip}/${g.prefixLen}`, g.mtu);
+    for (const g of desired.gateways) {
+      const want = `${g.ip}/${g.prefixLen} mtu ${g.mtu}`;
+      if (!this.linkStale(g.port, want, observed)) continue;
+      await this.o.links.ensureAddress(g.port, `${g.ip}/${g.prefixLen}`, g.mtu);
+      this.linkVerified(g.port, want, observed);
+    }
     if (this.o.applyNat) {
       const cidrOf = new Map(s.networks.map((n) => [n.name, n.cidr]));
       const ruleset = computeNftRuleset(desired.gateways.map((g) => ({ ...g, networkCidr: cidrOf.get(g.network)! })));

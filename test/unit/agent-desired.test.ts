@@ -12,7 +12,7 @@ const snap = (peers = 3): Snapshot => ({
   })),
 });
 const params = { bridge: 'gremesh0', datapath: 'netdev' as const, underlayMtu: 1500 };
-const iface = (o: Partial<OvsInterface>): OvsInterface => ({ name: 'x', bridge: 'gremesh0', type: '', ofport: 1, options: {}, externalIds: {}, portExternalIds: {}, bfdStatus: {}, macInUse: '', mtu: 1500, error: '', linkState: 'up', ...o });
+const iface = (o: Partial<OvsInterface>): OvsInterface => ({ name: 'x', bridge: 'gremesh0', type: '', ofport: 1, options: {}, externalIds: {}, portExternalIds: {}, bfdStatus: {}, macInUse: '', mtu: 1500, error: '', linkState: 'up', ifindex: 0, ...o });
 
 test('names, MTU and gateway', (t) => {
   t.is(tunnelPortName('198.18.0.12'), 'gre-c612000c');

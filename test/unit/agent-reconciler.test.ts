@@ -19,7 +19,7 @@ class FakeOvsDriver implements OvsDriver {
       const i = c.indexOf('add-br');
       if (i >= 0 && !this.state.bridges.some((b) => b.name === c[i + 1])) this.state.bridges.push({ name: c[i + 1]!, datapathType: 'netdev', failMode: 'secure', protocols: ['OpenFlow10', 'OpenFlow13', 'OpenFlow14'], externalIds: { 'gremesh-owner': 'agent' } });
       const a = c.indexOf('add-port');
-      if (a >= 0) this.state.interfaces.push({ name: c[a + 2]!, bridge: c[a + 1], type: '', ofport: port++, options: {}, externalIds: {}, portExternalIds: {}, bfdStatus: {}, macInUse: '', mtu: 0, error: '', linkState: 'up' });
+      if (a >= 0) this.state.interfaces.push({ name: c[a + 2]!, bridge: c[a + 1], type: '', ofport: port++, options: {}, externalIds: {}, portExternalIds: {}, bfdStatus: {}, macInUse: '', mtu: 0, error: '', linkState: 'up', ifindex: 0 });
       if (c[0] === 'set' && c[1] === 'Interface') {
         const it = this.state.interfaces.find((x) => x.name === c[2])!;
         for (const kv of c.slice(3)) {
