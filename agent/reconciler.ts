@@ -134,19 +134,17 @@ export class Reconciler {
   }
 
   /**
-   * Whether a device's addresses and routes need checking with `ip`: when it is new or
-   * was recreated (another ifindex, e.g. ovs-vswitchd restarted and made its internal
-   * ports again), when what we want of it changed, or 30 s after the last check (drift
-   * made by hand). Saves 3-4 execs in most passes.
+   * Runs `ensure` (addresses and routes of a device, checked with `ip`) only when the
+   * device is new or was recreated (another ifindex, e.g. ovs-vswitchd restarted and made
+   * its internal ports again), when what we want of it changed, or 30 s after the last
+   * check (drift made by hand). Saves 3-4 execs in most passes.
    */
-  private linkStale(dev: string, want: string, o: OvsState): boolean {
-    const ifindex = o.interfaces.find((i) => i.name === dev)?.ifindex ?? 0;
+  private async keepLink(dev: string, want: string, o: OvsState, ensure: () => Promise<void>): Promise<void> {
+    const i = o.interfaces.find((x) => x.name === dev);
+    const ifindex = i && i.ofport > 0 ? i.ifindex : 0; // not usable before OVS gives it a port number
     const v = this.verified.get(dev);
-    return !ifindex || !v || v.ifindex !== ifindex || v.want !== want || Date.now() - v.at > LINK_RECHECK_MS;
-  }
-
-  private linkVerified(dev: string, want: string, o: OvsState): void {
-    const ifindex = o.interfaces.find((i) => i.name === dev)?.ifindex ?? 0;
+    if (ifindex && v && v.ifindex === ifindex && v.want === want && Date.now() - v.at <= LINK_RECHECK_MS) return;
+    await ensure();
     if (ifindex) this.verified.set(dev, { ifindex, want, at: Date.now() });
   }
 
@@ -158,11 +156,8 @@ export class Reconciler {
     const { ovs, params } = this.o;
     const desired = computeDesired(s, params);
     let observed = await ovs.observe();
-    const u = this.o.underlay;
-    if (u && this.o.restoreUnderlay && this.linkStale(u.dev, JSON.stringify(u), observed)) {
-      await this.o.restoreUnderlay(u, observed);
-      this.linkVerified(u.dev, JSON.stringify(u), observed);
-    }
+    const { underlay, restoreUnderlay } = this.o;
+    if (underlay && restoreUnderlay) await this.keepLink(underlay.dev, JSON.stringify(underlay), observed, () => restoreUnderlay(underlay, observed));
     const cmds = diffOvs(desired, observed);
     if (cmds.length) {
       await ovs.transact(cmds);
@@ -170,10 +165,8 @@ export class Reconciler {
       this.o.log.info({ commands: cmds.length, revision: s.revision }, 'ovs ports updated');
     }
     for (const g of desired.gateways) {
-      const want = `${g.ip}/${g.prefixLen} mtu ${g.mtu}`;
-      if (!this.linkStale(g.port, want, observed)) continue;
-      await this.o.links.ensureAddress(g.port, `${g.ip}/${g.prefixLen}`, g.mtu);
-      this.linkVerified(g.port, want, observed);
+      const cidr = `${g.ip}/${g.prefixLen}`;
+      await this.keepLink(g.port, `${cidr} mtu ${g.mtu}`, observed, () => this.o.links.ensureAddress(g.port, cidr, g.mtu));
     }
     if (this.o.applyNat) {
       const cidrOf = new Map(s.networks.map((n) => [n.name, n.cidr]));

@@ -12,6 +12,8 @@ import type { Store, Tx } from './store.js';
 import { hashSecret, newCredential, newToken, parseToken, secretMatches } from './tokens.js';
 import { MAX_TTL_SECONDS, checkName, checkNetworkSpec, checkUnderlayIp, trunc } from './validate.js';
 
+const usedToken = (id: string) => unauthenticated(`join token ${id} was already used`);
+
 export interface SliceView { network: string; cidr: string }
 export interface EndpointView { network: string; host: string; mac: string; ip: string; containerId: string }
 export interface TunnelView { peer: string; remoteIp: string; port: string; bfdState: string; forwarding: boolean }
@@ -188,14 +190,11 @@ export class Coordinator {
   }
 
   /** The token must be usable by this host: checked before anything is signed, again in the transaction. */
-  private checkToken(t: Tx, id: string, secret: string, name: string, retryKey?: string): TokenRec {
+  private checkToken(t: Tx, id: string, secret: string, name: string, allowUsed = false): TokenRec {
     const tok = t.token(id);
     if (!tok || !secretMatches(secret, tok.secretHash)) throw unauthenticated(`unknown join token ${id}`);
     if (tok.state === 'revoked') throw unauthenticated(`join token ${tok.id} was revoked`);
-    // a join whose reply was lost (coordinator killed after the commit) is retried with the
-    // same token: accepted when it brings the key the host was admitted with (TLS only)
-    const retry = tok.state === 'used' && tok.host === name && retryKey !== undefined && (retryKey === '*' || (!!retryKey && t.host(name)?.keyFingerprint === retryKey));
-    if (tok.state === 'used' && !retry) throw unauthenticated(`join token ${tok.id} was already used`);
+    if (tok.state === 'used' && !(allowUsed && tok.host === name)) throw usedToken(tok.id);
     if (tok.expiresMs <= this.now()) throw unauthenticated(`join token ${tok.id} expired at ${new Date(tok.expiresMs).toISOString()}`);
     if (tok.host !== name) throw denied(`join token ${tok.id} is for host ${tok.host}, not ${name}`);
     return tok;
@@ -228,8 +227,10 @@ export class Coordinator {
     let keyFingerprint = '';
     if (this.signCsr) {
       if (!r.csr || r.csr.length > 8192 || !r.csr.includes('BEGIN CERTIFICATE REQUEST')) throw invalid('Register with a join token needs a PEM certificate request (csr)');
-      // '*': a used token passes this first check; the key is compared once the CSR is signed
-      this.store.tx((t) => this.checkToken(t, parsed.id, parsed.secret, r.name, '*'));
+      // a join whose reply was lost (coordinator killed, or too slow, after the commit) is
+      // retried with the same token: a used token passes here, and the commit below takes it
+      // only with the key the host was admitted with
+      this.store.tx((t) => this.checkToken(t, parsed.id, parsed.secret, r.name, true));
       try {
         certificate = await this.signCsr(r.csr, r.name);
       } catch (e) {
@@ -241,7 +242,8 @@ export class Coordinator {
     }
     const credential = newCredential();
     this.change('register', (t) => {
-      const tok = this.checkToken(t, parsed.id, parsed.secret, r.name, this.signCsr ? keyFingerprint : undefined);
+      const tok = this.checkToken(t, parsed.id, parsed.secret, r.name, !!keyFingerprint);
+      if (tok.state === 'used' && t.host(r.name)?.keyFingerprint !== keyFingerprint) throw usedToken(tok.id);
       if (tok.state === 'used') this.log.warn({ host: r.name, token: tok.id }, 'join retried with the same key (its first reply was lost): certificate issued again');
       const other = t.hosts().find((h) => h.underlayIp === r.underlayIp && h.name !== r.name);
       if (other) throw exists(`underlay IP ${r.underlayIp} is already used by host ${other.name}`);

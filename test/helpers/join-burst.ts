@@ -64,7 +64,8 @@ const totals = { attempts: 0, errors: {} as Record<string, number> };
 let done = 0;
 let failed = 0;
 let next = 0;
-const csr = values.leave ? '' : await ensureKeyAndCsr(fs.mkdtempSync(`${os.tmpdir()}/gmburst-`), 'burst', createRunner());
+const keyDir = fs.mkdtempSync(`${os.tmpdir()}/gmburst-`);
+const csr = values.leave ? '' : await ensureKeyAndCsr(keyDir, 'burst', createRunner());
 
 async function one(i: number): Promise<void> {
   const name = names[i]!;
@@ -95,4 +96,5 @@ await Promise.all(Array.from({ length: Number(values.concurrency) }, async () =>
 out({ event: 'done', ok: done, failed, ms: Date.now() - t0, ...totals });
 adm.close();
 agt.close();
+fs.rmSync(keyDir, { recursive: true, force: true });
 process.exit(failed ? 1 : 0);
