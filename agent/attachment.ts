@@ -6,13 +6,29 @@ import { allocate, type IpamTable } from './ipam.js';
 import { containerMtu, gatewayOf } from './desired.js';
 
 export const LABEL = {
-  network: 'gremesh.network', ip: 'gremesh.ip', mac: 'gremesh.mac', mtu: 'gremesh.mtu', gateway: 'gremesh.gateway', iface: 'gremesh.iface',
+  network: 'gremesh.network',
+  ip: 'gremesh.ip',
+  mac: 'gremesh.mac',
+  mtu: 'gremesh.mtu',
+  gateway: 'gremesh.gateway',
+  iface: 'gremesh.iface',
 } as const;
 
-export interface AttachRequest { network: string; ip?: string; mac?: string; mtu?: string; gateway?: string; iface?: string }
+export interface AttachRequest {
+  network: string;
+  ip?: string;
+  mac?: string;
+  mtu?: string;
+  gateway?: string;
+  iface?: string;
+}
 
 export interface AttachSpec {
-  network: string; ip: string; prefixLen: number; mac: string; mtu: number;
+  network: string;
+  ip: string;
+  prefixLen: number;
+  mac: string;
+  mtu: number;
   /** undefined: no default route */
   gateway: string | undefined;
   iface: string;
@@ -20,30 +36,58 @@ export interface AttachSpec {
   hostIf: string;
 }
 
-export interface ContainerInfo { id: string; name: string; pid: number; networkMode: string; labels: Record<string, string> }
+export interface ContainerInfo {
+  id: string;
+  name: string;
+  pid: number;
+  networkMode: string;
+  labels: Record<string, string>;
+}
 
 export function requestFromLabels(labels: Record<string, string>): AttachRequest | undefined {
   const network = labels[LABEL.network];
   if (network === undefined) return undefined;
-  return { network, ip: labels[LABEL.ip], mac: labels[LABEL.mac], mtu: labels[LABEL.mtu], gateway: labels[LABEL.gateway], iface: labels[LABEL.iface] };
+  return {
+    network,
+    ip: labels[LABEL.ip],
+    mac: labels[LABEL.mac],
+    mtu: labels[LABEL.mtu],
+    gateway: labels[LABEL.gateway],
+    iface: labels[LABEL.iface],
+  };
 }
 
-export function hostIfName(containerId: string): string { return `gm${containerId.slice(0, 11)}`; }
+export function hostIfName(containerId: string): string {
+  return `gm${containerId.slice(0, 11)}`;
+}
 
 const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 const IFACE_RE = /^[A-Za-z0-9_.-]{1,15}$/;
 
-export function planAttachment(c: ContainerInfo, r: AttachRequest, s: Snapshot, ipam: IpamTable, underlayMtu: number): AttachSpec | { error: string } {
-  if (c.networkMode !== 'none') return { error: `network mode is "${c.networkMode}", gremesh attaches only containers run with --net=none` };
+export function planAttachment(
+  c: ContainerInfo,
+  r: AttachRequest,
+  s: Snapshot,
+  ipam: IpamTable,
+  underlayMtu: number,
+): AttachSpec | { error: string } {
+  if (c.networkMode !== 'none')
+    return { error: `network mode is "${c.networkMode}", gremesh attaches only containers run with --net=none` };
   const net = s.networks.find((n) => n.name === r.network);
-  if (!net) return { error: `unknown network "${r.network}" (known: ${s.networks.map((n) => n.name).join(', ') || 'none'})` };
+  if (!net)
+    return { error: `unknown network "${r.network}" (known: ${s.networks.map((n) => n.name).join(', ') || 'none'})` };
   const slice = s.slices.find((x) => x.network === net.name);
   if (!slice) return { error: `this host has no slice of network ${net.name} yet` };
   const mac = r.mac?.toLowerCase();
-  if (mac !== undefined && (!MAC_RE.test(mac) || (parseInt(mac.slice(0, 2), 16) & 1) === 1 || mac === '00:00:00:00:00:00')) return { error: `gremesh.mac "${r.mac}" is not a unicast MAC address` };
+  if (
+    mac !== undefined &&
+    (!MAC_RE.test(mac) || (parseInt(mac.slice(0, 2), 16) & 1) === 1 || mac === '00:00:00:00:00:00')
+  )
+    return { error: `gremesh.mac "${r.mac}" is not a unicast MAC address` };
   let mtu = containerMtu(net.mtu, underlayMtu);
   if (r.mtu !== undefined) {
-    if (!/^\d+$/.test(r.mtu) || Number(r.mtu) < 576 || Number(r.mtu) > mtu) return { error: `gremesh.mtu "${r.mtu}" must be 576..${mtu} (the overlay carries at most ${mtu})` };
+    if (!/^\d+$/.test(r.mtu) || Number(r.mtu) < 576 || Number(r.mtu) > mtu)
+      return { error: `gremesh.mtu "${r.mtu}" must be 576..${mtu} (the overlay carries at most ${mtu})` };
     mtu = Number(r.mtu);
   }
   const iface = r.iface ?? 'eth0';
@@ -52,10 +96,20 @@ export function planAttachment(c: ContainerInfo, r: AttachRequest, s: Snapshot, 
   let gateway: string | undefined = gw.ip;
   if (r.gateway !== undefined) {
     if (r.gateway === 'none') gateway = undefined;
-    else if (parseIp(r.gateway) === undefined) return { error: `gremesh.gateway "${r.gateway}" is not an IPv4 address or "none"` };
+    else if (parseIp(r.gateway) === undefined)
+      return { error: `gremesh.gateway "${r.gateway}" is not an IPv4 address or "none"` };
     else gateway = r.gateway;
   }
   const a = allocate(ipam, net.name, slice.cidr, c.id, r.ip);
   if ('error' in a) return a;
-  return { network: net.name, ip: a.ip, prefixLen: gw.prefixLen, mac: mac ?? macFromIp(parseIp(a.ip)!), mtu, gateway, iface, hostIf: hostIfName(c.id) };
+  return {
+    network: net.name,
+    ip: a.ip,
+    prefixLen: gw.prefixLen,
+    mac: mac ?? macFromIp(parseIp(a.ip)!),
+    mtu,
+    gateway,
+    iface,
+    hostIf: hostIfName(c.id),
+  };
 }

@@ -53,7 +53,10 @@ export const AGENT_KEYS: Record<string, [keyof AgentConfig, string]> = {
   'ca-hash': ['caHash', 'GREMESH_CA_HASH'],
 };
 
-export function resolveAgentConfig(env: Record<string, string | undefined>, flags: Record<string, unknown>): AgentConfig {
+export function resolveAgentConfig(
+  env: Record<string, string | undefined>,
+  flags: Record<string, unknown>,
+): AgentConfig {
   const c: Record<string, unknown> = { ...AGENT_DEFAULTS };
   for (const [flag, [key, envName]] of Object.entries(AGENT_KEYS)) {
     const v = flags[flag] ?? env[envName];
@@ -66,14 +69,22 @@ export function resolveAgentConfig(env: Record<string, string | undefined>, flag
   }
   const cfg = c as unknown as AgentConfig;
   cfg.insecure = flags.insecure === true || env.GREMESH_INSECURE === '1';
-  if (cfg.caHash && !/^sha256:[0-9a-f]{64}$/.test(cfg.caHash)) throw new UsageError('--ca-hash must be sha256:<64 hex digits>, as coordctl join prints it');
+  if (cfg.caHash && !/^sha256:[0-9a-f]{64}$/.test(cfg.caHash))
+    throw new UsageError('--ca-hash must be sha256:<64 hex digits>, as coordctl join prints it');
   if (!cfg.coordinator) throw new UsageError('--coordinator ADDR:PORT is required');
-  if (!/^[^:]+:\d{1,5}$/.test(cfg.coordinator)) throw new UsageError(`--coordinator must be ADDR:PORT, got "${cfg.coordinator}"`);
-  if (!isDnsLabel(cfg.name)) throw new UsageError(cfg.name ? `--name "${cfg.name}" is not a DNS label` : '--name is required');
-  if (cfg.joinToken && !/^[a-z0-9]{6}\.[a-z0-9]{16}$/.test(cfg.joinToken)) throw new UsageError('--join-token must look like abcdef.0123456789abcdef');
-  if (cfg.underlayIp && parseIp(cfg.underlayIp) === undefined) throw new UsageError(`--underlay-ip "${cfg.underlayIp}" is not an IPv4 address`);
-  if (cfg.datapath !== 'system' && cfg.datapath !== 'netdev') throw new UsageError(`--datapath must be system or netdev, got "${cfg.datapath}"`);
-  if (!/^[A-Za-z0-9_.-]{1,15}$/.test(cfg.bridge)) throw new UsageError(`--bridge "${cfg.bridge}" is not a valid interface name (1-15 characters)`);
-  if (!/^(unix:|tcp:|ssl:)/.test(cfg.ovsDb)) throw new UsageError(`--ovs-db must be unix:PATH, tcp:IP:PORT or ssl:IP:PORT, got "${cfg.ovsDb}"`);
+  if (!/^[^:]+:\d{1,5}$/.test(cfg.coordinator))
+    throw new UsageError(`--coordinator must be ADDR:PORT, got "${cfg.coordinator}"`);
+  if (!isDnsLabel(cfg.name))
+    throw new UsageError(cfg.name ? `--name "${cfg.name}" is not a DNS label` : '--name is required');
+  if (cfg.joinToken && !/^[a-z0-9]{6}\.[a-z0-9]{16}$/.test(cfg.joinToken))
+    throw new UsageError('--join-token must look like abcdef.0123456789abcdef');
+  if (cfg.underlayIp && parseIp(cfg.underlayIp) === undefined)
+    throw new UsageError(`--underlay-ip "${cfg.underlayIp}" is not an IPv4 address`);
+  if (cfg.datapath !== 'system' && cfg.datapath !== 'netdev')
+    throw new UsageError(`--datapath must be system or netdev, got "${cfg.datapath}"`);
+  if (!/^[A-Za-z0-9_.-]{1,15}$/.test(cfg.bridge))
+    throw new UsageError(`--bridge "${cfg.bridge}" is not a valid interface name (1-15 characters)`);
+  if (!/^(unix:|tcp:|ssl:)/.test(cfg.ovsDb))
+    throw new UsageError(`--ovs-db must be unix:PATH, tcp:IP:PORT or ssl:IP:PORT, got "${cfg.ovsDb}"`);
   return cfg;
 }

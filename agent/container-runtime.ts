@@ -24,7 +24,10 @@ export function dockerFromSocket(sock: string): Docker {
 }
 
 export class DockerRuntime implements ContainerRuntime {
-  constructor(private readonly docker: Docker, private readonly log: Logger) {}
+  constructor(
+    private readonly docker: Docker,
+    private readonly log: Logger,
+  ) {}
 
   async running(): Promise<ContainerInfo[]> {
     const list = await this.docker.listContainers({ filters: { status: ['running'] } });
@@ -45,8 +48,12 @@ export class DockerRuntime implements ContainerRuntime {
     try {
       const i = await this.docker.getContainer(ref).inspect();
       return {
-        id: i.Id, name: i.Name.replace(/^\//, ''), pid: i.State.Pid, running: i.State.Running,
-        networkMode: i.HostConfig.NetworkMode ?? '', labels: i.Config.Labels ?? {},
+        id: i.Id,
+        name: i.Name.replace(/^\//, ''),
+        pid: i.State.Pid,
+        running: i.State.Running,
+        networkMode: i.HostConfig.NetworkMode ?? '',
+        labels: i.Config.Labels ?? {},
       };
     } catch (e) {
       if ((e as { statusCode?: number }).statusCode === 404) return undefined;
@@ -60,33 +67,51 @@ export class DockerRuntime implements ContainerRuntime {
     let backoff = 200;
     const start = () => {
       if (stopped) return;
-      this.docker.getEvents({ filters: { type: ['container'], event: ['start', 'die', 'destroy'] } }).then((s) => {
-        stream = s;
-        backoff = 200;
-        onEvent('reconnect', '');
-        let buf = '';
-        s.on('data', (d: Buffer) => {
-          buf += d.toString();
-          let nl;
-          while ((nl = buf.indexOf('\n')) >= 0) {
-            const line = buf.slice(0, nl);
-            buf = buf.slice(nl + 1);
-            try {
-              const e = JSON.parse(line) as { Action?: string; status?: string; id?: string; Actor?: { ID?: string } };
-              onEvent(e.Action ?? e.status ?? '', e.Actor?.ID ?? e.id ?? '');
-            } catch { /* partial line */ }
-          }
-        });
-        const again = () => { if (!stopped) { setTimeout(start, backoff); backoff = Math.min(backoff * 2, 5000); } };
-        s.on('end', again);
-        s.on('error', again);
-      }, (e: Error) => {
-        this.log.warn({ err: e.message, retryMs: backoff }, 'docker events unavailable');
-        setTimeout(start, backoff);
-        backoff = Math.min(backoff * 2, 5000);
-      });
+      this.docker.getEvents({ filters: { type: ['container'], event: ['start', 'die', 'destroy'] } }).then(
+        (s) => {
+          stream = s;
+          backoff = 200;
+          onEvent('reconnect', '');
+          let buf = '';
+          s.on('data', (d: Buffer) => {
+            buf += d.toString();
+            let nl;
+            while ((nl = buf.indexOf('\n')) >= 0) {
+              const line = buf.slice(0, nl);
+              buf = buf.slice(nl + 1);
+              try {
+                const e = JSON.parse(line) as {
+                  Action?: string;
+                  status?: string;
+                  id?: string;
+                  Actor?: { ID?: string };
+                };
+                onEvent(e.Action ?? e.status ?? '', e.Actor?.ID ?? e.id ?? '');
+              } catch {
+                /* partial line */
+              }
+            }
+          });
+          const again = () => {
+            if (!stopped) {
+              setTimeout(start, backoff);
+              backoff = Math.min(backoff * 2, 5000);
+            }
+          };
+          s.on('end', again);
+          s.on('error', again);
+        },
+        (e: Error) => {
+          this.log.warn({ err: e.message, retryMs: backoff }, 'docker events unavailable');
+          setTimeout(start, backoff);
+          backoff = Math.min(backoff * 2, 5000);
+        },
+      );
     };
     start();
-    return () => { stopped = true; (stream as unknown as { destroy?: () => void })?.destroy?.(); };
+    return () => {
+      stopped = true;
+      (stream as unknown as { destroy?: () => void })?.destroy?.();
+    };
   }
 }

@@ -3,7 +3,13 @@
 // has a veth into its namespace and a port on the bridge. Observed: the bridge's
 // ports that carry a container_id. Docker events only mark it dirty.
 import type { Logger } from '../common/log.js';
-import { planAttachment, requestFromLabels, type AttachRequest, type AttachSpec, type ContainerInfo } from './attachment.js';
+import {
+  planAttachment,
+  requestFromLabels,
+  type AttachRequest,
+  type AttachSpec,
+  type ContainerInfo,
+} from './attachment.js';
 import type { ContainerRuntime } from './container-runtime.js';
 import { bind, holders, release, type FileIpam } from './ipam.js';
 import type { LinkDriver } from './link-driver.js';
@@ -11,7 +17,10 @@ import { OWNER, OWNER_KEY, type OvsInterface, type Snapshot } from './model.js';
 import type { OvsDriver } from './ovs-driver.js';
 import { readJson, writeFileAtomic } from './coordinator-client.js';
 
-export interface AttachError { container: string; reason: string }
+export interface AttachError {
+  container: string;
+  reason: string;
+}
 
 export interface ContainerReconcilerOptions {
   runtime: ContainerRuntime;
@@ -43,9 +52,15 @@ export class ContainerReconciler {
 
   constructor(private readonly o: ContainerReconcilerOptions) {}
 
-  private get manualFile(): string { return `${this.o.stateDir}/attachments.json`; }
-  manual(): ManualTable { return readJson<ManualTable>(this.manualFile) ?? {}; }
-  private saveManual(m: ManualTable): void { writeFileAtomic(this.manualFile, JSON.stringify(m, null, 1)); }
+  private get manualFile(): string {
+    return `${this.o.stateDir}/attachments.json`;
+  }
+  manual(): ManualTable {
+    return readJson<ManualTable>(this.manualFile) ?? {};
+  }
+  private saveManual(m: ManualTable): void {
+    writeFileAtomic(this.manualFile, JSON.stringify(m, null, 1));
+  }
 
   start(resyncMs: number): void {
     this.stopEvents = this.o.runtime.watch(() => this.markDirty());
@@ -53,7 +68,10 @@ export class ContainerReconciler {
     this.markDirty();
   }
 
-  stop(): void { this.stopEvents(); if (this.timer) clearInterval(this.timer); }
+  stop(): void {
+    this.stopEvents();
+    if (this.timer) clearInterval(this.timer);
+  }
 
   markDirty(): void {
     this.dirty = true;
@@ -61,25 +79,33 @@ export class ContainerReconciler {
   }
 
   /** resolves after the next completed pass */
-  nextPass(): Promise<void> { return new Promise((r) => this.waiters.push(r)); }
+  nextPass(): Promise<void> {
+    return new Promise((r) => this.waiters.push(r));
+  }
 
   private async loop(): Promise<void> {
     this.running = true;
     try {
       while (this.dirty) {
         this.dirty = false;
-        try { await this.pass(); } catch (e) {
+        try {
+          await this.pass();
+        } catch (e) {
           this.o.log.warn({ err: (e as Error).message }, 'container pass failed; retrying');
           setTimeout(() => this.markDirty(), 1000);
         }
         for (const w of this.waiters.splice(0)) w();
       }
-    } finally { this.running = false; }
+    } finally {
+      this.running = false;
+    }
   }
 
   private ports(all: OvsInterface[]): Map<string, OvsInterface> {
     const m = new Map<string, OvsInterface>();
-    for (const i of all) if (i.bridge === this.o.bridge && i.externalIds.container_id && i.externalIds[OWNER_KEY] === OWNER) m.set(i.externalIds.container_id, i);
+    for (const i of all)
+      if (i.bridge === this.o.bridge && i.externalIds.container_id && i.externalIds[OWNER_KEY] === OWNER)
+        m.set(i.externalIds.container_id, i);
     return m;
   }
 
@@ -102,7 +128,11 @@ export class ContainerReconciler {
       const plan = planAttachment(c, req, snap, this.o.ipam.table, this.o.underlayMtu);
       if ('error' in plan) {
         errors.push({ container: c.name, reason: plan.error });
-        if (this.loggedErrors.get(c.id) !== plan.error) this.o.log.warn({ container: c.name, reason: plan.error }, `container ${c.name} left unattached: ${plan.error}`);
+        if (this.loggedErrors.get(c.id) !== plan.error)
+          this.o.log.warn(
+            { container: c.name, reason: plan.error },
+            `container ${c.name} left unattached: ${plan.error}`,
+          );
         this.loggedErrors.set(c.id, plan.error);
         continue;
       }
@@ -112,7 +142,15 @@ export class ContainerReconciler {
       const e = port?.externalIds;
       // attached = port present, addressed as planned, for this run of the container, and up
       // (an agent killed between plugging and raising the interface left it down: redo it)
-      const same = port && port.ofport > 0 && !port.error && port.linkState === 'up' && e?.['gremesh-ip'] === plan.ip && e?.['gremesh-mac'] === plan.mac && e?.['gremesh-network'] === plan.network && e?.['gremesh-pid'] === String(c.pid);
+      const same =
+        port &&
+        port.ofport > 0 &&
+        !port.error &&
+        port.linkState === 'up' &&
+        e?.['gremesh-ip'] === plan.ip &&
+        e?.['gremesh-mac'] === plan.mac &&
+        e?.['gremesh-network'] === plan.network &&
+        e?.['gremesh-pid'] === String(c.pid);
       if (same) continue;
       try {
         await this.attach(c, plan, port);
@@ -140,7 +178,10 @@ export class ContainerReconciler {
       if (t !== this.o.ipam.table) this.o.ipam.save(t);
       const m = this.manual();
       const gone = Object.keys(m).filter((id) => !exist.has(id));
-      if (gone.length) { for (const id of gone) delete m[id]; this.saveManual(m); }
+      if (gone.length) {
+        for (const id of gone) delete m[id];
+        this.saveManual(m);
+      }
     }
     // the flows for new ports first, then the containers' interfaces come up: no
     // container ever sees a link that silently drops its first packets
@@ -164,18 +205,38 @@ export class ContainerReconciler {
     if (old) await this.unplug(old.name);
     // the address is bound before anything is plugged: never handed out twice
     this.o.ipam.save(bind(this.o.ipam.table, a.network, a.ip, c.id));
-    await this.o.links.plugContainer(c.pid, a.hostIf, { iface: a.iface, mac: a.mac, mtu: a.mtu, cidr: `${a.ip}/${a.prefixLen}`, gateway: a.gateway, userspace: this.o.userspace });
+    await this.o.links.plugContainer(c.pid, a.hostIf, {
+      iface: a.iface,
+      mac: a.mac,
+      mtu: a.mtu,
+      cidr: `${a.ip}/${a.prefixLen}`,
+      gateway: a.gateway,
+      userspace: this.o.userspace,
+    });
     try {
       await this.o.ovs.transact([
         ['--may-exist', 'add-port', this.o.bridge, a.hostIf],
-        ['set', 'Interface', a.hostIf, `external_ids:container_id=${c.id}`, `external_ids:gremesh-network=${a.network}`, `external_ids:gremesh-ip=${a.ip}`,
-          `external_ids:gremesh-mac="${a.mac}"`, `external_ids:gremesh-pid=${c.pid}`, `external_ids:${OWNER_KEY}=${OWNER}`, `external_ids:gremesh-container=${c.name}`],
+        [
+          'set',
+          'Interface',
+          a.hostIf,
+          `external_ids:container_id=${c.id}`,
+          `external_ids:gremesh-network=${a.network}`,
+          `external_ids:gremesh-ip=${a.ip}`,
+          `external_ids:gremesh-mac="${a.mac}"`,
+          `external_ids:gremesh-pid=${c.pid}`,
+          `external_ids:${OWNER_KEY}=${OWNER}`,
+          `external_ids:gremesh-container=${c.name}`,
+        ],
       ]);
     } catch (e) {
       await this.o.links.deleteLink(a.hostIf);
       throw e;
     }
-    this.o.log.debug({ container: c.name, port: a.hostIf, ms: Math.round(performance.now() - t0) }, 'container plugged');
+    this.o.log.debug(
+      { container: c.name, port: a.hostIf, ms: Math.round(performance.now() - t0) },
+      'container plugged',
+    );
   }
 
   private async unplug(port: string): Promise<void> {
@@ -208,7 +269,10 @@ export class ContainerReconciler {
     const m = this.manual();
     const id = c?.id ?? Object.keys(m).find((k) => k.startsWith(ref));
     if (!id || !m[id]) {
-      if (c && requestFromLabels(c.labels)) throw new Error(`container ${c.name} is attached by its gremesh.network label; remove the container to detach it`);
+      if (c && requestFromLabels(c.labels))
+        throw new Error(
+          `container ${c.name} is attached by its gremesh.network label; remove the container to detach it`,
+        );
       throw new Error(`container "${ref}" was not attached with gremesh-agent attach`);
     }
     delete m[id];
@@ -221,8 +285,8 @@ export class ContainerReconciler {
   /** addresses per container, for status */
   addresses(): Record<string, string> {
     const out: Record<string, string> = {};
-    for (const [net, ips] of Object.entries(this.o.ipam.table)) for (const [ip, id] of Object.entries(ips)) out[id] = `${net}:${ip}`;
+    for (const [net, ips] of Object.entries(this.o.ipam.table))
+      for (const [ip, id] of Object.entries(ips)) out[id] = `${net}:${ip}`;
     return out;
   }
 }
-

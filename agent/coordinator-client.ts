@@ -26,7 +26,11 @@ export interface ClientOptions {
 }
 
 export function readJson<T>(file: string): T | undefined {
-  try { return JSON.parse(fs.readFileSync(file, 'utf8')) as T; } catch { return undefined; }
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8')) as T;
+  } catch {
+    return undefined;
+  }
 }
 
 export function writeFileAtomic(file: string, data: string, mode = 0o644): void {
@@ -62,14 +66,18 @@ export class CoordinatorClient {
       const f = tlsFiles(this.o.stateDir);
       if (fs.existsSync(f.ca)) {
         const ca = fs.readFileSync(f.ca);
-        creds = fs.existsSync(f.cert) && fs.existsSync(f.key)
-          ? grpc.credentials.createSsl(ca, fs.readFileSync(f.key), fs.readFileSync(f.cert))
-          : grpc.credentials.createSsl(ca);
+        creds =
+          fs.existsSync(f.cert) && fs.existsSync(f.key)
+            ? grpc.credentials.createSsl(ca, fs.readFileSync(f.key), fs.readFileSync(f.cert))
+            : grpc.credentials.createSsl(ca);
       }
     }
     return new AgentServiceClient(this.o.coordinator, creds, {
-      'grpc.keepalive_time_ms': 10_000, 'grpc.keepalive_timeout_ms': 5_000, 'grpc.keepalive_permit_without_calls': 1,
-      'grpc.initial_reconnect_backoff_ms': 200, 'grpc.max_reconnect_backoff_ms': 2_000,
+      'grpc.keepalive_time_ms': 10_000,
+      'grpc.keepalive_timeout_ms': 5_000,
+      'grpc.keepalive_permit_without_calls': 1,
+      'grpc.initial_reconnect_backoff_ms': 200,
+      'grpc.max_reconnect_backoff_ms': 2_000,
     });
   }
 
@@ -78,13 +86,21 @@ export class CoordinatorClient {
     this.client = this.makeClient();
   }
 
-  get credFile(): string { return `${this.o.stateDir}/credential`; }
-  get cacheFile(): string { return `${this.o.stateDir}/desired.json`; }
+  get credFile(): string {
+    return `${this.o.stateDir}/credential`;
+  }
+  get cacheFile(): string {
+    return `${this.o.stateDir}/desired.json`;
+  }
 
   /** the cached snapshot from disk, if any */
-  cached(): Snapshot | undefined { return this.snapshot; }
+  cached(): Snapshot | undefined {
+    return this.snapshot;
+  }
 
-  start(): void { void this.loop(); }
+  start(): void {
+    void this.loop();
+  }
 
   stop(): void {
     this.stopped = true;
@@ -94,8 +110,12 @@ export class CoordinatorClient {
 
   private register(token: string, credential: string, csr = ''): Promise<{ credential: string; certificate: string }> {
     return new Promise((resolve, reject) => {
-      this.client.register({ name: this.o.name, token, credential, underlayIp: this.o.underlayIp, agentVersion: this.o.version, csr },
-        new grpc.Metadata(), { deadline: Date.now() + 15_000 }, (e, r) => (e ? reject(e) : resolve(r)));
+      this.client.register(
+        { name: this.o.name, token, credential, underlayIp: this.o.underlayIp, agentVersion: this.o.version, csr },
+        new grpc.Metadata(),
+        { deadline: Date.now() + 15_000 },
+        (e, r) => (e ? reject(e) : resolve(r)),
+      );
     });
   }
 
@@ -109,12 +129,16 @@ export class CoordinatorClient {
       } catch (e) {
         const err = e as grpc.ServiceError;
         if (err.code !== grpc.status.UNAUTHENTICATED || !this.o.token) throw e;
-        this.o.log.warn({ err: err.details }, 'our certificate is no longer accepted; joining again with the join token');
+        this.o.log.warn(
+          { err: err.details },
+          'our certificate is no longer accepted; joining again with the join token',
+        );
         fs.rmSync(f.cert, { force: true });
         this.reconnectClient();
       }
     }
-    if (!this.o.token) throw new Error('no host certificate in the state dir and no --join-token: run "coordctl join" for this host');
+    if (!this.o.token)
+      throw new Error('no host certificate in the state dir and no --join-token: run "coordctl join" for this host');
     if (!fs.existsSync(f.ca)) {
       if (!t.caHash) throw new Error('--ca-hash is needed on first start (coordctl join prints it), or --insecure');
       writeFileAtomic(f.ca, await fetchPinnedCa(this.o.coordinator, t.caHash));
@@ -123,7 +147,10 @@ export class CoordinatorClient {
     }
     const csr = await ensureKeyAndCsr(this.o.stateDir, this.o.name, t.run);
     const r = await this.register(this.o.token, '', csr);
-    if (!r.certificate) throw new Error('the coordinator returned no certificate (is it running with --insecure? then pass --insecure too)');
+    if (!r.certificate)
+      throw new Error(
+        'the coordinator returned no certificate (is it running with --insecure? then pass --insecure too)',
+      );
     writeFileAtomic(f.cert, r.certificate);
     this.reconnectClient();
     this.o.log.info({ coordinator: this.o.coordinator }, 'registered with the coordinator; client certificate saved');
@@ -141,7 +168,8 @@ export class CoordinatorClient {
         this.o.log.warn({ err: err.details }, 'stored credential refused; registering with the join token');
       }
     }
-    if (!this.o.token) throw new Error('no credential in the state dir and no --join-token: run "coordctl join" for this host');
+    if (!this.o.token)
+      throw new Error('no credential in the state dir and no --join-token: run "coordctl join" for this host');
     const cred = (await this.register(this.o.token, '')).credential;
     writeFileAtomic(this.credFile, cred, 0o600);
     this.credential = cred;
@@ -160,7 +188,10 @@ export class CoordinatorClient {
         gotData = await this.watch(cred);
       } catch (e) {
         const err = e as grpc.ServiceError;
-        this.o.log.warn({ err: err.details ?? err.message, retryMs: backoff }, 'coordinator unreachable or refused; data plane keeps its last state');
+        this.o.log.warn(
+          { err: err.details ?? err.message, retryMs: backoff },
+          'coordinator unreachable or refused; data plane keeps its last state',
+        );
       }
       this.connected = false;
       if (this.stopped) break;
@@ -173,7 +204,11 @@ export class CoordinatorClient {
   private watch(credential: string): Promise<boolean> {
     return new Promise((resolve, reject) => {
       let got = false;
-      const st = this.client.watch({ name: this.o.name, credential: credential || (this.credential ?? ''), knownRevision: this.snapshot?.revision ?? 0 });
+      const st = this.client.watch({
+        name: this.o.name,
+        credential: credential || (this.credential ?? ''),
+        knownRevision: this.snapshot?.revision ?? 0,
+      });
       this.stream = st;
       st.on('data', (m: DesiredState) => {
         got = true;
@@ -189,7 +224,9 @@ export class CoordinatorClient {
         writeFileAtomic(this.cacheFile, JSON.stringify(next));
         this.o.onSnapshot(next);
       });
-      st.on('error', (e: grpc.ServiceError) => (e.code === grpc.status.CANCELLED ? resolve(got) : got ? resolve(got) : reject(e)));
+      st.on('error', (e: grpc.ServiceError) =>
+        e.code === grpc.status.CANCELLED ? resolve(got) : got ? resolve(got) : reject(e),
+      );
       st.on('end', () => resolve(got));
     });
   }
@@ -197,7 +234,12 @@ export class CoordinatorClient {
   report(r: Omit<ReportStatusRequest, 'name' | 'credential'>): Promise<void> {
     if (!this.o.tls && !this.credential) return Promise.resolve();
     return new Promise((resolve, reject) => {
-      this.client.reportStatus({ name: this.o.name, credential: this.credential ?? '', ...r }, new grpc.Metadata(), { deadline: Date.now() + 5_000 }, (e) => (e ? reject(e) : resolve()));
+      this.client.reportStatus(
+        { name: this.o.name, credential: this.credential ?? '', ...r },
+        new grpc.Metadata(),
+        { deadline: Date.now() + 5_000 },
+        (e) => (e ? reject(e) : resolve()),
+      );
     });
   }
 }

@@ -6,8 +6,20 @@ import { COOKIE, OWNER, OWNER_KEY, type LocalPort, type OvsInterface, type OvsSt
 /** outer IPv4 20 + GRE with key 8 + inner Ethernet 14 */
 export const GRE_OVERHEAD = 42;
 
-export interface TunnelSpec { port: string; remoteIp: string; peer: string }
-export interface GatewaySpec { port: string; network: string; greKey: number; ip: string; prefixLen: number; mac: string; mtu: number }
+export interface TunnelSpec {
+  port: string;
+  remoteIp: string;
+  peer: string;
+}
+export interface GatewaySpec {
+  port: string;
+  network: string;
+  greKey: number;
+  ip: string;
+  prefixLen: number;
+  mac: string;
+  mtu: number;
+}
 export interface DesiredPlane {
   bridge: string;
   datapath: 'system' | 'netdev';
@@ -17,10 +29,18 @@ export interface DesiredPlane {
   mtu: Record<string, number>;
 }
 
-export interface AgentParams { bridge: string; datapath: 'system' | 'netdev'; underlayMtu: number }
+export interface AgentParams {
+  bridge: string;
+  datapath: 'system' | 'netdev';
+  underlayMtu: number;
+}
 
-export function tunnelPortName(ip: string): string { return `gre-${ipHex(parseIp(ip)!)}`; }
-export function gatewayPortName(greKey: number): string { return `gmgw${greKey}`; }
+export function tunnelPortName(ip: string): string {
+  return `gre-${ipHex(parseIp(ip)!)}`;
+}
+export function gatewayPortName(greKey: number): string {
+  return `gmgw${greKey}`;
+}
 
 export function containerMtu(networkMtu: number, underlayMtu: number): number {
   return networkMtu > 0 ? networkMtu : underlayMtu - GRE_OVERHEAD;
@@ -44,7 +64,15 @@ export function computeDesired(s: Snapshot, p: AgentParams): DesiredPlane {
     const slice = s.slices.find((x) => x.network === n.name);
     if (!slice) continue;
     const gw = gatewayOf(slice.cidr, n.cidr);
-    gateways.push({ port: gatewayPortName(n.greKey), network: n.name, greKey: n.greKey, ip: gw.ip, prefixLen: gw.prefixLen, mac: macFromIp(parseIp(gw.ip)!), mtu: mtu[n.name]! });
+    gateways.push({
+      port: gatewayPortName(n.greKey),
+      network: n.name,
+      greKey: n.greKey,
+      ip: gw.ip,
+      prefixLen: gw.prefixLen,
+      mac: macFromIp(parseIp(gw.ip)!),
+      mtu: mtu[n.name]!,
+    });
   }
   return { bridge: p.bridge, datapath: p.datapath, tunnels, gateways, mtu };
 }
@@ -56,11 +84,21 @@ export function localPorts(o: OvsState, bridge: string, d: DesiredPlane): LocalP
   for (const i of o.interfaces) {
     if (i.bridge !== bridge || i.ofport <= 0) continue;
     const gw = gws.get(i.name);
-    if (gw) { out.push({ port: i.name, network: gw.network, ip: gw.ip, mac: gw.mac, gateway: true, containerId: '' }); continue; }
+    if (gw) {
+      out.push({ port: i.name, network: gw.network, ip: gw.ip, mac: gw.mac, gateway: true, containerId: '' });
+      continue;
+    }
     const e = i.externalIds;
     if (!e['gremesh-network'] || !e['gremesh-ip'] || !e['gremesh-mac']) continue;
     if (parseIp(e['gremesh-ip']) === undefined || !/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(e['gremesh-mac'])) continue;
-    out.push({ port: i.name, network: e['gremesh-network'], ip: e['gremesh-ip'], mac: e['gremesh-mac'], gateway: false, containerId: e.container_id ?? '' });
+    out.push({
+      port: i.name,
+      network: e['gremesh-network'],
+      ip: e['gremesh-ip'],
+      mac: e['gremesh-mac'],
+      gateway: false,
+      containerId: e.container_id ?? '',
+    });
   }
   return out.sort((a, b) => a.port.localeCompare(b.port));
 }
@@ -96,7 +134,13 @@ export function computeFlows(s: Snapshot, d: DesiredPlane, locals: LocalPort[], 
     add(20, 100, `reg6=${k},dl_dst=${lp.mac}`, `output:${lp.port}`);
   }
   for (const t of tunnels) {
-    for (const n of s.networks) add(0, 100, `in_port=${t.port},tun_id=${n.greKey}`, `load:${n.greKey}->NXM_NX_REG6[],load:1->NXM_NX_REG7[],resubmit(,20)`);
+    for (const n of s.networks)
+      add(
+        0,
+        100,
+        `in_port=${t.port},tun_id=${n.greKey}`,
+        `load:${n.greKey}->NXM_NX_REG6[],load:1->NXM_NX_REG7[],resubmit(,20)`,
+      );
   }
   const present = new Set(tunnels.map((t) => t.port));
   const seen = new Set<string>();
@@ -130,7 +174,8 @@ export function computeFlows(s: Snapshot, d: DesiredPlane, locals: LocalPort[], 
 
 // ------------------------------------------------------------------ OVS diff
 
-const ext = (kv: Record<string, string>) => Object.entries(kv).map(([k, v]) => `external_ids:${k}=${JSON.stringify(v)}`);
+const ext = (kv: Record<string, string>) =>
+  Object.entries(kv).map(([k, v]) => `external_ids:${k}=${JSON.stringify(v)}`);
 
 /**
  * ovs-vsctl commands (each an argv fragment, joined by "--" into one transaction)
@@ -141,10 +186,20 @@ export function diffOvs(d: DesiredPlane, o: OvsState): string[][] {
   const cmds: string[][] = [];
   const br = o.bridges.find((b) => b.name === d.bridge);
   const protocols = 'OpenFlow10,OpenFlow13,OpenFlow14';
-  const brSettings = [`datapath_type=${d.datapath}`, 'fail_mode=secure', `protocols=${protocols}`, `external_ids:${OWNER_KEY}=${OWNER}`];
+  const brSettings = [
+    `datapath_type=${d.datapath}`,
+    'fail_mode=secure',
+    `protocols=${protocols}`,
+    `external_ids:${OWNER_KEY}=${OWNER}`,
+  ];
   if (!br) {
     cmds.push(['--may-exist', 'add-br', d.bridge], ['set', 'Bridge', d.bridge, ...brSettings]);
-  } else if (br.datapathType !== d.datapath || br.failMode !== 'secure' || br.protocols.join(',') !== protocols || br.externalIds[OWNER_KEY] !== OWNER) {
+  } else if (
+    br.datapathType !== d.datapath ||
+    br.failMode !== 'secure' ||
+    br.protocols.join(',') !== protocols ||
+    br.externalIds[OWNER_KEY] !== OWNER
+  ) {
     cmds.push(['set', 'Bridge', d.bridge, ...brSettings]);
   }
   const onBridge = new Map<string, OvsInterface>();
@@ -153,10 +208,26 @@ export function diffOvs(d: DesiredPlane, o: OvsState): string[][] {
   for (const t of d.tunnels) {
     const cur = onBridge.get(t.port);
     const want = { 'gremesh-owner': OWNER, 'gremesh-peer': t.peer };
-    const settings = ['type=gre', `options:remote_ip=${t.remoteIp}`, 'options:key=flow', 'bfd:enable=true', ...ext(want)];
+    const settings = [
+      'type=gre',
+      `options:remote_ip=${t.remoteIp}`,
+      'options:key=flow',
+      'bfd:enable=true',
+      ...ext(want),
+    ];
     if (!cur) {
-      cmds.push(['--may-exist', 'add-port', d.bridge, t.port], ['set', 'Interface', t.port, ...settings], ['set', 'Port', t.port, `external_ids:${OWNER_KEY}=${OWNER}`]);
-    } else if (cur.type !== 'gre' || cur.options.remote_ip !== t.remoteIp || cur.options.key !== 'flow' || cur.externalIds['gremesh-peer'] !== t.peer || cur.externalIds[OWNER_KEY] !== OWNER) {
+      cmds.push(
+        ['--may-exist', 'add-port', d.bridge, t.port],
+        ['set', 'Interface', t.port, ...settings],
+        ['set', 'Port', t.port, `external_ids:${OWNER_KEY}=${OWNER}`],
+      );
+    } else if (
+      cur.type !== 'gre' ||
+      cur.options.remote_ip !== t.remoteIp ||
+      cur.options.key !== 'flow' ||
+      cur.externalIds['gremesh-peer'] !== t.peer ||
+      cur.externalIds[OWNER_KEY] !== OWNER
+    ) {
       cmds.push(['set', 'Interface', t.port, ...settings]);
     }
   }
@@ -165,8 +236,18 @@ export function diffOvs(d: DesiredPlane, o: OvsState): string[][] {
     const want = { 'gremesh-owner': OWNER, 'gremesh-network': g.network, 'gremesh-ip': g.ip, 'gremesh-mac': g.mac };
     const settings = ['type=internal', `mac=${JSON.stringify(g.mac)}`, `mtu_request=${g.mtu}`, ...ext(want)];
     if (!cur) {
-      cmds.push(['--may-exist', 'add-port', d.bridge, g.port], ['set', 'Interface', g.port, ...settings], ['set', 'Port', g.port, `external_ids:${OWNER_KEY}=${OWNER}`]);
-    } else if (cur.type !== 'internal' || cur.externalIds['gremesh-ip'] !== g.ip || cur.externalIds['gremesh-network'] !== g.network || cur.mtu !== g.mtu || cur.macInUse !== g.mac) {
+      cmds.push(
+        ['--may-exist', 'add-port', d.bridge, g.port],
+        ['set', 'Interface', g.port, ...settings],
+        ['set', 'Port', g.port, `external_ids:${OWNER_KEY}=${OWNER}`],
+      );
+    } else if (
+      cur.type !== 'internal' ||
+      cur.externalIds['gremesh-ip'] !== g.ip ||
+      cur.externalIds['gremesh-network'] !== g.network ||
+      cur.mtu !== g.mtu ||
+      cur.macInUse !== g.mac
+    ) {
       cmds.push(['set', 'Interface', g.port, ...settings]);
     }
   }

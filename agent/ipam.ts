@@ -28,8 +28,10 @@ export function allocate(t: IpamTable, network: string, slice: string, id: strin
   if (held && (!want || want === held)) return { ip: held };
   if (want) {
     if (parseIp(want) === undefined) return { error: `gremesh.ip "${want}" is not an IPv4 address` };
-    if (!usable(slice, want)) return { error: `gremesh.ip ${want} is not a usable address of this host's slice ${slice}` };
-    if (used[want] && used[want] !== id) return { error: `gremesh.ip ${want} is taken by container ${used[want]!.slice(0, 12)}` };
+    if (!usable(slice, want))
+      return { error: `gremesh.ip ${want} is not a usable address of this host's slice ${slice}` };
+    if (used[want] && used[want] !== id)
+      return { error: `gremesh.ip ${want} is taken by container ${used[want]!.slice(0, 12)}` };
     return { ip: want };
   }
   const c = parseCidr(slice)!;
@@ -62,7 +64,14 @@ export function holders(t: IpamTable): Set<string> {
 export class FileIpam {
   table: IpamTable;
   constructor(private readonly file: string) {
-    try { this.table = JSON.parse(fs.readFileSync(file, 'utf8')) as IpamTable; } catch { this.table = {}; }
+    try {
+      this.table = JSON.parse(fs.readFileSync(file, 'utf8')) as IpamTable;
+    } catch {
+      this.table = {};
+    }
   }
-  save(t: IpamTable): void { this.table = t; writeFileAtomic(this.file, JSON.stringify(t, null, 1)); }
+  save(t: IpamTable): void {
+    this.table = t;
+    writeFileAtomic(this.file, JSON.stringify(t, null, 1));
+  }
 }

@@ -16,7 +16,11 @@ export interface LinkDriver {
    * A veth pair: hostIf stays here (up, TX checksum offload off), the peer goes into the
    * network namespace of process pid as iface, with MAC, MTU, address and default route.
    */
-  plugContainer(pid: number, hostIf: string, c: { iface: string; mac: string; mtu: number; cidr: string; gateway: string | undefined; userspace: boolean }): Promise<void>;
+  plugContainer(
+    pid: number,
+    hostIf: string,
+    c: { iface: string; mac: string; mtu: number; cidr: string; gateway: string | undefined; userspace: boolean },
+  ): Promise<void>;
   /** bring the container's interface up and add its default route (after its flows exist) */
   activateContainer(pid: number, iface: string, gateway: string | undefined): Promise<void>;
   /** delete a link; a missing one is fine */
@@ -29,7 +33,13 @@ export interface LinkDriver {
 /** nftables table (family netdev) holding one ingress-drop chain per container veth */
 export const NFT_NETDEV_TABLE = 'gremesh_ports';
 
-interface IpAddrJson { ifname: string; mtu: number; operstate?: string; flags?: string[]; addr_info: { family: string; local: string; prefixlen: number; scope: string }[] }
+interface IpAddrJson {
+  ifname: string;
+  mtu: number;
+  operstate?: string;
+  flags?: string[];
+  addr_info: { family: string; local: string; prefixlen: number; scope: string }[];
+}
 
 export class IpLinkDriver implements LinkDriver {
   constructor(private readonly run: Runner) {}
@@ -41,14 +51,25 @@ export class IpLinkDriver implements LinkDriver {
 
   async ensureAddress(dev: string, cidr: string, mtu: number): Promise<void> {
     const [link] = await this.addrs(dev);
-    const have = (link?.addr_info ?? []).filter((a) => a.family === 'inet' && a.scope === 'global').map((a) => `${a.local}/${a.prefixlen}`);
+    const have = (link?.addr_info ?? [])
+      .filter((a) => a.family === 'inet' && a.scope === 'global')
+      .map((a) => `${a.local}/${a.prefixlen}`);
     for (const h of have) if (h !== cidr) await this.run(['ip', 'addr', 'del', h, 'dev', dev]);
     if (!have.includes(cidr)) await this.run(['ip', 'addr', 'replace', cidr, 'dev', dev]);
     if (!link || link.mtu !== mtu || !(link.flags ?? []).includes('UP')) {
       await this.run(['ip', 'link', 'set', 'dev', dev, 'mtu', String(mtu), 'up']);
       // the host takes no routes from the overlay: no router advertisements, no redirects
-      await this.run(['sysctl', '-qw', `net.ipv6.conf.${dev}.accept_ra=0`, `net.ipv6.conf.${dev}.accept_redirects=0`,
-        `net.ipv4.conf.${dev}.accept_redirects=0`, `net.ipv4.conf.${dev}.send_redirects=0`], { okCodes: [255] });
+      await this.run(
+        [
+          'sysctl',
+          '-qw',
+          `net.ipv6.conf.${dev}.accept_ra=0`,
+          `net.ipv6.conf.${dev}.accept_redirects=0`,
+          `net.ipv4.conf.${dev}.accept_redirects=0`,
+          `net.ipv4.conf.${dev}.send_redirects=0`,
+        ],
+        { okCodes: [255] },
+      );
     }
   }
 
@@ -63,7 +84,8 @@ export class IpLinkDriver implements LinkDriver {
     const a = link.addr_info.find((x) => x.local === ip)!;
     const r = await this.run(['ip', '-j', '-4', 'route', 'show', 'dev', link.ifname]);
     const routes = (JSON.parse(r.stdout || '[]') as { dst: string; gateway?: string }[])
-      .filter((x) => x.gateway).map((x) => [x.dst, 'via', x.gateway!, 'dev', link.ifname]);
+      .filter((x) => x.gateway)
+      .map((x) => [x.dst, 'via', x.gateway!, 'dev', link.ifname]);
     return { dev: link.ifname, cidr: `${ip}/${a.prefixlen}`, mtu: link.mtu, routes };
   }
 
@@ -71,17 +93,42 @@ export class IpLinkDriver implements LinkDriver {
     const [link] = await this.addrs(dev);
     if (!link) return;
     if (!(link.flags ?? []).includes('UP')) await this.run(['ip', 'link', 'set', 'dev', dev, 'up']);
-    if (!link.addr_info.some((a) => `${a.local}/${a.prefixlen}` === cidr)) await this.run(['ip', 'addr', 'replace', cidr, 'dev', dev]);
+    if (!link.addr_info.some((a) => `${a.local}/${a.prefixlen}` === cidr))
+      await this.run(['ip', 'addr', 'replace', cidr, 'dev', dev]);
     for (const r of routes) await this.run(['ip', 'route', 'replace', ...r]);
   }
 
-  async plugContainer(pid: number, hostIf: string, c: { iface: string; mac: string; mtu: number; cidr: string; gateway: string | undefined; userspace: boolean }): Promise<void> {
+  async plugContainer(
+    pid: number,
+    hostIf: string,
+    c: { iface: string; mac: string; mtu: number; cidr: string; gateway: string | undefined; userspace: boolean },
+  ): Promise<void> {
     const peer = `gp${hostIf.slice(2)}`;
     await this.deleteLink(hostIf); // a leftover from a crash halfway
-    await this.run(['ip', 'link', 'add', hostIf, 'mtu', String(c.mtu), 'type', 'veth', 'peer', 'name', peer, 'mtu', String(c.mtu), 'netns', String(pid)]);
+    await this.run([
+      'ip',
+      'link',
+      'add',
+      hostIf,
+      'mtu',
+      String(c.mtu),
+      'type',
+      'veth',
+      'peer',
+      'name',
+      peer,
+      'mtu',
+      String(c.mtu),
+      'netns',
+      String(pid),
+    ]);
     try {
       // addressed but down: it comes up (activateContainer) once the bridge forwards for it
-      const batch = [`link set ${peer} name ${c.iface}`, `link set ${c.iface} address ${c.mac} mtu ${c.mtu}`, `addr add ${c.cidr} dev ${c.iface}`];
+      const batch = [
+        `link set ${peer} name ${c.iface}`,
+        `link set ${c.iface} address ${c.mac} mtu ${c.mtu}`,
+        `addr add ${c.cidr} dev ${c.iface}`,
+      ];
       await this.run(['nsenter', '-t', String(pid), '-n', 'ip', '-batch', '-'], { input: `${batch.join('\n')}\n` });
       if (c.userspace) {
         // the userspace datapath reads the veth through a packet socket; the host kernel
@@ -90,7 +137,9 @@ export class IpLinkDriver implements LinkDriver {
         // packet socket has its copy
         await this.run(['nsenter', '-t', String(pid), '-n', 'ethtool', '-K', c.iface, 'tx', 'off']);
         await this.run(['ethtool', '-K', hostIf, 'tx', 'off']);
-        await this.run(['nft', '-f', '-'], { input: `add table netdev ${NFT_NETDEV_TABLE}\nadd chain netdev ${NFT_NETDEV_TABLE} in-${hostIf} { type filter hook ingress device ${hostIf} priority 0; policy drop; }\n` });
+        await this.run(['nft', '-f', '-'], {
+          input: `add table netdev ${NFT_NETDEV_TABLE}\nadd chain netdev ${NFT_NETDEV_TABLE} in-${hostIf} { type filter hook ingress device ${hostIf} priority 0; policy drop; }\n`,
+        });
       }
       await this.run(['ip', 'link', 'set', hostIf, 'up']);
     } catch (e) {
@@ -122,6 +171,8 @@ export class IpLinkDriver implements LinkDriver {
     try {
       const r = await this.run(['ip', '-j', 'route', 'get', dst]);
       return (JSON.parse(r.stdout) as { prefsrc?: string }[])[0]?.prefsrc;
-    } catch { return undefined; }
+    } catch {
+      return undefined;
+    }
   }
 }

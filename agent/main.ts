@@ -54,17 +54,37 @@ Flags (env GREMESH_<FLAG> works too):
 
 async function status(argv: string[]): Promise<number> {
   const { values } = parse(argv, { 'state-dir': { type: 'string' }, output: { type: 'string', short: 'o' } }, false);
-  if (values.help) { process.stdout.write(HELP); return 0; }
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
   const dir = (values['state-dir'] as string | undefined) ?? process.env.GREMESH_STATE_DIR ?? '/var/lib/gremesh-agent';
   const s = readJson<Record<string, unknown>>(`${dir}/status.json`);
   if (!s) throw new Error(`no status in ${dir}: is the agent running with --state-dir ${dir}?`);
-  if (values.output === 'json') { process.stdout.write(`${JSON.stringify(s, null, 2)}\n`); return 0; }
-  const st = s as { host: string; revision: number; connected: boolean; updated: string; tunnels: { peer: string; port: string; bfdState: string }[]; endpoints: { port: string; network: string; ip: string; mac: string }[]; mtu: Record<string, number> };
-  const lines = [`${st.host}: revision ${st.revision}, coordinator ${st.connected ? 'connected' : 'NOT connected'}, updated ${st.updated}`,
-    `mtu: ${Object.entries(st.mtu).map(([n, m]) => `${n}=${m}`).join(' ')}`,
+  if (values.output === 'json') {
+    process.stdout.write(`${JSON.stringify(s, null, 2)}\n`);
+    return 0;
+  }
+  const st = s as {
+    host: string;
+    revision: number;
+    connected: boolean;
+    updated: string;
+    tunnels: { peer: string; port: string; bfdState: string }[];
+    endpoints: { port: string; network: string; ip: string; mac: string }[];
+    mtu: Record<string, number>;
+  };
+  const lines = [
+    `${st.host}: revision ${st.revision}, coordinator ${st.connected ? 'connected' : 'NOT connected'}, updated ${st.updated}`,
+    `mtu: ${Object.entries(st.mtu)
+      .map(([n, m]) => `${n}=${m}`)
+      .join(' ')}`,
     ...st.tunnels.map((t) => `tunnel ${t.port} -> ${t.peer}: bfd ${t.bfdState || 'unknown'}`),
     ...st.endpoints.map((e) => `port ${e.port} ${e.network} ${e.ip} ${e.mac}`),
-    ...((s as { attachErrors?: { container: string; reason: string }[] }).attachErrors ?? []).map((e) => `attach error: ${e.container}: ${e.reason}`)];
+    ...((s as { attachErrors?: { container: string; reason: string }[] }).attachErrors ?? []).map(
+      (e) => `attach error: ${e.container}: ${e.reason}`,
+    ),
+  ];
   process.stdout.write(`${lines.join('\n')}\n`);
   return 0;
 }
@@ -72,7 +92,10 @@ async function status(argv: string[]): Promise<number> {
 async function run(argv: string[]): Promise<number> {
   const opts = Object.fromEntries(Object.keys(AGENT_KEYS).map((k) => [k, { type: 'string' as const }]));
   const { values, positionals } = parse(argv, { ...opts, insecure: { type: 'boolean' } }, false);
-  if (values.help) { process.stdout.write(HELP); return 0; }
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
   void positionals;
   if (process.getuid?.() !== 0) throw new UsageError('gremesh-agent run needs root (OVS, network namespaces)');
   const cfg = resolveAgentConfig(process.env, values);
@@ -88,8 +111,11 @@ async function run(argv: string[]): Promise<number> {
   // the underlay device, its address and gateway routes, remembered across restarts
   const ufile = `${cfg.stateDir}/underlay.json`;
   const found = await links.underlayOf(underlayIp);
-  let underlay: (UnderlayKeeper & { mtu: number }) | undefined = found ? { dev: found.dev, cidr: found.cidr, routes: found.routes, mtu: found.mtu } : readJson(ufile);
-  if (found && found.routes.length === 0) underlay = { ...found, routes: readJson<UnderlayKeeper>(ufile)?.routes ?? [] };
+  let underlay: (UnderlayKeeper & { mtu: number }) | undefined = found
+    ? { dev: found.dev, cidr: found.cidr, routes: found.routes, mtu: found.mtu }
+    : readJson(ufile);
+  if (found && found.routes.length === 0)
+    underlay = { ...found, routes: readJson<UnderlayKeeper>(ufile)?.routes ?? [] };
   if (underlay) writeFileAtomic(ufile, JSON.stringify(underlay));
   const underlayMtu = underlay?.mtu ?? 1500;
   const ovs = new VsctlOvsDriver({ db: cfg.ovsDb, run, log: log.child({ part: 'ovs' }) });
@@ -99,21 +125,41 @@ async function run(argv: string[]): Promise<number> {
   const onPassHooks: ((r: PassResult) => void)[] = [];
   const onPass = (r: PassResult) => {
     for (const h of onPassHooks) h(r);
-    writeFileAtomic(`${cfg.stateDir}/status.json`, JSON.stringify({
-      host: cfg.name, revision: r.revision, connected: client?.connected ?? false, updated: new Date().toISOString(), underlayIp,
-      mtu: r.desired.mtu, tunnels: r.tunnels, endpoints: r.locals, lastPassMs: r.ms, flows: r.flows,
-      attachErrors: containers?.errors ?? [],
-    }, null, 2));
+    writeFileAtomic(
+      `${cfg.stateDir}/status.json`,
+      JSON.stringify(
+        {
+          host: cfg.name,
+          revision: r.revision,
+          connected: client?.connected ?? false,
+          updated: new Date().toISOString(),
+          underlayIp,
+          mtu: r.desired.mtu,
+          tunnels: r.tunnels,
+          endpoints: r.locals,
+          lastPassMs: r.ms,
+          flows: r.flows,
+          attachErrors: containers?.errors ?? [],
+        },
+        null,
+        2,
+      ),
+    );
   };
   const reconciler = new Reconciler({
-    ovs, links, log: log.child({ part: 'reconcile' }), onPass,
+    ovs,
+    links,
+    log: log.child({ part: 'reconcile' }),
+    onPass,
     params: { bridge: cfg.bridge, datapath: cfg.datapath, underlayMtu },
-    resyncMs: cfg.resyncS * 1000, probeMs: 1000,
+    resyncMs: cfg.resyncS * 1000,
+    probeMs: 1000,
     // userspace datapath: the underlay address sits on an OVS internal port, which
     // vanishes with ovs-vswitchd; put it back when it reappears
     underlay: cfg.datapath === 'netdev' ? underlay : undefined,
     restoreUnderlay: async (u, o) => {
-      if (o.interfaces.some((i) => i.name === u.dev && i.type === 'internal' && i.ofport > 0)) await links.ensureUnderlay(u.dev, u.cidr, u.routes);
+      if (o.interfaces.some((i) => i.name === u.dev && i.type === 'internal' && i.ofport > 0))
+        await links.ensureUnderlay(u.dev, u.cidr, u.routes);
     },
     applyNat: async (ruleset) => {
       await links.sysctl('net.ipv4.ip_forward', '1');
@@ -122,8 +168,14 @@ async function run(argv: string[]): Promise<number> {
   });
   containers = new ContainerReconciler({
     runtime: new DockerRuntime(dockerFromSocket(cfg.docker), log.child({ part: 'docker' })),
-    links, ovs, ipam: new FileIpam(`${cfg.stateDir}/ipam.json`), bridge: cfg.bridge, underlayMtu,
-    userspace: cfg.datapath === 'netdev', stateDir: cfg.stateDir, snapshot: () => current,
+    links,
+    ovs,
+    ipam: new FileIpam(`${cfg.stateDir}/ipam.json`),
+    bridge: cfg.bridge,
+    underlayMtu,
+    userspace: cfg.datapath === 'netdev',
+    stateDir: cfg.stateDir,
+    snapshot: () => current,
     onChange: () => reconciler.markDirtyAndWait('containers'),
     log: log.child({ part: 'containers' }),
   });
@@ -134,8 +186,14 @@ async function run(argv: string[]): Promise<number> {
     if (first) containers!.markDirty();
   };
   client = new CoordinatorClient({
-    coordinator: cfg.coordinator, name: cfg.name, token: cfg.joinToken, underlayIp, stateDir: cfg.stateDir, version: AGENT_VERSION,
-    log: log.child({ part: 'coordinator' }), onSnapshot: setSnapshot,
+    coordinator: cfg.coordinator,
+    name: cfg.name,
+    token: cfg.joinToken,
+    underlayIp,
+    stateDir: cfg.stateDir,
+    version: AGENT_VERSION,
+    log: log.child({ part: 'coordinator' }),
+    onSnapshot: setSnapshot,
     tls: cfg.insecure ? undefined : { caHash: cfg.caHash, run },
   });
   if (cfg.insecure) {
@@ -152,19 +210,29 @@ async function run(argv: string[]): Promise<number> {
   containers.start(cfg.resyncS * 1000);
   const control = serveControl(controlSocket(cfg.stateDir), {
     'POST /attach': async (b) => containers!.attachByHand(String(b.container ?? ''), b.request as AttachRequest),
-    'POST /detach': async (b) => { await containers!.detachByHand(String(b.container ?? '')); return { detached: b.container }; },
+    'POST /detach': async (b) => {
+      await containers!.detachByHand(String(b.container ?? ''));
+      return { detached: b.container };
+    },
   });
   // status to the coordinator: at once when this host's endpoints change (peers
   // pre-install forwarding from them), and every --report seconds for tunnel health
   let lastEndpoints = '';
-  const reportable = (r: PassResult) => reportableEndpoints(r.locals, current?.slices ?? [])
-    .map((l) => ({ network: l.network, host: cfg.name, mac: l.mac, ip: l.ip, containerId: l.containerId }));
+  const reportable = (r: PassResult) =>
+    reportableEndpoints(r.locals, current?.slices ?? []).map((l) => ({
+      network: l.network,
+      host: cfg.name,
+      mac: l.mac,
+      ip: l.ip,
+      containerId: l.containerId,
+    }));
   const report = () => {
     const r = reconciler.lastPass;
     if (!r) return;
     const endpoints = reportable(r);
     lastEndpoints = JSON.stringify(endpoints);
-    client!.report({ tunnels: r.tunnels, endpoints, attachErrors: containers!.errors })
+    client!
+      .report({ tunnels: r.tunnels, endpoints, attachErrors: containers!.errors })
       .catch((e: Error) => log.debug({ err: e.message }, 'status report failed'));
   };
   const reporter = setInterval(report, cfg.reportS * 1000);
@@ -173,9 +241,22 @@ async function run(argv: string[]): Promise<number> {
   onPassHooks.push((r) => {
     const eps = JSON.stringify(reportable(r));
     const tun = JSON.stringify(r.tunnels);
-    if (eps !== lastEndpoints || tun !== lastTunnels) { lastTunnels = tun; report(); }
+    if (eps !== lastEndpoints || tun !== lastTunnels) {
+      lastTunnels = tun;
+      report();
+    }
   });
-  log.info({ coordinator: cfg.coordinator, underlayIp, underlayMtu, bridge: cfg.bridge, datapath: cfg.datapath, version: AGENT_VERSION }, 'agent started');
+  log.info(
+    {
+      coordinator: cfg.coordinator,
+      underlayIp,
+      underlayMtu,
+      bridge: cfg.bridge,
+      datapath: cfg.datapath,
+      version: AGENT_VERSION,
+    },
+    'agent started',
+  );
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGTERM', stop);
@@ -193,12 +274,28 @@ async function run(argv: string[]): Promise<number> {
 
 async function attachCmd(argv: string[], detach: boolean): Promise<number> {
   const { values, positionals } = parse(argv, {
-    'state-dir': { type: 'string' }, network: { type: 'string' }, ip: { type: 'string' }, mac: { type: 'string' },
-    mtu: { type: 'string' }, gateway: { type: 'string' }, iface: { type: 'string' }, output: { type: 'string', short: 'o' },
+    'state-dir': { type: 'string' },
+    network: { type: 'string' },
+    ip: { type: 'string' },
+    mac: { type: 'string' },
+    mtu: { type: 'string' },
+    gateway: { type: 'string' },
+    iface: { type: 'string' },
+    output: { type: 'string', short: 'o' },
   });
-  if (values.help) { process.stdout.write(HELP); return 0; }
-  if (positionals.length !== 1) throw new UsageError(detach ? 'usage: gremesh-agent detach CONTAINER' : 'usage: gremesh-agent attach CONTAINER --network NAME [--ip IP] [--mac MAC] [--mtu N] [--gateway IP|none] [--iface NAME]');
-  const sock = controlSocket((values['state-dir'] as string | undefined) ?? process.env.GREMESH_STATE_DIR ?? '/var/lib/gremesh-agent');
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  if (positionals.length !== 1)
+    throw new UsageError(
+      detach
+        ? 'usage: gremesh-agent detach CONTAINER'
+        : 'usage: gremesh-agent attach CONTAINER --network NAME [--ip IP] [--mac MAC] [--mtu N] [--gateway IP|none] [--iface NAME]',
+    );
+  const sock = controlSocket(
+    (values['state-dir'] as string | undefined) ?? process.env.GREMESH_STATE_DIR ?? '/var/lib/gremesh-agent',
+  );
   const container = positionals[0]!;
   if (detach) {
     await callControl(sock, 'POST', '/detach', { container });
@@ -207,9 +304,16 @@ async function attachCmd(argv: string[], detach: boolean): Promise<number> {
   }
   if (!values.network) throw new UsageError('attach needs --network NAME');
   const request: AttachRequest = { network: values.network as string };
-  for (const k of ['ip', 'mac', 'mtu', 'gateway', 'iface'] as const) if (values[k] !== undefined) request[k] = values[k] as string;
-  const r = await callControl(sock, 'POST', '/attach', { container, request }) as { ip: string; mac: string; port: string };
-  process.stdout.write(values.output === 'json' ? `${JSON.stringify(r)}\n` : `${container} attached: ${r.ip} ${r.mac} (port ${r.port})\n`);
+  for (const k of ['ip', 'mac', 'mtu', 'gateway', 'iface'] as const)
+    if (values[k] !== undefined) request[k] = values[k] as string;
+  const r = (await callControl(sock, 'POST', '/attach', { container, request })) as {
+    ip: string;
+    mac: string;
+    port: string;
+  };
+  process.stdout.write(
+    values.output === 'json' ? `${JSON.stringify(r)}\n` : `${container} attached: ${r.ip} ${r.mac} (port ${r.port})\n`,
+  );
   return 0;
 }
 

@@ -1,10 +1,30 @@
 // The agent's view of the coordinator's desired state (after applying deltas), and
 // what it observes of OVS.
 
-export interface NetworkSpec { name: string; cidr: string; hostPrefixLen: number; greKey: number; mtu: number }
-export interface SliceSpec { network: string; cidr: string }
-export interface EndpointSpec { network: string; host: string; mac: string; ip: string; containerId: string }
-export interface PeerSpec { name: string; underlayIp: string; slices: SliceSpec[]; endpoints: EndpointSpec[] }
+export interface NetworkSpec {
+  name: string;
+  cidr: string;
+  hostPrefixLen: number;
+  greKey: number;
+  mtu: number;
+}
+export interface SliceSpec {
+  network: string;
+  cidr: string;
+}
+export interface EndpointSpec {
+  network: string;
+  host: string;
+  mac: string;
+  ip: string;
+  containerId: string;
+}
+export interface PeerSpec {
+  name: string;
+  underlayIp: string;
+  slices: SliceSpec[];
+  endpoints: EndpointSpec[];
+}
 
 export interface Snapshot {
   revision: number;
@@ -43,10 +63,20 @@ export interface OvsBridge {
   externalIds: Record<string, string>;
 }
 
-export interface OvsState { bridges: OvsBridge[]; interfaces: OvsInterface[] }
+export interface OvsState {
+  bridges: OvsBridge[];
+  interfaces: OvsInterface[];
+}
 
 /** A port carrying traffic of one network on this host: a container, or our gateway. */
-export interface LocalPort { port: string; network: string; ip: string; mac: string; gateway: boolean; containerId: string }
+export interface LocalPort {
+  port: string;
+  network: string;
+  ip: string;
+  mac: string;
+  gateway: boolean;
+  containerId: string;
+}
 
 export const OWNER_KEY = 'gremesh-owner';
 export const OWNER = 'agent';

@@ -20,14 +20,22 @@ export interface OvsDriver {
   monitor(onChange: () => void): () => void;
 }
 
-export interface VsctlOptions { db: string; run: Runner; log: Logger }
+export interface VsctlOptions {
+  db: string;
+  run: Runner;
+  log: Logger;
+}
 
 export class VsctlOvsDriver implements OvsDriver {
   private readonly db: string;
   private readonly run: Runner;
   private readonly log: Logger;
 
-  constructor(o: VsctlOptions) { this.db = o.db; this.run = o.run; this.log = o.log; }
+  constructor(o: VsctlOptions) {
+    this.db = o.db;
+    this.run = o.run;
+    this.log = o.log;
+  }
 
   /** the bridge's OpenFlow management socket, next to the db socket */
   private mgmt(bridge: string): string {
@@ -36,10 +44,25 @@ export class VsctlOvsDriver implements OvsDriver {
   }
 
   async observe(): Promise<OvsState> {
-    const r = await this.run(['ovs-vsctl', `--db=${this.db}`, '--timeout=10', '--format=json', '--data=json',
-      '--', '--columns=_uuid,name,datapath_type,fail_mode,protocols,external_ids,ports', 'list', 'Bridge',
-      '--', '--columns=_uuid,name,interfaces,external_ids', 'list', 'Port',
-      '--', '--columns=_uuid,name,type,ofport,options,external_ids,bfd_status,mac_in_use,mtu,error,link_state,ifindex', 'list', 'Interface']);
+    const r = await this.run([
+      'ovs-vsctl',
+      `--db=${this.db}`,
+      '--timeout=10',
+      '--format=json',
+      '--data=json',
+      '--',
+      '--columns=_uuid,name,datapath_type,fail_mode,protocols,external_ids,ports',
+      'list',
+      'Bridge',
+      '--',
+      '--columns=_uuid,name,interfaces,external_ids',
+      'list',
+      'Port',
+      '--',
+      '--columns=_uuid,name,type,ofport,options,external_ids,bfd_status,mac_in_use,mtu,error,link_state,ifindex',
+      'list',
+      'Interface',
+    ]);
     return parseOvsState(r.stdout);
   }
 
@@ -49,15 +72,23 @@ export class VsctlOvsDriver implements OvsDriver {
   }
 
   async replaceFlows(bridge: string, flows: string[]): Promise<void> {
-    await this.run(['ovs-ofctl', '-O', 'OpenFlow14', '--bundle', 'replace-flows', this.mgmt(bridge), '-'], { input: `${flows.join('\n')}\n`, timeoutMs: 20_000 });
+    await this.run(['ovs-ofctl', '-O', 'OpenFlow14', '--bundle', 'replace-flows', this.mgmt(bridge), '-'], {
+      input: `${flows.join('\n')}\n`,
+      timeoutMs: 20_000,
+    });
   }
 
   async flowCount(bridge: string): Promise<number> {
     try {
-      const r = await this.run(['ovs-ofctl', '-O', 'OpenFlow14', 'dump-aggregate', this.mgmt(bridge), `cookie=${COOKIE}/-1`], { timeoutMs: 5_000 });
+      const r = await this.run(
+        ['ovs-ofctl', '-O', 'OpenFlow14', 'dump-aggregate', this.mgmt(bridge), `cookie=${COOKIE}/-1`],
+        { timeoutMs: 5_000 },
+      );
       const m = /flow_count=(\d+)/.exec(r.stdout);
       return m ? Number(m[1]) : -1;
-    } catch { return -1; }
+    } catch {
+      return -1;
+    }
   }
 
   monitor(onChange: () => void): () => void {
@@ -66,8 +97,22 @@ export class VsctlOvsDriver implements OvsDriver {
     let backoff = 200;
     const start = () => {
       if (stopped) return;
-      child = spawn('ovsdb-client', ['monitor', this.db, 'Open_vSwitch', 'Interface', 'name,ofport,external_ids,bfd_status,ifindex', '--format=json'], { stdio: ['ignore', 'pipe', 'ignore'] });
-      child.stdout!.on('data', () => { backoff = 200; onChange(); });
+      child = spawn(
+        'ovsdb-client',
+        [
+          'monitor',
+          this.db,
+          'Open_vSwitch',
+          'Interface',
+          'name,ofport,external_ids,bfd_status,ifindex',
+          '--format=json',
+        ],
+        { stdio: ['ignore', 'pipe', 'ignore'] },
+      );
+      child.stdout!.on('data', () => {
+        backoff = 200;
+        onChange();
+      });
       child.on('error', () => {});
       child.on('exit', () => {
         if (stopped) return;
@@ -78,6 +123,9 @@ export class VsctlOvsDriver implements OvsDriver {
       });
     };
     start();
-    return () => { stopped = true; child?.kill(); };
+    return () => {
+      stopped = true;
+      child?.kill();
+    };
   }
 }

@@ -3,12 +3,16 @@ import type { OvsBridge, OvsInterface, OvsState } from './model.js';
 
 type Atom = string | number | boolean | ['uuid', string] | ['named-uuid', string];
 type Datum = Atom | ['set', Atom[]] | ['map', [Atom, Atom][]];
-interface Table { headings: string[]; data: Datum[][] }
+interface Table {
+  headings: string[];
+  data: Datum[][];
+}
 
 const atom = (a: Atom): string => (Array.isArray(a) ? a[1] : String(a));
 
 export function toMap(d: Datum | undefined): Record<string, string> {
-  if (Array.isArray(d) && d[0] === 'map') return Object.fromEntries((d[1] as [Atom, Atom][]).map(([k, v]) => [atom(k), atom(v)]));
+  if (Array.isArray(d) && d[0] === 'map')
+    return Object.fromEntries((d[1] as [Atom, Atom][]).map(([k, v]) => [atom(k), atom(v)]));
   return {};
 }
 
@@ -32,7 +36,10 @@ export function rows(t: Table): Record<string, Datum>[] {
  * call (list Bridge, list Port, list Interface): one JSON object per line.
  */
 export function parseOvsState(stdout: string): OvsState {
-  const tables = stdout.split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as Table);
+  const tables = stdout
+    .split('\n')
+    .filter((l) => l.trim())
+    .map((l) => JSON.parse(l) as Table);
   if (tables.length !== 3) throw new Error(`expected 3 tables from ovs-vsctl, got ${tables.length}`);
   const [br, pt, it] = tables.map(rows) as [Record<string, Datum>[], Record<string, Datum>[], Record<string, Datum>[]];
   const portBridge = new Map<string, string>();
@@ -40,8 +47,11 @@ export function parseOvsState(stdout: string): OvsState {
     const name = toScalar(b.name);
     for (const p of toSet(b.ports)) portBridge.set(p, name);
     return {
-      name, datapathType: toScalar(b.datapath_type), failMode: toScalar(b.fail_mode),
-      protocols: toSet(b.protocols), externalIds: toMap(b.external_ids),
+      name,
+      datapathType: toScalar(b.datapath_type),
+      failMode: toScalar(b.fail_mode),
+      protocols: toSet(b.protocols),
+      externalIds: toMap(b.external_ids),
     };
   });
   const ifacePort = new Map<string, { bridge: string | undefined; ext: Record<string, string> }>();
@@ -55,9 +65,19 @@ export function parseOvsState(stdout: string): OvsState {
     const mtu = Number(toScalar(i.mtu) || '0');
     const ifindex = Number(toScalar(i.ifindex) || '0');
     return {
-      name: toScalar(i.name), bridge: port?.bridge, type: toScalar(i.type), ofport,
-      options: toMap(i.options), externalIds: toMap(i.external_ids), portExternalIds: port?.ext ?? {},
-      bfdStatus: toMap(i.bfd_status), macInUse: toScalar(i.mac_in_use), mtu, error: toScalar(i.error), linkState: toScalar(i.link_state), ifindex,
+      name: toScalar(i.name),
+      bridge: port?.bridge,
+      type: toScalar(i.type),
+      ofport,
+      options: toMap(i.options),
+      externalIds: toMap(i.external_ids),
+      portExternalIds: port?.ext ?? {},
+      bfdStatus: toMap(i.bfd_status),
+      macInUse: toScalar(i.mac_in_use),
+      mtu,
+      error: toScalar(i.error),
+      linkState: toScalar(i.link_state),
+      ifindex,
     };
   });
   return { bridges, interfaces };

@@ -11,7 +11,13 @@ import { computeNftRuleset } from './nat.js';
 /** a device checked with `ip` is checked again after this long even if nothing says it changed */
 const LINK_RECHECK_MS = 30_000;
 
-export interface TunnelHealth { peer: string; remoteIp: string; port: string; bfdState: string; forwarding: boolean }
+export interface TunnelHealth {
+  peer: string;
+  remoteIp: string;
+  port: string;
+  bfdState: string;
+  forwarding: boolean;
+}
 
 export interface PassResult {
   revision: number;
@@ -25,7 +31,11 @@ export interface PassResult {
 }
 
 /** The underlay address and routes, restored on the netdev bridge port if OVS restarts. */
-export interface UnderlayKeeper { dev: string; cidr: string; routes: string[][] }
+export interface UnderlayKeeper {
+  dev: string;
+  cidr: string;
+  routes: string[][];
+}
 
 export interface ReconcilerOptions {
   ovs: OvsDriver;
@@ -61,7 +71,10 @@ export class Reconciler {
 
   constructor(private readonly o: ReconcilerOptions) {}
 
-  setSnapshot(s: Snapshot): void { this.snapshot = s; this.markDirty('snapshot'); }
+  setSnapshot(s: Snapshot): void {
+    this.snapshot = s;
+    this.markDirty('snapshot');
+  }
 
   markDirty(_reason: string): void {
     this.dirty = true;
@@ -71,7 +84,11 @@ export class Reconciler {
   start(): void {
     this.stopMonitor = this.o.ovs.monitor(() => this.markDirty('ovsdb'));
     this.timers.push(setInterval(() => this.markDirty('resync'), this.o.resyncMs));
-    this.timers.push(setInterval(() => { void this.probe(); }, this.o.probeMs));
+    this.timers.push(
+      setInterval(() => {
+        void this.probe();
+      }, this.o.probeMs),
+    );
     this.markDirty('start');
   }
 
@@ -83,7 +100,9 @@ export class Reconciler {
 
   /** resolves after the pass running now (it saw every change made before it started) or, when idle, the next one */
   nextPass(): Promise<void> {
-    return new Promise((resolve) => this.waiters.push({ after: this.running ? this.started - 1 : this.started, resolve }));
+    return new Promise((resolve) =>
+      this.waiters.push({ after: this.running ? this.started - 1 : this.started, resolve }),
+    );
   }
 
   /** marks dirty and resolves after a pass that started after this call: one that sees what the caller just changed */
@@ -157,7 +176,8 @@ export class Reconciler {
     const desired = computeDesired(s, params);
     let observed = await ovs.observe();
     const { underlay, restoreUnderlay } = this.o;
-    if (underlay && restoreUnderlay) await this.keepLink(underlay.dev, JSON.stringify(underlay), observed, () => restoreUnderlay(underlay, observed));
+    if (underlay && restoreUnderlay)
+      await this.keepLink(underlay.dev, JSON.stringify(underlay), observed, () => restoreUnderlay(underlay, observed));
     const cmds = diffOvs(desired, observed);
     if (cmds.length) {
       await ovs.transact(cmds);
@@ -166,7 +186,9 @@ export class Reconciler {
     }
     for (const g of desired.gateways) {
       const cidr = `${g.ip}/${g.prefixLen}`;
-      await this.keepLink(g.port, `${cidr} mtu ${g.mtu}`, observed, () => this.o.links.ensureAddress(g.port, cidr, g.mtu));
+      await this.keepLink(g.port, `${cidr} mtu ${g.mtu}`, observed, () =>
+        this.o.links.ensureAddress(g.port, cidr, g.mtu),
+      );
     }
     if (this.o.applyNat) {
       const cidrOf = new Map(s.networks.map((n) => [n.name, n.cidr]));
@@ -192,8 +214,23 @@ export class Reconciler {
     const byPort = new Map(onBridge.map((i) => [i.name, i]));
     const tunnels = desired.tunnels.map((t) => {
       const i = byPort.get(t.port);
-      return { peer: t.peer, remoteIp: t.remoteIp, port: t.port, bfdState: i?.bfdStatus.state ?? '', forwarding: i?.bfdStatus.forwarding === 'true' };
+      return {
+        peer: t.peer,
+        remoteIp: t.remoteIp,
+        port: t.port,
+        bfdState: i?.bfdStatus.state ?? '',
+        forwarding: i?.bfdStatus.forwarding === 'true',
+      };
     });
-    return { revision: s.revision, desired, locals, tunnels, flows: flows.length, changedPorts: cmds.length, flowsReplaced, ms: Math.round(performance.now() - t0) };
+    return {
+      revision: s.revision,
+      desired,
+      locals,
+      tunnels,
+      flows: flows.length,
+      changedPorts: cmds.length,
+      flowsReplaced,
+      ms: Math.round(performance.now() - t0),
+    };
   }
 }

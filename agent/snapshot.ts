@@ -2,16 +2,42 @@
 import type { Snapshot, PeerSpec } from './model.js';
 
 export interface WatchMessage {
-  revision: number; host: string; underlayIp: string; full: boolean; baseRevision: number;
-  networks: Snapshot['networks']; slices: Snapshot['slices']; peers: PeerSpec[]; removedPeers: string[];
+  revision: number;
+  host: string;
+  underlayIp: string;
+  full: boolean;
+  baseRevision: number;
+  networks: Snapshot['networks'];
+  slices: Snapshot['slices'];
+  peers: PeerSpec[];
+  removedPeers: string[];
 }
 
 /** The new snapshot, or 'resync' when a delta does not apply to what we hold. */
 export function applyWatchMessage(cur: Snapshot | undefined, m: WatchMessage): Snapshot | 'resync' {
-  const norm = (p: PeerSpec): PeerSpec => ({ name: p.name, underlayIp: p.underlayIp, slices: p.slices.map((s) => ({ network: s.network, cidr: s.cidr })), endpoints: p.endpoints.map((e) => ({ network: e.network, host: e.host, mac: e.mac, ip: e.ip, containerId: e.containerId })) });
+  const norm = (p: PeerSpec): PeerSpec => ({
+    name: p.name,
+    underlayIp: p.underlayIp,
+    slices: p.slices.map((s) => ({ network: s.network, cidr: s.cidr })),
+    endpoints: p.endpoints.map((e) => ({
+      network: e.network,
+      host: e.host,
+      mac: e.mac,
+      ip: e.ip,
+      containerId: e.containerId,
+    })),
+  });
   const head = {
-    revision: m.revision, host: m.host, underlayIp: m.underlayIp,
-    networks: m.networks.map((n) => ({ name: n.name, cidr: n.cidr, hostPrefixLen: n.hostPrefixLen, greKey: n.greKey, mtu: n.mtu })),
+    revision: m.revision,
+    host: m.host,
+    underlayIp: m.underlayIp,
+    networks: m.networks.map((n) => ({
+      name: n.name,
+      cidr: n.cidr,
+      hostPrefixLen: n.hostPrefixLen,
+      greKey: n.greKey,
+      mtu: n.mtu,
+    })),
     slices: m.slices.map((s) => ({ network: s.network, cidr: s.cidr })),
   };
   if (m.full) return { ...head, peers: m.peers.map(norm).sort((a, b) => a.name.localeCompare(b.name)) };

@@ -4,16 +4,27 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 
 export class UsageError extends Error {
   readonly code = 'GREMESH_USAGE';
-  constructor(message: string) { super(message); this.name = 'UsageError'; }
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
 }
 
 export type Options = NonNullable<ParseArgsConfig['options']>;
 
-export interface Parsed { values: Record<string, string | boolean | string[] | undefined>; positionals: string[] }
+export interface Parsed {
+  values: Record<string, string | boolean | string[] | undefined>;
+  positionals: string[];
+}
 
 export function parse(args: string[], options: Options, allowPositionals = true): Parsed {
   try {
-    const r = parseArgs({ args, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals, strict: true });
+    const r = parseArgs({
+      args,
+      options: { ...options, help: { type: 'boolean', short: 'h' } },
+      allowPositionals,
+      strict: true,
+    });
     return { values: r.values as Parsed['values'], positionals: r.positionals };
   } catch (e) {
     throw new UsageError((e as Error).message.split('\n')[0]!);
@@ -35,7 +46,9 @@ export function outputFormat(v: unknown, allowed = ['table', 'json']): string {
 /** Run a CLI main; any error becomes one line on stderr and a non-zero exit. */
 export function runMain(prog: string, main: (argv: string[]) => Promise<number | void>): void {
   main(process.argv.slice(2)).then(
-    (code) => { process.exitCode = code ?? 0; },
+    (code) => {
+      process.exitCode = code ?? 0;
+    },
     (e: unknown) => {
       const err = e as Error & { code?: string };
       process.stderr.write(`${prog}: ${err?.message ?? String(e)}\n`);

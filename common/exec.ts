@@ -44,7 +44,11 @@ export class ExecError extends Error {
     readonly timedOut: boolean,
     cause?: unknown,
   ) {
-    const what = timedOut ? `timed out after ${durationMs} ms` : exitCode === undefined ? 'could not start' : `exited ${exitCode}`;
+    const what = timedOut
+      ? `timed out after ${durationMs} ms`
+      : exitCode === undefined
+        ? 'could not start'
+        : `exited ${exitCode}`;
     const err = stderr.trim().split('\n').filter(Boolean).pop() ?? '';
     super(`${argv.join(' ')}: ${what}${err ? `: ${err}` : ''}`, { cause });
     this.name = 'ExecError';
@@ -80,7 +84,9 @@ export function createRunner(o: RunnerOptions = {}): Runner {
     o.log?.debug({ argv: full, ms: durationMs, exit: r.exitCode }, 'exec');
     const ok = r.exitCode === 0 || (r.exitCode !== undefined && (opts.okCodes ?? []).includes(r.exitCode));
     if (r.timedOut || !ok) {
-      const errText = stderr || (r.failed && r.exitCode === undefined ? String((r as { shortMessage?: string }).shortMessage ?? '') : '');
+      const errText =
+        stderr ||
+        (r.failed && r.exitCode === undefined ? String((r as { shortMessage?: string }).shortMessage ?? '') : '');
       throw new ExecError(full, r.exitCode, errText, durationMs, Boolean(r.timedOut), r.cause);
     }
     return { stdout: stdout.trim(), stderr, exitCode: r.exitCode ?? 0, durationMs };

@@ -1,6 +1,9 @@
 // Pure IPv4 helpers: parsing, CIDR arithmetic. Numbers are unsigned 32-bit.
 
-export interface Cidr { base: number; prefix: number }
+export interface Cidr {
+  base: number;
+  prefix: number;
+}
 
 const OCTET = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
 
@@ -25,13 +28,17 @@ export function parseCidr(s: string): Cidr | undefined {
   const base = parseIp(m[1]!);
   const prefix = Number(m[2]);
   if (base === undefined || prefix > 32) return undefined;
-  if (((base & ~maskOf(prefix)) >>> 0) !== 0) return undefined;
+  if ((base & ~maskOf(prefix)) >>> 0 !== 0) return undefined;
   return { base, prefix };
 }
 
-export function formatCidr(c: Cidr): string { return `${formatIp(c.base)}/${c.prefix}`; }
+export function formatCidr(c: Cidr): string {
+  return `${formatIp(c.base)}/${c.prefix}`;
+}
 
-export function cidrSize(c: Cidr): number { return 2 ** (32 - c.prefix); }
+export function cidrSize(c: Cidr): number {
+  return 2 ** (32 - c.prefix);
+}
 
 export function cidrContains(c: Cidr, ip: number): boolean {
   return ip >= c.base && ip < c.base + cidrSize(c);
@@ -52,11 +59,15 @@ export function subnetIndex(c: Cidr, s: Cidr): number {
 }
 
 /** 8 lowercase hex digits of an IPv4 address (GRE port names). */
-export function ipHex(ip: number): string { return ip.toString(16).padStart(8, '0'); }
+export function ipHex(ip: number): string {
+  return ip.toString(16).padStart(8, '0');
+}
 
 /** A locally administered unicast MAC derived from an IPv4 address: 0a:58:a.b.c.d (as CNI does). */
 export function macFromIp(ip: number): string {
-  const o = formatIp(ip).split('.').map((x) => Number(x).toString(16).padStart(2, '0'));
+  const o = formatIp(ip)
+    .split('.')
+    .map((x) => Number(x).toString(16).padStart(2, '0'));
   return ['0a', '58', ...o].join(':');
 }
 

@@ -16,6 +16,11 @@ export function createLogger(component: string, level = process.env.GREMESH_LOG_
 
 /** A logger that drops everything (unit tests, quiet CLIs). */
 export const silentLogger: Logger = {
-  debug() {}, info() {}, warn() {}, error() {},
-  child() { return silentLogger; },
+  debug() {},
+  info() {},
+  warn() {},
+  error() {},
+  child() {
+    return silentLogger;
+  },
 };

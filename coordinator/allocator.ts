@@ -19,7 +19,11 @@ export function sliceCidr(n: Pick<NetworkRec, 'cidr' | 'hostPrefixLen'>, idx: nu
  * 4. the released slice that has been in quarantine longest;
  * undefined when the network is full.
  */
-export function pickSlice(n: Pick<NetworkRec, 'cidr' | 'hostPrefixLen'>, slices: SliceRec[], host: string): number | undefined {
+export function pickSlice(
+  n: Pick<NetworkRec, 'cidr' | 'hostPrefixLen'>,
+  slices: SliceRec[],
+  host: string,
+): number | undefined {
   const held = slices.find((s) => s.host === host);
   if (held) return held.idx;
   const mine = slices.find((s) => s.host === null && s.lastHost === host);
@@ -28,7 +32,9 @@ export function pickSlice(n: Pick<NetworkRec, 'cidr' | 'hostPrefixLen'>, slices:
   const total = sliceCount(n);
   // records exist only for slices ever handed out, so the first gap is the lowest never-used index
   for (let i = 0; i < total; i++) if (!used.has(i)) return i;
-  const free = slices.filter((s) => s.host === null).sort((a, b) => (a.releasedMs ?? 0) - (b.releasedMs ?? 0) || a.idx - b.idx);
+  const free = slices
+    .filter((s) => s.host === null)
+    .sort((a, b) => (a.releasedMs ?? 0) - (b.releasedMs ?? 0) || a.idx - b.idx);
   return free[0]?.idx;
 }
 

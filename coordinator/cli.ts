@@ -35,15 +35,28 @@ Flags:
   --timeout DUR             per-call deadline (default 10s)
 `;
 
-type Call<Req, Res> = (req: Req, md: grpc.Metadata, opts: Partial<grpc.CallOptions>, cb: (e: grpc.ServiceError | null, r: Res) => void) => grpc.ClientUnaryCall;
+type Call<Req, Res> = (
+  req: Req,
+  md: grpc.Metadata,
+  opts: Partial<grpc.CallOptions>,
+  cb: (e: grpc.ServiceError | null, r: Res) => void,
+) => grpc.ClientUnaryCall;
 
-function call<Req, Res>(client: AdminServiceClient, m: keyof AdminServiceClient, req: Req, timeoutMs: number, addr: string): Promise<Res> {
+function call<Req, Res>(
+  client: AdminServiceClient,
+  m: keyof AdminServiceClient,
+  req: Req,
+  timeoutMs: number,
+  addr: string,
+): Promise<Res> {
   const fn = (client[m] as unknown as Call<Req, Res>).bind(client);
   return new Promise((resolve, reject) => {
     fn(req, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (e, r) => {
       if (!e) return resolve(r);
-      if (e.code === grpc.status.UNAVAILABLE) return reject(new Error(`cannot reach coordinator at ${addr}: ${e.details}`));
-      if (e.code === grpc.status.DEADLINE_EXCEEDED) return reject(new Error(`coordinator at ${addr} did not answer within ${timeoutMs} ms`));
+      if (e.code === grpc.status.UNAVAILABLE)
+        return reject(new Error(`cannot reach coordinator at ${addr}: ${e.details}`));
+      if (e.code === grpc.status.DEADLINE_EXCEEDED)
+        return reject(new Error(`coordinator at ${addr} did not answer within ${timeoutMs} ms`));
       reject(new Error(e.details || e.message));
     });
   });
@@ -54,7 +67,8 @@ const ago = (ms: number) => {
   const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
   return s < 60 ? `${s}s ago` : s < 3600 ? `${Math.round(s / 60)}m ago` : `${Math.round(s / 3600)}h ago`;
 };
-const slices = (h: HostInfo) => h.slices.map((s) => (h.slices.length > 1 ? `${s.network}:${s.cidr}` : s.cidr)).join(',') || '-';
+const slices = (h: HostInfo) =>
+  h.slices.map((s) => (h.slices.length > 1 ? `${s.network}:${s.cidr}` : s.cidr)).join(',') || '-';
 const tunnels = (h: HostInfo) => {
   if (!h.tunnels.length) return '-';
   const up = h.tunnels.filter((t) => t.bfdState === 'up').length;
@@ -66,33 +80,59 @@ const tunnels = (h: HostInfo) => {
 function credentials(v: Record<string, unknown>): grpc.ChannelCredentials {
   if (v.insecure === true || process.env.GREMESH_INSECURE === '1') return grpc.credentials.createInsecure();
   const dir = `${process.env.GREMESH_DATA_DIR ?? '/var/lib/gremesh-coordinator'}/pki`;
-  const file = (flag: string, env: string, def: string) => (v[flag] as string | undefined) ?? process.env[env] ?? `${dir}/${def}`;
+  const file = (flag: string, env: string, def: string) =>
+    (v[flag] as string | undefined) ?? process.env[env] ?? `${dir}/${def}`;
   const read = (f: string, what: string) => {
-    try { return fs.readFileSync(f); } catch (e) {
-      throw new Error(`cannot read the ${what} ${f} (${(e as NodeJS.ErrnoException).code}): pass --cert/--key/--ca, or --insecure for a coordinator without TLS`);
+    try {
+      return fs.readFileSync(f);
+    } catch (e) {
+      throw new Error(
+        `cannot read the ${what} ${f} (${(e as NodeJS.ErrnoException).code}): pass --cert/--key/--ca, or --insecure for a coordinator without TLS`,
+      );
     }
   };
-  return grpc.credentials.createSsl(read(file('ca', 'GREMESH_CA', 'ca.crt'), 'CA certificate'), read(file('key', 'GREMESH_KEY', 'admin.key'), 'admin key'), read(file('cert', 'GREMESH_CERT', 'admin.crt'), 'admin certificate'));
+  return grpc.credentials.createSsl(
+    read(file('ca', 'GREMESH_CA', 'ca.crt'), 'CA certificate'),
+    read(file('key', 'GREMESH_KEY', 'admin.key'), 'admin key'),
+    read(file('cert', 'GREMESH_CERT', 'admin.crt'), 'admin certificate'),
+  );
 }
 
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, {
-    coordinator: { type: 'string' }, output: { type: 'string', short: 'o' }, timeout: { type: 'string' },
-    ttl: { type: 'string' }, 'underlay-ip': { type: 'string' }, cert: { type: 'string' }, key: { type: 'string' }, ca: { type: 'string' }, insecure: { type: 'boolean' }, cidr: { type: 'string' }, 'host-prefix-len': { type: 'string' }, mtu: { type: 'string' },
+    coordinator: { type: 'string' },
+    output: { type: 'string', short: 'o' },
+    timeout: { type: 'string' },
+    ttl: { type: 'string' },
+    'underlay-ip': { type: 'string' },
+    cert: { type: 'string' },
+    key: { type: 'string' },
+    ca: { type: 'string' },
+    insecure: { type: 'boolean' },
+    cidr: { type: 'string' },
+    'host-prefix-len': { type: 'string' },
+    mtu: { type: 'string' },
   });
-  if (values.help || positionals.length === 0) { process.stdout.write(HELP); return values.help ? 0 : 2; }
+  if (values.help || positionals.length === 0) {
+    process.stdout.write(HELP);
+    return values.help ? 0 : 2;
+  }
   const fmt = outputFormat(values.output);
   const addr = (values.coordinator as string | undefined) ?? process.env.GREMESH_COORDINATOR ?? '127.0.0.1:7420';
   const timeoutS = parseDuration((values.timeout as string | undefined) ?? '10s');
   if (!timeoutS) throw new UsageError('--timeout must be a duration such as 10s');
   const [cmd, ...args] = positionals;
-  const want = (n: number, usage: string) => { if (args.length !== n) throw new UsageError(`usage: coordctl ${usage}`); };
+  const want = (n: number, usage: string) => {
+    if (args.length !== n) throw new UsageError(`usage: coordctl ${usage}`);
+  };
   // validate the command before dialling
   const known = ['join', 'leave', 'hosts', 'host', 'networks', 'network', 'status', 'token'];
   if (!known.includes(cmd!)) throw new UsageError(`unknown command "${cmd}" (try --help)`);
   const client = new AdminServiceClient(addr, credentials(values));
-  const rpc = <Res>(m: keyof AdminServiceClient, req: unknown) => call<unknown, Res>(client, m, req, timeoutS * 1000, addr);
-  const out = (v: unknown, text: () => string) => process.stdout.write(fmt === 'json' ? `${JSON.stringify(v, null, 2)}\n` : `${text()}\n`);
+  const rpc = <Res>(m: keyof AdminServiceClient, req: unknown) =>
+    call<unknown, Res>(client, m, req, timeoutS * 1000, addr);
+  const out = (v: unknown, text: () => string) =>
+    process.stdout.write(fmt === 'json' ? `${JSON.stringify(v, null, 2)}\n` : `${text()}\n`);
   try {
     switch (cmd) {
       case 'join': {
@@ -103,13 +143,26 @@ async function main(argv: string[]): Promise<number> {
           if (!d) throw new UsageError(`--ttl must be a duration such as 30m or 24h, got "${values.ttl}"`);
           ttl = d;
         }
-        const r = await rpc<{ token: string; expiresMs: number; coordinator: string; caHash: string }>('joinHost', { name: args[0], ttlSeconds: ttl });
+        const r = await rpc<{ token: string; expiresMs: number; coordinator: string; caHash: string }>('joinHost', {
+          name: args[0],
+          ttlSeconds: ttl,
+        });
         const parts = ['gremesh-agent', '--coordinator', r.coordinator, '--name', args[0]!, '--join-token', r.token];
         if (r.caHash) parts.push('--ca-hash', r.caHash);
         if (values['underlay-ip']) parts.push('--underlay-ip', values['underlay-ip'] as string);
         const command = parts.join(' ');
-        out({ host: args[0], token: r.token, caHash: r.caHash, expiresMs: r.expiresMs, expires: new Date(r.expiresMs).toISOString(), command },
-          () => `join token for ${args[0]} (one use, expires ${new Date(r.expiresMs).toISOString()}); run on ${args[0]} as root:\n  ${command}`);
+        out(
+          {
+            host: args[0],
+            token: r.token,
+            caHash: r.caHash,
+            expiresMs: r.expiresMs,
+            expires: new Date(r.expiresMs).toISOString(),
+            command,
+          },
+          () =>
+            `join token for ${args[0]} (one use, expires ${new Date(r.expiresMs).toISOString()}); run on ${args[0]} as root:\n  ${command}`,
+        );
         return 0;
       }
       case 'leave': {
@@ -121,37 +174,64 @@ async function main(argv: string[]): Promise<number> {
       case 'hosts': {
         want(0, 'hosts');
         const r = await rpc<{ hosts: HostInfo[] }>('listHosts', {});
-        out(r.hosts, () => table([['NAME', 'UNDERLAY', 'SLICES', 'STATE', 'LAST SEEN', 'VERSION'],
-          ...r.hosts.map((h) => [h.name, h.underlayIp, slices(h), h.state, ago(h.lastSeenMs), h.agentVersion || '-'])]));
+        out(r.hosts, () =>
+          table([
+            ['NAME', 'UNDERLAY', 'SLICES', 'STATE', 'LAST SEEN', 'VERSION'],
+            ...r.hosts.map((h) => [h.name, h.underlayIp, slices(h), h.state, ago(h.lastSeenMs), h.agentVersion || '-']),
+          ]),
+        );
         return 0;
       }
       case 'host': {
         want(1, 'host NAME');
         const h = await rpc<HostInfo>('getHost', { name: args[0] });
-        out(h, () => [
-          `${h.name}  ${h.underlayIp}  ${h.state}  last seen ${ago(h.lastSeenMs)}  agent ${h.agentVersion || '-'}`,
-          `slices: ${slices(h)}   endpoints: ${h.endpoints}`,
-          h.tunnels.length ? table([['PEER', 'REMOTE', 'PORT', 'BFD', 'FORWARDING'], ...h.tunnels.map((t) => [t.peer, t.remoteIp, t.port, t.bfdState || '-', String(t.forwarding)])]) : 'tunnels: none reported',
-          ...h.attachErrors.map((a) => `attach error: ${a.container}: ${a.reason}`),
-        ].join('\n'));
+        out(h, () =>
+          [
+            `${h.name}  ${h.underlayIp}  ${h.state}  last seen ${ago(h.lastSeenMs)}  agent ${h.agentVersion || '-'}`,
+            `slices: ${slices(h)}   endpoints: ${h.endpoints}`,
+            h.tunnels.length
+              ? table([
+                  ['PEER', 'REMOTE', 'PORT', 'BFD', 'FORWARDING'],
+                  ...h.tunnels.map((t) => [t.peer, t.remoteIp, t.port, t.bfdState || '-', String(t.forwarding)]),
+                ])
+              : 'tunnels: none reported',
+            ...h.attachErrors.map((a) => `attach error: ${a.container}: ${a.reason}`),
+          ].join('\n'),
+        );
         return 0;
       }
       case 'networks': {
         want(0, 'networks');
         const r = await rpc<{ networks: Network[] }>('listNetworks', {});
-        out(r.networks, () => table([['NAME', 'CIDR', 'SLICE', 'GRE KEY', 'MTU'],
-          ...r.networks.map((n) => [n.name, n.cidr, `/${n.hostPrefixLen}`, String(n.greKey), n.mtu ? String(n.mtu) : 'auto'])]));
+        out(r.networks, () =>
+          table([
+            ['NAME', 'CIDR', 'SLICE', 'GRE KEY', 'MTU'],
+            ...r.networks.map((n) => [
+              n.name,
+              n.cidr,
+              `/${n.hostPrefixLen}`,
+              String(n.greKey),
+              n.mtu ? String(n.mtu) : 'auto',
+            ]),
+          ]),
+        );
         return 0;
       }
       case 'network': {
         const [sub, ...rest] = args;
         if (sub === 'create') {
-          if (rest.length !== 1 || !values.cidr || !values['host-prefix-len']) throw new UsageError('usage: coordctl network create NAME --cidr CIDR --host-prefix-len N [--mtu N]');
+          if (rest.length !== 1 || !values.cidr || !values['host-prefix-len'])
+            throw new UsageError('usage: coordctl network create NAME --cidr CIDR --host-prefix-len N [--mtu N]');
           const hpl = values['host-prefix-len'] as string;
           const mtu = (values.mtu as string | undefined) ?? '0';
           if (!/^\d+$/.test(hpl)) throw new UsageError(`--host-prefix-len must be a whole number, got "${hpl}"`);
           if (!/^\d+$/.test(mtu)) throw new UsageError(`--mtu must be a whole number, got "${mtu}"`);
-          const n = await rpc<Network>('createNetwork', { name: rest[0], cidr: values.cidr, hostPrefixLen: Number(hpl), mtu: Number(mtu) });
+          const n = await rpc<Network>('createNetwork', {
+            name: rest[0],
+            cidr: values.cidr,
+            hostPrefixLen: Number(hpl),
+            mtu: Number(mtu),
+          });
           out(n, () => `network ${n.name} ${n.cidr} (/${n.hostPrefixLen} per host, GRE key ${n.greKey}) created`);
           return 0;
         }
@@ -165,20 +245,45 @@ async function main(argv: string[]): Promise<number> {
       }
       case 'status': {
         want(0, 'status');
-        const s = await rpc<{ revision: number; hosts: HostInfo[]; networks: Network[]; watchers: number }>('getStatus', {});
-        out(s, () => [
-          `revision ${s.revision}, ${s.hosts.length} hosts (${s.hosts.filter((h) => h.state === 'up').length} up), ${s.watchers} agents watching`,
-          table([['HOST', 'UNDERLAY', 'STATE', 'TUNNELS (BFD)', 'ENDPOINTS', 'ATTACH ERRORS'],
-            ...s.hosts.map((h) => [h.name, h.underlayIp, h.state, tunnels(h), String(h.endpoints), h.attachErrors.map((a) => `${a.container}: ${a.reason}`).join('; ') || '-'])]),
-          table([['NETWORK', 'CIDR', 'SLICE', 'GRE KEY'], ...s.networks.map((n) => [n.name, n.cidr, `/${n.hostPrefixLen}`, String(n.greKey)])]),
-        ].join('\n'));
+        const s = await rpc<{ revision: number; hosts: HostInfo[]; networks: Network[]; watchers: number }>(
+          'getStatus',
+          {},
+        );
+        out(s, () =>
+          [
+            `revision ${s.revision}, ${s.hosts.length} hosts (${s.hosts.filter((h) => h.state === 'up').length} up), ${s.watchers} agents watching`,
+            table([
+              ['HOST', 'UNDERLAY', 'STATE', 'TUNNELS (BFD)', 'ENDPOINTS', 'ATTACH ERRORS'],
+              ...s.hosts.map((h) => [
+                h.name,
+                h.underlayIp,
+                h.state,
+                tunnels(h),
+                String(h.endpoints),
+                h.attachErrors.map((a) => `${a.container}: ${a.reason}`).join('; ') || '-',
+              ]),
+            ]),
+            table([
+              ['NETWORK', 'CIDR', 'SLICE', 'GRE KEY'],
+              ...s.networks.map((n) => [n.name, n.cidr, `/${n.hostPrefixLen}`, String(n.greKey)]),
+            ]),
+          ].join('\n'),
+        );
         return 0;
       }
       case 'token': {
         const [sub, ...rest] = args;
         if (sub === 'list' && rest.length === 0) {
-          const r = await rpc<{ tokens: { id: string; host: string; expiresMs: number; state: string }[] }>('listTokens', {});
-          out(r.tokens, () => table([['ID', 'HOST', 'STATE', 'EXPIRES'], ...r.tokens.map((t) => [t.id, t.host, t.state, new Date(t.expiresMs).toISOString()])]));
+          const r = await rpc<{ tokens: { id: string; host: string; expiresMs: number; state: string }[] }>(
+            'listTokens',
+            {},
+          );
+          out(r.tokens, () =>
+            table([
+              ['ID', 'HOST', 'STATE', 'EXPIRES'],
+              ...r.tokens.map((t) => [t.id, t.host, t.state, new Date(t.expiresMs).toISOString()]),
+            ]),
+          );
           return 0;
         }
         if (sub === 'revoke' && rest.length === 1) {

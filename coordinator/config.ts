@@ -49,7 +49,13 @@ export const KEYS: Record<string, [keyof CoordinatorConfig, string]> = {
   'log-level': ['logLevel', 'GREMESH_LOG_LEVEL'],
 };
 
-const NUMERIC = new Set<keyof CoordinatorConfig>(['hostPrefixLen', 'networkMtu', 'downAfterS', 'tokenTtlS', 'maxMessageBytes']);
+const NUMERIC = new Set<keyof CoordinatorConfig>([
+  'hostPrefixLen',
+  'networkMtu',
+  'downAfterS',
+  'tokenTtlS',
+  'maxMessageBytes',
+]);
 
 /** "90", "90s", "15m", "24h", "7d" -> seconds */
 export function parseDuration(s: string): number | undefined {
@@ -64,13 +70,25 @@ export function parseHostPort(s: string): { host: string; port: number } | undef
   return { host: m[1].replace(/^\[|\]$/g, ''), port: Number(m[2]) };
 }
 
-export function resolveConfig(file: Record<string, unknown>, env: Record<string, string | undefined>, flags: Record<string, unknown>): CoordinatorConfig {
+export function resolveConfig(
+  file: Record<string, unknown>,
+  env: Record<string, string | undefined>,
+  flags: Record<string, unknown>,
+): CoordinatorConfig {
   const c: Record<string, unknown> = { ...DEFAULTS };
   const set = (key: keyof CoordinatorConfig, v: unknown, from: string) => {
     if (v === undefined) return;
     if (NUMERIC.has(key)) {
-      const n = key === 'downAfterS' || key === 'tokenTtlS' ? parseDuration(String(v)) : /^\d+$/.test(String(v)) ? Number(v) : undefined;
-      if (n === undefined) throw new UsageError(`${from}: "${String(v)}" is not a ${key === 'downAfterS' || key === 'tokenTtlS' ? 'duration (e.g. 30s, 15m, 24h)' : 'whole number'}`);
+      const n =
+        key === 'downAfterS' || key === 'tokenTtlS'
+          ? parseDuration(String(v))
+          : /^\d+$/.test(String(v))
+            ? Number(v)
+            : undefined;
+      if (n === undefined)
+        throw new UsageError(
+          `${from}: "${String(v)}" is not a ${key === 'downAfterS' || key === 'tokenTtlS' ? 'duration (e.g. 30s, 15m, 24h)' : 'whole number'}`,
+        );
       c[key] = n;
     } else c[key] = String(v);
   };
@@ -83,8 +101,10 @@ export function resolveConfig(file: Record<string, unknown>, env: Record<string,
   for (const [flag, [key]] of Object.entries(KEYS)) set(key, flags[flag], `--${flag}`);
   const cfg = c as unknown as CoordinatorConfig;
   if (!parseHostPort(cfg.listen)) throw new UsageError(`--listen must be ADDR:PORT, got "${cfg.listen}"`);
-  if (cfg.store !== 'sqlite' && cfg.store !== 'memory') throw new UsageError(`--store must be sqlite or memory, got "${cfg.store}"`);
-  const bad = checkName('network', cfg.networkName) ?? checkNetworkSpec(cfg.networkCidr, cfg.hostPrefixLen, cfg.networkMtu, []);
+  if (cfg.store !== 'sqlite' && cfg.store !== 'memory')
+    throw new UsageError(`--store must be sqlite or memory, got "${cfg.store}"`);
+  const bad =
+    checkName('network', cfg.networkName) ?? checkNetworkSpec(cfg.networkCidr, cfg.hostPrefixLen, cfg.networkMtu, []);
   if (bad) throw new UsageError(bad);
   if (cfg.maxMessageBytes < 1024) throw new UsageError('--max-message-bytes must be at least 1024');
   if (!cfg.advertise) cfg.advertise = cfg.listen;
@@ -94,10 +114,16 @@ export function resolveConfig(file: Record<string, unknown>, env: Record<string,
 export function readConfigFile(path: string | undefined): Record<string, unknown> {
   if (!path) return {};
   let text: string;
-  try { text = fs.readFileSync(path, 'utf8'); } catch (e) { throw new UsageError(`cannot read config file ${path}: ${(e as NodeJS.ErrnoException).code}`); }
+  try {
+    text = fs.readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new UsageError(`cannot read config file ${path}: ${(e as NodeJS.ErrnoException).code}`);
+  }
   try {
     const v = JSON.parse(text) as unknown;
     if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not an object');
     return v as Record<string, unknown>;
-  } catch (e) { throw new UsageError(`config file ${path} is not a JSON object: ${(e as Error).message}`); }
+  } catch (e) {
+    throw new UsageError(`config file ${path} is not a JSON object: ${(e as Error).message}`);
+  }
 }

@@ -5,7 +5,17 @@
 import { cidrContains, parseCidr, parseIp } from '../common/ipv4.js';
 import type { Logger } from '../common/log.js';
 import { silentLogger } from '../common/log.js';
-import { CoordError, StoreConflict, denied, exhausted, exists, invalid, notFound, precondition, unauthenticated } from './errors.js';
+import {
+  CoordError,
+  StoreConflict,
+  denied,
+  exhausted,
+  exists,
+  invalid,
+  notFound,
+  precondition,
+  unauthenticated,
+} from './errors.js';
 import { pickGreKey, pickSlice, sliceCidr, sliceCount } from './allocator.js';
 import type { HostRec, NetworkRec, TokenRec } from './model.js';
 import type { Store, Tx } from './store.js';
@@ -14,19 +24,60 @@ import { MAX_TTL_SECONDS, checkName, checkNetworkSpec, checkUnderlayIp, trunc } 
 
 const usedToken = (id: string) => unauthenticated(`join token ${id} was already used`);
 
-export interface SliceView { network: string; cidr: string }
-export interface EndpointView { network: string; host: string; mac: string; ip: string; containerId: string }
-export interface TunnelView { peer: string; remoteIp: string; port: string; bfdState: string; forwarding: boolean }
-export interface AttachErrorView { container: string; reason: string }
-export interface PeerView { name: string; underlayIp: string; slices: SliceView[]; endpoints: EndpointView[] }
-export interface NetworkView { name: string; cidr: string; hostPrefixLen: number; greKey: number; mtu: number }
-
-export interface HostView {
-  name: string; underlayIp: string; state: 'up' | 'down'; slices: SliceView[]; lastSeenMs: number;
-  agentVersion: string; joinedMs: number; tunnels: TunnelView[]; attachErrors: AttachErrorView[]; endpoints: number;
+export interface SliceView {
+  network: string;
+  cidr: string;
+}
+export interface EndpointView {
+  network: string;
+  host: string;
+  mac: string;
+  ip: string;
+  containerId: string;
+}
+export interface TunnelView {
+  peer: string;
+  remoteIp: string;
+  port: string;
+  bfdState: string;
+  forwarding: boolean;
+}
+export interface AttachErrorView {
+  container: string;
+  reason: string;
+}
+export interface PeerView {
+  name: string;
+  underlayIp: string;
+  slices: SliceView[];
+  endpoints: EndpointView[];
+}
+export interface NetworkView {
+  name: string;
+  cidr: string;
+  hostPrefixLen: number;
+  greKey: number;
+  mtu: number;
 }
 
-export interface Change { revision: number; upserts: string[]; removes: string[] }
+export interface HostView {
+  name: string;
+  underlayIp: string;
+  state: 'up' | 'down';
+  slices: SliceView[];
+  lastSeenMs: number;
+  agentVersion: string;
+  joinedMs: number;
+  tunnels: TunnelView[];
+  attachErrors: AttachErrorView[];
+  endpoints: number;
+}
+
+export interface Change {
+  revision: number;
+  upserts: string[];
+  removes: string[];
+}
 export type ChangeListener = (c: Change) => void;
 
 export interface CoordinatorOptions {
@@ -43,11 +94,28 @@ export interface CoordinatorOptions {
   fingerprintOf?: (pem: string) => { cert: string; key: string };
 }
 
-export interface RegisterRequestView { name: string; token: string; credential: string; underlayIp: string; agentVersion: string; csr?: string }
+export interface RegisterRequestView {
+  name: string;
+  token: string;
+  credential: string;
+  underlayIp: string;
+  agentVersion: string;
+  csr?: string;
+}
 
-export interface DefaultNetwork { name: string; cidr: string; hostPrefixLen: number; mtu: number }
+export interface DefaultNetwork {
+  name: string;
+  cidr: string;
+  hostPrefixLen: number;
+  mtu: number;
+}
 
-interface Soft { lastSeenMs: number; tunnels: TunnelView[]; endpoints: EndpointView[]; attachErrors: AttachErrorView[] }
+interface Soft {
+  lastSeenMs: number;
+  tunnels: TunnelView[];
+  endpoints: EndpointView[];
+  attachErrors: AttachErrorView[];
+}
 
 export class Coordinator {
   private readonly now: () => number;
@@ -66,7 +134,10 @@ export class Coordinator {
   private hostMap = new Map<string, HostRec>();
   private slicesByHost = new Map<string, SliceView[]>();
 
-  constructor(private readonly store: Store, o: CoordinatorOptions = {}) {
+  constructor(
+    private readonly store: Store,
+    o: CoordinatorOptions = {},
+  ) {
     this.now = o.now ?? Date.now;
     this.downAfterMs = o.downAfterMs ?? 30_000;
     this.defaultTtlS = o.defaultTokenTtlS ?? 24 * 3600;
@@ -85,25 +156,46 @@ export class Coordinator {
     this.store.tx((t) => t.setMeta('initialized', String(this.now())));
   }
 
-  onChange(l: ChangeListener): void { this.listeners.push(l); }
+  onChange(l: ChangeListener): void {
+    this.listeners.push(l);
+  }
 
-  revision(): number { return this.rev; }
+  revision(): number {
+    return this.rev;
+  }
 
   // ------------------------------------------------------------ reads (from the cache)
 
-  networks(): NetworkView[] { return this.nets.map(({ createdMs: _c, ...n }) => n); }
-  hostNames(): string[] { return [...this.hostMap.keys()]; }
-  hasHost(name: string): boolean { return this.hostMap.has(name); }
-  underlayOf(name: string): string | undefined { return this.hostMap.get(name)?.underlayIp; }
-  slicesOf(name: string): SliceView[] { return this.slicesByHost.get(name) ?? []; }
+  networks(): NetworkView[] {
+    return this.nets.map(({ createdMs: _c, ...n }) => n);
+  }
+  hostNames(): string[] {
+    return [...this.hostMap.keys()];
+  }
+  hasHost(name: string): boolean {
+    return this.hostMap.has(name);
+  }
+  underlayOf(name: string): string | undefined {
+    return this.hostMap.get(name)?.underlayIp;
+  }
+  slicesOf(name: string): SliceView[] {
+    return this.slicesByHost.get(name) ?? [];
+  }
 
   peer(name: string): PeerView | undefined {
     const h = this.hostMap.get(name);
     if (!h) return undefined;
-    return { name, underlayIp: h.underlayIp, slices: this.slicesOf(name), endpoints: this.soft.get(name)?.endpoints ?? [] };
+    return {
+      name,
+      underlayIp: h.underlayIp,
+      slices: this.slicesOf(name),
+      endpoints: this.soft.get(name)?.endpoints ?? [],
+    };
   }
 
-  hosts(): HostView[] { return [...this.hostMap.values()].map((h) => this.hostView(h)); }
+  hosts(): HostView[] {
+    return [...this.hostMap.values()].map((h) => this.hostView(h));
+  }
 
   host(name: string): HostView {
     const h = this.hostMap.get(name);
@@ -115,15 +207,27 @@ export class Coordinator {
     const s = this.soft.get(h.name);
     const lastSeenMs = this.isConnected(h.name) ? this.now() : (s?.lastSeenMs ?? 0);
     return {
-      name: h.name, underlayIp: h.underlayIp, slices: this.slicesOf(h.name), lastSeenMs, agentVersion: h.agentVersion,
-      joinedMs: h.joinedMs, state: lastSeenMs > 0 && this.now() - lastSeenMs <= this.downAfterMs ? 'up' : 'down',
-      tunnels: s?.tunnels ?? [], attachErrors: s?.attachErrors ?? [], endpoints: s?.endpoints.length ?? 0,
+      name: h.name,
+      underlayIp: h.underlayIp,
+      slices: this.slicesOf(h.name),
+      lastSeenMs,
+      agentVersion: h.agentVersion,
+      joinedMs: h.joinedMs,
+      state: lastSeenMs > 0 && this.now() - lastSeenMs <= this.downAfterMs ? 'up' : 'down',
+      tunnels: s?.tunnels ?? [],
+      attachErrors: s?.attachErrors ?? [],
+      endpoints: s?.endpoints.length ?? 0,
     };
   }
 
   tokens(): (Omit<TokenRec, 'secretHash' | 'state'> & { state: string })[] {
     const now = this.now();
-    return this.store.tx((t) => t.tokens()).map(({ secretHash: _s, ...t }) => ({ ...t, state: t.state === 'valid' && t.expiresMs <= now ? 'expired' : t.state }));
+    return this.store
+      .tx((t) => t.tokens())
+      .map(({ secretHash: _s, ...t }) => ({
+        ...t,
+        state: t.state === 'valid' && t.expiresMs <= now ? 'expired' : t.state,
+      }));
   }
 
   // ------------------------------------------------------------ writes
@@ -138,7 +242,8 @@ export class Coordinator {
         return r;
       });
     } catch (e) {
-      if (e instanceof StoreConflict) throw new CoordError('ABORTED', `${what}: conflicting change, try again (${e.message})`);
+      if (e instanceof StoreConflict)
+        throw new CoordError('ABORTED', `${what}: conflicting change, try again (${e.message})`);
       throw e;
     }
     this.reload();
@@ -168,12 +273,20 @@ export class Coordinator {
   joinHost(name: string, ttlS = 0): { token: string; expiresMs: number } {
     const bad = checkName('host', name);
     if (bad) throw invalid(bad);
-    if (!Number.isInteger(ttlS) || ttlS < 0 || ttlS > MAX_TTL_SECONDS) throw invalid(`token TTL must be 1..${MAX_TTL_SECONDS} seconds`);
+    if (!Number.isInteger(ttlS) || ttlS < 0 || ttlS > MAX_TTL_SECONDS)
+      throw invalid(`token TTL must be 1..${MAX_TTL_SECONDS} seconds`);
     const tk = newToken();
     const expiresMs = this.now() + (ttlS || this.defaultTtlS) * 1000;
     this.store.tx((t) => {
       if (t.token(tk.id)) throw new CoordError('ABORTED', 'token id collision, try again');
-      t.putToken({ id: tk.id, secretHash: hashSecret(tk.secret), host: name, expiresMs, state: 'valid', createdMs: this.now() });
+      t.putToken({
+        id: tk.id,
+        secretHash: hashSecret(tk.secret),
+        host: name,
+        expiresMs,
+        state: 'valid',
+        createdMs: this.now(),
+      });
     });
     this.log.info({ host: name, token: tk.id, expiresMs }, 'join token issued');
     return { token: tk.token, expiresMs };
@@ -195,7 +308,8 @@ export class Coordinator {
     if (!tok || !secretMatches(secret, tok.secretHash)) throw unauthenticated(`unknown join token ${id}`);
     if (tok.state === 'revoked') throw unauthenticated(`join token ${tok.id} was revoked`);
     if (tok.state === 'used' && !(allowUsed && tok.host === name)) throw usedToken(tok.id);
-    if (tok.expiresMs <= this.now()) throw unauthenticated(`join token ${tok.id} expired at ${new Date(tok.expiresMs).toISOString()}`);
+    if (tok.expiresMs <= this.now())
+      throw unauthenticated(`join token ${tok.id} expired at ${new Date(tok.expiresMs).toISOString()}`);
     if (tok.host !== name) throw denied(`join token ${tok.id} is for host ${tok.host}, not ${name}`);
     return tok;
   }
@@ -204,7 +318,10 @@ export class Coordinator {
    * Admits a host with a join token (and, with TLS, signs its CSR), or lets an admitted
    * host back in: with TLS by its client certificate (callerFingerprint), else by its credential.
    */
-  async register(r: RegisterRequestView, callerFingerprint?: string): Promise<{ credential: string; certificate: string }> {
+  async register(
+    r: RegisterRequestView,
+    callerFingerprint?: string,
+  ): Promise<{ credential: string; certificate: string }> {
     const bad = checkName('host', r.name) ?? checkUnderlayIp(r.underlayIp);
     if (bad) throw invalid(bad);
     if (r.agentVersion.length > 64) throw invalid('agent version longer than 64 characters');
@@ -214,7 +331,8 @@ export class Coordinator {
       return { credential: '', certificate: '' };
     }
     if (r.credential) {
-      if (this.signCsr) throw unauthenticated('this coordinator uses TLS: re-register with the host certificate, not a credential');
+      if (this.signCsr)
+        throw unauthenticated('this coordinator uses TLS: re-register with the host certificate, not a credential');
       this.authenticate(r.name, r.credential);
       this.reRegister(r);
       return { credential: r.credential, certificate: '' };
@@ -226,7 +344,8 @@ export class Coordinator {
     let certFingerprint = '';
     let keyFingerprint = '';
     if (this.signCsr) {
-      if (!r.csr || r.csr.length > 8192 || !r.csr.includes('BEGIN CERTIFICATE REQUEST')) throw invalid('Register with a join token needs a PEM certificate request (csr)');
+      if (!r.csr || r.csr.length > 8192 || !r.csr.includes('BEGIN CERTIFICATE REQUEST'))
+        throw invalid('Register with a join token needs a PEM certificate request (csr)');
       // a join whose reply was lost (coordinator killed, or too slow, after the commit) is
       // retried with the same token: a used token passes here, and the commit below takes it
       // only with the key the host was admitted with
@@ -244,12 +363,24 @@ export class Coordinator {
     this.change('register', (t) => {
       const tok = this.checkToken(t, parsed.id, parsed.secret, r.name, !!keyFingerprint);
       if (tok.state === 'used' && t.host(r.name)?.keyFingerprint !== keyFingerprint) throw usedToken(tok.id);
-      if (tok.state === 'used') this.log.warn({ host: r.name, token: tok.id }, 'join retried with the same key (its first reply was lost): certificate issued again');
+      if (tok.state === 'used')
+        this.log.warn(
+          { host: r.name, token: tok.id },
+          'join retried with the same key (its first reply was lost): certificate issued again',
+        );
       const other = t.hosts().find((h) => h.underlayIp === r.underlayIp && h.name !== r.name);
       if (other) throw exists(`underlay IP ${r.underlayIp} is already used by host ${other.name}`);
       const prev = t.host(r.name);
       for (const n of t.networks()) this.allocate(t, n, r.name);
-      t.putHost({ name: r.name, underlayIp: r.underlayIp, credentialHash: hashSecret(credential), agentVersion: r.agentVersion, joinedMs: prev?.joinedMs ?? this.now(), certFingerprint, keyFingerprint });
+      t.putHost({
+        name: r.name,
+        underlayIp: r.underlayIp,
+        credentialHash: hashSecret(credential),
+        agentVersion: r.agentVersion,
+        joinedMs: prev?.joinedMs ?? this.now(),
+        certFingerprint,
+        keyFingerprint,
+      });
       t.putToken({ ...tok, state: 'used' });
       return { result: undefined, upserts: [r.name], removes: [] };
     });
@@ -261,7 +392,8 @@ export class Coordinator {
   /** TLS: the host named in the certificate, if that certificate is the host's current one. */
   authenticateCert(name: string, fingerprint: string): HostRec {
     const h = this.hostMap.get(name);
-    if (!h || !h.certFingerprint || h.certFingerprint !== fingerprint) throw unauthenticated(`certificate for host "${trunc(name)}" is not current (host removed or re-joined)`);
+    if (!h || !h.certFingerprint || h.certFingerprint !== fingerprint)
+      throw unauthenticated(`certificate for host "${trunc(name)}" is not current (host removed or re-joined)`);
     return h;
   }
 
@@ -284,7 +416,9 @@ export class Coordinator {
     const slices = t.slices(n.name);
     const idx = pickSlice(n, slices, host);
     if (idx === undefined) {
-      throw exhausted(`network ${n.name} (${n.cidr}) is full: all ${sliceCount(n)} /${n.hostPrefixLen} slices are taken`);
+      throw exhausted(
+        `network ${n.name} (${n.cidr}) is full: all ${sliceCount(n)} /${n.hostPrefixLen} slices are taken`,
+      );
     }
     const cur = slices.find((s) => s.idx === idx);
     if (cur?.host === host) return;
@@ -294,7 +428,8 @@ export class Coordinator {
   /** The host record if name + credential match; UNAUTHENTICATED otherwise. */
   authenticate(name: string, credential: string): HostRec {
     const h = this.hostMap.get(name);
-    if (!h || !credential || !secretMatches(credential, h.credentialHash)) throw unauthenticated(`unknown host "${trunc(name)}" or wrong credential`);
+    if (!h || !credential || !secretMatches(credential, h.credentialHash))
+      throw unauthenticated(`unknown host "${trunc(name)}" or wrong credential`);
     return h;
   }
 
@@ -305,7 +440,8 @@ export class Coordinator {
       for (const s of t.slices()) {
         if (s.host === name) t.putSlice({ ...s, host: null, lastHost: name, releasedMs: this.now() });
       }
-      for (const tok of t.tokens()) if (tok.host === name && tok.state === 'valid') t.putToken({ ...tok, state: 'revoked' });
+      for (const tok of t.tokens())
+        if (tok.host === name && tok.state === 'valid') t.putToken({ ...tok, state: 'revoked' });
       t.deleteHost(name);
       return { result: undefined, upserts: [], removes: [name] };
     });
@@ -324,7 +460,9 @@ export class Coordinator {
       t.putNetwork(n);
       const hosts = t.hosts();
       if (hosts.length > sliceCount(n)) {
-        throw exhausted(`network ${name} (${cidr}) has ${sliceCount(n)} /${hostPrefixLen} slices for ${hosts.length} admitted hosts`);
+        throw exhausted(
+          `network ${name} (${cidr}) has ${sliceCount(n)} /${hostPrefixLen} slices for ${hosts.length} admitted hosts`,
+        );
       }
       for (const h of hosts) this.allocate(t, n, h.name);
       return { result: n, upserts: hosts.map((h) => h.name), removes: [] };
@@ -336,9 +474,13 @@ export class Coordinator {
 
   deleteNetwork(name: string): void {
     if (!this.nets.some((n) => n.name === name)) throw notFound(`no network named "${trunc(name)}"`);
-    const attached = [...this.soft.entries()].flatMap(([h, s]) => s.endpoints.filter((e) => e.network === name).map(() => h));
+    const attached = [...this.soft.entries()].flatMap(([h, s]) =>
+      s.endpoints.filter((e) => e.network === name).map(() => h),
+    );
     if (attached.length) {
-      throw precondition(`network ${name} still has ${attached.length} attached containers (on ${[...new Set(attached)].join(', ')})`);
+      throw precondition(
+        `network ${name} still has ${attached.length} attached containers (on ${[...new Set(attached)].join(', ')})`,
+      );
     }
     this.change('network delete', (t) => {
       t.deleteNetwork(name);
@@ -356,22 +498,34 @@ export class Coordinator {
   }
 
   /** the caller must already be authenticated as host `name` (certificate or credential) */
-  reportStatus(name: string, r: { tunnels: TunnelView[]; endpoints: EndpointView[]; attachErrors: AttachErrorView[] }): void {
+  reportStatus(
+    name: string,
+    r: { tunnels: TunnelView[]; endpoints: EndpointView[]; attachErrors: AttachErrorView[] },
+  ): void {
     if (!this.hostMap.has(name)) throw notFound(`no host named "${trunc(name)}"`);
-    if (r.tunnels.length > 10_000 || r.endpoints.length > 65_536 || r.attachErrors.length > 10_000) throw invalid('status report too large');
+    if (r.tunnels.length > 10_000 || r.endpoints.length > 65_536 || r.attachErrors.length > 10_000)
+      throw invalid('status report too large');
     const endpoints: EndpointView[] = [];
     for (const e of r.endpoints) {
       const slice = this.slicesOf(name).find((s) => s.network === e.network);
       if (!slice) throw invalid(`endpoint ${trunc(e.ip)}: host ${name} has no slice of network "${trunc(e.network)}"`);
       const ip = parseIp(e.ip);
-      if (ip === undefined || !cidrContains(parseCidr(slice.cidr)!, ip)) throw invalid(`endpoint IP "${trunc(e.ip)}" is not in ${name}'s slice ${slice.cidr}`);
-      if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(e.mac)) throw invalid(`endpoint MAC "${trunc(e.mac)}" is not a lowercase MAC address`);
+      if (ip === undefined || !cidrContains(parseCidr(slice.cidr)!, ip))
+        throw invalid(`endpoint IP "${trunc(e.ip)}" is not in ${name}'s slice ${slice.cidr}`);
+      if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(e.mac))
+        throw invalid(`endpoint MAC "${trunc(e.mac)}" is not a lowercase MAC address`);
       endpoints.push({ network: e.network, host: name, mac: e.mac, ip: e.ip, containerId: trunc(e.containerId, 64) });
     }
     endpoints.sort((a, b) => a.network.localeCompare(b.network) || a.ip.localeCompare(b.ip));
     this.touch(name);
     const s = this.soft.get(name)!;
-    s.tunnels = r.tunnels.map((x) => ({ ...x, peer: trunc(x.peer), port: trunc(x.port), remoteIp: trunc(x.remoteIp), bfdState: trunc(x.bfdState, 16) }));
+    s.tunnels = r.tunnels.map((x) => ({
+      ...x,
+      peer: trunc(x.peer),
+      port: trunc(x.port),
+      remoteIp: trunc(x.remoteIp),
+      bfdState: trunc(x.bfdState, 16),
+    }));
     s.attachErrors = r.attachErrors.map((x) => ({ container: trunc(x.container), reason: trunc(x.reason, 256) }));
     const changed = JSON.stringify(s.endpoints) !== JSON.stringify(endpoints);
     s.endpoints = endpoints;

@@ -3,11 +3,22 @@
 import { status } from '@grpc/grpc-js';
 
 export type CoordErrorCode =
-  | 'INVALID_ARGUMENT' | 'NOT_FOUND' | 'ALREADY_EXISTS' | 'FAILED_PRECONDITION'
-  | 'RESOURCE_EXHAUSTED' | 'UNAUTHENTICATED' | 'PERMISSION_DENIED' | 'ABORTED' | 'INTERNAL';
+  | 'INVALID_ARGUMENT'
+  | 'NOT_FOUND'
+  | 'ALREADY_EXISTS'
+  | 'FAILED_PRECONDITION'
+  | 'RESOURCE_EXHAUSTED'
+  | 'UNAUTHENTICATED'
+  | 'PERMISSION_DENIED'
+  | 'ABORTED'
+  | 'INTERNAL';
 
 export class CoordError extends Error {
-  constructor(readonly code: CoordErrorCode, message: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly code: CoordErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
     super(message, options);
     this.name = 'CoordError';
   }
@@ -23,7 +34,10 @@ export const denied = (m: string) => new CoordError('PERMISSION_DENIED', m);
 
 /** A store-level uniqueness violation (a lost race); the caller retries or reports. */
 export class StoreConflict extends Error {
-  constructor(message: string) { super(message); this.name = 'StoreConflict'; }
+  constructor(message: string) {
+    super(message);
+    this.name = 'StoreConflict';
+  }
 }
 
 export const GRPC_STATUS: Record<CoordErrorCode, status> = {

@@ -3,8 +3,11 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../common/log.js';
 import {
-  AdminServiceService, AgentServiceService,
-  type HostInfo, type ReportStatusRequest, type WatchRequest,
+  AdminServiceService,
+  AgentServiceService,
+  type HostInfo,
+  type ReportStatusRequest,
+  type WatchRequest,
 } from '../proto/gen/gremesh/v1/gremesh.js';
 import { CoordError, GRPC_STATUS, denied, unauthenticated } from './errors.js';
 import type { Coordinator, HostView, RegisterRequestView } from './coordinator.js';
@@ -22,7 +25,11 @@ export interface ServerOptions {
 
 export function toStatus(e: unknown, log: Logger): grpc.ServiceError {
   if (e instanceof CoordError) {
-    return Object.assign(new Error(e.message), { code: GRPC_STATUS[e.code], details: e.message, metadata: new grpc.Metadata() });
+    return Object.assign(new Error(e.message), {
+      code: GRPC_STATUS[e.code],
+      details: e.message,
+      metadata: new grpc.Metadata(),
+    });
   }
   log.error({ err: e }, 'internal error');
   const msg = `internal error: ${(e as Error)?.message ?? String(e)}`;
@@ -30,7 +37,10 @@ export function toStatus(e: unknown, log: Logger): grpc.ServiceError {
 }
 
 type AnyCall = grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>;
-interface Identity { cn: string; fingerprint: string }
+interface Identity {
+  cn: string;
+  fingerprint: string;
+}
 
 /** The verified client certificate's identity, if the caller presented one the CA signed. */
 export function identityOf(call: AnyCall): Identity | undefined {
@@ -41,8 +51,16 @@ export function identityOf(call: AnyCall): Identity | undefined {
 
 export function hostInfo(h: HostView): HostInfo {
   return {
-    name: h.name, underlayIp: h.underlayIp, state: h.state, slices: h.slices, lastSeenMs: h.lastSeenMs,
-    agentVersion: h.agentVersion, joinedMs: h.joinedMs, tunnels: h.tunnels, attachErrors: h.attachErrors, endpoints: h.endpoints,
+    name: h.name,
+    underlayIp: h.underlayIp,
+    state: h.state,
+    slices: h.slices,
+    lastSeenMs: h.lastSeenMs,
+    agentVersion: h.agentVersion,
+    joinedMs: h.joinedMs,
+    tunnels: h.tunnels,
+    attachErrors: h.attachErrors,
+    endpoints: h.endpoints,
   };
 }
 
@@ -59,9 +77,17 @@ const agentService: grpc.ServiceDefinition = {
  * not require", so the server options are set on the credentials it builds.
  */
 export function tlsServerCredentials(pki: Pki): grpc.ServerCredentials {
-  const creds = grpc.ServerCredentials.createSsl(Buffer.from(pki.caPem), [{ private_key: Buffer.from(pki.serverKey), cert_chain: Buffer.from(pki.serverChain) }], true);
-  const opts = (creds as unknown as { serverConstructorOptions: Record<string, unknown> | null }).serverConstructorOptions;
-  if (!opts) throw new Error('grpc-js ServerCredentials changed shape: cannot allow token registration without a client certificate');
+  const creds = grpc.ServerCredentials.createSsl(
+    Buffer.from(pki.caPem),
+    [{ private_key: Buffer.from(pki.serverKey), cert_chain: Buffer.from(pki.serverChain) }],
+    true,
+  );
+  const opts = (creds as unknown as { serverConstructorOptions: Record<string, unknown> | null })
+    .serverConstructorOptions;
+  if (!opts)
+    throw new Error(
+      'grpc-js ServerCredentials changed shape: cannot allow token registration without a client certificate',
+    );
   opts.rejectUnauthorized = false;
   return creds;
 }
@@ -77,9 +103,18 @@ export function createServer(coord: Coordinator, hub: WatchHub, o: ServerOptions
   const log = o.log;
   const tls = o.pki !== undefined;
 
-  const unary = <Req, Res>(check: (call: grpc.ServerUnaryCall<Req, Res>) => Identity | undefined, f: (req: Req, id: Identity | undefined) => Res | Promise<Res>): grpc.handleUnaryCall<Req, Res> =>
+  const unary =
+    <Req, Res>(
+      check: (call: grpc.ServerUnaryCall<Req, Res>) => Identity | undefined,
+      f: (req: Req, id: Identity | undefined) => Res | Promise<Res>,
+    ): grpc.handleUnaryCall<Req, Res> =>
     (call, cb) => {
-      Promise.resolve().then(() => f(call.request, check(call))).then((r) => cb(null, r), (e: unknown) => cb(toStatus(e, log)));
+      Promise.resolve()
+        .then(() => f(call.request, check(call)))
+        .then(
+          (r) => cb(null, r),
+          (e: unknown) => cb(toStatus(e, log)),
+        );
     };
   /** admin calls: with TLS only the admin certificate */
   const admin = (call: AnyCall): Identity | undefined => {
@@ -91,7 +126,10 @@ export function createServer(coord: Coordinator, hub: WatchHub, o: ServerOptions
   };
   /** agent calls after registration: with TLS the host's current certificate, else its credential */
   const asHost = (call: AnyCall, name: string, credential: string): void => {
-    if (!tls) { coord.authenticate(name, credential); return; }
+    if (!tls) {
+      coord.authenticate(name, credential);
+      return;
+    }
     const id = identityOf(call);
     if (!id) throw unauthenticated('agent calls need the host client certificate');
     if (id.cn !== hostCn(name)) throw denied(`certificate "${id.cn}" may not act as host ${name}`);
@@ -100,11 +138,15 @@ export function createServer(coord: Coordinator, hub: WatchHub, o: ServerOptions
 
   server.addService(agentService, {
     // Register decides on its own: a join token (no certificate yet), or the host's certificate
-    register: unary((call) => (tls ? identityOf(call as AnyCall) : undefined), async (req: RegisterRequestView, id) => {
-      if (id && id.cn !== hostCn(req.name)) throw denied(`certificate "${id.cn}" may not register as host ${req.name}`);
-      const r = await coord.register(req, id?.fingerprint);
-      return { credential: r.credential, certificate: r.certificate, state: undefined };
-    }),
+    register: unary(
+      (call) => (tls ? identityOf(call as AnyCall) : undefined),
+      async (req: RegisterRequestView, id) => {
+        if (id && id.cn !== hostCn(req.name))
+          throw denied(`certificate "${id.cn}" may not register as host ${req.name}`);
+        const r = await coord.register(req, id?.fingerprint);
+        return { credential: r.credential, certificate: r.certificate, state: undefined };
+      },
+    ),
     watch: (call: grpc.ServerWritableStream<WatchRequest, Buffer>) => {
       const { name, credential } = call.request;
       try {
@@ -115,40 +157,71 @@ export function createServer(coord: Coordinator, hub: WatchHub, o: ServerOptions
       }
       coord.touch(name);
       let removeWatcher = () => {};
-      const done = () => { removeWatcher(); coord.touch(name); };
+      const done = () => {
+        removeWatcher();
+        coord.touch(name);
+      };
       call.on('cancelled', done);
       call.on('close', done);
       call.on('error', done);
       removeWatcher = hub.add(name, {
-        write: (buf, cb) => { if (!call.cancelled && !call.destroyed) call.write(buf, cb); },
-        gone: () => call.emit('error', toStatus(new CoordError('NOT_FOUND', `host ${name} was removed (coordctl leave)`), log)),
+        write: (buf, cb) => {
+          if (!call.cancelled && !call.destroyed) call.write(buf, cb);
+        },
+        gone: () =>
+          call.emit('error', toStatus(new CoordError('NOT_FOUND', `host ${name} was removed (coordctl leave)`), log)),
       });
     },
-    reportStatus: unary((call) => { asHost(call as AnyCall, call.request.name, call.request.credential); return undefined; }, (req: ReportStatusRequest) => {
-      coord.reportStatus(req.name, req);
-      return {};
-    }),
+    reportStatus: unary(
+      (call) => {
+        asHost(call as AnyCall, call.request.name, call.request.credential);
+        return undefined;
+      },
+      (req: ReportStatusRequest) => {
+        coord.reportStatus(req.name, req);
+        return {};
+      },
+    ),
   });
   server.addService(AdminServiceService as unknown as grpc.ServiceDefinition, {
     joinHost: unary(admin, (req: { name: string; ttlSeconds: number }) => {
       const r = coord.joinHost(req.name, req.ttlSeconds);
       return { token: r.token, expiresMs: r.expiresMs, coordinator: o.advertise(), caHash: o.pki?.caHash ?? '' };
     }),
-    removeHost: unary(admin, (req: { name: string }) => { coord.removeHost(req.name); return {}; }),
+    removeHost: unary(admin, (req: { name: string }) => {
+      coord.removeHost(req.name);
+      return {};
+    }),
     listHosts: unary(admin, () => ({ hosts: coord.hosts().map(hostInfo) })),
     getHost: unary(admin, (req: { name: string }) => hostInfo(coord.host(req.name))),
     createNetwork: unary(admin, (req: { name: string; cidr: string; hostPrefixLen: number; mtu: number }) =>
-      coord.createNetwork(req.name, req.cidr, req.hostPrefixLen, req.mtu)),
+      coord.createNetwork(req.name, req.cidr, req.hostPrefixLen, req.mtu),
+    ),
     listNetworks: unary(admin, () => ({ networks: coord.networks() })),
-    deleteNetwork: unary(admin, (req: { name: string }) => { coord.deleteNetwork(req.name); return {}; }),
-    getStatus: unary(admin, () => ({ revision: coord.revision(), hosts: coord.hosts().map(hostInfo), networks: coord.networks(), watchers: hub.count() })),
+    deleteNetwork: unary(admin, (req: { name: string }) => {
+      coord.deleteNetwork(req.name);
+      return {};
+    }),
+    getStatus: unary(admin, () => ({
+      revision: coord.revision(),
+      hosts: coord.hosts().map(hostInfo),
+      networks: coord.networks(),
+      watchers: hub.count(),
+    })),
     listTokens: unary(admin, () => ({ tokens: coord.tokens() })),
-    revokeToken: unary(admin, (req: { id: string }) => { coord.revokeToken(req.id); return {}; }),
+    revokeToken: unary(admin, (req: { id: string }) => {
+      coord.revokeToken(req.id);
+      return {};
+    }),
   });
   return server;
 }
 
-export function bind(server: grpc.Server, addr: string, creds = grpc.ServerCredentials.createInsecure()): Promise<number> {
+export function bind(
+  server: grpc.Server,
+  addr: string,
+  creds = grpc.ServerCredentials.createInsecure(),
+): Promise<number> {
   return new Promise((resolve, reject) => {
     server.bindAsync(addr, creds, (err, port) => (err ? reject(err) : resolve(port)));
   });

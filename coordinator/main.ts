@@ -45,44 +45,83 @@ Precedence: defaults < --config file < environment (GREMESH_<FLAG>) < flags.
 
 async function main(argv: string[]): Promise<number> {
   const opts = Object.fromEntries(Object.keys(KEYS).map((k) => [k, { type: 'string' as const }]));
-  const { values } = parse(argv, { ...opts, config: { type: 'string' }, 'tls-san': { type: 'string' }, insecure: { type: 'boolean' } }, false);
-  if (values.help) { process.stdout.write(HELP); return 0; }
+  const { values } = parse(
+    argv,
+    { ...opts, config: { type: 'string' }, 'tls-san': { type: 'string' }, insecure: { type: 'boolean' } },
+    false,
+  );
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
   const cfg = resolveConfig(readConfigFile(values.config as string | undefined), process.env, values);
   const log = createLogger('coordinator', cfg.logLevel);
   const insecure = values.insecure === true || process.env.GREMESH_INSECURE === '1';
   const run = createRunner({ timeoutMs: 20_000, log: log.child({ part: 'exec' }) });
   let pki;
   if (insecure) {
-    process.stderr.write('gremesh-coordinator: WARNING: --insecure: gRPC is plaintext and unauthenticated by certificates; anyone who can reach this port and holds a token or credential is trusted\n');
+    process.stderr.write(
+      'gremesh-coordinator: WARNING: --insecure: gRPC is plaintext and unauthenticated by certificates; anyone who can reach this port and holds a token or credential is trusted\n',
+    );
     log.warn({}, 'running without TLS (--insecure)');
   } else {
     const sanOf = (h: string) => (parseIp(h) !== undefined ? `IP:${h}` : `DNS:${h}`);
-    const hosts = [parseHostPort(cfg.advertise)?.host, parseHostPort(cfg.listen)?.host].filter((h): h is string => !!h && h !== '0.0.0.0' && h !== '::');
-    const extra = ((values['tls-san'] as string | undefined) ?? process.env.GREMESH_TLS_SAN ?? '').split(',').map((x) => x.trim()).filter(Boolean);
+    const hosts = [parseHostPort(cfg.advertise)?.host, parseHostPort(cfg.listen)?.host].filter(
+      (h): h is string => !!h && h !== '0.0.0.0' && h !== '::',
+    );
+    const extra = ((values['tls-san'] as string | undefined) ?? process.env.GREMESH_TLS_SAN ?? '')
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean);
     pki = await ensurePki(`${cfg.dataDir}/pki`, [...hosts, ...extra].map(sanOf), run);
   }
   const store = cfg.store === 'memory' ? new MemoryStore() : new SqliteStore(`${cfg.dataDir}/coordinator.db`);
   const tlsPki = pki;
   const coord = new Coordinator(store, {
-    downAfterMs: cfg.downAfterS * 1000, defaultTokenTtlS: cfg.tokenTtlS, log: log.child({ part: 'state' }),
-    ...(tlsPki ? { signCsr: (csr: string, host: string) => signHostCsr(tlsPki, run, csr, host), fingerprintOf: (pem: string) => ({ cert: fingerprint(pem), key: keyFingerprint(pem) }) } : {}),
+    downAfterMs: cfg.downAfterS * 1000,
+    defaultTokenTtlS: cfg.tokenTtlS,
+    log: log.child({ part: 'state' }),
+    ...(tlsPki
+      ? {
+          signCsr: (csr: string, host: string) => signHostCsr(tlsPki, run, csr, host),
+          fingerprintOf: (pem: string) => ({ cert: fingerprint(pem), key: keyFingerprint(pem) }),
+        }
+      : {}),
   });
   coord.init({ name: cfg.networkName, cidr: cfg.networkCidr, hostPrefixLen: cfg.hostPrefixLen, mtu: cfg.networkMtu });
   const hub = new WatchHub(coord);
   coord.isConnected = (h) => hub.isConnected(h);
   coord.onChange((c) => hub.changed(c));
   const advertise = { value: cfg.advertise };
-  const server = createServer(coord, hub, { maxMessageBytes: cfg.maxMessageBytes, advertise: () => advertise.value, log, pki });
+  const server = createServer(coord, hub, {
+    maxMessageBytes: cfg.maxMessageBytes,
+    advertise: () => advertise.value,
+    log,
+    pki,
+  });
   const port = await bindServer(server, cfg.listen, pki ? tlsServerCredentials(pki) : undefined);
   // with --listen ...:0 the advertised address gets the port actually bound
   advertise.value = cfg.advertise.replace(/:0$/, `:${port}`);
-  log.info({ listen: cfg.listen, port, advertise: advertise.value, revision: coord.revision(), hosts: coord.hostNames().length, store: cfg.store }, 'coordinator serving');
+  log.info(
+    {
+      listen: cfg.listen,
+      port,
+      advertise: advertise.value,
+      revision: coord.revision(),
+      hosts: coord.hostNames().length,
+      store: cfg.store,
+    },
+    'coordinator serving',
+  );
   if (pki) log.info({ caHash: pki.caHash, pki: pki.dir }, 'TLS on: agents pin this CA hash');
   // a line on stdout for scripts that start it with port 0
   process.stdout.write(`gremesh-coordinator listening on ${cfg.listen.replace(/:\d+$/, `:${port}`)}\n`);
   await new Promise<void>((resolve) => {
     // Watch streams never end by themselves: close them, agents reconnect to the next coordinator
-    const stop = () => { server.forceShutdown(); resolve(); };
+    const stop = () => {
+      server.forceShutdown();
+      resolve();
+    };
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
   });

@@ -26,10 +26,38 @@ CREATE TABLE IF NOT EXISTS tokens (
 `;
 
 type Row = Record<string, unknown>;
-const net = (r: Row): NetworkRec => ({ name: r.name as string, cidr: r.cidr as string, hostPrefixLen: r.host_prefix_len as number, greKey: r.gre_key as number, mtu: r.mtu as number, createdMs: r.created_ms as number });
-const host = (r: Row): HostRec => ({ name: r.name as string, underlayIp: r.underlay_ip as string, credentialHash: r.credential_hash as string, agentVersion: r.agent_version as string, joinedMs: r.joined_ms as number, certFingerprint: (r.cert_fingerprint as string | null) ?? '', keyFingerprint: (r.key_fingerprint as string | null) ?? '' });
-const slice = (r: Row): SliceRec => ({ network: r.network as string, idx: r.idx as number, host: (r.host as string | null) ?? null, lastHost: (r.last_host as string | null) ?? null, releasedMs: (r.released_ms as number | null) ?? null });
-const token = (r: Row): TokenRec => ({ id: r.id as string, secretHash: r.secret_hash as string, host: r.host as string, expiresMs: r.expires_ms as number, state: r.state as TokenRec['state'], createdMs: r.created_ms as number });
+const net = (r: Row): NetworkRec => ({
+  name: r.name as string,
+  cidr: r.cidr as string,
+  hostPrefixLen: r.host_prefix_len as number,
+  greKey: r.gre_key as number,
+  mtu: r.mtu as number,
+  createdMs: r.created_ms as number,
+});
+const host = (r: Row): HostRec => ({
+  name: r.name as string,
+  underlayIp: r.underlay_ip as string,
+  credentialHash: r.credential_hash as string,
+  agentVersion: r.agent_version as string,
+  joinedMs: r.joined_ms as number,
+  certFingerprint: (r.cert_fingerprint as string | null) ?? '',
+  keyFingerprint: (r.key_fingerprint as string | null) ?? '',
+});
+const slice = (r: Row): SliceRec => ({
+  network: r.network as string,
+  idx: r.idx as number,
+  host: (r.host as string | null) ?? null,
+  lastHost: (r.last_host as string | null) ?? null,
+  releasedMs: (r.released_ms as number | null) ?? null,
+});
+const token = (r: Row): TokenRec => ({
+  id: r.id as string,
+  secretHash: r.secret_hash as string,
+  host: r.host as string,
+  expiresMs: r.expires_ms as number,
+  state: r.state as TokenRec['state'],
+  createdMs: r.created_ms as number,
+});
 
 function conflict<T>(f: () => T): T {
   try {
@@ -56,8 +84,10 @@ export class SqliteStore implements Store {
     this.db.exec(SCHEMA);
     // databases made before hosts had certificates
     const cols = (this.db.prepare('PRAGMA table_info(hosts)').all() as { name: string }[]).map((c) => c.name);
-    if (!cols.includes('cert_fingerprint')) this.db.exec("ALTER TABLE hosts ADD COLUMN cert_fingerprint TEXT NOT NULL DEFAULT ''");
-    if (!cols.includes('key_fingerprint')) this.db.exec("ALTER TABLE hosts ADD COLUMN key_fingerprint TEXT NOT NULL DEFAULT ''");
+    if (!cols.includes('cert_fingerprint'))
+      this.db.exec("ALTER TABLE hosts ADD COLUMN cert_fingerprint TEXT NOT NULL DEFAULT ''");
+    if (!cols.includes('key_fingerprint'))
+      this.db.exec("ALTER TABLE hosts ADD COLUMN key_fingerprint TEXT NOT NULL DEFAULT ''");
     this.t = new SqliteTx(this.db);
   }
 
@@ -65,7 +95,9 @@ export class SqliteStore implements Store {
     return this.db.transaction(() => fn(this.t)).immediate();
   }
 
-  close(): void { this.db.close(); }
+  close(): void {
+    this.db.close();
+  }
 }
 
 class SqliteTx implements Tx {
@@ -77,37 +109,74 @@ class SqliteTx implements Tx {
       setMeta: p('INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value'),
       networks: p('SELECT * FROM networks ORDER BY name'),
       network: p('SELECT * FROM networks WHERE name = ?'),
-      putNetwork: p(`INSERT INTO networks(name, cidr, host_prefix_len, gre_key, mtu, created_ms) VALUES (@name, @cidr, @hostPrefixLen, @greKey, @mtu, @createdMs)
+      putNetwork:
+        p(`INSERT INTO networks(name, cidr, host_prefix_len, gre_key, mtu, created_ms) VALUES (@name, @cidr, @hostPrefixLen, @greKey, @mtu, @createdMs)
         ON CONFLICT(name) DO UPDATE SET cidr = excluded.cidr, host_prefix_len = excluded.host_prefix_len, gre_key = excluded.gre_key, mtu = excluded.mtu`),
       deleteNetwork: p('DELETE FROM networks WHERE name = ?'),
       hosts: p('SELECT * FROM hosts ORDER BY name'),
       host: p('SELECT * FROM hosts WHERE name = ?'),
-      putHost: p(`INSERT INTO hosts(name, underlay_ip, credential_hash, agent_version, joined_ms, cert_fingerprint, key_fingerprint) VALUES (@name, @underlayIp, @credentialHash, @agentVersion, @joinedMs, @certFingerprint, @keyFingerprint)
+      putHost:
+        p(`INSERT INTO hosts(name, underlay_ip, credential_hash, agent_version, joined_ms, cert_fingerprint, key_fingerprint) VALUES (@name, @underlayIp, @credentialHash, @agentVersion, @joinedMs, @certFingerprint, @keyFingerprint)
         ON CONFLICT(name) DO UPDATE SET underlay_ip = excluded.underlay_ip, credential_hash = excluded.credential_hash, agent_version = excluded.agent_version, joined_ms = excluded.joined_ms, cert_fingerprint = excluded.cert_fingerprint, key_fingerprint = excluded.key_fingerprint`),
       deleteHost: p('DELETE FROM hosts WHERE name = ?'),
       slicesAll: p('SELECT * FROM slices ORDER BY network, idx'),
       slicesOf: p('SELECT * FROM slices WHERE network = ? ORDER BY idx'),
-      putSlice: p(`INSERT INTO slices(network, idx, host, last_host, released_ms) VALUES (@network, @idx, @host, @lastHost, @releasedMs)
+      putSlice:
+        p(`INSERT INTO slices(network, idx, host, last_host, released_ms) VALUES (@network, @idx, @host, @lastHost, @releasedMs)
         ON CONFLICT(network, idx) DO UPDATE SET host = excluded.host, last_host = excluded.last_host, released_ms = excluded.released_ms`),
       tokens: p('SELECT * FROM tokens ORDER BY created_ms'),
       token: p('SELECT * FROM tokens WHERE id = ?'),
-      putToken: p(`INSERT INTO tokens(id, secret_hash, host, expires_ms, state, created_ms) VALUES (@id, @secretHash, @host, @expiresMs, @state, @createdMs)
+      putToken:
+        p(`INSERT INTO tokens(id, secret_hash, host, expires_ms, state, created_ms) VALUES (@id, @secretHash, @host, @expiresMs, @state, @createdMs)
         ON CONFLICT(id) DO UPDATE SET secret_hash = excluded.secret_hash, host = excluded.host, expires_ms = excluded.expires_ms, state = excluded.state`),
     };
   }
-  meta(key: string) { return (this.q.meta!.get(key) as Row | undefined)?.value as string | undefined; }
-  setMeta(key: string, value: string) { this.q.setMeta!.run(key, value); }
-  networks() { return (this.q.networks!.all() as Row[]).map(net); }
-  network(name: string) { const r = this.q.network!.get(name) as Row | undefined; return r && net(r); }
-  putNetwork(n: NetworkRec) { conflict(() => this.q.putNetwork!.run(n)); }
-  deleteNetwork(name: string) { this.q.deleteNetwork!.run(name); }
-  hosts() { return (this.q.hosts!.all() as Row[]).map(host); }
-  host(name: string) { const r = this.q.host!.get(name) as Row | undefined; return r && host(r); }
-  putHost(h: HostRec) { conflict(() => this.q.putHost!.run(h)); }
-  deleteHost(name: string) { this.q.deleteHost!.run(name); }
-  slices(network?: string) { return ((network === undefined ? this.q.slicesAll!.all() : this.q.slicesOf!.all(network)) as Row[]).map(slice); }
-  putSlice(s: SliceRec) { conflict(() => this.q.putSlice!.run(s)); }
-  tokens() { return (this.q.tokens!.all() as Row[]).map(token); }
-  token(id: string) { const r = this.q.token!.get(id) as Row | undefined; return r && token(r); }
-  putToken(t: TokenRec) { conflict(() => this.q.putToken!.run(t)); }
+  meta(key: string) {
+    return (this.q.meta!.get(key) as Row | undefined)?.value as string | undefined;
+  }
+  setMeta(key: string, value: string) {
+    this.q.setMeta!.run(key, value);
+  }
+  networks() {
+    return (this.q.networks!.all() as Row[]).map(net);
+  }
+  network(name: string) {
+    const r = this.q.network!.get(name) as Row | undefined;
+    return r && net(r);
+  }
+  putNetwork(n: NetworkRec) {
+    conflict(() => this.q.putNetwork!.run(n));
+  }
+  deleteNetwork(name: string) {
+    this.q.deleteNetwork!.run(name);
+  }
+  hosts() {
+    return (this.q.hosts!.all() as Row[]).map(host);
+  }
+  host(name: string) {
+    const r = this.q.host!.get(name) as Row | undefined;
+    return r && host(r);
+  }
+  putHost(h: HostRec) {
+    conflict(() => this.q.putHost!.run(h));
+  }
+  deleteHost(name: string) {
+    this.q.deleteHost!.run(name);
+  }
+  slices(network?: string) {
+    return ((network === undefined ? this.q.slicesAll!.all() : this.q.slicesOf!.all(network)) as Row[]).map(slice);
+  }
+  putSlice(s: SliceRec) {
+    conflict(() => this.q.putSlice!.run(s));
+  }
+  tokens() {
+    return (this.q.tokens!.all() as Row[]).map(token);
+  }
+  token(id: string) {
+    const r = this.q.token!.get(id) as Row | undefined;
+    return r && token(r);
+  }
+  putToken(t: TokenRec) {
+    conflict(() => this.q.putToken!.run(t));
+  }
 }

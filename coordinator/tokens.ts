@@ -32,4 +32,6 @@ export function secretMatches(secret: string, hash: string): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-export function newCredential(): string { return randomBytes(32).toString('hex'); }
+export function newCredential(): string {
+  return randomBytes(32).toString('hex');
+}

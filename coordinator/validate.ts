@@ -6,7 +6,8 @@ export const MAX_MTU = 9000;
 export const MAX_TTL_SECONDS = 30 * 24 * 3600;
 
 export function checkName(kind: 'host' | 'network', name: string): string | undefined {
-  if (!isDnsLabel(name)) return `${kind} name "${trunc(name)}" is not a DNS label (a-z, 0-9, '-', 1-63 characters, no leading or trailing '-')`;
+  if (!isDnsLabel(name))
+    return `${kind} name "${trunc(name)}" is not a DNS label (a-z, 0-9, '-', 1-63 characters, no leading or trailing '-')`;
   return undefined;
 }
 
@@ -17,15 +18,23 @@ export function checkUnderlayIp(ip: string): string | undefined {
   return undefined;
 }
 
-export function checkNetworkSpec(cidr: string, hostPrefixLen: number, mtu: number, others: { name: string; cidr: string }[]): string | undefined {
+export function checkNetworkSpec(
+  cidr: string,
+  hostPrefixLen: number,
+  mtu: number,
+  others: { name: string; cidr: string }[],
+): string | undefined {
   if (cidr.includes(':')) return `network CIDR "${trunc(cidr)}" is IPv6; gremesh networks are IPv4`;
   const c = parseCidr(cidr);
   if (!c) return `network CIDR "${trunc(cidr)}" is not an IPv4 network (a.b.c.d/n with no host bits set)`;
   if (c.prefix < 8) return `network CIDR ${cidr} is larger than /8`;
-  if (!Number.isInteger(hostPrefixLen) || hostPrefixLen <= c.prefix) return `host prefix length /${hostPrefixLen} must be longer than the network's /${c.prefix}`;
+  if (!Number.isInteger(hostPrefixLen) || hostPrefixLen <= c.prefix)
+    return `host prefix length /${hostPrefixLen} must be longer than the network's /${c.prefix}`;
   if (hostPrefixLen > 29) return `host prefix length /${hostPrefixLen} leaves no room for containers (at most /29)`;
-  if (hostPrefixLen - c.prefix > 16) return `network ${cidr} with /${hostPrefixLen} slices would have more than 65536 slices`;
-  if (mtu !== 0 && (!Number.isInteger(mtu) || mtu < MIN_MTU || mtu > MAX_MTU)) return `MTU ${mtu} is outside ${MIN_MTU}..${MAX_MTU}`;
+  if (hostPrefixLen - c.prefix > 16)
+    return `network ${cidr} with /${hostPrefixLen} slices would have more than 65536 slices`;
+  if (mtu !== 0 && (!Number.isInteger(mtu) || mtu < MIN_MTU || mtu > MAX_MTU))
+    return `MTU ${mtu} is outside ${MIN_MTU}..${MAX_MTU}`;
   for (const o of others) {
     const oc = parseCidr(o.cidr);
     if (oc && cidrsOverlap(c, oc)) return `network CIDR ${cidr} overlaps network ${o.name} (${o.cidr})`;
@@ -33,4 +42,6 @@ export function checkNetworkSpec(cidr: string, hostPrefixLen: number, mtu: numbe
   return undefined;
 }
 
-export function trunc(s: string, n = 64): string { return s.length > n ? `${s.slice(0, n)}...` : s; }
+export function trunc(s: string, n = 64): string {
+  return s.length > n ? `${s.slice(0, n)}...` : s;
+}

@@ -21,7 +21,14 @@ export interface Sink {
   gone(): void;
 }
 
-interface Watcher { host: string; sink: Sink; sentRev: number; inflight: boolean; dirty: boolean; closed: boolean }
+interface Watcher {
+  host: string;
+  sink: Sink;
+  sentRev: number;
+  inflight: boolean;
+  dirty: boolean;
+  closed: boolean;
+}
 
 const LOG_MAX = 4096;
 
@@ -29,7 +36,10 @@ const LOG_MAX = 4096;
 export function frameField(field: number, bytes: Uint8Array): Buffer {
   const head: number[] = [(field << 3) | 2];
   let n = bytes.length;
-  while (n > 0x7f) { head.push((n & 0x7f) | 0x80); n >>>= 7; }
+  while (n > 0x7f) {
+    head.push((n & 0x7f) | 0x80);
+    n >>>= 7;
+  }
   head.push(n);
   return Buffer.concat([Buffer.from(head), bytes]);
 }
@@ -47,7 +57,10 @@ export class WatchHub {
 
   private encodePeer(name: string): void {
     const p = this.src.peer(name);
-    if (!p) { this.peers.delete(name); return; }
+    if (!p) {
+      this.peers.delete(name);
+      return;
+    }
     this.peers.set(name, frameField(6, Peer.encode(Peer.fromPartial(p)).finish()));
   }
 
@@ -58,7 +71,11 @@ export class WatchHub {
     this.log.push({ rev: c.revision, upserts: c.upserts, removes: c.removes });
     if (this.log.length > LOG_MAX) this.log.splice(0, this.log.length - LOG_MAX);
     for (const w of this.watchers) {
-      if (c.removes.includes(w.host)) { this.close(w); w.sink.gone(); continue; }
+      if (c.removes.includes(w.host)) {
+        this.close(w);
+        w.sink.gone();
+        continue;
+      }
       w.dirty = true;
     }
     this.schedule();
@@ -77,11 +94,16 @@ export class WatchHub {
     w.closed = true;
     this.watchers.delete(w);
     const n = (this.byHost.get(w.host) ?? 1) - 1;
-    if (n <= 0) this.byHost.delete(w.host); else this.byHost.set(w.host, n);
+    if (n <= 0) this.byHost.delete(w.host);
+    else this.byHost.set(w.host, n);
   }
 
-  isConnected(host: string): boolean { return this.byHost.has(host); }
-  count(): number { return this.watchers.size; }
+  isConnected(host: string): boolean {
+    return this.byHost.has(host);
+  }
+  count(): number {
+    return this.watchers.size;
+  }
 
   private schedule(): void {
     if (this.scheduled) return;
@@ -95,7 +117,10 @@ export class WatchHub {
   private flush(w: Watcher): void {
     if (w.closed || w.inflight || !w.dirty) return;
     const rev = this.src.revision();
-    if (rev === w.sentRev) { w.dirty = false; return; }
+    if (rev === w.sentRev) {
+      w.dirty = false;
+      return;
+    }
     const buf = this.build(w, rev);
     w.sentRev = rev;
     w.dirty = false;
@@ -117,16 +142,29 @@ export class WatchHub {
       if (first < 0 || this.log[first]!.rev !== w.sentRev + 1) full = true;
       else {
         for (const e of this.log.slice(first)) {
-          for (const h of e.upserts) { upserts.add(h); removes.delete(h); }
-          for (const h of e.removes) { removes.add(h); upserts.delete(h); }
+          for (const h of e.upserts) {
+            upserts.add(h);
+            removes.delete(h);
+          }
+          for (const h of e.removes) {
+            removes.add(h);
+            upserts.delete(h);
+          }
         }
       }
     }
-    const head = DesiredState.encode(DesiredState.fromPartial({
-      revision: rev, host: w.host, underlayIp: this.src.underlayOf(w.host) ?? '',
-      networks: this.src.networks(), slices: this.src.slicesOf(w.host),
-      full, baseRevision: full ? 0 : w.sentRev, removedPeers: full ? [] : [...removes].filter((h) => h !== w.host),
-    })).finish();
+    const head = DesiredState.encode(
+      DesiredState.fromPartial({
+        revision: rev,
+        host: w.host,
+        underlayIp: this.src.underlayOf(w.host) ?? '',
+        networks: this.src.networks(),
+        slices: this.src.slicesOf(w.host),
+        full,
+        baseRevision: full ? 0 : w.sentRev,
+        removedPeers: full ? [] : [...removes].filter((h) => h !== w.host),
+      }),
+    ).finish();
     const parts: Buffer[] = [Buffer.from(head.buffer, head.byteOffset, head.byteLength)];
     if (full) {
       for (const [name, b] of this.peers) if (name !== w.host) parts.push(b);

@@ -21,10 +21,14 @@ prints which container pings which. "make demo-down" removes it all.
 
 async function main(argv: string[]): Promise<number> {
   const { values } = parse(argv, { hosts: { type: 'string' }, dir: { type: 'string' } }, false);
-  if (values.help) { process.stdout.write(HELP); return 0; }
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
   const dir = (values.dir as string | undefined) ?? DEFAULT_DIR;
   const raw = (values.hosts as string | undefined) ?? '3';
-  if (!/^\d+$/.test(raw) || Number(raw) < 2 || Number(raw) > 8) throw new UsageError(`--hosts must be 2..8 for the demo, got ${raw}`);
+  if (!/^\d+$/.test(raw) || Number(raw) < 2 || Number(raw) > 8)
+    throw new UsageError(`--hosts must be 2..8 for the demo, got ${raw}`);
   const n = Number(raw);
   const started = performance.now();
   const say = (l: string) => process.stdout.write(`${l}\n`);
@@ -39,19 +43,41 @@ async function main(argv: string[]): Promise<number> {
   const s = requireState(dir);
   const inNode = async (name: string, cmd: string[], reject = true) => {
     const node = s.plan.nodes.find((x) => x.name === name)!;
-    return execa('nsenter', [`--net=/run/netns/${node.ns}`, ...cmd], { env: { PATH: systemPath(), ...hostEnv(dir, node) }, reject });
+    return execa('nsenter', [`--net=/run/netns/${node.ns}`, ...cmd], {
+      env: { PATH: systemPath(), ...hostEnv(dir, node) },
+      reject,
+    });
   };
   const ips: Record<string, string> = {};
   for (const h of hosts) {
-    await inNode(h, ['docker', 'run', '-d', '--net=none', '--name', `web-${h}`, '--label', 'gremesh.network=default', IMAGE, 'sleep', 'infinity']);
+    await inNode(h, [
+      'docker',
+      'run',
+      '-d',
+      '--net=none',
+      '--name',
+      `web-${h}`,
+      '--label',
+      'gremesh.network=default',
+      IMAGE,
+      'sleep',
+      'infinity',
+    ]);
   }
   for (const h of hosts) {
     const end = Date.now() + 30_000;
     for (;;) {
       // attached = addressed and up (the agent raises the link once its flows exist)
-      const r = await inNode(h, ['docker', 'exec', `web-${h}`, 'sh', '-c', 'ip -o link show eth0; ip -4 -o addr show eth0'], false);
+      const r = await inNode(
+        h,
+        ['docker', 'exec', `web-${h}`, 'sh', '-c', 'ip -o link show eth0; ip -4 -o addr show eth0'],
+        false,
+      );
       const m = /inet (\d+\.\d+\.\d+\.\d+)/.exec(String(r.stdout));
-      if (m && /[<,]UP[,>]/.test(String(r.stdout))) { ips[h] = m[1]!; break; }
+      if (m && /[<,]UP[,>]/.test(String(r.stdout))) {
+        ips[h] = m[1]!;
+        break;
+      }
       if (Date.now() > end) throw new Error(`container web-${h} got no address: see ${dir}/${h}/agent.log`);
       await new Promise((res) => setTimeout(res, 100));
     }
@@ -72,7 +98,10 @@ async function main(argv: string[]): Promise<number> {
   for (const a of hosts) {
     const row = [`web-${a}`.padEnd(10)];
     for (const b of hosts) {
-      if (a === b) { row.push('-'.padEnd(9)); continue; }
+      if (a === b) {
+        row.push('-'.padEnd(9));
+        continue;
+      }
       const ok = await ping(a, ips[b]!);
       if (!ok) fails++;
       row.push((ok ? 'ok' : 'FAIL').padEnd(9));
@@ -86,15 +115,28 @@ async function main(argv: string[]): Promise<number> {
   // tunnel health (BFD) settles within a few seconds of the tunnels coming up
   const end = Date.now() + 10_000;
   let status = await coordctl(dir, ['status', '-o', 'json']);
-  while (Date.now() < end && !(JSON.parse(status.stdout) as { hosts: { tunnels: { bfdState: string }[] }[] }).hosts.every((h) => h.tunnels.length === n - 1 && h.tunnels.every((t) => t.bfdState === 'up'))) {
+  while (
+    Date.now() < end &&
+    !(JSON.parse(status.stdout) as { hosts: { tunnels: { bfdState: string }[] }[] }).hosts.every(
+      (h) => h.tunnels.length === n - 1 && h.tunnels.every((t) => t.bfdState === 'up'),
+    )
+  ) {
     await new Promise((res) => setTimeout(res, 250));
     status = await coordctl(dir, ['status', '-o', 'json']);
   }
   say((await coordctl(dir, ['status'])).stdout);
   say('');
-  say(`try:  GREMESH_DATA_DIR=${coordinatorDir(dir)} node dist/deploy/lab/main.js exec --dir ${dir} ctl -- node dist/coordinator/cli.js --coordinator 198.18.0.2:7420 hosts`);
-  say(`      node dist/deploy/lab/main.js exec --dir ${dir} h1 -- docker run --rm --net=none --label gremesh.network=default ${IMAGE} ping -c 3 ${ips.h2}`);
-  step(fails === 0 ? 'demo ready: every container reaches every other and the outside; "make demo-down" removes it' : `demo up, but ${fails} pings failed`);
+  say(
+    `try:  GREMESH_DATA_DIR=${coordinatorDir(dir)} node dist/deploy/lab/main.js exec --dir ${dir} ctl -- node dist/coordinator/cli.js --coordinator 198.18.0.2:7420 hosts`,
+  );
+  say(
+    `      node dist/deploy/lab/main.js exec --dir ${dir} h1 -- docker run --rm --net=none --label gremesh.network=default ${IMAGE} ping -c 3 ${ips.h2}`,
+  );
+  step(
+    fails === 0
+      ? 'demo ready: every container reaches every other and the outside; "make demo-down" removes it'
+      : `demo up, but ${fails} pings failed`,
+  );
   return fails === 0 ? 0 : 1;
 }
 

@@ -7,19 +7,41 @@ import * as http from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { createRunner, ExecError, systemPath, which, type Runner } from '../../common/exec.js';
 import {
-  computePlan, hostEnv, hostPaths, labIdFrom, longestSocketPath, validateHostCount,
-  IMAGE, OUTSIDE_IP, OUTSIDE_PREFIX, PHYS_BRIDGE, ROUTER_IP, SWITCH_BRIDGE, UNDERLAY_IFACE, UNDERLAY_PREFIX,
-  type LabNode, type LabPlan,
+  computePlan,
+  hostEnv,
+  hostPaths,
+  labIdFrom,
+  longestSocketPath,
+  validateHostCount,
+  IMAGE,
+  OUTSIDE_IP,
+  OUTSIDE_PREFIX,
+  PHYS_BRIDGE,
+  ROUTER_IP,
+  SWITCH_BRIDGE,
+  UNDERLAY_IFACE,
+  UNDERLAY_PREFIX,
+  type LabNode,
+  type LabPlan,
 } from './plan.js';
 
 export class LabError extends Error {
-  constructor(readonly code: string, message: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly code: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
     super(message, options);
     this.name = 'LabError';
   }
 }
 
-export interface ProcRecord { pid: number; what: string; ns: string; node: string }
+export interface ProcRecord {
+  pid: number;
+  what: string;
+  ns: string;
+  node: string;
+}
 
 export interface LabState {
   version: 1;
@@ -55,7 +77,9 @@ const VSWITCH_SCHEMA_PATHS = ['/usr/share/openvswitch/vswitch.ovsschema'];
 
 export type Progress = (line: string) => void;
 
-export function statePath(dir: string): string { return `${dir}/state.json`; }
+export function statePath(dir: string): string {
+  return `${dir}/state.json`;
+}
 
 export function readState(dir: string): LabState | undefined {
   try {
@@ -75,12 +99,18 @@ function writeState(s: LabState): void {
 
 export function nodeByName(s: LabState, name: string): LabNode {
   const n = s.plan.nodes.find((x) => x.name === name);
-  if (!n) throw new LabError('LAB_UNKNOWN_HOST', `unknown lab host "${name}" (known: ${s.plan.nodes.map((x) => x.name).join(', ')})`);
+  if (!n)
+    throw new LabError(
+      'LAB_UNKNOWN_HOST',
+      `unknown lab host "${name}" (known: ${s.plan.nodes.map((x) => x.name).join(', ')})`,
+    );
   return n;
 }
 
 /** argv prefix that runs a command inside a node's network namespace. */
-export function nsPrefix(ns: string): string[] { return ['nsenter', `--net=${NETNS_DIR}/${ns}`]; }
+export function nsPrefix(ns: string): string[] {
+  return ['nsenter', `--net=${NETNS_DIR}/${ns}`];
+}
 
 export async function checkTools(): Promise<void> {
   const missing: string[] = [];
@@ -100,14 +130,20 @@ function dockerCli(): string {
 // ------------------------------------------------------------------ process helpers
 
 function netnsInode(ns: string): number | undefined {
-  try { return fs.statSync(`${NETNS_DIR}/${ns}`).ino; } catch { return undefined; }
+  try {
+    return fs.statSync(`${NETNS_DIR}/${ns}`).ino;
+  } catch {
+    return undefined;
+  }
 }
 
 function procNetInode(pid: number): number | undefined {
   try {
     const m = /net:\[(\d+)\]/.exec(fs.readlinkSync(`/proc/${pid}/ns/net`));
     return m ? Number(m[1]) : undefined;
-  } catch { return undefined; }
+  } catch {
+    return undefined;
+  }
 }
 
 function alive(pid: number): boolean {
@@ -115,7 +151,9 @@ function alive(pid: number): boolean {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
     const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
     return state !== 'Z' && state !== 'X';
-  } catch { return false; }
+  } catch {
+    return false;
+  }
 }
 
 /** Is `pid` still the process we recorded (alive and in the namespace we started it in)? */
@@ -125,15 +163,29 @@ export function isOurs(p: ProcRecord): boolean {
   return want !== undefined && procNetInode(p.pid) === want;
 }
 
-async function sleep(ms: number): Promise<void> { await new Promise((r) => setTimeout(r, ms)); }
+async function sleep(ms: number): Promise<void> {
+  await new Promise((r) => setTimeout(r, ms));
+}
 
 /** SIGTERM, wait up to graceMs, then SIGKILL; resolves when every pid is gone. */
 export async function stopPids(pids: number[], graceMs: number): Promise<void> {
   const live = pids.filter(alive);
-  for (const pid of live) { try { process.kill(pid, 'SIGTERM'); } catch { /* gone */ } }
+  for (const pid of live) {
+    try {
+      process.kill(pid, 'SIGTERM');
+    } catch {
+      /* gone */
+    }
+  }
   const deadline = Date.now() + graceMs;
   while (live.some(alive) && Date.now() < deadline) await sleep(50);
-  for (const pid of live.filter(alive)) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+  for (const pid of live.filter(alive)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
   const hard = Date.now() + 5000;
   while (live.some(alive) && Date.now() < hard) await sleep(20);
 }
@@ -147,7 +199,11 @@ function leftoverPids(nsInodes: Set<number>, dir: string): number[] {
     if (pid === process.pid) continue;
     const ino = procNetInode(pid);
     let root = '';
-    try { root = fs.readlinkSync(`/proc/${pid}/root`); } catch { /* gone */ }
+    try {
+      root = fs.readlinkSync(`/proc/${pid}/root`);
+    } catch {
+      /* gone */
+    }
     if ((ino !== undefined && nsInodes.has(ino)) || (root !== '/' && root.startsWith(`${dir}/`))) out.push(pid);
   }
   return out;
@@ -166,46 +222,78 @@ function pingDocker(sock: string): Promise<boolean> {
       resolve(res.statusCode === 200);
     });
     req.on('error', () => resolve(false));
-    req.on('timeout', () => { req.destroy(); resolve(false); });
+    req.on('timeout', () => {
+      req.destroy();
+      resolve(false);
+    });
     req.end();
   });
 }
 
 // ------------------------------------------------------------------ up
 
-export interface UpOptions { dir: string; hosts: number; progress: Progress; run?: Runner }
+export interface UpOptions {
+  dir: string;
+  hosts: number;
+  progress: Progress;
+  run?: Runner;
+}
 
 export async function up(o: UpOptions): Promise<LabState> {
   const started = performance.now();
   const hostErr = validateHostCount(o.hosts);
   if (hostErr) throw new LabError('LAB_BAD_HOSTS', hostErr);
-  if (process.getuid?.() !== 0) throw new LabError('LAB_NOT_ROOT', 'the lab needs root (network namespaces, OVS, dockerd)');
+  if (process.getuid?.() !== 0)
+    throw new LabError('LAB_NOT_ROOT', 'the lab needs root (network namespaces, OVS, dockerd)');
   await checkTools();
   const existing = readState(o.dir);
-  if (existing) throw new LabError('LAB_EXISTS', `a lab (id ${existing.id}, ${existing.hosts} hosts) is already in ${o.dir}: run "gremesh-lab down --dir ${o.dir}" first`);
+  if (existing)
+    throw new LabError(
+      'LAB_EXISTS',
+      `a lab (id ${existing.id}, ${existing.hosts} hosts) is already in ${o.dir}: run "gremesh-lab down --dir ${o.dir}" first`,
+    );
   const sockLen = longestSocketPath(o.dir, `h${o.hosts}`);
-  if (sockLen > 100) throw new LabError('LAB_DIR_TOO_LONG', `lab dir ${o.dir} is too long: sockets under it would exceed the 107-byte unix socket limit`);
+  if (sockLen > 100)
+    throw new LabError(
+      'LAB_DIR_TOO_LONG',
+      `lab dir ${o.dir} is too long: sockets under it would exceed the 107-byte unix socket limit`,
+    );
   const createdDir = !fs.existsSync(o.dir);
   try {
     fs.mkdirSync(o.dir, { recursive: true });
     fs.accessSync(o.dir, fs.constants.W_OK);
   } catch (e) {
-    throw new LabError('LAB_DIR_NOT_WRITABLE', `lab dir ${o.dir} is not writable: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new LabError(
+      'LAB_DIR_NOT_WRITABLE',
+      `lab dir ${o.dir} is not writable: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
   }
   let id = labIdFrom(randomBytes(2));
   while (fs.existsSync(`${NETNS_DIR}/gml-${id}-sw`)) id = labIdFrom(randomBytes(2));
   const plan = computePlan(id, o.hosts);
   const state: LabState = {
-    version: 1, id, dir: o.dir, hosts: o.hosts, status: 'creating', createdAt: new Date().toISOString(),
-    createdDir, plan, netns: [], procs: [],
+    version: 1,
+    id,
+    dir: o.dir,
+    hosts: o.hosts,
+    status: 'creating',
+    createdAt: new Date().toISOString(),
+    createdDir,
+    plan,
+    netns: [],
+    procs: [],
   };
   try {
     writeState(state);
   } catch (e) {
-    throw new LabError('LAB_DIR_NOT_WRITABLE', `lab dir ${o.dir} is not writable: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new LabError(
+      'LAB_DIR_NOT_WRITABLE',
+      `lab dir ${o.dir} is not writable: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
   }
   const run = o.run ?? createRunner({ timeoutMs: 30_000 });
-  const step = (what: string) => o.progress(`[${((performance.now() - started) / 1000).toFixed(2).padStart(6)}s] ${what}`);
+  const step = (what: string) =>
+    o.progress(`[${((performance.now() - started) / 1000).toFixed(2).padStart(6)}s] ${what}`);
   try {
     await buildLab(state, run, step);
     state.status = 'up';
@@ -217,7 +305,9 @@ export async function up(o: UpOptions): Promise<LabState> {
     writeState(state);
     step(`failed: ${(e as Error).message}; removing what was made`);
     await down({ dir: o.dir, progress: () => {} }).catch(() => {});
-    throw e instanceof LabError ? e : new LabError('LAB_UP_FAILED', `lab up failed: ${(e as Error).message}`, { cause: e });
+    throw e instanceof LabError
+      ? e
+      : new LabError('LAB_UP_FAILED', `lab up failed: ${(e as Error).message}`, { cause: e });
   }
 }
 
@@ -239,7 +329,22 @@ async function buildLab(state: LabState, run: Runner, step: Progress): Promise<v
   for (const node of plan.nodes) {
     await addNetns(state, run, node.ns);
     // both veth ends are born inside their namespaces: nothing ever sits in the root namespace
-    await run(['ip', 'link', 'add', 'name', UNDERLAY_IFACE, 'netns', node.ns, 'type', 'veth', 'peer', 'name', node.switchPort, 'netns', plan.switchNs]);
+    await run([
+      'ip',
+      'link',
+      'add',
+      'name',
+      UNDERLAY_IFACE,
+      'netns',
+      node.ns,
+      'type',
+      'veth',
+      'peer',
+      'name',
+      node.switchPort,
+      'netns',
+      plan.switchNs,
+    ]);
     await sw('ip', 'link', 'set', node.switchPort, 'master', SWITCH_BRIDGE, 'up');
     const inNs = (...a: string[]) => run([...nsPrefix(node.ns), ...a]);
     await inNs('ethtool', '-K', UNDERLAY_IFACE, 'tx', 'off');
@@ -280,9 +385,20 @@ async function buildImageTar(run: Runner, dir: string, tarPath: string): Promise
 /** Starts ovsdb-server on a lab host's existing conf.db; returns its PID. */
 export async function startOvsdb(run: Runner, dir: string, node: LabNode): Promise<number> {
   const p = hostPaths(dir, node.name);
-  await run([...nsPrefix(node.ns), 'ovsdb-server', `${p.ovsDb}/conf.db`, `--remote=punix:${p.dbSock}`,
-    '--remote=db:Open_vSwitch,Open_vSwitch,manager_options', `--pidfile=${p.ovsRun}/ovsdb-server.pid`,
-    `--unixctl=${p.ovsRun}/ovsdb-server.ctl`, '--detach', `--log-file=${p.ovsLog}/ovsdb-server.log`], { env: hostEnv(dir, node) });
+  await run(
+    [
+      ...nsPrefix(node.ns),
+      'ovsdb-server',
+      `${p.ovsDb}/conf.db`,
+      `--remote=punix:${p.dbSock}`,
+      '--remote=db:Open_vSwitch,Open_vSwitch,manager_options',
+      `--pidfile=${p.ovsRun}/ovsdb-server.pid`,
+      `--unixctl=${p.ovsRun}/ovsdb-server.ctl`,
+      '--detach',
+      `--log-file=${p.ovsLog}/ovsdb-server.log`,
+    ],
+    { env: hostEnv(dir, node) },
+  );
   return Number(fs.readFileSync(`${p.ovsRun}/ovsdb-server.pid`, 'utf8').trim());
 }
 
@@ -290,17 +406,34 @@ export async function startOvsdb(run: Runner, dir: string, node: LabNode): Promi
 export async function startDockerd(dir: string, node: LabNode, extra: string[] = []): Promise<number> {
   const p = hostPaths(dir, node.name);
   const log = fs.openSync(p.dockerLog, 'a');
-  const child = spawn('nsenter', [`--net=/run/netns/${node.ns}`, 'dockerd',
-    `--data-root=${p.dockerRoot}`, `--exec-root=${p.dockerExec}`, `--pidfile=${p.dockerPid}`, `--host=unix://${p.dockerSock}`,
-    '--bridge=none', '--iptables=false', '--ip6tables=false', '--ip-forward=false', '--ip-masq=false',
-    '--userland-proxy=false', '--log-level=warn', ...extra], { detached: true, stdio: ['ignore', log, log], env: { ...process.env, PATH: systemPath() } });
+  const child = spawn(
+    'nsenter',
+    [
+      `--net=/run/netns/${node.ns}`,
+      'dockerd',
+      `--data-root=${p.dockerRoot}`,
+      `--exec-root=${p.dockerExec}`,
+      `--pidfile=${p.dockerPid}`,
+      `--host=unix://${p.dockerSock}`,
+      '--bridge=none',
+      '--iptables=false',
+      '--ip6tables=false',
+      '--ip-forward=false',
+      '--ip-masq=false',
+      '--userland-proxy=false',
+      '--log-level=warn',
+      ...extra,
+    ],
+    { detached: true, stdio: ['ignore', log, log], env: { ...process.env, PATH: systemPath() } },
+  );
   fs.closeSync(log);
   child.unref();
   if (!child.pid) throw new LabError('LAB_DOCKERD_FAILED', `${node.name}: dockerd did not start`);
   const deadline = Date.now() + 30_000;
   while (!(await pingDocker(p.dockerSock))) {
     if (!alive(child.pid)) throw new LabError('LAB_DOCKERD_FAILED', `${node.name}: dockerd exited; see ${p.dockerLog}`);
-    if (Date.now() > deadline) throw new LabError('LAB_DOCKERD_FAILED', `${node.name}: dockerd not ready after 30 s; see ${p.dockerLog}`);
+    if (Date.now() > deadline)
+      throw new LabError('LAB_DOCKERD_FAILED', `${node.name}: dockerd not ready after 30 s; see ${p.dockerLog}`);
     await sleep(50);
   }
   return child.pid;
@@ -310,7 +443,10 @@ export async function startDockerd(dir: string, node: LabNode, extra: string[] =
 export async function restartDockerd(dir: string, host: string, extra: string[] = []): Promise<number> {
   const s = requireState(dir);
   const node = nodeByName(s, host);
-  await stopPids(s.procs.filter((x) => x.node === host && x.what === 'dockerd' && isOurs(x)).map((x) => x.pid), 20_000);
+  await stopPids(
+    s.procs.filter((x) => x.node === host && x.what === 'dockerd' && isOurs(x)).map((x) => x.pid),
+    20_000,
+  );
   const pid = await startDockerd(dir, node, extra);
   recordProcess(dir, { pid, what: 'dockerd', ns: node.ns, node: host });
   return pid;
@@ -320,8 +456,16 @@ export async function restartDockerd(dir: string, host: string, extra: string[] 
 export async function restartOvs(dir: string, host: string): Promise<void> {
   const s = requireState(dir);
   const node = nodeByName(s, host);
-  const pids = s.procs.filter((x) => x.node === host && (x.what === 'ovs-vswitchd' || x.what === 'ovsdb-server') && isOurs(x)).map((x) => x.pid);
-  for (const pid of pids) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+  const pids = s.procs
+    .filter((x) => x.node === host && (x.what === 'ovs-vswitchd' || x.what === 'ovsdb-server') && isOurs(x))
+    .map((x) => x.pid);
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
   await stopPids(pids, 2000);
   const run = createRunner({ timeoutMs: 30_000 });
   recordProcess(dir, { pid: await startOvsdb(run, dir, node), what: 'ovsdb-server', ns: node.ns, node: host });
@@ -334,13 +478,27 @@ export async function crashHost(dir: string, host: string): Promise<void> {
   const node = nodeByName(s, host);
   const ino = netnsInode(node.ns);
   const hostDir = hostPaths(dir, host).root;
-  const victims = fs.readdirSync('/proc').filter((e) => /^\d+$/.test(e)).map(Number).filter((pid) => {
-    if (pid === process.pid) return false;
-    let root = '';
-    try { root = fs.readlinkSync(`/proc/${pid}/root`); } catch { /* gone */ }
-    return (ino !== undefined && procNetInode(pid) === ino) || root.startsWith(`${hostDir}/`);
-  });
-  for (const pid of victims) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+  const victims = fs
+    .readdirSync('/proc')
+    .filter((e) => /^\d+$/.test(e))
+    .map(Number)
+    .filter((pid) => {
+      if (pid === process.pid) return false;
+      let root = '';
+      try {
+        root = fs.readlinkSync(`/proc/${pid}/root`);
+      } catch {
+        /* gone */
+      }
+      return (ino !== undefined && procNetInode(pid) === ino) || root.startsWith(`${hostDir}/`);
+    });
+  for (const pid of victims) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
   await stopPids(victims, 2000);
   await createRunner()(['ip', 'netns', 'del', node.ns]).catch(() => {});
 }
@@ -348,8 +506,18 @@ export async function crashHost(dir: string, host: string): Promise<void> {
 /** Starts ovs-vswitchd for a lab host (also used to restart it in fault tests); returns its PID. */
 export async function startVswitchd(run: Runner, dir: string, node: LabNode): Promise<number> {
   const p = hostPaths(dir, node.name);
-  await run([...nsPrefix(node.ns), 'ovs-vswitchd', `unix:${p.dbSock}`, `--pidfile=${p.ovsRun}/ovs-vswitchd.pid`,
-    `--unixctl=${p.ovsRun}/ovs-vswitchd.ctl`, '--detach', `--log-file=${p.ovsLog}/ovs-vswitchd.log`], { env: hostEnv(dir, node) });
+  await run(
+    [
+      ...nsPrefix(node.ns),
+      'ovs-vswitchd',
+      `unix:${p.dbSock}`,
+      `--pidfile=${p.ovsRun}/ovs-vswitchd.pid`,
+      `--unixctl=${p.ovsRun}/ovs-vswitchd.ctl`,
+      '--detach',
+      `--log-file=${p.ovsLog}/ovs-vswitchd.log`,
+    ],
+    { env: hostEnv(dir, node) },
+  );
   return Number(fs.readFileSync(`${p.ovsRun}/ovs-vswitchd.pid`, 'utf8').trim());
 }
 
@@ -377,26 +545,50 @@ async function buildHost(state: LabState, run: Runner, step: Progress, node: Lab
   const p = hostPaths(state.dir, node.name);
   for (const d of [p.ovsRun, p.dockerRoot, p.dockerExec]) fs.mkdirSync(d, { recursive: true });
   const env = hostEnv(state.dir, node);
-  const inNs = (argv: string[], opts: Parameters<Runner>[1] = {}) => run([...nsPrefix(node.ns), ...argv], { ...opts, env: { ...env, ...opts.env } });
-  const record = (pid: number, what: string) => { state.procs.push({ pid, what, ns: node.ns, node: node.name }); writeState(state); };
+  const inNs = (argv: string[], opts: Parameters<Runner>[1] = {}) =>
+    run([...nsPrefix(node.ns), ...argv], { ...opts, env: { ...env, ...opts.env } });
+  const record = (pid: number, what: string) => {
+    state.procs.push({ pid, what, ns: node.ns, node: node.name });
+    writeState(state);
+  };
 
   // OVS: own db, own daemons, userspace datapath
   const schema = VSWITCH_SCHEMA_PATHS.find((s) => fs.existsSync(s));
-  if (!schema) throw new LabError('LAB_MISSING_TOOL', 'vswitch.ovsschema not found (Debian package openvswitch-common)');
+  if (!schema)
+    throw new LabError('LAB_MISSING_TOOL', 'vswitch.ovsschema not found (Debian package openvswitch-common)');
   await run(['ovsdb-tool', 'create', `${p.ovsDb}/conf.db`, schema]);
   record(await startOvsdb(run, state.dir, node), 'ovsdb-server');
   await inNs(['ovs-vsctl', '--no-wait', 'init']);
   record(await startVswitchd(run, state.dir, node), 'ovs-vswitchd');
   // br-phy holds the underlay NIC and the host's address (OVS userspace-tunneling guide)
   // (not /sys: nsenter --net keeps the root namespace's sysfs mounted)
-  const mac = (JSON.parse((await inNs(['ip', '-j', 'link', 'show', UNDERLAY_IFACE])).stdout) as { address: string }[])[0]!.address;
-  await inNs(['ovs-vsctl', '--may-exist', 'add-br', PHYS_BRIDGE, '--', 'set', 'bridge', PHYS_BRIDGE, 'datapath_type=netdev',
-    `other_config:hwaddr="${mac}"`, '--', '--may-exist', 'add-port', PHYS_BRIDGE, UNDERLAY_IFACE]);
+  const mac = (
+    JSON.parse((await inNs(['ip', '-j', 'link', 'show', UNDERLAY_IFACE])).stdout) as { address: string }[]
+  )[0]!.address;
+  await inNs([
+    'ovs-vsctl',
+    '--may-exist',
+    'add-br',
+    PHYS_BRIDGE,
+    '--',
+    'set',
+    'bridge',
+    PHYS_BRIDGE,
+    'datapath_type=netdev',
+    `other_config:hwaddr="${mac}"`,
+    '--',
+    '--may-exist',
+    'add-port',
+    PHYS_BRIDGE,
+    UNDERLAY_IFACE,
+  ]);
   // The underlay NIC belongs to OVS (read through a packet socket), but the kernel sees
   // its frames too: it would answer GRE with "protocol unreachable" and, once the host
   // forwards, route (and de-NAT) packets meant for br-phy a second time. Packet sockets
   // get their copy before ingress, so dropping at ingress leaves OVS's copy alone.
-  await inNs(['nft', '-f', '-'], { input: `table netdev gremesh_lab {\n  chain underlay_owned_by_ovs {\n    type filter hook ingress device ${UNDERLAY_IFACE} priority 0; policy drop;\n  }\n}\n` });
+  await inNs(['nft', '-f', '-'], {
+    input: `table netdev gremesh_lab {\n  chain underlay_owned_by_ovs {\n    type filter hook ingress device ${UNDERLAY_IFACE} priority 0; policy drop;\n  }\n}\n`,
+  });
   await inNs(['ip', 'addr', 'add', `${node.ip}/${UNDERLAY_PREFIX}`, 'dev', PHYS_BRIDGE]);
   await inNs(['ip', 'link', 'set', PHYS_BRIDGE, 'up']);
   await inNs(['ip', 'route', 'add', 'default', 'via', ROUTER_IP, 'dev', PHYS_BRIDGE]);
@@ -410,7 +602,11 @@ async function buildHost(state: LabState, run: Runner, step: Progress, node: Lab
 
 // ------------------------------------------------------------------ down
 
-export interface DownOptions { dir: string; progress: Progress; run?: Runner }
+export interface DownOptions {
+  dir: string;
+  progress: Progress;
+  run?: Runner;
+}
 
 /** Returns false when there was no lab in dir. */
 export async function down(o: DownOptions): Promise<boolean> {
@@ -418,24 +614,37 @@ export async function down(o: DownOptions): Promise<boolean> {
   const state = readState(o.dir);
   if (!state) return false;
   const run = o.run ?? createRunner({ timeoutMs: 30_000 });
-  const step = (what: string) => o.progress(`[${((performance.now() - started) / 1000).toFixed(2).padStart(6)}s] ${what}`);
+  const step = (what: string) =>
+    o.progress(`[${((performance.now() - started) / 1000).toFixed(2).padStart(6)}s] ${what}`);
 
   // 1. containers, then dockerd, gracefully (dockerd stops its containers and containerd)
   const dockerds = state.procs.filter((p) => p.what === 'dockerd' && isOurs(p));
-  await Promise.all(dockerds.map(async (d) => {
-    const sock = hostPaths(state.dir, d.node).dockerSock;
-    const env = { DOCKER_HOST: `unix://${sock}` };
-    try {
-      const ids = (await run([dockerCli(), 'ps', '-aq'], { env, timeoutMs: 10_000 })).stdout.split('\n').filter(Boolean);
-      if (ids.length) await run([dockerCli(), 'rm', '-f', ...ids], { env, timeoutMs: 30_000 });
-    } catch { /* dockerd wedged: it is killed below */ }
-  }));
-  await stopPids(dockerds.map((d) => d.pid), 15_000);
+  await Promise.all(
+    dockerds.map(async (d) => {
+      const sock = hostPaths(state.dir, d.node).dockerSock;
+      const env = { DOCKER_HOST: `unix://${sock}` };
+      try {
+        const ids = (await run([dockerCli(), 'ps', '-aq'], { env, timeoutMs: 10_000 })).stdout
+          .split('\n')
+          .filter(Boolean);
+        if (ids.length) await run([dockerCli(), 'rm', '-f', ...ids], { env, timeoutMs: 30_000 });
+      } catch {
+        /* dockerd wedged: it is killed below */
+      }
+    }),
+  );
+  await stopPids(
+    dockerds.map((d) => d.pid),
+    15_000,
+  );
   if (dockerds.length) step(`stopped ${dockerds.length} dockerd`);
 
   // 2. every other process we recorded (ovs daemons, agents, coordinator), checked to be ours
   const others = state.procs.filter((p) => p.what !== 'dockerd' && isOurs(p));
-  await stopPids(others.map((p) => p.pid), 5_000);
+  await stopPids(
+    others.map((p) => p.pid),
+    5_000,
+  );
   if (others.length) step(`stopped ${others.length} processes (${[...new Set(others.map((p) => p.what))].join(', ')})`);
 
   // 3. anything still running inside our namespaces or rooted in our dir (orphaned container processes)
@@ -453,7 +662,8 @@ export async function down(o: DownOptions): Promise<boolean> {
 
   // 5. namespaces: their veths go with them
   for (const ns of [...state.netns].reverse()) {
-    if (fs.existsSync(`${NETNS_DIR}/${ns}`)) await run(['ip', 'netns', 'del', ns]).catch((e: ExecError) => step(`warning: ${e.message}`));
+    if (fs.existsSync(`${NETNS_DIR}/${ns}`))
+      await run(['ip', 'netns', 'del', ns]).catch((e: ExecError) => step(`warning: ${e.message}`));
   }
   step(`removed ${state.netns.length} namespaces`);
 
@@ -463,7 +673,11 @@ export async function down(o: DownOptions): Promise<boolean> {
   fs.rmSync(`${state.dir}/rootfs`, { recursive: true, force: true });
   fs.rmSync(statePath(state.dir), { force: true });
   if (state.createdDir) {
-    try { fs.rmdirSync(state.dir); } catch { /* the user put something there: leave it */ }
+    try {
+      fs.rmdirSync(state.dir);
+    } catch {
+      /* the user put something there: leave it */
+    }
   }
   step(`lab ${state.id} down`);
   return true;
@@ -472,21 +686,34 @@ export async function down(o: DownOptions): Promise<boolean> {
 // ------------------------------------------------------------------ status
 
 export interface NodeStatus {
-  name: string; role: string; ns: string; underlayIp: string; nsExists: boolean;
+  name: string;
+  role: string;
+  ns: string;
+  underlayIp: string;
+  nsExists: boolean;
   processes: { what: string; pid: number; running: boolean }[];
-  dockerSocket?: string; ovsDb?: string;
+  dockerSocket?: string;
+  ovsDb?: string;
 }
 
 export function status(dir: string): { id: string; dir: string; status: string; nodes: NodeStatus[] } | undefined {
   const s = readState(dir);
   if (!s) return undefined;
   return {
-    id: s.id, dir: s.dir, status: s.status,
+    id: s.id,
+    dir: s.dir,
+    status: s.status,
     nodes: s.plan.nodes.map((n) => {
       const p = n.role === 'host' ? hostPaths(s.dir, n.name) : undefined;
       return {
-        name: n.name, role: n.role, ns: n.ns, underlayIp: n.ip, nsExists: fs.existsSync(`${NETNS_DIR}/${n.ns}`),
-        processes: s.procs.filter((x) => x.node === n.name).map((x) => ({ what: x.what, pid: x.pid, running: isOurs(x) })),
+        name: n.name,
+        role: n.role,
+        ns: n.ns,
+        underlayIp: n.ip,
+        nsExists: fs.existsSync(`${NETNS_DIR}/${n.ns}`),
+        processes: s.procs
+          .filter((x) => x.node === n.name)
+          .map((x) => ({ what: x.what, pid: x.pid, running: isOurs(x) })),
         ...(p ? { dockerSocket: p.dockerSock, ovsDb: `unix:${p.dbSock}` } : {}),
       };
     }),
@@ -511,12 +738,21 @@ export function requireState(dir: string): LabState {
  * Start a long-running process (coordinator, agent) inside a lab node, detached, with
  * the node's environment; record it so `down` stops it. Output goes to logFile.
  */
-export function spawnInNode(dir: string, nodeName: string, what: string, argv: string[], logFile: string, env: Record<string, string> = {}): number {
+export function spawnInNode(
+  dir: string,
+  nodeName: string,
+  what: string,
+  argv: string[],
+  logFile: string,
+  env: Record<string, string> = {},
+): number {
   const s = requireState(dir);
   const node = nodeByName(s, nodeName);
   const fd = fs.openSync(logFile, 'a');
   const child = spawn('nsenter', [`--net=${NETNS_DIR}/${node.ns}`, ...argv], {
-    detached: true, stdio: ['ignore', fd, fd], env: { ...process.env, PATH: systemPath(), ...hostEnv(s.dir, node), ...env },
+    detached: true,
+    stdio: ['ignore', fd, fd],
+    env: { ...process.env, PATH: systemPath(), ...hostEnv(s.dir, node), ...env },
   });
   fs.closeSync(fd);
   child.unref();

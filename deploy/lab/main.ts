@@ -25,12 +25,18 @@ const common = { dir: { type: 'string' as const }, output: { type: 'string' as c
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
-  if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') { process.stdout.write(HELP); return cmd ? 0 : 2; }
+  if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    process.stdout.write(HELP);
+    return cmd ? 0 : 2;
+  }
   const dirOf = (v: unknown) => (v as string | undefined) ?? process.env.GREMESH_LAB_DIR ?? DEFAULT_DIR;
   switch (cmd) {
     case 'up': {
       const { values, positionals } = parse(rest, { ...common, hosts: { type: 'string', short: 'n' } }, false);
-      if (values.help) { process.stdout.write(HELP); return 0; }
+      if (values.help) {
+        process.stdout.write(HELP);
+        return 0;
+      }
       void positionals;
       const raw = (values.hosts as string | undefined) ?? '3';
       if (!/^\d+$/.test(raw)) throw new UsageError(`--hosts must be a whole number from 1 to 32, got ${raw}`);
@@ -39,7 +45,10 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'down': {
       const { values } = parse(rest, common, false);
-      if (values.help) { process.stdout.write(HELP); return 0; }
+      if (values.help) {
+        process.stdout.write(HELP);
+        return 0;
+      }
       const dir = dirOf(values.dir);
       const had = await down({ dir, progress: (l) => process.stdout.write(`${l}\n`) });
       if (!had) process.stdout.write(`no lab in ${dir}: nothing to do\n`);
@@ -47,27 +56,42 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'status': {
       const { values } = parse(rest, common, false);
-      if (values.help) { process.stdout.write(HELP); return 0; }
+      if (values.help) {
+        process.stdout.write(HELP);
+        return 0;
+      }
       const fmt = outputFormat(values.output);
       const dir = dirOf(values.dir);
       const s = status(dir);
       if (!s) {
-        if (fmt === 'json') process.stdout.write('null\n'); else process.stdout.write(`no lab in ${dir}\n`);
+        if (fmt === 'json') process.stdout.write('null\n');
+        else process.stdout.write(`no lab in ${dir}\n`);
         return 1;
       }
-      if (fmt === 'json') { process.stdout.write(`${JSON.stringify(s, null, 2)}\n`); return 0; }
+      if (fmt === 'json') {
+        process.stdout.write(`${JSON.stringify(s, null, 2)}\n`);
+        return 0;
+      }
       process.stdout.write(`lab ${s.id} (${s.status}) in ${s.dir}\n`);
       const rows = [['NODE', 'ROLE', 'NAMESPACE', 'UNDERLAY', 'PROCESSES']];
       for (const n of s.nodes) {
-        rows.push([n.name, n.role, n.nsExists ? n.ns : `${n.ns} (missing)`, n.underlayIp,
-          n.processes.map((p) => `${p.what}:${p.pid}${p.running ? '' : '(dead)'}`).join(' ') || '-']);
+        rows.push([
+          n.name,
+          n.role,
+          n.nsExists ? n.ns : `${n.ns} (missing)`,
+          n.underlayIp,
+          n.processes.map((p) => `${p.what}:${p.pid}${p.running ? '' : '(dead)'}`).join(' ') || '-',
+        ]);
       }
       process.stdout.write(`${table(rows)}\n`);
       return 0;
     }
     case 'env': {
       const { values, positionals } = parse(rest, common);
-      if (values.help) { process.stdout.write(HELP); return 0; }
+      if (values.help) {
+        process.stdout.write(HELP);
+        return 0;
+      }
       if (positionals.length !== 1) throw new UsageError('usage: gremesh-lab env HOST');
       const s = requireState(dirOf(values.dir));
       const env = hostEnv(s.dir, nodeByName(s, positionals[0]!));
@@ -79,13 +103,20 @@ async function main(argv: string[]): Promise<number> {
       if (dd < 0) throw new UsageError('usage: gremesh-lab exec [--dir DIR] HOST -- CMD...');
       const { values, positionals } = parse(rest.slice(0, dd), common);
       const cmdv = rest.slice(dd + 1);
-      if (positionals.length !== 1 || cmdv.length === 0) throw new UsageError('usage: gremesh-lab exec [--dir DIR] HOST -- CMD...');
+      if (positionals.length !== 1 || cmdv.length === 0)
+        throw new UsageError('usage: gremesh-lab exec [--dir DIR] HOST -- CMD...');
       const s = requireState(dirOf(values.dir));
       const node = nodeByName(s, positionals[0]!);
       const argvFull = [...nsPrefix(node.ns), ...cmdv];
-      const child = spawn(argvFull[0]!, argvFull.slice(1), { stdio: 'inherit', env: { ...process.env, PATH: systemPath(), ...hostEnv(s.dir, node) } });
+      const child = spawn(argvFull[0]!, argvFull.slice(1), {
+        stdio: 'inherit',
+        env: { ...process.env, PATH: systemPath(), ...hostEnv(s.dir, node) },
+      });
       return await new Promise<number>((resolve) => {
-        child.on('error', (e) => { process.stderr.write(`gremesh-lab: ${e.message}\n`); resolve(127); });
+        child.on('error', (e) => {
+          process.stderr.write(`gremesh-lab: ${e.message}\n`);
+          resolve(127);
+        });
         child.on('exit', (code, sig) => resolve(code ?? (sig ? 128 : 1)));
       });
     }

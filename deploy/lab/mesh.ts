@@ -19,9 +19,15 @@ export const BINS = {
   agent: `${DIST}/agent/main.js`,
 };
 
-export function coordinatorDir(dir: string): string { return `${dir}/ctl/coordinator`; }
-export function agentStateDir(dir: string, host: string): string { return `${hostPaths(dir, host).root}/agent`; }
-export function agentLog(dir: string, host: string): string { return `${hostPaths(dir, host).root}/agent.log`; }
+export function coordinatorDir(dir: string): string {
+  return `${dir}/ctl/coordinator`;
+}
+export function agentStateDir(dir: string, host: string): string {
+  return `${hostPaths(dir, host).root}/agent`;
+}
+export function agentLog(dir: string, host: string): string {
+  return `${hostPaths(dir, host).root}/agent.log`;
+}
 
 async function waitFor(f: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
   const end = Date.now() + ms;
@@ -38,26 +44,71 @@ export async function startCoordinator(dir: string, extra: string[] = []): Promi
   const log = `${dir}/ctl/coordinator.log`;
   fs.writeFileSync(`${dir}/ctl/mode`, extra.includes('--insecure') ? 'insecure' : 'tls');
   const before = fs.existsSync(log) ? fs.readFileSync(log, 'utf8').length : 0;
-  const pid = spawnInNode(dir, 'ctl', 'coordinator', ['node', BINS.coordinator, '--listen', COORD_ADDR, '--data-dir', data,
-    '--network-cidr', DEFAULT_CIDR, '--host-prefix-len', '24', '--down-after', '10s', ...extra], log);
-  await waitFor(() => fs.readFileSync(log, 'utf8').slice(before).includes('listening on'), 20_000, 'the coordinator to listen');
+  const pid = spawnInNode(
+    dir,
+    'ctl',
+    'coordinator',
+    [
+      'node',
+      BINS.coordinator,
+      '--listen',
+      COORD_ADDR,
+      '--data-dir',
+      data,
+      '--network-cidr',
+      DEFAULT_CIDR,
+      '--host-prefix-len',
+      '24',
+      '--down-after',
+      '10s',
+      ...extra,
+    ],
+    log,
+  );
+  await waitFor(
+    () => fs.readFileSync(log, 'utf8').slice(before).includes('listening on'),
+    20_000,
+    'the coordinator to listen',
+  );
   return pid;
 }
 
-export async function stopProcess(dir: string, node: string, what: string, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+export async function stopProcess(
+  dir: string,
+  node: string,
+  what: string,
+  signal: NodeJS.Signals = 'SIGTERM',
+): Promise<void> {
   const procs = requireState(dir).procs.filter((p) => p.node === node && p.what === what && isOurs(p));
   for (const p of procs) process.kill(p.pid, signal);
-  await stopPids(procs.map((p) => p.pid), 10_000);
+  await stopPids(
+    procs.map((p) => p.pid),
+    10_000,
+  );
 }
 
 /** coordctl run inside the ctl namespace (where the coordinator listens). */
-export async function coordctl(dir: string, args: string[]): Promise<{ stdout: string; stderr: string; exitCode: number }> {
+export async function coordctl(
+  dir: string,
+  args: string[],
+): Promise<{ stdout: string; stderr: string; exitCode: number }> {
   const s = requireState(dir);
   const ctl = s.plan.nodes.find((n) => n.name === 'ctl')!;
   // the admin certificate lives in the coordinator's data dir (pki/admin.crt): coordctl's default with GREMESH_DATA_DIR
   const insecure = fs.existsSync(`${dir}/ctl/mode`) && fs.readFileSync(`${dir}/ctl/mode`, 'utf8') === 'insecure';
-  const r = await execa('nsenter', [`--net=/run/netns/${ctl.ns}`, 'node', BINS.coordctl, '--coordinator', COORD_ADDR, ...(insecure ? ['--insecure'] : []), ...args],
-    { reject: false, timeout: 60_000, env: { GREMESH_DATA_DIR: coordinatorDir(dir) } });
+  const r = await execa(
+    'nsenter',
+    [
+      `--net=/run/netns/${ctl.ns}`,
+      'node',
+      BINS.coordctl,
+      '--coordinator',
+      COORD_ADDR,
+      ...(insecure ? ['--insecure'] : []),
+      ...args,
+    ],
+    { reject: false, timeout: 60_000, env: { GREMESH_DATA_DIR: coordinatorDir(dir) } },
+  );
   return { stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? ''), exitCode: r.exitCode ?? -1 };
 }
 
@@ -71,8 +122,26 @@ export async function join(dir: string, host: string): Promise<string[]> {
 /** Starts a host's agent with the join command line, pointed at the lab host's OVS and Docker. */
 export function startAgent(dir: string, host: string, joinArgs: string[], extra: string[] = []): number {
   const p = hostPaths(dir, host);
-  return spawnInNode(dir, host, 'agent', ['node', BINS.agent, ...joinArgs, '--datapath', 'netdev', '--ovs-db', `unix:${p.dbSock}`,
-    '--docker', `unix://${p.dockerSock}`, '--state-dir', agentStateDir(dir, host), ...extra], agentLog(dir, host));
+  return spawnInNode(
+    dir,
+    host,
+    'agent',
+    [
+      'node',
+      BINS.agent,
+      ...joinArgs,
+      '--datapath',
+      'netdev',
+      '--ovs-db',
+      `unix:${p.dbSock}`,
+      '--docker',
+      `unix://${p.dockerSock}`,
+      '--state-dir',
+      agentStateDir(dir, host),
+      ...extra,
+    ],
+    agentLog(dir, host),
+  );
 }
 
 /** Join every host and start its agent; resolves when every agent has reported a pass. */
@@ -83,14 +152,30 @@ export async function joinAll(dir: string, hosts: string[], extra: string[] = []
   for (const h of hosts) {
     startAgent(dir, h, args[h]!, extra);
     // registered: a client certificate (TLS) or a credential (--insecure) in its state dir
-    await waitFor(() => ['host.crt', 'credential'].some((f) => fs.existsSync(`${agentStateDir(dir, h)}/${f}`)), 60_000, `${h} to register`);
+    await waitFor(
+      () => ['host.crt', 'credential'].some((f) => fs.existsSync(`${agentStateDir(dir, h)}/${f}`)),
+      60_000,
+      `${h} to register`,
+    );
   }
-  await Promise.all(hosts.map((h) => waitFor(() => fs.existsSync(`${agentStateDir(dir, h)}/status.json`), 60_000, `the agent on ${h}`)));
+  await Promise.all(
+    hosts.map((h) => waitFor(() => fs.existsSync(`${agentStateDir(dir, h)}/status.json`), 60_000, `the agent on ${h}`)),
+  );
   return args;
 }
 
-export interface AgentStatusFile { revision: number; connected: boolean; tunnels: { peer: string; port: string; bfdState: string }[]; endpoints: { port: string; ip: string; mac: string; network: string }[]; mtu: Record<string, number> }
+export interface AgentStatusFile {
+  revision: number;
+  connected: boolean;
+  tunnels: { peer: string; port: string; bfdState: string }[];
+  endpoints: { port: string; ip: string; mac: string; network: string }[];
+  mtu: Record<string, number>;
+}
 
 export function agentStatus(dir: string, host: string): AgentStatusFile | undefined {
-  try { return JSON.parse(fs.readFileSync(`${agentStateDir(dir, host)}/status.json`, 'utf8')) as AgentStatusFile; } catch { return undefined; }
+  try {
+    return JSON.parse(fs.readFileSync(`${agentStateDir(dir, host)}/status.json`, 'utf8')) as AgentStatusFile;
+  } catch {
+    return undefined;
+  }
 }

@@ -4,9 +4,9 @@ import { formatIp, parseIp } from '../../common/ipv4.js';
 export const MAX_HOSTS = 32;
 export const UNDERLAY_PREFIX = 24;
 export const UNDERLAY_NET = '198.18.0.0';
-export const ROUTER_IP = '198.18.0.254';   // the outside namespace, on the underlay
-export const CTL_IP = '198.18.0.2';        // the control namespace (coordinator)
-export const OUTSIDE_IP = '198.51.100.1';  // "the internet"
+export const ROUTER_IP = '198.18.0.254'; // the outside namespace, on the underlay
+export const CTL_IP = '198.18.0.2'; // the control namespace (coordinator)
+export const OUTSIDE_IP = '198.51.100.1'; // "the internet"
 export const OUTSIDE_PREFIX = 24;
 export const SWITCH_BRIDGE = 'br0';
 export const UNDERLAY_IFACE = 'eth0';
@@ -34,11 +34,14 @@ export interface LabPlan {
 }
 
 export function validateHostCount(n: number): string | undefined {
-  if (!Number.isInteger(n) || n < 1 || n > MAX_HOSTS) return `--hosts must be a whole number from 1 to ${MAX_HOSTS}, got ${n}`;
+  if (!Number.isInteger(n) || n < 1 || n > MAX_HOSTS)
+    return `--hosts must be a whole number from 1 to ${MAX_HOSTS}, got ${n}`;
   return undefined;
 }
 
-export function hostName(i: number): string { return `h${i}`; }
+export function hostName(i: number): string {
+  return `h${i}`;
+}
 
 export function hostIp(i: number): string {
   return formatIp(parseIp(UNDERLAY_NET)! + 10 + i);

@@ -22,26 +22,77 @@ if (up.exitCode !== 0) throw new Error(up.stderr);
 const state = readState(dir)!;
 const inHost = async (h: string, argv: string[], reject = true) => {
   const n = state.plan.nodes.find((x) => x.name === h)!;
-  const r = await execa('nsenter', [`--net=/run/netns/${n.ns}`, ...argv], { env: { PATH: systemPath(), ...hostEnv(dir, n) }, reject });
+  const r = await execa('nsenter', [`--net=/run/netns/${n.ns}`, ...argv], {
+    env: { PATH: systemPath(), ...hostEnv(dir, n) },
+    reject,
+  });
   return String(r.stdout ?? '').trim();
 };
 const docker = (h: string, a: string[]) => inHost(h, ['docker', ...a]);
 /** probe from the container's namespace until one ping is answered (5 ms between tries) */
-const probe = (pid: string, ip: string) => execa('nsenter', ['-t', pid, '-n', 'sh', '-c',
-  `until ping -c 1 -W 0.1 -q ${ip} >/dev/null 2>&1; do sleep 0.005; done`], { env: { PATH: systemPath() }, timeout: 30_000 });
+const probe = (pid: string, ip: string) =>
+  execa(
+    'nsenter',
+    ['-t', pid, '-n', 'sh', '-c', `until ping -c 1 -W 0.1 -q ${ip} >/dev/null 2>&1; do sleep 0.005; done`],
+    { env: { PATH: systemPath() }, timeout: 30_000 },
+  );
 const results: Record<string, unknown> = {};
 try {
   // gremesh on both hosts, a target container on h2
   await startCoordinator(dir);
   await joinAll(dir, ['h1', 'h2']);
-  await docker('h2', ['run', '-d', '--net=none', '--name', 'gm-target', '--label', 'gremesh.network=default', IMAGE, 'sleep', 'infinity']);
+  await docker('h2', [
+    'run',
+    '-d',
+    '--net=none',
+    '--name',
+    'gm-target',
+    '--label',
+    'gremesh.network=default',
+    IMAGE,
+    'sleep',
+    'infinity',
+  ]);
   // the manual recipe: its own bridge (normal switching) and a pre-built GRE tunnel
-  for (const [h, peer] of [['h1', hostIp(2)], ['h2', hostIp(1)]] as const) {
-    await inHost(h, ['ovs-vsctl', '--may-exist', 'add-br', 'br-man', '--', 'set', 'bridge', 'br-man', 'datapath_type=netdev',
-      '--', '--may-exist', 'add-port', 'br-man', 'gre-man', '--', 'set', 'interface', 'gre-man', 'type=gre', `options:remote_ip=${peer}`, 'options:key=99']);
+  for (const [h, peer] of [
+    ['h1', hostIp(2)],
+    ['h2', hostIp(1)],
+  ] as const) {
+    await inHost(h, [
+      'ovs-vsctl',
+      '--may-exist',
+      'add-br',
+      'br-man',
+      '--',
+      'set',
+      'bridge',
+      'br-man',
+      'datapath_type=netdev',
+      '--',
+      '--may-exist',
+      'add-port',
+      'br-man',
+      'gre-man',
+      '--',
+      'set',
+      'interface',
+      'gre-man',
+      'type=gre',
+      `options:remote_ip=${peer}`,
+      'options:key=99',
+    ]);
   }
   await docker('h2', ['run', '-d', '--net=none', '--name', 'man-target', IMAGE, 'sleep', 'infinity']);
-  await inHost('h2', ['ovs-docker', 'add-port', 'br-man', 'eth0', 'man-target', '--ipaddress=198.19.0.2/24', '--gateway=198.19.0.1', '--mtu=1458']);
+  await inHost('h2', [
+    'ovs-docker',
+    'add-port',
+    'br-man',
+    'eth0',
+    'man-target',
+    '--ipaddress=198.19.0.2/24',
+    '--gateway=198.19.0.1',
+    '--mtu=1458',
+  ]);
   const gmTarget = await (async () => {
     for (;;) {
       const out = await docker('h2', ['exec', 'gm-target', 'ip', '-4', '-o', 'addr', 'show', 'eth0']).catch(() => '');
@@ -58,7 +109,16 @@ try {
     await docker('h1', ['run', '-d', '--net=none', '--name', name, ...labels, IMAGE, 'sleep', 'infinity']);
     const t0 = performance.now();
     if (kind === 'manual') {
-      await inHost('h1', ['ovs-docker', 'add-port', 'br-man', 'eth0', name, `--ipaddress=198.19.0.${10 + (i % 200)}/24`, '--gateway=198.19.0.1', '--mtu=1458']);
+      await inHost('h1', [
+        'ovs-docker',
+        'add-port',
+        'br-man',
+        'eth0',
+        name,
+        `--ipaddress=198.19.0.${10 + (i % 200)}/24`,
+        '--gateway=198.19.0.1',
+        '--mtu=1458',
+      ]);
     }
     const pid = await docker('h1', ['inspect', '-f', '{{.State.Pid}}', name]);
     await probe(pid, kind === 'gremesh' ? gmTarget : '198.19.0.2');

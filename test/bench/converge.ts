@@ -7,12 +7,26 @@ import { parseArgs } from 'node:util';
 import { execa } from 'execa';
 import { BIN, cli, tempDir } from '../helpers/cli.js';
 import { readState } from '../../deploy/lab/lab.js';
-import { agentStateDir, join, joinAll, startAgent, startCoordinator, stopProcess, coordctl } from '../../deploy/lab/mesh.js';
+import {
+  agentStateDir,
+  join,
+  joinAll,
+  startAgent,
+  startCoordinator,
+  stopProcess,
+  coordctl,
+} from '../../deploy/lab/mesh.js';
 import { hostEnv, hostIp } from '../../deploy/lab/plan.js';
 import { ipHex, parseIp } from '../../common/ipv4.js';
 import { summarize } from './stats.js';
 
-const { values } = parseArgs({ options: { sizes: { type: 'string', default: '2,4,8' }, repeat: { type: 'string', default: '5' }, insecure: { type: 'boolean', default: false } } });
+const { values } = parseArgs({
+  options: {
+    sizes: { type: 'string', default: '2,4,8' },
+    repeat: { type: 'string', default: '5' },
+    insecure: { type: 'boolean', default: false },
+  },
+});
 const extra = values.insecure ? ['--insecure'] : [];
 const sizes = values.sizes!.split(',').map(Number);
 const repeat = Number(values.repeat);
@@ -45,29 +59,40 @@ try {
       startAgent(dir, news, argv, extra);
       // every other host has a tunnel to the new one, and the new one has n-1
       for (;;) {
-        const ports = await Promise.all([...others, news].map(async (h) => (await inHost(h, ['ovs-vsctl', 'list-ports', 'gremesh0'], false)).stdout));
-        const ok = others.every((_, i) => ports[i]!.includes(gre(n))) && (ports[n - 1]!.match(/gre-/g) ?? []).length === n - 1;
+        const ports = await Promise.all(
+          [...others, news].map(async (h) => (await inHost(h, ['ovs-vsctl', 'list-ports', 'gremesh0'], false)).stdout),
+        );
+        const ok =
+          others.every((_, i) => ports[i]!.includes(gre(n))) && (ports[n - 1]!.match(/gre-/g) ?? []).length === n - 1;
         if (ok) break;
         await new Promise((res) => setTimeout(res, 5));
       }
       tunnelTimes.push(performance.now() - t0);
       // a ping from the new host to every other host's gateway (198.18.(63+i).1)
-      await Promise.all(others.map(async (_, i) => {
-        for (;;) {
-          const p = await inHost(news, ['ping', '-c', '1', '-W', '0.2', `198.18.${64 + i}.1`], false);
-          if (p.exitCode === 0) return;
-        }
-      }));
+      await Promise.all(
+        others.map(async (_, i) => {
+          for (;;) {
+            const p = await inHost(news, ['ping', '-c', '1', '-W', '0.2', `198.18.${64 + i}.1`], false);
+            if (p.exitCode === 0) return;
+          }
+        }),
+      );
       times.push(performance.now() - t0);
       await stopProcess(dir, news, 'agent');
       await coordctl(dir, ['leave', news]);
     }
     const s = summarize(times);
     const st = summarize(tunnelTimes);
-    console.log(`${values.insecure ? 'insecure' : 'TLS'} N=${n}  join+agent start -> all tunnels: p50=${st.p50.toFixed(0)} ms p99=${st.p99.toFixed(0)} ms; + pings answered: p50=${s.p50.toFixed(0)} ms p99=${s.p99.toFixed(0)} ms (n=${repeat})`);
+    console.log(
+      `${values.insecure ? 'insecure' : 'TLS'} N=${n}  join+agent start -> all tunnels: p50=${st.p50.toFixed(0)} ms p99=${st.p99.toFixed(0)} ms; + pings answered: p50=${s.p50.toFixed(0)} ms p99=${s.p99.toFixed(0)} ms (n=${repeat})`,
+    );
     results.push({ hosts: n, tls: !values.insecure, tunnels: st, converged: s });
     for (const h of others) await stopProcess(dir, h, 'agent');
-    for (const h of others) { await coordctl(dir, ['leave', h]); await inHost(h, ['ovs-vsctl', '--if-exists', 'del-br', 'gremesh0']); fs.rmSync(agentStateDir(dir, h), { recursive: true, force: true }); }
+    for (const h of others) {
+      await coordctl(dir, ['leave', h]);
+      await inHost(h, ['ovs-vsctl', '--if-exists', 'del-br', 'gremesh0']);
+      fs.rmSync(agentStateDir(dir, h), { recursive: true, force: true });
+    }
   }
 } finally {
   await cli(BIN.lab, ['down', '--dir', dir], {}, 600_000);

@@ -12,7 +12,13 @@ import * as os from 'node:os';
 import { createRunner } from '../../common/exec.js';
 import { ensureKeyAndCsr } from '../../agent/tls.js';
 
-const { values } = parseArgs({ options: { sizes: { type: 'string', default: '10,100,1000' }, repeat: { type: 'string', default: '20' }, tls: { type: 'boolean', default: false } } });
+const { values } = parseArgs({
+  options: {
+    sizes: { type: 'string', default: '10,100,1000' },
+    repeat: { type: 'string', default: '20' },
+    tls: { type: 'boolean', default: false },
+  },
+});
 const useTls = values.tls!;
 // with --tls every simulated agent has its own certificate (one shared key and CSR: the
 // coordinator signs each for its own name)
@@ -23,7 +29,11 @@ let caFile = '';
 const credsFor = (name?: string) => {
   if (!useTls) return grpc.credentials.createInsecure();
   if (!name) return grpc.credentials.createSsl(fs.readFileSync(caFile));
-  return grpc.credentials.createSsl(fs.readFileSync(caFile), fs.readFileSync(`${keyDir}/host.key`), Buffer.from(certs.get(name)!));
+  return grpc.credentials.createSsl(
+    fs.readFileSync(caFile),
+    fs.readFileSync(`${keyDir}/host.key`),
+    Buffer.from(certs.get(name)!),
+  );
 };
 const sizes = values.sizes!.split(',').map(Number);
 const repeat = Number(values.repeat);
@@ -35,28 +45,54 @@ function rssMb(pid: number): number {
   return m ? Number(m[1]) / 1024 : Number.NaN;
 }
 
-async function admitMany(addr: string, names: string[], ipBase: number, adminCreds: grpc.ChannelCredentials): Promise<string[]> {
+async function admitMany(
+  addr: string,
+  names: string[],
+  ipBase: number,
+  adminCreds: grpc.ChannelCredentials,
+): Promise<string[]> {
   const a = new AdminServiceClient(addr, adminCreds);
   const g = new AgentServiceClient(addr, credsFor());
   const creds: string[] = [];
   for (let i = 0; i < names.length; i += 50) {
     const batch = names.slice(i, i + 50);
-    creds.push(...await Promise.all(batch.map(async (name, j) => {
-      const { token } = await unary<{ token: string }>(a, 'joinHost', { name, ttlSeconds: 0 });
-      const r = await unary<{ credential: string; certificate: string }>(g, 'register', { name, token, credential: '', underlayIp: ipOf(ipBase + i + j), agentVersion: 'bench', csr });
-      if (r.certificate) certs.set(name, r.certificate);
-      return r.credential;
-    })));
+    creds.push(
+      ...(await Promise.all(
+        batch.map(async (name, j) => {
+          const { token } = await unary<{ token: string }>(a, 'joinHost', { name, ttlSeconds: 0 });
+          const r = await unary<{ credential: string; certificate: string }>(g, 'register', {
+            name,
+            token,
+            credential: '',
+            underlayIp: ipOf(ipBase + i + j),
+            agentVersion: 'bench',
+            csr,
+          });
+          if (r.certificate) certs.set(name, r.certificate);
+          return r.credential;
+        }),
+      )),
+    );
   }
-  a.close(); g.close();
+  a.close();
+  g.close();
   return creds;
 }
 
 const rows: Record<string, unknown>[] = [];
 for (const n of sizes) {
-  const c = await startCoordinator({ tls: useTls, args: ['--network-cidr', '198.18.0.0/15', '--host-prefix-len', '26'] });
+  const c = await startCoordinator({
+    tls: useTls,
+    args: ['--network-cidr', '198.18.0.0/15', '--host-prefix-len', '26'],
+  });
   caFile = `${c.dataDir}/pki/ca.crt`;
-  const adminCreds = useTls ? grpc.credentials.createSsl(fs.readFileSync(caFile), fs.readFileSync(`${c.dataDir}/pki/admin.key`), fs.readFileSync(`${c.dataDir}/pki/admin.crt`)) : grpc.credentials.createInsecure();
+  const adminCreds = useTls
+    ? grpc.credentials.createSsl(
+        fs.readFileSync(caFile),
+        fs.readFileSync(`${c.dataDir}/pki/admin.key`),
+        fs.readFileSync(`${c.dataDir}/pki/admin.crt`),
+      )
+    : grpc.credentials.createInsecure();
   const names = Array.from({ length: n }, (_, i) => `w${i}`);
   const creds = await admitMany(c.addr, names, 0, adminCreds);
   // each watcher: the peers it holds, and a callback when a given host appears
@@ -77,9 +113,15 @@ for (const n of sizes) {
         for (const p of m.peers) peers.add(p.name);
         for (const r of m.removedPeers) peers.delete(r);
         for (const [h, t0] of waiting) {
-          if (peers.has(h) && !recorded.has(h)) { recorded.add(h); seen[seen.length - 1]!.push(performance.now() - t0); }
+          if (peers.has(h) && !recorded.has(h)) {
+            recorded.add(h);
+            seen[seen.length - 1]!.push(performance.now() - t0);
+          }
         }
-        if (first) { first = false; if (++ready === n) resolve(); }
+        if (first) {
+          first = false;
+          if (++ready === n) resolve();
+        }
       });
       st.on('error', () => {});
     });
@@ -94,7 +136,14 @@ for (const n of sizes) {
     seen.push([]);
     const t0 = performance.now();
     waiting.set(name, t0);
-    await unary(g, 'register', { name, token, credential: '', underlayIp: ipOf(n + 10 + r), agentVersion: 'bench', csr });
+    await unary(g, 'register', {
+      name,
+      token,
+      credential: '',
+      underlayIp: ipOf(n + 10 + r),
+      agentVersion: 'bench',
+      csr,
+    });
     const end = Date.now() + 30_000;
     while (seen[seen.length - 1]!.length < n && Date.now() < end) await new Promise((res) => setTimeout(res, 1));
     waiting.delete(name);
@@ -107,10 +156,13 @@ for (const n of sizes) {
   const rss = rssMb(c.proc.pid!);
   const sp = summarize(per);
   const sa = summarize(all);
-  console.log(`${useTls ? 'TLS ' : 'insecure '}N=${String(n).padStart(4)}  per agent p50=${sp.p50.toFixed(1)} ms p99=${sp.p99.toFixed(1)} ms   all N hold it: p50=${sa.p50.toFixed(1)} ms p99=${sa.p99.toFixed(1)} ms   coordinator RSS=${rss.toFixed(0)} MB  (${repeat} joins)`);
+  console.log(
+    `${useTls ? 'TLS ' : 'insecure '}N=${String(n).padStart(4)}  per agent p50=${sp.p50.toFixed(1)} ms p99=${sp.p99.toFixed(1)} ms   all N hold it: p50=${sa.p50.toFixed(1)} ms p99=${sa.p99.toFixed(1)} ms   coordinator RSS=${rss.toFixed(0)} MB  (${repeat} joins)`,
+  );
   rows.push({ n, tls: useTls, perAgent: sp, allAgents: sa, rssMb: rss });
   for (const cl of clients) cl.close();
-  g.close(); a.close();
+  g.close();
+  a.close();
   await c.stop();
   removeDir(c.dataDir);
 }

@@ -5,7 +5,9 @@ import { BIN, cli, tempDir } from '../helpers/cli.js';
 import * as fs from 'node:fs';
 import { summarize } from './stats.js';
 
-const { values } = parseArgs({ options: { repeat: { type: 'string', default: '3' }, hosts: { type: 'string', default: '3,8' } } });
+const { values } = parseArgs({
+  options: { repeat: { type: 'string', default: '3' }, hosts: { type: 'string', default: '3,8' } },
+});
 const repeat = Number(values.repeat);
 const results: Record<string, unknown>[] = [];
 for (const n of values.hosts!.split(',').map(Number)) {

@@ -27,31 +27,64 @@ const run = createRunner({ prefix: ['nsenter', `--net=/run/netns/${node.ns}`] })
 const ovs = new VsctlOvsDriver({ db: `unix:${hostPaths(dir, 'h1').dbSock}`, run, log: silentLogger });
 const PEERS = 32;
 const snap = (peers: number): Snapshot => ({
-  revision: peers, host: 'h1', underlayIp: '198.18.0.11',
+  revision: peers,
+  host: 'h1',
+  underlayIp: '198.18.0.11',
   networks: [{ name: 'default', cidr: '198.18.64.0/18', hostPrefixLen: 24, greKey: 1, mtu: 0 }],
   slices: [{ network: 'default', cidr: '198.18.64.0/24' }],
   peers: Array.from({ length: peers }, (_, i) => ({
-    name: `p${i}`, underlayIp: `198.18.1.${i + 1}`, slices: [{ network: 'default', cidr: `198.18.${65 + i}.0/24` }],
-    endpoints: Array.from({ length: i < 22 ? 5 : 4 }, (_, j) => { const ip = parseIp(`198.18.${65 + i}.${10 + j}`)!; return { network: 'default', host: `p${i}`, mac: macFromIp(ip), ip: formatIp(ip), containerId: '' }; }),
+    name: `p${i}`,
+    underlayIp: `198.18.1.${i + 1}`,
+    slices: [{ network: 'default', cidr: `198.18.${65 + i}.0/24` }],
+    endpoints: Array.from({ length: i < 22 ? 5 : 4 }, (_, j) => {
+      const ip = parseIp(`198.18.${65 + i}.${10 + j}`)!;
+      return { network: 'default', host: `p${i}`, mac: macFromIp(ip), ip: formatIp(ip), containerId: '' };
+    }),
   })),
 });
 try {
   // 50 local ports, as the Docker attachment makes them (internal ports stand in for veths)
-  const cmds: string[][] = [['--may-exist', 'add-br', 'gremesh0'], ['set', 'Bridge', 'gremesh0', 'datapath_type=netdev']];
+  const cmds: string[][] = [
+    ['--may-exist', 'add-br', 'gremesh0'],
+    ['set', 'Bridge', 'gremesh0', 'datapath_type=netdev'],
+  ];
   for (let i = 0; i < 50; i++) {
     const ip = `198.18.64.${10 + i}`;
-    cmds.push(['add-port', 'gremesh0', `lp${i}`], ['set', 'Interface', `lp${i}`, 'type=internal', `external_ids:gremesh-network=default`, `external_ids:gremesh-ip=${ip}`, `external_ids:gremesh-mac=${macFromIp(parseIp(ip)!)}`]);
+    cmds.push(
+      ['add-port', 'gremesh0', `lp${i}`],
+      [
+        'set',
+        'Interface',
+        `lp${i}`,
+        'type=internal',
+        `external_ids:gremesh-network=default`,
+        `external_ids:gremesh-ip=${ip}`,
+        `external_ids:gremesh-mac=${macFromIp(parseIp(ip)!)}`,
+      ],
+    );
   }
   await ovs.transact(cmds);
-  const r = new Reconciler({ ovs, links: new IpLinkDriver(run), params: { bridge: 'gremesh0', datapath: 'netdev', underlayMtu: 1500 }, log: silentLogger, resyncMs: 3_600_000, probeMs: 3_600_000 });
+  const r = new Reconciler({
+    ovs,
+    links: new IpLinkDriver(run),
+    params: { bridge: 'gremesh0', datapath: 'netdev', underlayMtu: 1500 },
+    log: silentLogger,
+    resyncMs: 3_600_000,
+    probeMs: 3_600_000,
+  });
   const s0 = snap(PEERS);
   const endpoints = s0.peers.reduce((a, p) => a + p.endpoints.length, 0) + 50;
   r.setSnapshot(s0);
   await r.nextPass();
   const first = r.lastPass!;
-  console.log(`first pass (bridge, ${PEERS} GRE ports with BFD, gateway, ${first.flows} flows; ${endpoints} endpoints): ${first.ms} ms`);
+  console.log(
+    `first pass (bridge, ${PEERS} GRE ports with BFD, gateway, ${first.flows} flows; ${endpoints} endpoints): ${first.ms} ms`,
+  );
   const steady: number[] = [];
-  for (let i = 0; i < repeat; i++) { const p = (await r.pass())!; steady.push(p.ms); }
+  for (let i = 0; i < repeat; i++) {
+    const p = (await r.pass())!;
+    steady.push(p.ms);
+  }
   const change: number[] = [];
   for (let i = 0; i < repeat; i++) {
     r.setSnapshot(snap(i % 2 === 0 ? PEERS - 1 : PEERS));
@@ -63,7 +96,15 @@ try {
   console.log(`pass with nothing to do: p50=${ss.p50} ms p99=${ss.p99} ms (n=${repeat})`);
   console.log(`pass after one peer left/joined: p50=${sc.p50} ms p99=${sc.p99} ms (n=${repeat})`);
   r.stop();
-  if (process.env.GREMESH_BENCH_JSON) fs.writeFileSync(process.env.GREMESH_BENCH_JSON, JSON.stringify({ peers: PEERS, endpoints, firstMs: first.ms, flows: first.flows, steady: ss, change: sc }, null, 2));
+  if (process.env.GREMESH_BENCH_JSON)
+    fs.writeFileSync(
+      process.env.GREMESH_BENCH_JSON,
+      JSON.stringify(
+        { peers: PEERS, endpoints, firstMs: first.ms, flows: first.flows, steady: ss, change: sc },
+        null,
+        2,
+      ),
+    );
 } finally {
   await cli(BIN.lab, ['down', '--dir', dir], {}, 600_000);
   fs.rmSync(dir, { recursive: true, force: true });

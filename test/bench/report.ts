@@ -23,15 +23,25 @@ const benches: { name: string; script: string; args: string[] }[] = [
   { name: 'throughput', script: 'throughput.js', args: ['--seconds', q ? '3' : '5'] },
 ];
 const resultsFile = path.join(ROOT, 'docs/bench-results.json');
-const out: Record<string, any> = only && fs.existsSync(resultsFile) ? JSON.parse(fs.readFileSync(resultsFile, 'utf8')) : {};
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- each benchmark writes its own JSON shape; the report reads them by name
+const out: Record<string, any> =
+  only && fs.existsSync(resultsFile) ? JSON.parse(fs.readFileSync(resultsFile, 'utf8')) : {};
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gmbench-'));
 for (const b of benches) {
   if (only && !only.includes(b.name)) continue;
   const file = path.join(tmp, `${b.name}.json`);
   const t0 = performance.now();
   process.stdout.write(`== ${b.name}: node dist/test/bench/${b.script} ${b.args.join(' ')}\n`);
-  const r = await execa('node', [path.join(ROOT, 'dist/test/bench', b.script), ...b.args], { env: { GREMESH_BENCH_JSON: file }, reject: false, stdout: 'inherit', stderr: 'inherit' });
-  if (r.exitCode !== 0) { process.stdout.write(`   failed (exit ${r.exitCode})\n`); continue; }
+  const r = await execa('node', [path.join(ROOT, 'dist/test/bench', b.script), ...b.args], {
+    env: { GREMESH_BENCH_JSON: file },
+    reject: false,
+    stdout: 'inherit',
+    stderr: 'inherit',
+  });
+  if (r.exitCode !== 0) {
+    process.stdout.write(`   failed (exit ${r.exitCode})\n`);
+    continue;
+  }
   out[b.name] = JSON.parse(fs.readFileSync(file, 'utf8'));
   process.stdout.write(`   (${((performance.now() - t0) / 1000).toFixed(0)} s)\n`);
 }
@@ -41,67 +51,143 @@ const lines: string[] = [];
 const cmd = (s: string, a: string[]) => `\`node dist/test/bench/${s} ${a.join(' ')}\``;
 const argsOf = (n: string) => benches.find((b) => b.name === n)!;
 if (out.lab) {
-  lines.push(`**Lab up/down** (${cmd('lab-updown.js', argsOf('lab').args)}):`, '', '| hosts | up p50 | down p50 |', '|---|---|---|');
+  lines.push(
+    `**Lab up/down** (${cmd('lab-updown.js', argsOf('lab').args)}):`,
+    '',
+    '| hosts | up p50 | down p50 |',
+    '|---|---|---|',
+  );
   for (const r of out.lab) lines.push(`| ${r.hosts} | ${ms(r.up.p50)} | ${ms(r.down.p50)} |`);
   lines.push('');
 }
 if (out.fanout || out.fanoutTls) {
-  lines.push(`**Coordinator fan-out**: time from a new host's Register until each of N watching agents (gRPC clients in one process, one connection each) holds a snapshot with it, without TLS (${cmd('fanout.js', argsOf('fanout').args)}) and with mutual TLS, every agent with its own certificate (${cmd('fanout.js', argsOf('fanoutTls').args)}); goal p99 < 200 ms at N = 1000:`, '', '| N agents | transport | per agent p50 | per agent p99 | all N hold it p50 | all N p99 | coordinator RSS |', '|---|---|---|---|---|---|---|');
-  for (const r of [...(out.fanout ?? []), ...(out.fanoutTls ?? [])].sort((a, b) => a.n - b.n)) lines.push(`| ${r.n} | ${r.tls ? 'mTLS' : 'plaintext'} | ${r.perAgent.p50.toFixed(1)} ms | ${r.perAgent.p99.toFixed(1)} ms | ${r.allAgents.p50.toFixed(1)} ms | ${r.allAgents.p99.toFixed(1)} ms | ${Math.round(r.rssMb)} MB |`);
+  lines.push(
+    `**Coordinator fan-out**: time from a new host's Register until each of N watching agents (gRPC clients in one process, one connection each) holds a snapshot with it, without TLS (${cmd('fanout.js', argsOf('fanout').args)}) and with mutual TLS, every agent with its own certificate (${cmd('fanout.js', argsOf('fanoutTls').args)}); goal p99 < 200 ms at N = 1000:`,
+    '',
+    '| N agents | transport | per agent p50 | per agent p99 | all N hold it p50 | all N p99 | coordinator RSS |',
+    '|---|---|---|---|---|---|---|',
+  );
+  for (const r of [...(out.fanout ?? []), ...(out.fanoutTls ?? [])].sort((a, b) => a.n - b.n))
+    lines.push(
+      `| ${r.n} | ${r.tls ? 'mTLS' : 'plaintext'} | ${r.perAgent.p50.toFixed(1)} ms | ${r.perAgent.p99.toFixed(1)} ms | ${r.allAgents.p50.toFixed(1)} ms | ${r.allAgents.p99.toFixed(1)} ms | ${Math.round(r.rssMb)} MB |`,
+    );
   lines.push('');
 }
 if (out.converge || out.convergeInsecure) {
-  lines.push(`**Join to converged** in the lab: from \`coordctl join\` of the N-th host (plus its agent start: a Node process, ~0.4 s here) until every host has its tunnel, and until a ping from the new host to every other host's gateway is answered; with TLS (the default: CA pinning, key and CSR, certificate; ${cmd('converge.js', argsOf('converge').args)}) and with \`--insecure\` (${cmd('converge.js', argsOf('convergeInsecure').args)}):`, '', '| hosts | transport | tunnels p50 | tunnels p99 | + pings p50 | + pings p99 |', '|---|---|---|---|---|---|');
-  for (const r of [...(out.converge ?? []), ...(out.convergeInsecure ?? [])].sort((a, b) => a.hosts - b.hosts)) lines.push(`| ${r.hosts} | ${r.tls ? 'mTLS' : 'plaintext'} | ${ms(r.tunnels.p50)} | ${ms(r.tunnels.p99)} | ${ms(r.converged.p50)} | ${ms(r.converged.p99)} |`);
+  lines.push(
+    `**Join to converged** in the lab: from \`coordctl join\` of the N-th host (plus its agent start: a Node process, ~0.4 s here) until every host has its tunnel, and until a ping from the new host to every other host's gateway is answered; with TLS (the default: CA pinning, key and CSR, certificate; ${cmd('converge.js', argsOf('converge').args)}) and with \`--insecure\` (${cmd('converge.js', argsOf('convergeInsecure').args)}):`,
+    '',
+    '| hosts | transport | tunnels p50 | tunnels p99 | + pings p50 | + pings p99 |',
+    '|---|---|---|---|---|---|',
+  );
+  for (const r of [...(out.converge ?? []), ...(out.convergeInsecure ?? [])].sort((a, b) => a.hosts - b.hosts))
+    lines.push(
+      `| ${r.hosts} | ${r.tls ? 'mTLS' : 'plaintext'} | ${ms(r.tunnels.p50)} | ${ms(r.tunnels.p99)} | ${ms(r.converged.p50)} | ${ms(r.converged.p99)} |`,
+    );
   lines.push('');
 }
 if (out.reconcile) {
   const r = out.reconcile;
-  lines.push(`**Reconcile pass** with ${r.peers} peers and ${r.endpoints} endpoints against a real ovs-vswitchd (${cmd('reconcile.js', argsOf('reconcile').args)}): first pass (bridge, ${r.peers} GRE ports, ${r.flows} flows) ${ms(r.firstMs)}; a pass with nothing to do p50 ${ms(r.steady.p50)} / p99 ${ms(r.steady.p99)}; a pass after one peer joined or left p50 ${ms(r.change.p50)} / p99 ${ms(r.change.p99)}.`, '');
+  lines.push(
+    `**Reconcile pass** with ${r.peers} peers and ${r.endpoints} endpoints against a real ovs-vswitchd (${cmd('reconcile.js', argsOf('reconcile').args)}): first pass (bridge, ${r.peers} GRE ports, ${r.flows} flows) ${ms(r.firstMs)}; a pass with nothing to do p50 ${ms(r.steady.p50)} / p99 ${ms(r.steady.p99)}; a pass after one peer joined or left p50 ${ms(r.change.p50)} / p99 ${ms(r.change.p99)}.`,
+    '',
+  );
 }
 if (out.attach) {
   const r = out.attach;
-  lines.push(`**Container start to first cross-host ping** (${r.count} containers each, interleaved in one run, same lab, probing from the container's namespace every 5 ms; ${cmd('attach.js', argsOf('attach').args)}):`, '', '| | p50 | p99 |', '|---|---|---|',
+  lines.push(
+    `**Container start to first cross-host ping** (${r.count} containers each, interleaved in one run, same lab, probing from the container's namespace every 5 ms; ${cmd('attach.js', argsOf('attach').args)}):`,
+    '',
+    '| | p50 | p99 |',
+    '|---|---|---|',
     `| gremesh (label; the agent attaches) | ${ms(r.gremesh.p50)} | ${ms(r.gremesh.p99)} |`,
-    `| manual recipe (\`ovs-docker add-port --ipaddress --gateway --mtu\`, pre-built tunnel) | ${ms(r.manual.p50)} | ${ms(r.manual.p99)} |`, '');
+    `| manual recipe (\`ovs-docker add-port --ipaddress --gateway --mtu\`, pre-built tunnel) | ${ms(r.manual.p50)} | ${ms(r.manual.p99)} |`,
+    '',
+  );
 }
 if (out.throughput) {
   const r = out.throughput;
-  lines.push(`**Throughput** (iperf3, ${cmd('throughput.js', argsOf('throughput').args)}; userspace datapath, CPU-bound on 2 cores):`, '', '| streams | host to host (underlay) | container to container (GRE overlay) | ratio |', '|---|---|---|---|');
-  for (const p of [1, 4]) lines.push(`| ${p} | ${r[`underlay_${p}`].toFixed(2)} Gbit/s | ${r[`overlay_${p}`].toFixed(2)} Gbit/s | ${(r[`overlay_${p}`] / r[`underlay_${p}`]).toFixed(2)} |`);
+  lines.push(
+    `**Throughput** (iperf3, ${cmd('throughput.js', argsOf('throughput').args)}; userspace datapath, CPU-bound on 2 cores):`,
+    '',
+    '| streams | host to host (underlay) | container to container (GRE overlay) | ratio |',
+    '|---|---|---|---|',
+  );
+  for (const p of [1, 4])
+    lines.push(
+      `| ${p} | ${r[`underlay_${p}`].toFixed(2)} Gbit/s | ${r[`overlay_${p}`].toFixed(2)} Gbit/s | ${(r[`overlay_${p}`] / r[`underlay_${p}`]).toFixed(2)} |`,
+    );
   lines.push('');
 }
 // ---- charts: horizontal bars, one SVG per figure, made here (no dependencies)
 function barChart(file: string, title: string, unit: string, bars: { label: string; value: number }[]): string {
   const max = Math.max(...bars.map((b) => b.value), 1e-9);
-  const w = 640, left = 250, barH = 22, gap = 8, top = 36;
+  const w = 640,
+    left = 250,
+    barH = 22,
+    gap = 8,
+    top = 36;
   const h = top + bars.length * (barH + gap) + 10;
-  const rows = bars.map((b, i) => {
-    const y = top + i * (barH + gap);
-    const bw = Math.max(1, ((w - left - 90) * b.value) / max);
-    return `<text x="${left - 8}" y="${y + 15}" text-anchor="end" font-size="12">${b.label}</text>`
-      + `<rect x="${left}" y="${y}" width="${bw.toFixed(1)}" height="${barH}" fill="${i % 2 ? '#7a9cc6' : '#2f5f98'}"/>`
-      + `<text x="${left + bw + 6}" y="${y + 15}" font-size="12">${b.value.toFixed(b.value < 10 ? 2 : 0)} ${unit}</text>`;
-  }).join('\n');
+  const rows = bars
+    .map((b, i) => {
+      const y = top + i * (barH + gap);
+      const bw = Math.max(1, ((w - left - 90) * b.value) / max);
+      return (
+        `<text x="${left - 8}" y="${y + 15}" text-anchor="end" font-size="12">${b.label}</text>` +
+        `<rect x="${left}" y="${y}" width="${bw.toFixed(1)}" height="${barH}" fill="${i % 2 ? '#7a9cc6' : '#2f5f98'}"/>` +
+        `<text x="${left + bw + 6}" y="${y + 15}" font-size="12">${b.value.toFixed(b.value < 10 ? 2 : 0)} ${unit}</text>`
+      );
+    })
+    .join('\n');
   const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/><text x="10" y="22" font-size="14" font-weight="bold">${title}</text>\n${rows}\n</svg>\n`;
   fs.writeFileSync(path.join(ROOT, 'docs', file), svg);
   return `![${title}](${file})`;
 }
 const charts: string[] = [];
 fs.mkdirSync(path.join(ROOT, 'docs'), { recursive: true });
-if (out.attach) charts.push(barChart('attach.svg', 'Container start to first cross-host ping', 'ms', [
-  { label: 'gremesh p50', value: out.attach.gremesh.p50 }, { label: 'gremesh p99', value: out.attach.gremesh.p99 },
-  { label: 'ovs-docker recipe p50', value: out.attach.manual.p50 }, { label: 'ovs-docker recipe p99', value: out.attach.manual.p99 }]));
-if (out.fanout) charts.push(barChart('fanout.svg', 'Fan-out: all N agents hold a new host (p99)', 'ms', [...(out.fanout ?? []), ...(out.fanoutTls ?? [])]
-  .map((r: { n: number; tls: boolean; allAgents: { p99: number } }) => ({ label: `N=${r.n} ${r.tls ? 'mTLS' : 'plaintext'}`, value: r.allAgents.p99 }))));
-if (out.throughput) charts.push(barChart('throughput.svg', 'TCP throughput (iperf3)', 'Gbit/s', [1, 4].flatMap((p) => [
-  { label: `host to host, ${p} stream${p > 1 ? 's' : ''}`, value: out.throughput[`underlay_${p}`] },
-  { label: `container to container, ${p} stream${p > 1 ? 's' : ''}`, value: out.throughput[`overlay_${p}`] }])));
+if (out.attach)
+  charts.push(
+    barChart('attach.svg', 'Container start to first cross-host ping', 'ms', [
+      { label: 'gremesh p50', value: out.attach.gremesh.p50 },
+      { label: 'gremesh p99', value: out.attach.gremesh.p99 },
+      { label: 'ovs-docker recipe p50', value: out.attach.manual.p50 },
+      { label: 'ovs-docker recipe p99', value: out.attach.manual.p99 },
+    ]),
+  );
+if (out.fanout)
+  charts.push(
+    barChart(
+      'fanout.svg',
+      'Fan-out: all N agents hold a new host (p99)',
+      'ms',
+      [...(out.fanout ?? []), ...(out.fanoutTls ?? [])].map(
+        (r: { n: number; tls: boolean; allAgents: { p99: number } }) => ({
+          label: `N=${r.n} ${r.tls ? 'mTLS' : 'plaintext'}`,
+          value: r.allAgents.p99,
+        }),
+      ),
+    ),
+  );
+if (out.throughput)
+  charts.push(
+    barChart(
+      'throughput.svg',
+      'TCP throughput (iperf3)',
+      'Gbit/s',
+      [1, 4].flatMap((p) => [
+        { label: `host to host, ${p} stream${p > 1 ? 's' : ''}`, value: out.throughput[`underlay_${p}`] },
+        { label: `container to container, ${p} stream${p > 1 ? 's' : ''}`, value: out.throughput[`overlay_${p}`] },
+      ]),
+    ),
+  );
 if (charts.length) lines.push('', ...charts.flatMap((c) => [c, '']));
 
 const machine = `${os.cpus().length} × ${cpu}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.type()} ${os.release()}, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}`;
 fs.mkdirSync(path.join(ROOT, 'docs'), { recursive: true });
 fs.writeFileSync(resultsFile, JSON.stringify(out, null, 2));
-fs.writeFileSync(path.join(ROOT, 'docs/BENCHMARKS.md'), `# gremesh benchmarks\n\nMachine: ${machine}. Produced by \`node dist/test/bench/report.js\` (\`make bench\`).\n\n${lines.join('\n')}\n`);
+fs.writeFileSync(
+  path.join(ROOT, 'docs/BENCHMARKS.md'),
+  `# gremesh benchmarks\n\nMachine: ${machine}. Produced by \`node dist/test/bench/report.js\` (\`make bench\`).\n\n${lines.join('\n')}\n`,
+);
 process.stdout.write(`\nwrote docs/BENCHMARKS.md (${machine})\n\n${lines.join('\n')}\n`);
 fs.rmSync(tmp, { recursive: true, force: true });

@@ -15,7 +15,17 @@ import { cidrContains, parseCidr, parseIp } from '../../common/ipv4.js';
 import { isRoot } from '../helpers/cli.js';
 import { labUp, type TestLab } from '../helpers/lab.js';
 import { sh, waitUntil } from '../helpers/endpoint.js';
-import { COORD_ADDR, agentStateDir, coordctl, coordinatorDir, join, joinAll, startAgent, startCoordinator as startCoordinatorIn, stopProcess } from '../../deploy/lab/mesh.js';
+import {
+  COORD_ADDR,
+  agentStateDir,
+  coordctl,
+  coordinatorDir,
+  join,
+  joinAll,
+  startAgent,
+  startCoordinator as startCoordinatorIn,
+  stopProcess,
+} from '../../deploy/lab/mesh.js';
 import { crashHost, readState, restartDockerd, restartOvs } from '../../deploy/lab/lab.js';
 import { IMAGE, hostEnv, hostIp } from '../../deploy/lab/plan.js';
 
@@ -35,38 +45,122 @@ let meshHosts = [...HOSTS];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const node = (h: string) => lab.state.plan.nodes.find((n) => n.name === h)!;
-const inHost = (h: string, argv: string[], reject = false) => sh(['nsenter', `--net=/run/netns/${node(h).ns}`, ...argv], hostEnv(lab.dir, node(h)), reject);
-const docker = async (h: string, a: string[], reject = true) => (await inHost(h, ['docker', ...a], reject)).stdout.trim();
+const inHost = (h: string, argv: string[], reject = false) =>
+  sh(['nsenter', `--net=/run/netns/${node(h).ns}`, ...argv], hostEnv(lab.dir, node(h)), reject);
+const docker = async (h: string, a: string[], reject = true) =>
+  (await inHost(h, ['docker', ...a], reject)).stdout.trim();
 const pidOf = (h: string, c: string) => docker(h, ['inspect', '-f', '{{.State.Pid}}', c]);
 const ipIn = async (pid: string): Promise<string | undefined> => {
-  const l = JSON.parse((await sh(['nsenter', '-t', pid, '-n', 'ip', '-j', '-4', 'addr', 'show'], {}, false)).stdout || '[]') as { ifname: string; flags?: string[]; addr_info: { local: string }[] }[];
+  const l = JSON.parse(
+    (await sh(['nsenter', '-t', pid, '-n', 'ip', '-j', '-4', 'addr', 'show'], {}, false)).stdout || '[]',
+  ) as { ifname: string; flags?: string[]; addr_info: { local: string }[] }[];
   const i = l.find((x) => x.ifname !== 'lo');
   return i && (i.flags ?? []).includes('UP') ? i.addr_info[0]?.local : undefined;
 };
 const ipOf = async (h: string, c: string) => ipIn(await pidOf(h, c));
-const runC = async (h: string, name: string) => docker(h, ['run', '-d', '--net=none', '--name', name, '--label', 'gremesh.network=default', IMAGE, 'sleep', 'infinity']);
-const attached = async (h: string, c: string, ms = 30_000) => (await waitUntil(async () => (await ipOf(h, c).catch(() => undefined)) !== undefined, ms)) !== undefined;
+const runC = async (h: string, name: string) =>
+  docker(h, [
+    'run',
+    '-d',
+    '--net=none',
+    '--name',
+    name,
+    '--label',
+    'gremesh.network=default',
+    IMAGE,
+    'sleep',
+    'infinity',
+  ]);
+const attached = async (h: string, c: string, ms = 30_000) =>
+  (await waitUntil(async () => (await ipOf(h, c).catch(() => undefined)) !== undefined, ms)) !== undefined;
 const pingsOnce = async (h: string, c: string, ip: string, ms = 15_000) =>
-  (await waitUntil(async () => (await sh(['nsenter', '-t', await pidOf(h, c), '-n', 'ping', '-c', '1', '-W', '1', ip], {}, false)).exitCode === 0, ms, 10)) !== undefined;
+  (await waitUntil(
+    async () =>
+      (await sh(['nsenter', '-t', await pidOf(h, c), '-n', 'ping', '-c', '1', '-W', '1', ip], {}, false)).exitCode ===
+      0,
+    ms,
+    10,
+  )) !== undefined;
 /** drop underlay traffic between two lab nodes at the switch (both directions) */
 const cut = async (a: string, b: string) => {
   const sw = `--net=/run/netns/${lab.state.plan.switchNs}`;
   const tbl = `cut_${a}_${b}`;
   await sh(['nsenter', sw, 'nft', 'add', 'table', 'bridge', tbl]);
   await sh(['nsenter', sw, 'nft', 'add', 'chain', 'bridge', tbl, 'cut', '{ type filter hook forward priority 0; }']);
-  await sh(['nsenter', sw, 'nft', 'add', 'rule', 'bridge', tbl, 'cut', 'iifname', `p-${a}`, 'oifname', `p-${b}`, 'drop']);
-  await sh(['nsenter', sw, 'nft', 'add', 'rule', 'bridge', tbl, 'cut', 'iifname', `p-${b}`, 'oifname', `p-${a}`, 'drop']);
-  return async () => { await sh(['nsenter', sw, 'nft', 'delete', 'table', 'bridge', tbl]); };
+  await sh([
+    'nsenter',
+    sw,
+    'nft',
+    'add',
+    'rule',
+    'bridge',
+    tbl,
+    'cut',
+    'iifname',
+    `p-${a}`,
+    'oifname',
+    `p-${b}`,
+    'drop',
+  ]);
+  await sh([
+    'nsenter',
+    sw,
+    'nft',
+    'add',
+    'rule',
+    'bridge',
+    tbl,
+    'cut',
+    'iifname',
+    `p-${b}`,
+    'oifname',
+    `p-${a}`,
+    'drop',
+  ]);
+  return async () => {
+    await sh(['nsenter', sw, 'nft', 'delete', 'table', 'bridge', tbl]);
+  };
 };
-const status = async () => JSON.parse((await coordctl(lab.dir, ['status', '-o', 'json'])).stdout) as { watchers: number; hosts: { name: string; state: string; tunnels: { peer: string; bfdState: string }[] }[] };
-const agentPid = (h: string) => readState(lab.dir)!.procs.filter((p) => p.node === h && p.what === 'agent').at(-1)!.pid;
+const status = async () =>
+  JSON.parse((await coordctl(lab.dir, ['status', '-o', 'json'])).stdout) as {
+    watchers: number;
+    hosts: { name: string; state: string; tunnels: { peer: string; bfdState: string }[] }[];
+  };
+const agentPid = (h: string) =>
+  readState(lab.dir)!
+    .procs.filter((p) => p.node === h && p.what === 'agent')
+    .at(-1)!.pid;
 const heapDir = () => `${lab.dir}/heap`;
 const counts = async (h: string) => {
-  const ports = (await inHost(h, ['ovs-vsctl', '--columns=name', '--format=csv', '--no-headings', 'find', 'Interface', 'external_ids:container_id!=""'])).stdout.split('\n').filter(Boolean).length;
-  const veths = (JSON.parse((await inHost(h, ['ip', '-j', 'link', 'show'])).stdout) as { ifname: string }[]).filter((l) => /^gm[0-9a-f]{11}$/.test(l.ifname)).length;
+  const ports = (
+    await inHost(h, [
+      'ovs-vsctl',
+      '--columns=name',
+      '--format=csv',
+      '--no-headings',
+      'find',
+      'Interface',
+      'external_ids:container_id!=""',
+    ])
+  ).stdout
+    .split('\n')
+    .filter(Boolean).length;
+  const veths = (JSON.parse((await inHost(h, ['ip', '-j', 'link', 'show'])).stdout) as { ifname: string }[]).filter(
+    (l) => /^gm[0-9a-f]{11}$/.test(l.ifname),
+  ).length;
   let addrs = 0;
-  try { addrs = Object.values(JSON.parse(fs.readFileSync(`${agentStateDir(lab.dir, h)}/ipam.json`, 'utf8')) as Record<string, object>).reduce((n, x) => n + Object.keys(x).length, 0); } catch { /* none */ }
-  const flows = Number(/flow_count=(\d+)/.exec((await inHost(h, ['ovs-ofctl', 'dump-aggregate', `unix:${lab.dir}/${h}/ovs/gremesh0.mgmt`])).stdout)?.[1] ?? -1);
+  try {
+    addrs = Object.values(
+      JSON.parse(fs.readFileSync(`${agentStateDir(lab.dir, h)}/ipam.json`, 'utf8')) as Record<string, object>,
+    ).reduce((n, x) => n + Object.keys(x).length, 0);
+  } catch {
+    /* none */
+  }
+  const flows = Number(
+    /flow_count=(\d+)/.exec(
+      (await inHost(h, ['ovs-ofctl', 'dump-aggregate', `unix:${lab.dir}/${h}/ovs/gremesh0.mgmt`])).stdout,
+    )?.[1] ?? -1,
+  );
   const agent = agentPid(h);
   const fds = fs.readdirSync(`/proc/${agent}/fd`).length;
   const rssMb = Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${agent}/status`, 'utf8'))![1]) / 1024;
@@ -75,15 +169,22 @@ const counts = async (h: string) => {
 
 type HostJson = { name: string; underlayIp: string; slices: { network: string; cidr: string }[] };
 const hostsJson = async () => JSON.parse((await coordctl(lab.dir, ['hosts', '-o', 'json'])).stdout) as HostJson[];
-const greCount = async (h: string) => (await inHost(h, ['ovs-vsctl', 'list-ports', 'gremesh0'])).stdout.split('\n').filter((p) => p.startsWith('gre-')).length;
+const greCount = async (h: string) =>
+  (await inHost(h, ['ovs-vsctl', 'list-ports', 'gremesh0'])).stdout.split('\n').filter((p) => p.startsWith('gre-'))
+    .length;
 
 /** (re)points the mesh at the current containers of meshHosts; waits until every member is up */
 async function refreshMesh(): Promise<void> {
   for (const h of meshHosts) if (!(await attached(h, `c-${h}`))) throw new Error(`c-${h} is not attached`);
-  mesh.update(await Promise.all(meshHosts.map(async (h) => ({ name: h, pid: await pidOf(h, `c-${h}`), ip: (await ipOf(h, `c-${h}`))! }))));
+  mesh.update(
+    await Promise.all(
+      meshHosts.map(async (h) => ({ name: h, pid: await pidOf(h, `c-${h}`), ip: (await ipOf(h, `c-${h}`))! })),
+    ),
+  );
 }
 const touches = (pair: string, h: string) => pair.split('>').includes(h);
-const lostWhere = (l: Loss, f: (pair: string) => boolean) => l.pairs.filter((p) => f(p.pair)).reduce((n, p) => n + p.lost, 0);
+const lostWhere = (l: Loss, f: (pair: string) => boolean) =>
+  l.pairs.filter((p) => f(p.pair)).reduce((n, p) => n + p.lost, 0);
 /**
  * OVS's userspace datapath (netdev) can drop a packet in flight on a host's other ports
  * when a port is added to or removed from its bridge: measured with plain
@@ -92,10 +193,22 @@ const lostWhere = (l: Loss, f: (pair: string) => boolean) => l.pairs.filter((p) 
  * on a host allow its pairs this much loss; every other pair must lose nothing.
  */
 const PORT_CHURN_BUDGET = 0.02;
-function portChurnLoss(t: { is: (a: unknown, b: unknown, m?: string) => void; true: (a: boolean, m?: string) => void }, loss: Loss, churned: string[]): void {
+function portChurnLoss(
+  t: { is: (a: unknown, b: unknown, m?: string) => void; true: (a: boolean, m?: string) => void },
+  loss: Loss,
+  churned: string[],
+): void {
   const hit = (p: string) => churned.some((h) => touches(p, h));
-  t.is(lostWhere(loss, (p) => !hit(p)), 0, `no loss between hosts without port changes (${churned.join(', ')} had them)`);
-  for (const p of loss.pairs.filter((x) => hit(x.pair))) t.true(p.lost <= Math.max(1, p.sent * PORT_CHURN_BUDGET), `${p.pair} lost ${p.lost} of ${p.sent}: more than ${PORT_CHURN_BUDGET * 100}% while ports were added and removed`);
+  t.is(
+    lostWhere(loss, (p) => !hit(p)),
+    0,
+    `no loss between hosts without port changes (${churned.join(', ')} had them)`,
+  );
+  for (const p of loss.pairs.filter((x) => hit(x.pair)))
+    t.true(
+      p.lost <= Math.max(1, p.sent * PORT_CHURN_BUDGET),
+      `${p.pair} lost ${p.lost} of ${p.sent}: more than ${PORT_CHURN_BUDGET * 100}% while ports were added and removed`,
+    );
 }
 
 test.before(async () => {
@@ -113,81 +226,122 @@ test.before(async () => {
   const from = mesh.mark();
   await sleep(3000);
   const warm = await mesh.lossSince(from, 1);
-  if (warm.pairs.some((p) => p.sent - p.lost === 0)) throw new Error(`ping mesh does not come up: ${PingMesh.describe(warm)}`);
+  if (warm.pairs.some((p) => p.sent - p.lost === 0))
+    throw new Error(`ping mesh does not come up: ${PingMesh.describe(warm)}`);
 });
-test.after.always(async () => { mesh.stop(); if (lab) await lab.down(); });
+test.after.always(async () => {
+  mesh.stop();
+  if (lab) await lab.down();
+});
 
 serial('a host cut from the coordinator only keeps its data plane; it shows down, then comes back', async (t) => {
   await refreshMesh();
   const from = mesh.mark();
   const heal = await cut('h1', 'ctl');
-  const down = await waitUntil(async () => (await status()).hosts.find((h) => h.name === 'h1')?.state === 'down', 30_000, 500);
+  const down = await waitUntil(
+    async () => (await status()).hosts.find((h) => h.name === 'h1')?.state === 'down',
+    30_000,
+    500,
+  );
   await sleep(5000);
   await heal();
   const loss = await mesh.lossSince(from);
   t.log(PingMesh.describe(loss));
   t.is(loss.lost, 0, 'no ping lost while h1 was cut from the coordinator');
   t.not(down, undefined, 'h1 shows down while cut');
-  const back = await waitUntil(async () => (await status()).hosts.find((h) => h.name === 'h1')?.state === 'up' && (await status()).watchers === 4, 30_000, 500);
+  const back = await waitUntil(
+    async () => (await status()).hosts.find((h) => h.name === 'h1')?.state === 'up' && (await status()).watchers === 4,
+    30_000,
+    500,
+  );
   t.not(back, undefined, 'h1 back up and watching after the cut healed');
 });
 
-serial('a host cut from one peer: coordctl status names the broken tunnel (BFD), and it recovers when healed', async (t) => {
-  await refreshMesh();
-  const from = mesh.mark();
-  const heal = await cut('h1', 'h2');
-  const t0 = Date.now();
-  const named = await waitUntil(async () => {
-    const s = await status();
-    const h1 = s.hosts.find((h) => h.name === 'h1')!.tunnels.find((x) => x.peer === 'h2');
-    const h3 = s.hosts.find((h) => h.name === 'h1')!.tunnels.find((x) => x.peer === 'h3');
-    return h1?.bfdState !== 'up' && h3?.bfdState === 'up';
-  }, 20_000, 100);
-  t.not(named, undefined, 'the h1-h2 tunnel is reported down, h1-h3 stays up');
-  t.log(`broken tunnel named by coordctl status ${Date.now() - t0} ms after the cut`);
-  t.regex((await coordctl(lab.dir, ['status'])).stdout, /h1\s+198\.18\.0\.11\s+up\s+2\/3 up \(h2:down\)/);
-  await heal();
-  const t1 = Date.now();
-  const healed = await waitUntil(async () => (await status()).hosts.every((h) => h.tunnels.every((x) => x.bfdState === 'up')), 30_000, 100);
-  t.not(healed, undefined, 'every tunnel up again');
-  t.log(`all tunnels up ${Date.now() - t1} ms after healing`);
-  t.true(await pingsOnce('h1', 'c-h1', (await ipOf('h2', 'c-h2'))!));
-  const loss = await mesh.lossSince(from);
-  t.log(PingMesh.describe(loss));
-  const cutPair = (p: string) => touches(p, 'h1') && touches(p, 'h2');
-  t.true(lostWhere(loss, cutPair) > 0, 'the cut pair did lose pings (the cut was real)');
-  t.is(lostWhere(loss, (p) => !cutPair(p)), 0, 'no other pair lost a ping');
-});
+serial(
+  'a host cut from one peer: coordctl status names the broken tunnel (BFD), and it recovers when healed',
+  async (t) => {
+    await refreshMesh();
+    const from = mesh.mark();
+    const heal = await cut('h1', 'h2');
+    const t0 = Date.now();
+    const named = await waitUntil(
+      async () => {
+        const s = await status();
+        const h1 = s.hosts.find((h) => h.name === 'h1')!.tunnels.find((x) => x.peer === 'h2');
+        const h3 = s.hosts.find((h) => h.name === 'h1')!.tunnels.find((x) => x.peer === 'h3');
+        return h1?.bfdState !== 'up' && h3?.bfdState === 'up';
+      },
+      20_000,
+      100,
+    );
+    t.not(named, undefined, 'the h1-h2 tunnel is reported down, h1-h3 stays up');
+    t.log(`broken tunnel named by coordctl status ${Date.now() - t0} ms after the cut`);
+    t.regex((await coordctl(lab.dir, ['status'])).stdout, /h1\s+198\.18\.0\.11\s+up\s+2\/3 up \(h2:down\)/);
+    await heal();
+    const t1 = Date.now();
+    const healed = await waitUntil(
+      async () => (await status()).hosts.every((h) => h.tunnels.every((x) => x.bfdState === 'up')),
+      30_000,
+      100,
+    );
+    t.not(healed, undefined, 'every tunnel up again');
+    t.log(`all tunnels up ${Date.now() - t1} ms after healing`);
+    t.true(await pingsOnce('h1', 'c-h1', (await ipOf('h2', 'c-h2'))!));
+    const loss = await mesh.lossSince(from);
+    t.log(PingMesh.describe(loss));
+    const cutPair = (p: string) => touches(p, 'h1') && touches(p, 'h2');
+    t.true(lostWhere(loss, cutPair) > 0, 'the cut pair did lose pings (the cut was real)');
+    t.is(
+      lostWhere(loss, (p) => !cutPair(p)),
+      0,
+      'no other pair lost a ping',
+    );
+  },
+);
 
-serial('agent kill -9 in the middle of 100 container attachments: after restart every container is attached once, nothing leaked', async (t) => {
-  await refreshMesh();
-  const from = mesh.mark();
-  const base = await counts('h3');
-  const names = Array.from({ length: 100 }, (_, i) => `burst${i}`);
-  let killed = false;
-  for (let i = 0; i < names.length; i += 10) {
-    await Promise.all(names.slice(i, i + 10).map((n) => runC('h3', n)));
-    if (!killed && i >= 30) { await stopProcess(lab.dir, 'h3', 'agent', 'SIGKILL'); killed = true; startAgent(lab.dir, 'h3', args.h3!); }
-  }
-  t.true(killed);
-  const all = await waitUntil(async () => (await counts('h3')).ports === base.ports + 100, 120_000, 500);
-  t.not(all, undefined, `ports: ${(await counts('h3')).ports} of ${base.ports + 100}`);
-  // a port exists a moment before its container's interface comes up (after its flows)
-  await waitUntil(async () => (await Promise.all(names.map((n) => ipOf('h3', n)))).every(Boolean), 60_000, 500);
-  const ips = await Promise.all(names.map((n) => ipOf('h3', n)));
-  t.true(ips.every(Boolean), `every container has an address and is up (${ips.filter(Boolean).length} of 100)`);
-  t.is(new Set(ips).size, 100, 'no address twice');
-  const c = await counts('h3');
-  t.is(c.veths, base.veths + 100, 'one veth each');
-  t.is(c.addrs, base.addrs + 100, 'one address each');
-  t.true(await pingsOnce('h3', 'burst99', (await ipOf('h1', 'c-h1'))!));
-  for (let i = 0; i < names.length; i += 20) await docker('h3', ['rm', '-f', ...names.slice(i, i + 20)]);
-  const clean = await waitUntil(async () => { const x = await counts('h3'); return x.ports === base.ports && x.veths === base.veths && x.addrs === base.addrs; }, 60_000, 500);
-  t.not(clean, undefined, 'all gone after removal');
-  const loss = await mesh.lossSince(from);
-  t.log(PingMesh.describe(loss));
-  portChurnLoss(t, loss, ['h3']);
-});
+serial(
+  'agent kill -9 in the middle of 100 container attachments: after restart every container is attached once, nothing leaked',
+  async (t) => {
+    await refreshMesh();
+    const from = mesh.mark();
+    const base = await counts('h3');
+    const names = Array.from({ length: 100 }, (_, i) => `burst${i}`);
+    let killed = false;
+    for (let i = 0; i < names.length; i += 10) {
+      await Promise.all(names.slice(i, i + 10).map((n) => runC('h3', n)));
+      if (!killed && i >= 30) {
+        await stopProcess(lab.dir, 'h3', 'agent', 'SIGKILL');
+        killed = true;
+        startAgent(lab.dir, 'h3', args.h3!);
+      }
+    }
+    t.true(killed);
+    const all = await waitUntil(async () => (await counts('h3')).ports === base.ports + 100, 120_000, 500);
+    t.not(all, undefined, `ports: ${(await counts('h3')).ports} of ${base.ports + 100}`);
+    // a port exists a moment before its container's interface comes up (after its flows)
+    await waitUntil(async () => (await Promise.all(names.map((n) => ipOf('h3', n)))).every(Boolean), 60_000, 500);
+    const ips = await Promise.all(names.map((n) => ipOf('h3', n)));
+    t.true(ips.every(Boolean), `every container has an address and is up (${ips.filter(Boolean).length} of 100)`);
+    t.is(new Set(ips).size, 100, 'no address twice');
+    const c = await counts('h3');
+    t.is(c.veths, base.veths + 100, 'one veth each');
+    t.is(c.addrs, base.addrs + 100, 'one address each');
+    t.true(await pingsOnce('h3', 'burst99', (await ipOf('h1', 'c-h1'))!));
+    for (let i = 0; i < names.length; i += 20) await docker('h3', ['rm', '-f', ...names.slice(i, i + 20)]);
+    const clean = await waitUntil(
+      async () => {
+        const x = await counts('h3');
+        return x.ports === base.ports && x.veths === base.veths && x.addrs === base.addrs;
+      },
+      60_000,
+      500,
+    );
+    t.not(clean, undefined, 'all gone after removal');
+    const loss = await mesh.lossSince(from);
+    t.log(PingMesh.describe(loss));
+    portChurnLoss(t, loss, ['h3']);
+  },
+);
 
 serial('ovsdb-server and ovs-vswitchd restarted on one host: traffic back within 2 s', async (t) => {
   await refreshMesh();
@@ -202,212 +356,364 @@ serial('ovsdb-server and ovs-vswitchd restarted on one host: traffic back within
   await sleep(2000);
   const loss = await mesh.lossSince(from);
   t.log(PingMesh.describe(loss));
-  t.is(lostWhere(loss, (p) => !touches(p, 'h2')), 0, 'pairs that do not cross h2 lose nothing');
+  t.is(
+    lostWhere(loss, (p) => !touches(p, 'h2')),
+    0,
+    'pairs that do not cross h2 lose nothing',
+  );
   // 10 pings a second: at most 2 s of loss per pair, and a little for the kill itself
-  for (const p of loss.pairs.filter((x) => touches(x.pair, 'h2'))) t.true(p.lost <= 25, `${p.pair} lost ${p.lost} (more than 2.5 s)`);
+  for (const p of loss.pairs.filter((x) => touches(x.pair, 'h2')))
+    t.true(p.lost <= 25, `${p.pair} lost ${p.lost} (more than 2.5 s)`);
 });
 
-serial('dockerd restarted: without live-restore its containers stop and come back with the same address; with live-restore they keep running and keep their traffic', async (t) => {
-  await refreshMesh();
-  const before = (await ipOf('h4', 'c-h4'))!;
-  const base = await counts('h4');
-  let from = mesh.mark();
-  await restartDockerd(lab.dir, 'h4');
-  const detached = await waitUntil(async () => (await counts('h4')).ports === base.ports - 1, 30_000, 250);
-  t.not(detached, undefined, 'the stopped container’s port is removed');
-  await docker('h4', ['start', 'c-h4']);
-  t.true(await attached('h4', 'c-h4'));
-  t.is(await ipOf('h4', 'c-h4'), before, 'the same address when it starts again');
-  let loss = await mesh.lossSince(from);
-  t.log(`without live-restore (the container is stopped until started again): ${PingMesh.describe(loss)}`);
-  t.is(lostWhere(loss, (p) => !touches(p, 'h4')), 0, 'pairs without h4 lose nothing');
-  // live-restore: containers outlive their dockerd
-  await restartDockerd(lab.dir, 'h4', ['--live-restore']);
-  await docker('h4', ['start', 'c-h4'], false);
-  t.true(await attached('h4', 'c-h4'));
-  await refreshMesh();
-  await sleep(2000);
-  from = mesh.mark();
-  await restartDockerd(lab.dir, 'h4', ['--live-restore']);
-  await sleep(3000);
-  loss = await mesh.lossSince(from);
-  t.log(`across a live-restore dockerd restart: ${PingMesh.describe(loss)}`);
-  t.is(loss.lost, 0, 'no ping lost across a live-restore dockerd restart');
-  t.is(await ipOf('h4', 'c-h4'), before);
-  const c = await counts('h4');
-  t.is(c.ports, base.ports, 'no duplicate port after dockerd came back');
-});
+serial(
+  'dockerd restarted: without live-restore its containers stop and come back with the same address; with live-restore they keep running and keep their traffic',
+  async (t) => {
+    await refreshMesh();
+    const before = (await ipOf('h4', 'c-h4'))!;
+    const base = await counts('h4');
+    let from = mesh.mark();
+    await restartDockerd(lab.dir, 'h4');
+    const detached = await waitUntil(async () => (await counts('h4')).ports === base.ports - 1, 30_000, 250);
+    t.not(detached, undefined, 'the stopped container’s port is removed');
+    await docker('h4', ['start', 'c-h4']);
+    t.true(await attached('h4', 'c-h4'));
+    t.is(await ipOf('h4', 'c-h4'), before, 'the same address when it starts again');
+    let loss = await mesh.lossSince(from);
+    t.log(`without live-restore (the container is stopped until started again): ${PingMesh.describe(loss)}`);
+    t.is(
+      lostWhere(loss, (p) => !touches(p, 'h4')),
+      0,
+      'pairs without h4 lose nothing',
+    );
+    // live-restore: containers outlive their dockerd
+    await restartDockerd(lab.dir, 'h4', ['--live-restore']);
+    await docker('h4', ['start', 'c-h4'], false);
+    t.true(await attached('h4', 'c-h4'));
+    await refreshMesh();
+    await sleep(2000);
+    from = mesh.mark();
+    await restartDockerd(lab.dir, 'h4', ['--live-restore']);
+    await sleep(3000);
+    loss = await mesh.lossSince(from);
+    t.log(`across a live-restore dockerd restart: ${PingMesh.describe(loss)}`);
+    t.is(loss.lost, 0, 'no ping lost across a live-restore dockerd restart');
+    t.is(await ipOf('h4', 'c-h4'), before);
+    const c = await counts('h4');
+    t.is(c.ports, base.ports, 'no duplicate port after dockerd came back');
+  },
+);
 
-serial('coordinator kill -9 during a burst of 100 joins and 100 container starts, then restarted: no slice or address twice, everyone keeps theirs, joins finish by themselves', async (t) => {
-  await refreshMesh();
-  const from = mesh.mark();
-  const ctlNs = lab.state.plan.nodes.find((n) => n.name === 'ctl')!.ns;
-  const realBefore = await hostsJson();
-  // 100 joins from another process in the ctl namespace: JoinHost, then Register with a CSR, retried like an agent
-  const burst = spawn('nsenter', [`--net=/run/netns/${ctlNs}`, 'node', JOIN_BURST, '--coordinator', COORD_ADDR, '--pki', `${coordinatorDir(lab.dir)}/pki`,
-    '--count', '100', '--concurrency', '10', '--timeout', '180'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const events: { event: string; name: string; ok?: number; failed?: number; attempts?: number; errors?: Record<string, number>; error?: string }[] = [];
-  let buf = '';
-  burst.stdout!.on('data', (d) => { buf += String(d); const l = buf.split('\n'); buf = l.pop()!; for (const x of l) if (x.trim()) events.push(JSON.parse(x)); });
-  const burstDone = new Promise<number>((r) => burst.on('exit', (c) => r(c ?? -1)));
-  // 100 container starts, 25 per host, 5 at a time
-  const cname = (h: string, i: number) => `jb-${h}-${i}`;
-  const starts = Promise.all(HOSTS.map(async (h) => { for (let i = 0; i < 25; i += 5) await Promise.all([0, 1, 2, 3, 4].map((k) => runC(h, cname(h, i + k)))); }));
-  const admitted = () => events.filter((e) => e.event === 'admitted');
-  t.not(await waitUntil(() => admitted().length >= 30, 60_000, 5), undefined, 'the burst gets going');
-  const acked = admitted().map((e) => e.name);
-  const snapshot = await hostsJson(); // what the coordinator had just before the kill
-  await stopProcess(lab.dir, 'ctl', 'coordinator', 'SIGKILL');
-  const killedAt = admitted().length;
-  t.log(`coordinator killed with ${killedAt} of 100 joins acknowledged (${acked.length} when the host list was read)`);
-  await sleep(3000);
-  await startCoordinator(lab.dir);
-  await starts;
-  const exit = await burstDone;
-  const done = events.find((e) => e.event === 'done')!;
-  t.log(`joins: ${done.ok} admitted, ${done.failed} failed, ${done.attempts} attempts, errors seen by the clients ${JSON.stringify(done.errors)}`);
-  t.is(exit, 0, JSON.stringify(events.filter((e) => e.event === 'failed')));
-  t.is(done.ok, 100, 'every join finished without operator action');
-  const retried = fs.readFileSync(`${lab.dir}/ctl/coordinator.log`, 'utf8').split('\n').filter((l) => l.includes('join retried with the same key')).length;
-  t.log(`${retried} joins committed but not answered in time (the kill, or the clients' 5 s deadline), then retried with the same token and key and answered`);
-  const after = await hostsJson();
-  t.is(after.length, 104);
-  const cidrs = after.flatMap((h) => h.slices.map((s) => `${s.network}:${s.cidr}`));
-  t.is(new Set(cidrs).size, cidrs.length, 'no slice twice');
-  const byName = new Map(after.map((h) => [h.name, h]));
-  for (const h of snapshot) t.deepEqual(byName.get(h.name)?.slices, h.slices, `${h.name} keeps its slice across the kill`);
-  for (const h of realBefore) t.deepEqual(byName.get(h.name)?.slices, h.slices, `${h.name} keeps its slice`);
-  for (const n of acked) t.truthy(byName.get(n), `${n} (acknowledged before the kill) is admitted`);
-  // containers: attached, each address once, from its own host's slice, and reachable across hosts
-  const all = HOSTS.flatMap((h) => Array.from({ length: 25 }, (_, i) => [h, cname(h, i)] as const));
-  await waitUntil(async () => (await Promise.all(all.map(([h, c]) => ipOf(h, c)))).every(Boolean), 120_000, 500);
-  const ips = await Promise.all(all.map(([h, c]) => ipOf(h, c)));
-  t.is(ips.filter(Boolean).length, 100, 'all 100 containers attached');
-  t.is(new Set(ips).size, 100, 'no address twice');
-  for (const [k, [h]] of all.entries()) {
-    const slice = parseCidr(byName.get(h)!.slices[0]!.cidr)!;
-    if (ips[k]) t.true(cidrContains(slice, parseIp(ips[k])!), `${all[k]![1]} ${ips[k]} is in ${h}'s slice`);
-  }
-  const unreachable: string[] = [];
-  for (let i = 0; i < all.length; i += 10) {
-    await Promise.all(all.slice(i, i + 10).map(async ([h, c]) => {
-      const peer = HOSTS[(HOSTS.indexOf(h) + 1) % HOSTS.length]!;
-      if (!(await pingsOnce(h, c, (await ipOf(peer, `c-${peer}`))!, 20_000))) unreachable.push(c);
-    }));
-  }
-  t.deepEqual(unreachable, [], 'every burst container reaches a container on another host');
-  t.not(await waitUntil(async () => (await status()).watchers === 4, 60_000, 500), undefined, 'the four agents watch again without operator action');
-  const loss = await mesh.lossSince(from);
-  t.log(PingMesh.describe(loss));
-  // every host added 100 tunnel ports and 25 container ports
-  portChurnLoss(t, loss, HOSTS);
-  // clean up: the containers go, the 100 hosts leave, the real hosts are back to 3 tunnels each
-  for (const h of HOSTS) await docker(h, ['rm', '-f', ...Array.from({ length: 25 }, (_, i) => cname(h, i))]);
-  const leave = await sh(['nsenter', `--net=/run/netns/${ctlNs}`, 'node', JOIN_BURST, '--leave', '--coordinator', COORD_ADDR, '--pki', `${coordinatorDir(lab.dir)}/pki`, '--count', '100'], {}, false, 300_000);
-  t.is(leave.exitCode, 0, leave.stdout.split('\n').filter((l) => l.includes('failed')).join('\n'));
-  t.not(await waitUntil(async () => (await Promise.all(HOSTS.map(greCount))).every((n) => n === 3), 60_000, 500), undefined, 'the 100 tunnels per host are gone again');
-});
-
-serial(`coordinator down for ${OUTAGE_S} s: no ping lost; containers started meanwhile get addresses and reach the others; agents resume`, async (t) => {
-  await refreshMesh();
-  const hostsBefore = await hostsJson();
-  const from = mesh.mark();
-  await stopProcess(lab.dir, 'ctl', 'coordinator', 'SIGKILL');
-  const t0 = Date.now();
-  await sleep(3000);
-  for (const h of ['h1', 'h2']) await runC(h, `late-${h}`);
-  for (const h of ['h1', 'h2']) t.true(await attached(h, `late-${h}`), `late-${h} attached while the coordinator is away`);
-  t.true(await pingsOnce('h1', 'late-h1', (await ipOf('h2', 'late-h2'))!), 'new containers reach each other across hosts');
-  t.true(await pingsOnce('h2', 'late-h2', (await ipOf('h3', 'c-h3'))!), 'and the old ones');
-  const h1Slice = parseCidr(hostsBefore.find((h) => h.name === 'h1')!.slices[0]!.cidr)!;
-  t.true(cidrContains(h1Slice, parseIp((await ipOf('h1', 'late-h1'))!)!), 'from h1’s own slice');
-  const quiet = mesh.mark();
-  const starting = await mesh.lossBetween(from, quiet);
-  t.log(`while two containers were started (two port adds): ${PingMesh.describe(starting)}`);
-  portChurnLoss(t, starting, ['h1', 'h2']);
-  await sleep(Math.max(0, OUTAGE_S * 1000 - (Date.now() - t0)));
-  await startCoordinator(lab.dir);
-  const back = await waitUntil(async () => (await status()).watchers === 4, 60_000, 500);
-  t.not(back, undefined, 'all agents watch again without operator action');
-  const loss = await mesh.lossSince(quiet);
-  t.log(`rest of the ${OUTAGE_S} s outage and the coordinator's return: ${PingMesh.describe(loss)}`);
-  t.is(loss.lost, 0, 'no ping lost during the outage');
-});
-
-serial(`${CYCLES} container start/stop cycles across hosts: no leak of addresses, ports, veths, flows, file descriptors or memory`, async (t) => {
-  await refreshMesh();
-  const from = mesh.mark();
-  const coordPid = () => readState(lab.dir)!.procs.filter((p) => p.node === 'ctl' && p.what === 'coordinator').at(-1)!.pid;
-  const coordRss = () => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${coordPid()}/status`, 'utf8'))![1]) / 1024;
-  const before = await Promise.all(HOSTS.map(counts));
-  const coordBefore = coordRss();
-  const mb = (b: number) => b / 2 ** 20;
-  const heapOf = async () => ({ agents: await Promise.all(HOSTS.map((h) => liveHeap(agentPid(h), heapDir()))), coordinator: await liveHeap(coordPid(), heapDir()) });
-  const heapBefore = await heapOf();
-  const t0 = Date.now();
-  // each host runs its share of the cycles, one after the other; the hosts run side by side
-  await Promise.all(HOSTS.map(async (h, j) => {
-    for (let i = j; i < CYCLES; i += HOSTS.length) {
-      await runC(h, `cy${i}`);
-      await docker(h, ['rm', '-f', `cy${i}`]);
+serial(
+  'coordinator kill -9 during a burst of 100 joins and 100 container starts, then restarted: no slice or address twice, everyone keeps theirs, joins finish by themselves',
+  async (t) => {
+    await refreshMesh();
+    const from = mesh.mark();
+    const ctlNs = lab.state.plan.nodes.find((n) => n.name === 'ctl')!.ns;
+    const realBefore = await hostsJson();
+    // 100 joins from another process in the ctl namespace: JoinHost, then Register with a CSR, retried like an agent
+    const burst = spawn(
+      'nsenter',
+      [
+        `--net=/run/netns/${ctlNs}`,
+        'node',
+        JOIN_BURST,
+        '--coordinator',
+        COORD_ADDR,
+        '--pki',
+        `${coordinatorDir(lab.dir)}/pki`,
+        '--count',
+        '100',
+        '--concurrency',
+        '10',
+        '--timeout',
+        '180',
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    const events: {
+      event: string;
+      name: string;
+      ok?: number;
+      failed?: number;
+      attempts?: number;
+      errors?: Record<string, number>;
+      error?: string;
+    }[] = [];
+    let buf = '';
+    burst.stdout!.on('data', (d) => {
+      buf += String(d);
+      const l = buf.split('\n');
+      buf = l.pop()!;
+      for (const x of l) if (x.trim()) events.push(JSON.parse(x));
+    });
+    const burstDone = new Promise<number>((r) => burst.on('exit', (c) => r(c ?? -1)));
+    // 100 container starts, 25 per host, 5 at a time
+    const cname = (h: string, i: number) => `jb-${h}-${i}`;
+    const starts = Promise.all(
+      HOSTS.map(async (h) => {
+        for (let i = 0; i < 25; i += 5) await Promise.all([0, 1, 2, 3, 4].map((k) => runC(h, cname(h, i + k))));
+      }),
+    );
+    const admitted = () => events.filter((e) => e.event === 'admitted');
+    t.not(await waitUntil(() => admitted().length >= 30, 60_000, 5), undefined, 'the burst gets going');
+    const acked = admitted().map((e) => e.name);
+    const snapshot = await hostsJson(); // what the coordinator had just before the kill
+    await stopProcess(lab.dir, 'ctl', 'coordinator', 'SIGKILL');
+    const killedAt = admitted().length;
+    t.log(
+      `coordinator killed with ${killedAt} of 100 joins acknowledged (${acked.length} when the host list was read)`,
+    );
+    await sleep(3000);
+    await startCoordinator(lab.dir);
+    await starts;
+    const exit = await burstDone;
+    const done = events.find((e) => e.event === 'done')!;
+    t.log(
+      `joins: ${done.ok} admitted, ${done.failed} failed, ${done.attempts} attempts, errors seen by the clients ${JSON.stringify(done.errors)}`,
+    );
+    t.is(exit, 0, JSON.stringify(events.filter((e) => e.event === 'failed')));
+    t.is(done.ok, 100, 'every join finished without operator action');
+    const retried = fs
+      .readFileSync(`${lab.dir}/ctl/coordinator.log`, 'utf8')
+      .split('\n')
+      .filter((l) => l.includes('join retried with the same key')).length;
+    t.log(
+      `${retried} joins committed but not answered in time (the kill, or the clients' 5 s deadline), then retried with the same token and key and answered`,
+    );
+    const after = await hostsJson();
+    t.is(after.length, 104);
+    const cidrs = after.flatMap((h) => h.slices.map((s) => `${s.network}:${s.cidr}`));
+    t.is(new Set(cidrs).size, cidrs.length, 'no slice twice');
+    const byName = new Map(after.map((h) => [h.name, h]));
+    for (const h of snapshot)
+      t.deepEqual(byName.get(h.name)?.slices, h.slices, `${h.name} keeps its slice across the kill`);
+    for (const h of realBefore) t.deepEqual(byName.get(h.name)?.slices, h.slices, `${h.name} keeps its slice`);
+    for (const n of acked) t.truthy(byName.get(n), `${n} (acknowledged before the kill) is admitted`);
+    // containers: attached, each address once, from its own host's slice, and reachable across hosts
+    const all = HOSTS.flatMap((h) => Array.from({ length: 25 }, (_, i) => [h, cname(h, i)] as const));
+    await waitUntil(async () => (await Promise.all(all.map(([h, c]) => ipOf(h, c)))).every(Boolean), 120_000, 500);
+    const ips = await Promise.all(all.map(([h, c]) => ipOf(h, c)));
+    t.is(ips.filter(Boolean).length, 100, 'all 100 containers attached');
+    t.is(new Set(ips).size, 100, 'no address twice');
+    for (const [k, [h]] of all.entries()) {
+      const slice = parseCidr(byName.get(h)!.slices[0]!.cidr)!;
+      if (ips[k]) t.true(cidrContains(slice, parseIp(ips[k])!), `${all[k]![1]} ${ips[k]} is in ${h}'s slice`);
     }
-  }));
-  t.log(`${CYCLES} cycles in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
-  const settled = await waitUntil(async () => {
-    const now = await Promise.all(HOSTS.map(counts));
-    return now.every((x, k) => x.ports === before[k]!.ports && x.veths === before[k]!.veths && x.addrs === before[k]!.addrs && x.flows === before[k]!.flows);
-  }, 60_000, 500);
-  const after = await Promise.all(HOSTS.map(counts));
-  t.not(settled, undefined, JSON.stringify({ before, after }));
-  const coordAfter = coordRss();
-  const heapAfter = await heapOf();
-  // a leak grows the live heap (measured after a full collection); RSS also moves with
-  // V8's and malloc's appetite, so it only gets a loose bound
-  for (const [k, h] of HOSTS.entries()) {
-    const hb = mb(heapBefore.agents[k]!);
-    const ha = mb(heapAfter.agents[k]!);
-    t.log(`${h} agent: live heap ${hb.toFixed(1)} -> ${ha.toFixed(1)} MB, RSS ${before[k]!.rssMb.toFixed(0)} -> ${after[k]!.rssMb.toFixed(0)} MB, fds ${before[k]!.fds} -> ${after[k]!.fds}`);
-    t.true(after[k]!.fds <= before[k]!.fds + 5, `${h} agent fds ${before[k]!.fds} -> ${after[k]!.fds}`);
-    t.true(ha < hb + 8, `${h} agent live heap ${hb.toFixed(1)} -> ${ha.toFixed(1)} MB`);
-    t.true(after[k]!.rssMb < before[k]!.rssMb + 160, `${h} agent RSS ${before[k]!.rssMb.toFixed(0)} -> ${after[k]!.rssMb.toFixed(0)} MB`);
-  }
-  const cb = mb(heapBefore.coordinator);
-  const ca = mb(heapAfter.coordinator);
-  t.log(`coordinator: live heap ${cb.toFixed(1)} -> ${ca.toFixed(1)} MB, RSS ${coordBefore.toFixed(0)} -> ${coordAfter.toFixed(0)} MB`);
-  t.true(ca < cb + 8, `coordinator live heap ${cb.toFixed(1)} -> ${ca.toFixed(1)} MB`);
-  t.true(coordAfter < coordBefore + 160, `coordinator RSS ${coordBefore.toFixed(0)} -> ${coordAfter.toFixed(0)} MB`);
-  const loss = await mesh.lossSince(from);
-  t.log(PingMesh.describe(loss));
-  portChurnLoss(t, loss, HOSTS);
-});
+    const unreachable: string[] = [];
+    for (let i = 0; i < all.length; i += 10) {
+      await Promise.all(
+        all.slice(i, i + 10).map(async ([h, c]) => {
+          const peer = HOSTS[(HOSTS.indexOf(h) + 1) % HOSTS.length]!;
+          if (!(await pingsOnce(h, c, (await ipOf(peer, `c-${peer}`))!, 20_000))) unreachable.push(c);
+        }),
+      );
+    }
+    t.deepEqual(unreachable, [], 'every burst container reaches a container on another host');
+    t.not(
+      await waitUntil(async () => (await status()).watchers === 4, 60_000, 500),
+      undefined,
+      'the four agents watch again without operator action',
+    );
+    const loss = await mesh.lossSince(from);
+    t.log(PingMesh.describe(loss));
+    // every host added 100 tunnel ports and 25 container ports
+    portChurnLoss(t, loss, HOSTS);
+    // clean up: the containers go, the 100 hosts leave, the real hosts are back to 3 tunnels each
+    for (const h of HOSTS) await docker(h, ['rm', '-f', ...Array.from({ length: 25 }, (_, i) => cname(h, i))]);
+    const leave = await sh(
+      [
+        'nsenter',
+        `--net=/run/netns/${ctlNs}`,
+        'node',
+        JOIN_BURST,
+        '--leave',
+        '--coordinator',
+        COORD_ADDR,
+        '--pki',
+        `${coordinatorDir(lab.dir)}/pki`,
+        '--count',
+        '100',
+      ],
+      {},
+      false,
+      300_000,
+    );
+    t.is(
+      leave.exitCode,
+      0,
+      leave.stdout
+        .split('\n')
+        .filter((l) => l.includes('failed'))
+        .join('\n'),
+    );
+    t.not(
+      await waitUntil(async () => (await Promise.all(HOSTS.map(greCount))).every((n) => n === 3), 60_000, 500),
+      undefined,
+      'the 100 tunnels per host are gone again',
+    );
+  },
+);
 
-serial('a host crashes: it shows down; coordctl leave removes it everywhere; a new machine with the same name re-joins cleanly', async (t) => {
-  await refreshMesh();
-  const from = mesh.mark();
-  const sliceBefore = (await hostsJson()).find((h) => h.name === 'h4')!.slices[0]!.cidr;
-  await crashHost(lab.dir, 'h4');
-  // its Watch stream dies with it: noticed by gRPC keepalive (~15 s), then --down-after (10 s in the lab)
-  const down = await waitUntil(async () => (await status()).hosts.find((h) => h.name === 'h4')?.state === 'down', 60_000, 500);
-  t.not(down, undefined, 'h4 shows down');
-  const grep = async (h: string) => (await inHost(h, ['ovs-vsctl', 'list-ports', 'gremesh0'])).stdout;
-  t.regex(await grep('h1'), /gre-c612000e/, 'a down host stays a peer: the coordinator’s opinion tears nothing down');
-  t.is((await coordctl(lab.dir, ['leave', 'h4'])).exitCode, 0);
-  t.not(await waitUntil(async () => (await Promise.all(['h1', 'h2', 'h3'].map(grep))).every((p) => !p.includes('gre-c612000e')), 20_000, 100), undefined, 'its tunnel is gone everywhere');
-  const loss = await mesh.lossSince(from);
-  t.log(`h4 crashed: ${PingMesh.describe(loss)}`);
-  t.is(lostWhere(loss, (p) => !touches(p, 'h4')), 0, 'the surviving hosts lose nothing among themselves');
-  meshHosts = meshHosts.filter((h) => h !== 'h4');
-  // a new machine (lab host h5, another underlay address) takes the name h4
-  const joinArgs = (await join(lab.dir, 'h4')).map((a) => a);
-  startAgent(lab.dir, 'h5', joinArgs);
-  const meshed = await waitUntil(async () => (await Promise.all(['h1', 'h2', 'h3'].map(grep))).every((p) => p.includes(`gre-c612000f`)), 30_000, 100);
-  t.not(meshed, undefined, 'everyone has a tunnel to the new h4 at 198.18.0.15');
-  const hosts = await hostsJson();
-  const h4 = hosts.find((h) => h.name === 'h4')!;
-  t.is(h4.underlayIp, hostIp(5));
-  t.is(h4.slices[0]!.cidr, sliceBefore, 'the name gets its slice back');
-  await runC('h5', 'c-new');
-  t.true(await attached('h5', 'c-new'));
-  t.true(cidrContains(parseCidr(sliceBefore)!, parseIp((await ipOf('h5', 'c-new'))!)!));
-  t.true(await pingsOnce('h1', 'c-h1', (await ipOf('h5', 'c-new'))!), 'reachable');
-});
+serial(
+  `coordinator down for ${OUTAGE_S} s: no ping lost; containers started meanwhile get addresses and reach the others; agents resume`,
+  async (t) => {
+    await refreshMesh();
+    const hostsBefore = await hostsJson();
+    const from = mesh.mark();
+    await stopProcess(lab.dir, 'ctl', 'coordinator', 'SIGKILL');
+    const t0 = Date.now();
+    await sleep(3000);
+    for (const h of ['h1', 'h2']) await runC(h, `late-${h}`);
+    for (const h of ['h1', 'h2'])
+      t.true(await attached(h, `late-${h}`), `late-${h} attached while the coordinator is away`);
+    t.true(
+      await pingsOnce('h1', 'late-h1', (await ipOf('h2', 'late-h2'))!),
+      'new containers reach each other across hosts',
+    );
+    t.true(await pingsOnce('h2', 'late-h2', (await ipOf('h3', 'c-h3'))!), 'and the old ones');
+    const h1Slice = parseCidr(hostsBefore.find((h) => h.name === 'h1')!.slices[0]!.cidr)!;
+    t.true(cidrContains(h1Slice, parseIp((await ipOf('h1', 'late-h1'))!)!), 'from h1’s own slice');
+    const quiet = mesh.mark();
+    const starting = await mesh.lossBetween(from, quiet);
+    t.log(`while two containers were started (two port adds): ${PingMesh.describe(starting)}`);
+    portChurnLoss(t, starting, ['h1', 'h2']);
+    await sleep(Math.max(0, OUTAGE_S * 1000 - (Date.now() - t0)));
+    await startCoordinator(lab.dir);
+    const back = await waitUntil(async () => (await status()).watchers === 4, 60_000, 500);
+    t.not(back, undefined, 'all agents watch again without operator action');
+    const loss = await mesh.lossSince(quiet);
+    t.log(`rest of the ${OUTAGE_S} s outage and the coordinator's return: ${PingMesh.describe(loss)}`);
+    t.is(loss.lost, 0, 'no ping lost during the outage');
+  },
+);
+
+serial(
+  `${CYCLES} container start/stop cycles across hosts: no leak of addresses, ports, veths, flows, file descriptors or memory`,
+  async (t) => {
+    await refreshMesh();
+    const from = mesh.mark();
+    const coordPid = () =>
+      readState(lab.dir)!
+        .procs.filter((p) => p.node === 'ctl' && p.what === 'coordinator')
+        .at(-1)!.pid;
+    const coordRss = () =>
+      Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${coordPid()}/status`, 'utf8'))![1]) / 1024;
+    const before = await Promise.all(HOSTS.map(counts));
+    const coordBefore = coordRss();
+    const mb = (b: number) => b / 2 ** 20;
+    const heapOf = async () => ({
+      agents: await Promise.all(HOSTS.map((h) => liveHeap(agentPid(h), heapDir()))),
+      coordinator: await liveHeap(coordPid(), heapDir()),
+    });
+    const heapBefore = await heapOf();
+    const t0 = Date.now();
+    // each host runs its share of the cycles, one after the other; the hosts run side by side
+    await Promise.all(
+      HOSTS.map(async (h, j) => {
+        for (let i = j; i < CYCLES; i += HOSTS.length) {
+          await runC(h, `cy${i}`);
+          await docker(h, ['rm', '-f', `cy${i}`]);
+        }
+      }),
+    );
+    t.log(`${CYCLES} cycles in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+    const settled = await waitUntil(
+      async () => {
+        const now = await Promise.all(HOSTS.map(counts));
+        return now.every(
+          (x, k) =>
+            x.ports === before[k]!.ports &&
+            x.veths === before[k]!.veths &&
+            x.addrs === before[k]!.addrs &&
+            x.flows === before[k]!.flows,
+        );
+      },
+      60_000,
+      500,
+    );
+    const after = await Promise.all(HOSTS.map(counts));
+    t.not(settled, undefined, JSON.stringify({ before, after }));
+    const coordAfter = coordRss();
+    const heapAfter = await heapOf();
+    // a leak grows the live heap (measured after a full collection); RSS also moves with
+    // V8's and malloc's appetite, so it only gets a loose bound
+    for (const [k, h] of HOSTS.entries()) {
+      const hb = mb(heapBefore.agents[k]!);
+      const ha = mb(heapAfter.agents[k]!);
+      t.log(
+        `${h} agent: live heap ${hb.toFixed(1)} -> ${ha.toFixed(1)} MB, RSS ${before[k]!.rssMb.toFixed(0)} -> ${after[k]!.rssMb.toFixed(0)} MB, fds ${before[k]!.fds} -> ${after[k]!.fds}`,
+      );
+      t.true(after[k]!.fds <= before[k]!.fds + 5, `${h} agent fds ${before[k]!.fds} -> ${after[k]!.fds}`);
+      t.true(ha < hb + 8, `${h} agent live heap ${hb.toFixed(1)} -> ${ha.toFixed(1)} MB`);
+      t.true(
+        after[k]!.rssMb < before[k]!.rssMb + 160,
+        `${h} agent RSS ${before[k]!.rssMb.toFixed(0)} -> ${after[k]!.rssMb.toFixed(0)} MB`,
+      );
+    }
+    const cb = mb(heapBefore.coordinator);
+    const ca = mb(heapAfter.coordinator);
+    t.log(
+      `coordinator: live heap ${cb.toFixed(1)} -> ${ca.toFixed(1)} MB, RSS ${coordBefore.toFixed(0)} -> ${coordAfter.toFixed(0)} MB`,
+    );
+    t.true(ca < cb + 8, `coordinator live heap ${cb.toFixed(1)} -> ${ca.toFixed(1)} MB`);
+    t.true(coordAfter < coordBefore + 160, `coordinator RSS ${coordBefore.toFixed(0)} -> ${coordAfter.toFixed(0)} MB`);
+    const loss = await mesh.lossSince(from);
+    t.log(PingMesh.describe(loss));
+    portChurnLoss(t, loss, HOSTS);
+  },
+);
+
+serial(
+  'a host crashes: it shows down; coordctl leave removes it everywhere; a new machine with the same name re-joins cleanly',
+  async (t) => {
+    await refreshMesh();
+    const from = mesh.mark();
+    const sliceBefore = (await hostsJson()).find((h) => h.name === 'h4')!.slices[0]!.cidr;
+    await crashHost(lab.dir, 'h4');
+    // its Watch stream dies with it: noticed by gRPC keepalive (~15 s), then --down-after (10 s in the lab)
+    const down = await waitUntil(
+      async () => (await status()).hosts.find((h) => h.name === 'h4')?.state === 'down',
+      60_000,
+      500,
+    );
+    t.not(down, undefined, 'h4 shows down');
+    const grep = async (h: string) => (await inHost(h, ['ovs-vsctl', 'list-ports', 'gremesh0'])).stdout;
+    t.regex(await grep('h1'), /gre-c612000e/, 'a down host stays a peer: the coordinator’s opinion tears nothing down');
+    t.is((await coordctl(lab.dir, ['leave', 'h4'])).exitCode, 0);
+    t.not(
+      await waitUntil(
+        async () => (await Promise.all(['h1', 'h2', 'h3'].map(grep))).every((p) => !p.includes('gre-c612000e')),
+        20_000,
+        100,
+      ),
+      undefined,
+      'its tunnel is gone everywhere',
+    );
+    const loss = await mesh.lossSince(from);
+    t.log(`h4 crashed: ${PingMesh.describe(loss)}`);
+    t.is(
+      lostWhere(loss, (p) => !touches(p, 'h4')),
+      0,
+      'the surviving hosts lose nothing among themselves',
+    );
+    meshHosts = meshHosts.filter((h) => h !== 'h4');
+    // a new machine (lab host h5, another underlay address) takes the name h4
+    const joinArgs = (await join(lab.dir, 'h4')).map((a) => a);
+    startAgent(lab.dir, 'h5', joinArgs);
+    const meshed = await waitUntil(
+      async () => (await Promise.all(['h1', 'h2', 'h3'].map(grep))).every((p) => p.includes(`gre-c612000f`)),
+      30_000,
+      100,
+    );
+    t.not(meshed, undefined, 'everyone has a tunnel to the new h4 at 198.18.0.15');
+    const hosts = await hostsJson();
+    const h4 = hosts.find((h) => h.name === 'h4')!;
+    t.is(h4.underlayIp, hostIp(5));
+    t.is(h4.slices[0]!.cidr, sliceBefore, 'the name gets its slice back');
+    await runC('h5', 'c-new');
+    t.true(await attached('h5', 'c-new'));
+    t.true(cidrContains(parseCidr(sliceBefore)!, parseIp((await ipOf('h5', 'c-new'))!)!));
+    t.true(await pingsOnce('h1', 'c-h1', (await ipOf('h5', 'c-new'))!), 'reachable');
+  },
+);

@@ -8,54 +8,68 @@ import { IMAGE, OUTSIDE_IP } from '../../deploy/lab/plan.js';
 
 const t0 = isRoot ? test : test.skip;
 
-t0('a 3-host lab: distinct OVS and Docker per host, underlay mesh, outside reachable, containers run, down leaves nothing', async (t) => {
-  const lab = await labUp(3);
-  downAlways(t, lab);
-  const hosts = ['h1', 'h2', 'h3'];
-  const ovsIds = new Set<string>();
-  const dockerIds = new Set<string>();
-  for (const h of hosts) {
-    const show = await lab.exec(h, ['ovs-vsctl', 'show']);
-    t.regex(show.stdout, /Bridge br-phy/);
-    ovsIds.add((await lab.exec(h, ['ovs-vsctl', 'get', 'Open_vSwitch', '.', '_uuid'])).stdout.trim());
-    // (.ID comes from the shared /etc/docker/key.json in 20.10; the data root is per instance)
-    dockerIds.add((await lab.exec(h, ['docker', 'info', '--format', '{{.DockerRootDir}}'])).stdout.trim());
-  }
-  t.is(ovsIds.size, 3, 'three distinct ovsdb instances');
-  t.is(dockerIds.size, 3, 'three distinct dockerd instances');
-
-  const ipOf = (h: string) => lab.state.plan.nodes.find((n) => n.name === h)!.ip;
-  for (const a of hosts) {
-    for (const b of hosts) {
-      if (a === b) continue;
-      const p = await lab.exec(a, ['ping', '-c', '1', '-W', '2', ipOf(b)], { reject: false });
-      if (p.exitCode !== 0) await lab.exec(a, ['ping', '-c', '2', '-W', '2', ipOf(b)]); // first packet may meet ARP resolution
-      t.pass(`${a} -> ${b}`);
+t0(
+  'a 3-host lab: distinct OVS and Docker per host, underlay mesh, outside reachable, containers run, down leaves nothing',
+  async (t) => {
+    const lab = await labUp(3);
+    downAlways(t, lab);
+    const hosts = ['h1', 'h2', 'h3'];
+    const ovsIds = new Set<string>();
+    const dockerIds = new Set<string>();
+    for (const h of hosts) {
+      const show = await lab.exec(h, ['ovs-vsctl', 'show']);
+      t.regex(show.stdout, /Bridge br-phy/);
+      ovsIds.add((await lab.exec(h, ['ovs-vsctl', 'get', 'Open_vSwitch', '.', '_uuid'])).stdout.trim());
+      // (.ID comes from the shared /etc/docker/key.json in 20.10; the data root is per instance)
+      dockerIds.add((await lab.exec(h, ['docker', 'info', '--format', '{{.DockerRootDir}}'])).stdout.trim());
     }
-    await lab.exec(a, ['ping', '-c', '2', '-W', '2', OUTSIDE_IP]);
-  }
-  for (const h of hosts) {
-    const id = (await lab.exec(h, ['docker', 'run', '-d', '--net=none', IMAGE, 'sleep', '600'])).stdout.trim();
-    const st = (await lab.exec(h, ['docker', 'inspect', '-f', '{{.State.Running}}', id])).stdout.trim();
-    t.is(st, 'true', `container runs on ${h}`);
-  }
-  const status = await cli(BIN.lab, ['status', '--dir', lab.dir, '-o', 'json']);
-  t.is(status.exitCode, 0);
-  const s = JSON.parse(status.stdout) as { nodes: { name: string; processes: { running: boolean }[] }[] };
-  t.true(s.nodes.filter((n) => n.name.startsWith('h')).every((n) => n.processes.length === 3 && n.processes.every((p) => p.running)));
+    t.is(ovsIds.size, 3, 'three distinct ovsdb instances');
+    t.is(dockerIds.size, 3, 'three distinct dockerd instances');
 
-  const pids = lab.state.procs.map((p) => p.pid);
-  await lab.down();
-  const netns = fs.readdirSync('/run/netns').filter((n) => n.startsWith(`gml-${lab.state.id}-`));
-  t.deepEqual(netns, [], 'no namespace left');
-  const stillAlive = pids.filter((p) => {
-    try { return !fs.readFileSync(`/proc/${p}/stat`, 'utf8').includes(') Z'); } catch { return false; }
-  });
-  t.deepEqual(stillAlive, [], 'no process left');
-  const mounts = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(lab.dir));
-  t.deepEqual(mounts, [], 'no mount left');
-  t.deepEqual(fs.readdirSync(lab.dir), [], 'lab dir emptied (the test made it, so the lab keeps it)');
-});
+    const ipOf = (h: string) => lab.state.plan.nodes.find((n) => n.name === h)!.ip;
+    for (const a of hosts) {
+      for (const b of hosts) {
+        if (a === b) continue;
+        const p = await lab.exec(a, ['ping', '-c', '1', '-W', '2', ipOf(b)], { reject: false });
+        if (p.exitCode !== 0) await lab.exec(a, ['ping', '-c', '2', '-W', '2', ipOf(b)]); // first packet may meet ARP resolution
+        t.pass(`${a} -> ${b}`);
+      }
+      await lab.exec(a, ['ping', '-c', '2', '-W', '2', OUTSIDE_IP]);
+    }
+    for (const h of hosts) {
+      const id = (await lab.exec(h, ['docker', 'run', '-d', '--net=none', IMAGE, 'sleep', '600'])).stdout.trim();
+      const st = (await lab.exec(h, ['docker', 'inspect', '-f', '{{.State.Running}}', id])).stdout.trim();
+      t.is(st, 'true', `container runs on ${h}`);
+    }
+    const status = await cli(BIN.lab, ['status', '--dir', lab.dir, '-o', 'json']);
+    t.is(status.exitCode, 0);
+    const s = JSON.parse(status.stdout) as { nodes: { name: string; processes: { running: boolean }[] }[] };
+    t.true(
+      s.nodes
+        .filter((n) => n.name.startsWith('h'))
+        .every((n) => n.processes.length === 3 && n.processes.every((p) => p.running)),
+    );
+
+    const pids = lab.state.procs.map((p) => p.pid);
+    await lab.down();
+    const netns = fs.readdirSync('/run/netns').filter((n) => n.startsWith(`gml-${lab.state.id}-`));
+    t.deepEqual(netns, [], 'no namespace left');
+    const stillAlive = pids.filter((p) => {
+      try {
+        return !fs.readFileSync(`/proc/${p}/stat`, 'utf8').includes(') Z');
+      } catch {
+        return false;
+      }
+    });
+    t.deepEqual(stillAlive, [], 'no process left');
+    const mounts = fs
+      .readFileSync('/proc/self/mountinfo', 'utf8')
+      .split('\n')
+      .filter((l) => l.includes(lab.dir));
+    t.deepEqual(mounts, [], 'no mount left');
+    t.deepEqual(fs.readdirSync(lab.dir), [], 'lab dir emptied (the test made it, so the lab keeps it)');
+  },
+);
 
 t0('bad input: one clear line, non-zero exit, nothing made', async (t) => {
   const dir = tempDir('gml');

@@ -17,7 +17,8 @@ const info: Record<string, { pid: string; ip: string; mac: string }> = {};
 
 const docker = async (h: string, a: string[]) => (await lab.exec(h, ['docker', ...a])).stdout.trim();
 const nsOf = (h: string) => lab.state.plan.nodes.find((n) => n.name === h)!;
-const inHost = (h: string, argv: string[]) => sh(['nsenter', `--net=/run/netns/${nsOf(h).ns}`, ...argv], hostEnv(lab.dir, nsOf(h)), false);
+const inHost = (h: string, argv: string[]) =>
+  sh(['nsenter', `--net=/run/netns/${nsOf(h).ns}`, ...argv], hostEnv(lab.dir, nsOf(h)), false);
 const inC = (h: string, argv: string[]) => sh(['nsenter', '-t', info[h]!.pid, '-n', ...argv], {}, false);
 /** frames at container h's eth0 matching a tcpdump filter, while `act` runs */
 async function seenAt(h: string, filter: string[], act: () => Promise<unknown>): Promise<string> {
@@ -33,13 +34,26 @@ test.before(async () => {
   await startCoordinator(lab.dir);
   await joinAll(lab.dir, ['h1', 'h2']);
   for (const h of ['h1', 'h2']) {
-    await docker(h, ['run', '-d', '--net=none', '--name', `s-${h}`, '--label', 'gremesh.network=default', IMAGE, 'sleep', 'infinity']);
+    await docker(h, [
+      'run',
+      '-d',
+      '--net=none',
+      '--name',
+      `s-${h}`,
+      '--label',
+      'gremesh.network=default',
+      IMAGE,
+      'sleep',
+      'infinity',
+    ]);
     const pid = await docker(h, ['inspect', '-f', '{{.State.Pid}}', `s-${h}`]);
     let ip = '';
     let mac = '';
     await waitUntil(async () => {
-      const l = JSON.parse((await sh(['nsenter', '-t', pid, '-n', 'ip', '-j', 'addr', 'show', 'eth0'], {}, false)).stdout || '[]') as { address: string; flags?: string[]; addr_info: { family: string; local: string }[] }[];
-      ip = (l[0]?.flags ?? []).includes('UP') ? l[0]?.addr_info.find((a) => a.family === 'inet')?.local ?? '' : '';
+      const l = JSON.parse(
+        (await sh(['nsenter', '-t', pid, '-n', 'ip', '-j', 'addr', 'show', 'eth0'], {}, false)).stdout || '[]',
+      ) as { address: string; flags?: string[]; addr_info: { family: string; local: string }[] }[];
+      ip = (l[0]?.flags ?? []).includes('UP') ? (l[0]?.addr_info.find((a) => a.family === 'inet')?.local ?? '') : '';
       mac = l[0]?.address ?? '';
       return ip !== '';
     }, 30_000);
@@ -49,13 +63,54 @@ test.before(async () => {
   const rogue = `gml-${lab.state.id}-rogue`;
   await sh(['ip', 'netns', 'add', rogue]);
   recordNetns(lab.dir, rogue);
-  await sh(['ip', 'link', 'add', 'name', 'eth0', 'netns', rogue, 'type', 'veth', 'peer', 'name', 'p-rogue', 'netns', lab.state.plan.switchNs]);
-  await sh(['nsenter', `--net=/run/netns/${lab.state.plan.switchNs}`, 'ip', 'link', 'set', 'p-rogue', 'master', SWITCH_BRIDGE, 'up']);
-  for (const c of [['ip', 'link', 'set', 'eth0', 'up'], ['ip', 'addr', 'add', '198.18.0.99/24', 'dev', 'eth0']]) await sh(['nsenter', `--net=/run/netns/${rogue}`, ...c]);
+  await sh([
+    'ip',
+    'link',
+    'add',
+    'name',
+    'eth0',
+    'netns',
+    rogue,
+    'type',
+    'veth',
+    'peer',
+    'name',
+    'p-rogue',
+    'netns',
+    lab.state.plan.switchNs,
+  ]);
+  await sh([
+    'nsenter',
+    `--net=/run/netns/${lab.state.plan.switchNs}`,
+    'ip',
+    'link',
+    'set',
+    'p-rogue',
+    'master',
+    SWITCH_BRIDGE,
+    'up',
+  ]);
+  for (const c of [
+    ['ip', 'link', 'set', 'eth0', 'up'],
+    ['ip', 'addr', 'add', '198.18.0.99/24', 'dev', 'eth0'],
+  ])
+    await sh(['nsenter', `--net=/run/netns/${rogue}`, ...c]);
 });
-test.after.always(async () => { if (lab) await lab.down(); });
+test.after.always(async () => {
+  if (lab) await lab.down();
+});
 
-const gre = (dst: string, marker: string, target = 'h1') => ['python3', CRAFT, 'gre', dst, '1', info[target]!.mac, '198.18.65.77', info[target]!.ip, marker];
+const gre = (dst: string, marker: string, target = 'h1') => [
+  'python3',
+  CRAFT,
+  'gre',
+  dst,
+  '1',
+  info[target]!.mac,
+  '198.18.65.77',
+  info[target]!.ip,
+  marker,
+];
 
 serial('control: the crafted GRE frame is delivered when it comes from an admitted peer', async (t) => {
   // h2's own underlay address, key 1, inner frame to s-h1: exactly what h2's OVS would send
@@ -63,11 +118,16 @@ serial('control: the crafted GRE frame is delivered when it comes from an admitt
   t.regex(seen, /CONTROL-MARK/, 'the crafted frame format is right: a peer gets it through');
 });
 
-serial('a rogue host on the underlay sends GRE with a valid key and forged inner addresses: nothing reaches a container', async (t) => {
-  const rogue = `gml-${lab.state.id}-rogue`;
-  const seen = await seenAt('h1', ['icmp'], () => sh(['nsenter', `--net=/run/netns/${rogue}`, ...gre('198.18.0.11', 'ROGUE-MARK')], {}, false));
-  t.notRegex(seen, /ROGUE-MARK/);
-});
+serial(
+  'a rogue host on the underlay sends GRE with a valid key and forged inner addresses: nothing reaches a container',
+  async (t) => {
+    const rogue = `gml-${lab.state.id}-rogue`;
+    const seen = await seenAt('h1', ['icmp'], () =>
+      sh(['nsenter', `--net=/run/netns/${rogue}`, ...gre('198.18.0.11', 'ROGUE-MARK')], {}, false),
+    );
+    t.notRegex(seen, /ROGUE-MARK/);
+  },
+);
 
 serial('a container sends GRE to a peer’s underlay address: it is not decapsulated into any container', async (t) => {
   const seen = await seenAt('h2', ['icmp'], () => inC('h1', gre('198.18.0.12', 'INJECT-MARK', 'h2')));

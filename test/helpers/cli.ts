@@ -13,9 +13,18 @@ export const BIN = {
   agent: path.join(ROOT, 'dist/agent/main.js'),
 };
 
-export interface CliResult { stdout: string; stderr: string; exitCode: number }
+export interface CliResult {
+  stdout: string;
+  stderr: string;
+  exitCode: number;
+}
 
-export async function cli(bin: string, args: string[], env: Record<string, string> = {}, timeoutMs = 120_000): Promise<CliResult> {
+export async function cli(
+  bin: string,
+  args: string[],
+  env: Record<string, string> = {},
+  timeoutMs = 120_000,
+): Promise<CliResult> {
   const r = await execa('node', [bin, ...args], { reject: false, env, timeout: timeoutMs, stdin: 'ignore' });
   return { stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? ''), exitCode: r.exitCode ?? -1 };
 }

@@ -7,18 +7,36 @@ import { hostEnv } from '../../deploy/lab/plan.js';
 import type { TestLab } from './lab.js';
 
 export interface Endpoint {
-  name: string; host: string; ns: string; port: string; ip: string; mac: string; network: string;
-  exec(argv: string[], opts?: { reject?: boolean; timeoutMs?: number }): Promise<{ stdout: string; stderr: string; exitCode: number }>;
+  name: string;
+  host: string;
+  ns: string;
+  port: string;
+  ip: string;
+  mac: string;
+  network: string;
+  exec(
+    argv: string[],
+    opts?: { reject?: boolean; timeoutMs?: number },
+  ): Promise<{ stdout: string; stderr: string; exitCode: number }>;
 }
 
 export async function sh(argv: string[], env: Record<string, string> = {}, reject = true, timeoutMs = 60_000) {
-  const r = await execa(argv[0]!, argv.slice(1), { reject: false, env: { PATH: systemPath(), ...env }, timeout: timeoutMs });
+  const r = await execa(argv[0]!, argv.slice(1), {
+    reject: false,
+    env: { PATH: systemPath(), ...env },
+    timeout: timeoutMs,
+  });
   const out = { stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? ''), exitCode: r.exitCode ?? -1 };
   if (reject && out.exitCode !== 0) throw new Error(`${argv.join(' ')} exited ${out.exitCode}: ${out.stderr}`);
   return out;
 }
 
-export async function addEndpoint(lab: TestLab, host: string, name: string, o: { network: string; ip: string; prefix: number; mac: string; mtu?: number; gateway?: string }): Promise<Endpoint> {
+export async function addEndpoint(
+  lab: TestLab,
+  host: string,
+  name: string,
+  o: { network: string; ip: string; prefix: number; mac: string; mtu?: number; gateway?: string },
+): Promise<Endpoint> {
   const node = lab.state.plan.nodes.find((n) => n.name === host)!;
   const ns = `gml-${lab.state.id}-e-${name}`;
   const port = `ep-${name}`.slice(0, 15);
@@ -34,11 +52,29 @@ export async function addEndpoint(lab: TestLab, host: string, name: string, o: {
   await inEp(['ip', 'addr', 'add', `${o.ip}/${o.prefix}`, 'dev', 'eth0']);
   await inEp(['ethtool', '-K', 'eth0', 'tx', 'off']);
   if (o.gateway) await inEp(['ip', 'route', 'add', 'default', 'via', o.gateway]);
-  await inHost(['ovs-vsctl', 'add-port', 'gremesh0', port, '--', 'set', 'Interface', port,
-    `external_ids:gremesh-network=${o.network}`, `external_ids:gremesh-ip=${o.ip}`, `external_ids:gremesh-mac=${o.mac}`]);
+  await inHost([
+    'ovs-vsctl',
+    'add-port',
+    'gremesh0',
+    port,
+    '--',
+    'set',
+    'Interface',
+    port,
+    `external_ids:gremesh-network=${o.network}`,
+    `external_ids:gremesh-ip=${o.ip}`,
+    `external_ids:gremesh-mac=${o.mac}`,
+  ]);
   return {
-    name, host, ns, port, ip: o.ip, mac: o.mac, network: o.network,
-    exec: (argv, opts = {}) => sh(['nsenter', `--net=/run/netns/${ns}`, ...argv], {}, opts.reject ?? true, opts.timeoutMs ?? 60_000),
+    name,
+    host,
+    ns,
+    port,
+    ip: o.ip,
+    mac: o.mac,
+    network: o.network,
+    exec: (argv, opts = {}) =>
+      sh(['nsenter', `--net=/run/netns/${ns}`, ...argv], {}, opts.reject ?? true, opts.timeoutMs ?? 60_000),
   };
 }
 
@@ -53,13 +89,25 @@ export async function pingsWithin(ep: Endpoint, ip: string, timeoutMs = 10_000):
 }
 
 /** ping -i interval -c count; returns transmitted and received */
-export async function pingCount(ep: Endpoint, ip: string, count: number, intervalS = 0.1): Promise<{ sent: number; received: number }> {
-  const r = await ep.exec(['ping', '-i', String(intervalS), '-c', String(count), '-W', '1', ip], { reject: false, timeoutMs: count * intervalS * 1000 + 30_000 });
+export async function pingCount(
+  ep: Endpoint,
+  ip: string,
+  count: number,
+  intervalS = 0.1,
+): Promise<{ sent: number; received: number }> {
+  const r = await ep.exec(['ping', '-i', String(intervalS), '-c', String(count), '-W', '1', ip], {
+    reject: false,
+    timeoutMs: count * intervalS * 1000 + 30_000,
+  });
   const m = /(\d+) packets transmitted, (\d+) received/.exec(r.stdout);
   return m ? { sent: Number(m[1]), received: Number(m[2]) } : { sent: count, received: 0 };
 }
 
-export async function waitUntil(f: () => boolean | Promise<boolean>, timeoutMs: number, stepMs = 50): Promise<number | undefined> {
+export async function waitUntil(
+  f: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+  stepMs = 50,
+): Promise<number | undefined> {
   const t0 = Date.now();
   while (Date.now() - t0 < timeoutMs) {
     if (await f()) return Date.now() - t0;

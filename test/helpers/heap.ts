@@ -7,7 +7,10 @@ import * as fs from 'node:fs';
 
 export const heapSnapshotOptions = (dir: string) => `--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${dir}`;
 
-interface Snapshot { snapshot: { meta: { node_fields: string[] } }; nodes: number[] }
+interface Snapshot {
+  snapshot: { meta: { node_fields: string[] } };
+  nodes: number[];
+}
 
 /** bytes of live objects in a .heapsnapshot file */
 export function liveHeapBytes(file: string): number {
@@ -21,7 +24,8 @@ export function liveHeapBytes(file: string): number {
 
 /** signals pid to write a heap snapshot into dir, waits for it, returns its live bytes and removes the file */
 export async function liveHeap(pid: number, dir: string, timeoutMs = 60_000): Promise<number> {
-  const mine = () => fs.readdirSync(dir).filter((f) => f.endsWith('.heapsnapshot') && f.split('.').includes(String(pid)));
+  const mine = () =>
+    fs.readdirSync(dir).filter((f) => f.endsWith('.heapsnapshot') && f.split('.').includes(String(pid)));
   const before = new Set(mine());
   process.kill(pid, 'SIGUSR2');
   const end = Date.now() + timeoutMs;
@@ -33,8 +37,12 @@ export async function liveHeap(pid: number, dir: string, timeoutMs = 60_000): Pr
         const bytes = liveHeapBytes(path); // a snapshot still being written does not parse yet
         fs.rmSync(path);
         return bytes;
-      } catch { /* not complete yet */ }
+      } catch {
+        /* not complete yet */
+      }
     }
   }
-  throw new Error(`process ${pid} wrote no heap snapshot into ${dir} within ${timeoutMs} ms (started without ${heapSnapshotOptions(dir)}?)`);
+  throw new Error(
+    `process ${pid} wrote no heap snapshot into ${dir} within ${timeoutMs} ms (started without ${heapSnapshotOptions(dir)}?)`,
+  );
 }

@@ -18,14 +18,21 @@ import { unary } from './coordinator.js';
 
 const { values } = parseArgs({
   options: {
-    coordinator: { type: 'string' }, pki: { type: 'string' }, count: { type: 'string', default: '100' },
-    prefix: { type: 'string', default: 'b' }, 'underlay-base': { type: 'string', default: '198.18.0.100' },
-    concurrency: { type: 'string', default: '10' }, timeout: { type: 'string', default: '120' }, leave: { type: 'boolean', default: false },
+    coordinator: { type: 'string' },
+    pki: { type: 'string' },
+    count: { type: 'string', default: '100' },
+    prefix: { type: 'string', default: 'b' },
+    'underlay-base': { type: 'string', default: '198.18.0.100' },
+    concurrency: { type: 'string', default: '10' },
+    timeout: { type: 'string', default: '120' },
+    leave: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (values.help || !values.coordinator || !values.pki) {
-  process.stdout.write('usage: join-burst --coordinator ADDR --pki DIR [--count N] [--prefix P] [--underlay-base IP] [--concurrency K] [--timeout S] [--leave]\n');
+  process.stdout.write(
+    'usage: join-burst --coordinator ADDR --pki DIR [--count N] [--prefix P] [--underlay-base IP] [--concurrency K] [--timeout S] [--leave]\n',
+  );
   process.exit(values.help ? 0 : 2);
 }
 const addr = values.coordinator;
@@ -35,15 +42,28 @@ const base = parseIp(values['underlay-base']!)!;
 const deadline = Date.now() + Number(values.timeout) * 1000;
 const names = Array.from({ length: count }, (_, i) => `${values.prefix}${i}`);
 const ca = fs.readFileSync(`${pki}/ca.crt`);
-const chanOpts = { 'grpc.initial_reconnect_backoff_ms': 200, 'grpc.max_reconnect_backoff_ms': 1000, 'grpc.use_local_subchannel_pool': 1 };
-const adm = new AdminServiceClient(addr, grpc.credentials.createSsl(ca, fs.readFileSync(`${pki}/admin.key`), fs.readFileSync(`${pki}/admin.crt`)), chanOpts);
+const chanOpts = {
+  'grpc.initial_reconnect_backoff_ms': 200,
+  'grpc.max_reconnect_backoff_ms': 1000,
+  'grpc.use_local_subchannel_pool': 1,
+};
+const adm = new AdminServiceClient(
+  addr,
+  grpc.credentials.createSsl(ca, fs.readFileSync(`${pki}/admin.key`), fs.readFileSync(`${pki}/admin.crt`)),
+  chanOpts,
+);
 const agt = new AgentServiceClient(addr, grpc.credentials.createSsl(ca), chanOpts);
 const out = (o: object) => process.stdout.write(`${JSON.stringify(o)}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const code = (e: unknown) => grpc.status[(e as grpc.ServiceError).code] ?? String(e);
 
 /** f until it resolves; retries on any gRPC error with backoff 200 ms .. 2 s, gives up at the deadline or after `fatal` */
-async function retry<T>(what: string, f: () => Promise<T>, fatal: (c: string) => boolean, stats: { attempts: number; errors: Record<string, number> }): Promise<T> {
+async function retry<T>(
+  what: string,
+  f: () => Promise<T>,
+  fatal: (c: string) => boolean,
+  stats: { attempts: number; errors: Record<string, number> },
+): Promise<T> {
   let backoff = 200;
   for (;;) {
     stats.attempts++;
@@ -52,7 +72,8 @@ async function retry<T>(what: string, f: () => Promise<T>, fatal: (c: string) =>
     } catch (e) {
       const c = code(e);
       stats.errors[c] = (stats.errors[c] ?? 0) + 1;
-      if (fatal(c) || Date.now() > deadline) throw new Error(`${what}: ${c}: ${(e as grpc.ServiceError).details ?? (e as Error).message}`);
+      if (fatal(c) || Date.now() > deadline)
+        throw new Error(`${what}: ${c}: ${(e as grpc.ServiceError).details ?? (e as Error).message}`);
       await sleep(backoff);
       backoff = Math.min(backoff * 2, 2000);
     }
@@ -73,15 +94,49 @@ async function one(i: number): Promise<void> {
   const t = Date.now();
   try {
     if (values.leave) {
-      await retry(`leave ${name}`, () => unary(adm, 'removeHost', { name }, 5000).catch((e) => { if (code(e) !== 'NOT_FOUND') throw e; }), (c) => c === 'PERMISSION_DENIED', stats);
+      await retry(
+        `leave ${name}`,
+        () =>
+          unary(adm, 'removeHost', { name }, 5000).catch((e) => {
+            if (code(e) !== 'NOT_FOUND') throw e;
+          }),
+        (c) => c === 'PERMISSION_DENIED',
+        stats,
+      );
     } else {
-      const { token } = await retry(`join ${name}`, () => unary<{ token: string }>(adm, 'joinHost', { name, ttlSeconds: 0 }, 5000), (c) => c === 'INVALID_ARGUMENT' || c === 'PERMISSION_DENIED', stats);
+      const { token } = await retry(
+        `join ${name}`,
+        () => unary<{ token: string }>(adm, 'joinHost', { name, ttlSeconds: 0 }, 5000),
+        (c) => c === 'INVALID_ARGUMENT' || c === 'PERMISSION_DENIED',
+        stats,
+      );
       // the same token and key on every attempt, as gremesh-agent does
-      await retry(`register ${name}`, () => unary(agt, 'register', { name, token, credential: '', underlayIp: formatIp(base + i), agentVersion: 'burst', csr }, 5000),
-        (c) => c === 'INVALID_ARGUMENT' || c === 'PERMISSION_DENIED' || c === 'RESOURCE_EXHAUSTED' || c === 'ALREADY_EXISTS' || (c === 'UNAUTHENTICATED' && (stats.errors.UNAUTHENTICATED ?? 0) >= 3), stats);
+      await retry(
+        `register ${name}`,
+        () =>
+          unary(
+            agt,
+            'register',
+            { name, token, credential: '', underlayIp: formatIp(base + i), agentVersion: 'burst', csr },
+            5000,
+          ),
+        (c) =>
+          c === 'INVALID_ARGUMENT' ||
+          c === 'PERMISSION_DENIED' ||
+          c === 'RESOURCE_EXHAUSTED' ||
+          c === 'ALREADY_EXISTS' ||
+          (c === 'UNAUTHENTICATED' && (stats.errors.UNAUTHENTICATED ?? 0) >= 3),
+        stats,
+      );
     }
     done++;
-    out({ event: values.leave ? 'left' : 'admitted', name, ms: Date.now() - t, attempts: stats.attempts, errors: stats.errors });
+    out({
+      event: values.leave ? 'left' : 'admitted',
+      name,
+      ms: Date.now() - t,
+      attempts: stats.attempts,
+      errors: stats.errors,
+    });
   } catch (e) {
     failed++;
     out({ event: 'failed', name, error: (e as Error).message, attempts: stats.attempts });
@@ -90,9 +145,11 @@ async function one(i: number): Promise<void> {
   for (const [k, v] of Object.entries(stats.errors)) totals.errors[k] = (totals.errors[k] ?? 0) + v;
 }
 
-await Promise.all(Array.from({ length: Number(values.concurrency) }, async () => {
-  while (next < names.length) await one(next++);
-}));
+await Promise.all(
+  Array.from({ length: Number(values.concurrency) }, async () => {
+    while (next < names.length) await one(next++);
+  }),
+);
 out({ event: 'done', ok: done, failed, ms: Date.now() - t0, ...totals });
 adm.close();
 agt.close();

@@ -11,7 +11,11 @@ export interface TestLab {
   dir: string;
   state: LabState;
   /** run argv inside a lab node's namespace with its docker/ovs environment */
-  exec(node: string, argv: string[], opts?: { reject?: boolean; timeoutMs?: number; input?: string }): Promise<{ stdout: string; stderr: string; exitCode: number }>;
+  exec(
+    node: string,
+    argv: string[],
+    opts?: { reject?: boolean; timeoutMs?: number; input?: string },
+  ): Promise<{ stdout: string; stderr: string; exitCode: number }>;
   down(): Promise<void>;
 }
 
@@ -28,10 +32,14 @@ export async function labUp(hosts: number): Promise<TestLab> {
       const n = state.plan.nodes.find((x) => x.name === node);
       if (!n) throw new Error(`no lab node ${node}`);
       const res = await execa('nsenter', [`--net=/run/netns/${n.ns}`, ...argv], {
-        reject: false, env: { PATH: systemPath(), ...hostEnv(dir, n) }, timeout: opts.timeoutMs ?? 60_000, input: opts.input,
+        reject: false,
+        env: { PATH: systemPath(), ...hostEnv(dir, n) },
+        timeout: opts.timeoutMs ?? 60_000,
+        input: opts.input,
       });
       const out = { stdout: String(res.stdout ?? ''), stderr: String(res.stderr ?? ''), exitCode: res.exitCode ?? -1 };
-      if (opts.reject !== false && out.exitCode !== 0) throw new Error(`${node}: ${argv.join(' ')} exited ${out.exitCode}: ${out.stderr}`);
+      if (opts.reject !== false && out.exitCode !== 0)
+        throw new Error(`${node}: ${argv.join(' ')} exited ${out.exitCode}: ${out.stderr}`);
       return out;
     },
     async down() {

@@ -5,17 +5,45 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { systemPath } from '../../common/exec.js';
 
-export interface Member { name: string; pid: string; ip: string }
+export interface Member {
+  name: string;
+  pid: string;
+  ip: string;
+}
 
-interface Run { proc: ChildProcess; maxSeq: number; replies: Set<number>; noAnswerAt: Map<number, number>; pid: string; ip: string; exited: boolean }
-interface Pair { src: string; dst: string; runs: Run[] }
+interface Run {
+  proc: ChildProcess;
+  maxSeq: number;
+  replies: Set<number>;
+  noAnswerAt: Map<number, number>;
+  pid: string;
+  ip: string;
+  exited: boolean;
+}
+interface Pair {
+  src: string;
+  dst: string;
+  runs: Run[];
+}
 
 /** when, and per pair where its pinger was */
-export interface Mark { at: number; pos: Map<string, { run: number; seq: number }> }
+export interface Mark {
+  at: number;
+  pos: Map<string, { run: number; seq: number }>;
+}
 
 /** lostAt: seconds after the first mark at which ping said each lost one had no answer yet */
-export interface PairLoss { pair: string; sent: number; lost: number; lostAt: number[] }
-export interface Loss { pairs: PairLoss[]; sent: number; lost: number }
+export interface PairLoss {
+  pair: string;
+  sent: number;
+  lost: number;
+  lostAt: number[];
+}
+export interface Loss {
+  pairs: PairLoss[];
+  sent: number;
+  lost: number;
+}
 
 export class PingMesh {
   private pairs = new Map<string, Pair>();
@@ -26,7 +54,10 @@ export class PingMesh {
   update(members: Member[]): void {
     const byName = new Map(members.map((m) => [m.name, m]));
     for (const [key, p] of this.pairs) {
-      if (!byName.has(p.src) || !byName.has(p.dst)) { this.stopRun(p.runs.at(-1)); this.pairs.delete(key); }
+      if (!byName.has(p.src) || !byName.has(p.dst)) {
+        this.stopRun(p.runs.at(-1));
+        this.pairs.delete(key);
+      }
     }
     for (const a of members) {
       for (const b of members) {
@@ -43,7 +74,10 @@ export class PingMesh {
   }
 
   private startRun(pid: string, ip: string): Run {
-    const proc = spawn('nsenter', ['-t', pid, '-n', 'ping', '-O', '-n', '-i', String(this.intervalS), ip], { stdio: ['ignore', 'pipe', 'ignore'], env: { PATH: systemPath() } });
+    const proc = spawn('nsenter', ['-t', pid, '-n', 'ping', '-O', '-n', '-i', String(this.intervalS), ip], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+      env: { PATH: systemPath() },
+    });
     const run: Run = { proc, maxSeq: 0, replies: new Set(), noAnswerAt: new Map(), pid, ip, exited: false };
     let buf = '';
     proc.stdout!.on('data', (d) => {
@@ -59,7 +93,9 @@ export class PingMesh {
         else if (l.startsWith('no answer yet')) run.noAnswerAt.set(seq, Date.now());
       }
     });
-    proc.on('exit', () => { run.exited = true; });
+    proc.on('exit', () => {
+      run.exited = true;
+    });
     return run;
   }
 
@@ -98,7 +134,10 @@ export class PingMesh {
         const hi = r === b.run ? b.seq : run.maxSeq;
         for (let s = lo + 1; s <= hi; s++) {
           sent++;
-          if (!run.replies.has(s)) { lost++; lostAt.push(((run.noAnswerAt.get(s) ?? to.at) - from.at) / 1000); }
+          if (!run.replies.has(s)) {
+            lost++;
+            lostAt.push(((run.noAnswerAt.get(s) ?? to.at) - from.at) / 1000);
+          }
         }
       }
       pairs.push({ pair: key, sent, lost, lostAt });
@@ -108,7 +147,8 @@ export class PingMesh {
 
   /** one line for a test log: totals and the pairs that lost any */
   static describe(l: Loss): string {
-    const when = (xs: number[]) => (xs.length ? ` at ${xs[0]!.toFixed(1)}${xs.length > 1 ? `..${xs.at(-1)!.toFixed(1)}` : ''} s` : '');
+    const when = (xs: number[]) =>
+      xs.length ? ` at ${xs[0]!.toFixed(1)}${xs.length > 1 ? `..${xs.at(-1)!.toFixed(1)}` : ''} s` : '';
     const bad = l.pairs.filter((p) => p.lost > 0).map((p) => `${p.pair} ${p.lost}/${p.sent}${when(p.lostAt)}`);
     return `ping mesh: ${l.pairs.length} pairs, ${l.sent} pings, ${l.lost} lost${bad.length ? ` (${bad.join(', ')})` : ''}`;
   }

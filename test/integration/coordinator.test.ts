@@ -3,19 +3,37 @@
 import test from 'ava';
 import * as grpc from '@grpc/grpc-js';
 import { BIN, cli } from '../helpers/cli.js';
-import { admin, agentClient, removeDir, startCoordinator, unary, type RunningCoordinator } from '../helpers/coordinator.js';
+import {
+  admin,
+  agentClient,
+  removeDir,
+  startCoordinator,
+  unary,
+  type RunningCoordinator,
+} from '../helpers/coordinator.js';
 import { parseCidr, cidrsOverlap } from '../../common/ipv4.js';
 import type { DesiredState, HostInfo } from '../../proto/gen/gremesh/v1/gremesh.js';
 
-const ctl = (c: RunningCoordinator, ...args: string[]) => cli(BIN.coordctl, ['--coordinator', c.addr, ...c.ctlArgs, ...args]);
+const ctl = (c: RunningCoordinator, ...args: string[]) =>
+  cli(BIN.coordctl, ['--coordinator', c.addr, ...c.ctlArgs, ...args]);
 
 async function joinAndRegister(addr: string, name: string, ip: string): Promise<{ credential: string }> {
   const a = admin(addr);
   const g = agentClient(addr);
   try {
     const j = await unary<{ token: string }>(a, 'joinHost', { name, ttlSeconds: 0 });
-    return await unary<{ credential: string }>(g, 'register', { name, token: j.token, credential: '', underlayIp: ip, agentVersion: 'test', csr: '' });
-  } finally { a.close(); g.close(); }
+    return await unary<{ credential: string }>(g, 'register', {
+      name,
+      token: j.token,
+      credential: '',
+      underlayIp: ip,
+      agentVersion: 'test',
+      csr: '',
+    });
+  } finally {
+    a.close();
+    g.close();
+  }
 }
 
 const ipOf = (i: number) => `198.19.${Math.floor(i / 250)}.${(i % 250) + 1}`;
@@ -24,14 +42,18 @@ function assertNoOverlap(t: import('ava').ExecutionContext, hosts: HostInfo[]): 
   const all = hosts.flatMap((h) => h.slices.map((s) => ({ h: h.name, c: parseCidr(s.cidr)!, n: s.network })));
   for (let i = 0; i < all.length; i++) {
     for (let j = i + 1; j < all.length; j++) {
-      if (all[i]!.n === all[j]!.n && cidrsOverlap(all[i]!.c, all[j]!.c)) t.fail(`${all[i]!.h} and ${all[j]!.h} overlap`);
+      if (all[i]!.n === all[j]!.n && cidrsOverlap(all[i]!.c, all[j]!.c))
+        t.fail(`${all[i]!.h} and ${all[j]!.h} overlap`);
     }
   }
 }
 
 test('coordctl: join prints a token and the agent command; hosts, networks, status, leave; -o json', async (t) => {
   const c = await startCoordinator();
-  t.teardown(async () => { await c.stop(); removeDir(c.dataDir); });
+  t.teardown(async () => {
+    await c.stop();
+    removeDir(c.dataDir);
+  });
   const j = await ctl(c, 'join', 'h1', '-o', 'json');
   t.is(j.exitCode, 0, j.stderr);
   const jj = JSON.parse(j.stdout) as { token: string; command: string };
@@ -39,7 +61,14 @@ test('coordctl: join prints a token and the agent command; hosts, networks, stat
   t.is(jj.command, `gremesh-agent --coordinator ${c.addr} --name h1 --join-token ${jj.token}`);
   const g = agentClient(c.addr);
   t.teardown(() => g.close());
-  await unary(g, 'register', { name: 'h1', token: jj.token, credential: '', underlayIp: '198.18.0.11', agentVersion: '0.1.0', csr: '' });
+  await unary(g, 'register', {
+    name: 'h1',
+    token: jj.token,
+    credential: '',
+    underlayIp: '198.18.0.11',
+    agentVersion: '0.1.0',
+    csr: '',
+  });
   const hosts = await ctl(c, 'hosts');
   t.regex(hosts.stdout, /h1\s+198\.18\.0\.11\s+198\.18\.64\.0\/24\s+up\s+\S+ ago\s+0\.1\.0/);
   const hj = JSON.parse((await ctl(c, 'hosts', '-o', 'json')).stdout) as HostInfo[];
@@ -57,7 +86,10 @@ test('coordctl: join prints a token and the agent command; hosts, networks, stat
 
 test('coordctl bad input: one line on stderr, non-zero exit, state unchanged', async (t) => {
   const c = await startCoordinator();
-  t.teardown(async () => { await c.stop(); removeDir(c.dataDir); });
+  t.teardown(async () => {
+    await c.stop();
+    removeDir(c.dataDir);
+  });
   const before = (await ctl(c, 'status', '-o', 'json')).stdout;
   const cases: [string[], RegExp][] = [
     [['join', 'Bad_Name'], /not a DNS label/],
@@ -88,26 +120,48 @@ test('coordctl bad input: one line on stderr, non-zero exit, state unchanged', a
 
 test('agent API: register errors map to gRPC statuses; a request over the size limit is refused', async (t) => {
   const c = await startCoordinator({ args: ['--max-message-bytes', '65536'] });
-  t.teardown(async () => { await c.stop(); removeDir(c.dataDir); });
+  t.teardown(async () => {
+    await c.stop();
+    removeDir(c.dataDir);
+  });
   const g = agentClient(c.addr);
   const a = admin(c.addr);
-  t.teardown(() => { g.close(); a.close(); });
-  const code = async (p: Promise<unknown>) => { try { await p; return 'OK'; } catch (e) { return grpc.status[(e as grpc.ServiceError).code]; } };
+  t.teardown(() => {
+    g.close();
+    a.close();
+  });
+  const code = async (p: Promise<unknown>) => {
+    try {
+      await p;
+      return 'OK';
+    } catch (e) {
+      return grpc.status[(e as grpc.ServiceError).code];
+    }
+  };
   await joinAndRegister(c.addr, 'h1', '198.18.0.11');
   const tk = (await unary<{ token: string }>(a, 'joinHost', { name: 'h2', ttlSeconds: 0 })).token;
-  const reg = (name: string, underlayIp: string) => unary(g, 'register', { name, token: tk, credential: '', underlayIp, agentVersion: '', csr: '' });
+  const reg = (name: string, underlayIp: string) =>
+    unary(g, 'register', { name, token: tk, credential: '', underlayIp, agentVersion: '', csr: '' });
   t.is(await code(reg('h2', '198.18.0.11')), 'ALREADY_EXISTS');
   t.is(await code(reg('h3', '198.18.0.13')), 'PERMISSION_DENIED');
   t.is(await code(reg('h2', 'x')), 'INVALID_ARGUMENT');
   t.is(await code(reg('h2', '198.18.0.12')), 'OK');
   t.is(await code(reg('h2', '198.18.0.12')), 'UNAUTHENTICATED');
   t.is(await code(unary(a, 'joinHost', { name: 'x'.repeat(100_000), ttlSeconds: 0 })), 'RESOURCE_EXHAUSTED');
-  t.is(await code(unary(g, 'reportStatus', { name: 'h1', credential: 'nope', tunnels: [], endpoints: [], attachErrors: [] })), 'UNAUTHENTICATED');
+  t.is(
+    await code(
+      unary(g, 'reportStatus', { name: 'h1', credential: 'nope', tunnels: [], endpoints: [], attachErrors: [] }),
+    ),
+    'UNAUTHENTICATED',
+  );
 });
 
 test('watch: a full snapshot, then a delta when a host joins; the leaving host drops out', async (t) => {
   const c = await startCoordinator();
-  t.teardown(async () => { await c.stop(); removeDir(c.dataDir); });
+  t.teardown(async () => {
+    await c.stop();
+    removeDir(c.dataDir);
+  });
   const r1 = await joinAndRegister(c.addr, 'h1', '198.18.0.11');
   await joinAndRegister(c.addr, 'h2', '198.18.0.12');
   const g = agentClient(c.addr);
@@ -115,12 +169,25 @@ test('watch: a full snapshot, then a delta when a host joins; the leaving host d
   const stream = g.watch({ name: 'h1', credential: r1.credential, knownRevision: 0 });
   stream.on('data', (m: DesiredState) => msgs.push(m));
   stream.on('error', () => {});
-  t.teardown(() => { stream.cancel(); g.close(); });
-  const until = async (f: () => boolean) => { const end = Date.now() + 5000; while (!f() && Date.now() < end) await new Promise((r) => setTimeout(r, 10)); return f(); };
+  t.teardown(() => {
+    stream.cancel();
+    g.close();
+  });
+  const until = async (f: () => boolean) => {
+    const end = Date.now() + 5000;
+    while (!f() && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+    return f();
+  };
   t.true(await until(() => msgs.length >= 1));
   t.true(msgs[0]!.full);
-  t.deepEqual(msgs[0]!.peers.map((p) => [p.name, p.underlayIp, p.slices[0]!.cidr]), [['h2', '198.18.0.12', '198.18.65.0/24']]);
-  t.deepEqual(msgs[0]!.networks.map((n) => [n.name, n.greKey]), [['default', 1]]);
+  t.deepEqual(
+    msgs[0]!.peers.map((p) => [p.name, p.underlayIp, p.slices[0]!.cidr]),
+    [['h2', '198.18.0.12', '198.18.65.0/24']],
+  );
+  t.deepEqual(
+    msgs[0]!.networks.map((n) => [n.name, n.greKey]),
+    [['default', 1]],
+  );
   await joinAndRegister(c.addr, 'h3', '198.18.0.13');
   t.true(await until(() => msgs.some((m) => m.peers.some((p) => p.name === 'h3'))));
   const d = msgs.at(-1)!;
@@ -135,8 +202,13 @@ test('watch: a full snapshot, then a delta when a host joins; the leaving host d
 
 test('200 concurrent join+register: 200 hosts, no overlapping slices', async (t) => {
   const c = await startCoordinator({ args: ['--network-cidr', '198.18.0.0/15', '--host-prefix-len', '24'] });
-  t.teardown(async () => { await c.stop(); removeDir(c.dataDir); });
-  const res = await Promise.allSettled(Array.from({ length: 200 }, (_, i) => joinAndRegister(c.addr, `n${i}`, ipOf(i))));
+  t.teardown(async () => {
+    await c.stop();
+    removeDir(c.dataDir);
+  });
+  const res = await Promise.allSettled(
+    Array.from({ length: 200 }, (_, i) => joinAndRegister(c.addr, `n${i}`, ipOf(i))),
+  );
   t.is(res.filter((r) => r.status === 'fulfilled').length, 200);
   const a = admin(c.addr);
   const hosts = (await unary<{ hosts: HostInfo[] }>(a, 'listHosts', {})).hosts;
@@ -149,31 +221,50 @@ test('200 concurrent join+register: 200 hosts, no overlapping slices', async (t)
 test('kill -9 in the middle of a join burst, restart on the same data dir: no overlap, no half-admitted host, earlier hosts keep their slices', async (t) => {
   let c = await startCoordinator({ args: ['--network-cidr', '198.18.0.0/15', '--host-prefix-len', '24'] });
   const { dataDir, port } = c;
-  t.teardown(async () => { await c.stop(); removeDir(dataDir); });
+  t.teardown(async () => {
+    await c.stop();
+    removeDir(dataDir);
+  });
   await Promise.all(Array.from({ length: 100 }, (_, i) => joinAndRegister(c.addr, `a${i}`, ipOf(i))));
   const a = admin(c.addr);
-  const before = new Map((await unary<{ hosts: HostInfo[] }>(a, 'listHosts', {})).hosts.map((h) => [h.name, h.slices[0]!.cidr]));
+  const before = new Map(
+    (await unary<{ hosts: HostInfo[] }>(a, 'listHosts', {})).hosts.map((h) => [h.name, h.slices[0]!.cidr]),
+  );
   a.close();
   const admitted: string[] = [];
   let admittedBeforeKill: string[] = [];
   // starts spread over ~600 ms, so the kill lands with joins unsent, in flight and done
   const later = (i: number) => new Promise((r) => setTimeout(r, i * 3));
-  const burst = Array.from({ length: 200 }, (_, i) => later(i).then(() => joinAndRegister(c.addr, `b${i}`, ipOf(100 + i))).then(() => {
-    admitted.push(`b${i}`);
-    // kill -9 the moment the 20th host is acknowledged: the rest are in flight
-    if (admitted.length === 20) { admittedBeforeKill = [...admitted]; c.proc.kill('SIGKILL'); }
-  }));
+  const burst = Array.from({ length: 200 }, (_, i) =>
+    later(i)
+      .then(() => joinAndRegister(c.addr, `b${i}`, ipOf(100 + i)))
+      .then(() => {
+        admitted.push(`b${i}`);
+        // kill -9 the moment the 20th host is acknowledged: the rest are in flight
+        if (admitted.length === 20) {
+          admittedBeforeKill = [...admitted];
+          c.proc.kill('SIGKILL');
+        }
+      }),
+  );
   const results = await Promise.allSettled(burst);
   await c.kill9();
-  t.true(results.some((r) => r.status === 'rejected'), 'the kill landed mid-burst');
+  t.true(
+    results.some((r) => r.status === 'rejected'),
+    'the kill landed mid-burst',
+  );
   c = await startCoordinator({ dataDir, port, args: ['--network-cidr', '198.18.0.0/15', '--host-prefix-len', '24'] });
   const a2 = admin(c.addr);
   const hosts = (await unary<{ hosts: HostInfo[] }>(a2, 'listHosts', {})).hosts;
   a2.close();
   const byName = new Map(hosts.map((h) => [h.name, h]));
   for (const [name, cidr] of before) t.is(byName.get(name)?.slices[0]?.cidr, cidr, `${name} keeps its slice`);
-  for (const name of admittedBeforeKill) t.truthy(byName.get(name), `${name} (admitted before the kill) is still there`);
-  t.true(hosts.every((h) => h.slices.length === 1), 'every host has exactly its one slice: none half-admitted');
+  for (const name of admittedBeforeKill)
+    t.truthy(byName.get(name), `${name} (admitted before the kill) is still there`);
+  t.true(
+    hosts.every((h) => h.slices.length === 1),
+    'every host has exactly its one slice: none half-admitted',
+  );
   assertNoOverlap(t, hosts);
   t.log(`${hosts.length} hosts after restart (${admittedBeforeKill.length} of the burst acknowledged before the kill)`);
 });

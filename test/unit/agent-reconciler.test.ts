@@ -11,15 +11,39 @@ class FakeOvsDriver implements OvsDriver {
   state: OvsState = { bridges: [], interfaces: [] };
   transactions: string[][][] = [];
   flowSets: string[][] = [];
-  async observe() { return structuredClone(this.state); }
+  async observe() {
+    return structuredClone(this.state);
+  }
   async transact(cmds: string[][]) {
     this.transactions.push(cmds);
     let port = 1;
     for (const c of cmds) {
       const i = c.indexOf('add-br');
-      if (i >= 0 && !this.state.bridges.some((b) => b.name === c[i + 1])) this.state.bridges.push({ name: c[i + 1]!, datapathType: 'netdev', failMode: 'secure', protocols: ['OpenFlow10', 'OpenFlow13', 'OpenFlow14'], externalIds: { 'gremesh-owner': 'agent' } });
+      if (i >= 0 && !this.state.bridges.some((b) => b.name === c[i + 1]))
+        this.state.bridges.push({
+          name: c[i + 1]!,
+          datapathType: 'netdev',
+          failMode: 'secure',
+          protocols: ['OpenFlow10', 'OpenFlow13', 'OpenFlow14'],
+          externalIds: { 'gremesh-owner': 'agent' },
+        });
       const a = c.indexOf('add-port');
-      if (a >= 0) this.state.interfaces.push({ name: c[a + 2]!, bridge: c[a + 1], type: '', ofport: port++, options: {}, externalIds: {}, portExternalIds: {}, bfdStatus: {}, macInUse: '', mtu: 0, error: '', linkState: 'up', ifindex: 0 });
+      if (a >= 0)
+        this.state.interfaces.push({
+          name: c[a + 2]!,
+          bridge: c[a + 1],
+          type: '',
+          ofport: port++,
+          options: {},
+          externalIds: {},
+          portExternalIds: {},
+          bfdStatus: {},
+          macInUse: '',
+          mtu: 0,
+          error: '',
+          linkState: 'up',
+          ifindex: 0,
+        });
       if (c[0] === 'set' && c[1] === 'Interface') {
         const it = this.state.interfaces.find((x) => x.name === c[2])!;
         for (const kv of c.slice(3)) {
@@ -36,21 +60,47 @@ class FakeOvsDriver implements OvsDriver {
       if (d >= 0) this.state.interfaces = this.state.interfaces.filter((x) => x.name !== c[d + 2]);
     }
   }
-  async replaceFlows(_b: string, flows: string[]) { this.flowSets.push(flows); }
-  async flowCount() { return this.flowSets.at(-1)?.length ?? 0; }
-  monitor() { return () => {}; }
+  async replaceFlows(_b: string, flows: string[]) {
+    this.flowSets.push(flows);
+  }
+  async flowCount() {
+    return this.flowSets.at(-1)?.length ?? 0;
+  }
+  monitor() {
+    return () => {};
+  }
 }
 
-const links: LinkDriver = { ensureAddress: async () => {}, mtuOfAddress: async () => 1500, sourceFor: async () => undefined, underlayOf: async () => undefined, ensureUnderlay: async () => {}, plugContainer: async () => {}, activateContainer: async () => {}, deleteLink: async () => {}, linkExists: async () => false, sysctl: async () => {} };
+const links: LinkDriver = {
+  ensureAddress: async () => {},
+  mtuOfAddress: async () => 1500,
+  sourceFor: async () => undefined,
+  underlayOf: async () => undefined,
+  ensureUnderlay: async () => {},
+  plugContainer: async () => {},
+  activateContainer: async () => {},
+  deleteLink: async () => {},
+  linkExists: async () => false,
+  sysctl: async () => {},
+};
 const snap = (peers: string[]): Snapshot => ({
-  revision: peers.length, host: 'h1', underlayIp: '198.18.0.11',
+  revision: peers.length,
+  host: 'h1',
+  underlayIp: '198.18.0.11',
   networks: [{ name: 'default', cidr: '198.18.64.0/18', hostPrefixLen: 24, greKey: 1, mtu: 0 }],
   slices: [{ network: 'default', cidr: '198.18.64.0/24' }],
   peers: peers.map((ip, i) => ({ name: `p${i}`, underlayIp: ip, slices: [], endpoints: [] })),
 });
 
 function make(ovs: FakeOvsDriver) {
-  return new Reconciler({ ovs, links, params: { bridge: 'gremesh0', datapath: 'netdev', underlayMtu: 1500 }, log: silentLogger, resyncMs: 60_000, probeMs: 60_000 });
+  return new Reconciler({
+    ovs,
+    links,
+    params: { bridge: 'gremesh0', datapath: 'netdev', underlayMtu: 1500 },
+    log: silentLogger,
+    resyncMs: 60_000,
+    probeMs: 60_000,
+  });
 }
 
 test('no snapshot, no action: the agent never touches OVS before it knows the desired state', async (t) => {
@@ -89,7 +139,10 @@ test('a failing driver is retried, and the pass succeeds once OVS is back', asyn
   const ovs = new FakeOvsDriver();
   let fail = 2;
   const real = ovs.observe.bind(ovs);
-  ovs.observe = async () => { if (fail-- > 0) throw new Error('db.sock: connection refused'); return real(); };
+  ovs.observe = async () => {
+    if (fail-- > 0) throw new Error('db.sock: connection refused');
+    return real();
+  };
   const r = make(ovs);
   r.setSnapshot(snap(['198.18.0.12']));
   const end = Date.now() + 5000;
@@ -102,14 +155,22 @@ test('a failing driver is retried, and the pass succeeds once OVS is back', asyn
 test('markDirtyAndWait waits for a pass that starts after the call, even while one is running', async (t) => {
   const ovs = new FakeOvsDriver();
   let release: () => void = () => {};
-  const gate = new Promise<void>((r) => { release = r; });
+  const gate = new Promise<void>((r) => {
+    release = r;
+  });
   let passes = 0;
   const realObserve = ovs.observe.bind(ovs);
-  ovs.observe = async () => { passes++; if (passes === 1) await gate; return realObserve(); };
+  ovs.observe = async () => {
+    passes++;
+    if (passes === 1) await gate;
+    return realObserve();
+  };
   const r = make(ovs);
   r.setSnapshot(snap(['198.18.0.12'])); // pass 1 starts and blocks in observe
   let done = false;
-  const w = r.markDirtyAndWait('port added').then(() => { done = true; });
+  const w = r.markDirtyAndWait('port added').then(() => {
+    done = true;
+  });
   await new Promise((res) => setTimeout(res, 20));
   release();
   await r.nextPass();

@@ -3,7 +3,12 @@ import { pickGreKey, pickSlice, sliceCidr, sliceCount } from '../../coordinator/
 import type { SliceRec } from '../../coordinator/model.js';
 
 const net = { cidr: '198.18.64.0/22', hostPrefixLen: 24 }; // 4 slices
-const s = (idx: number, host: string | null, lastHost: string | null = host, releasedMs: number | null = null): SliceRec => ({ network: 'n', idx, host, lastHost, releasedMs });
+const s = (
+  idx: number,
+  host: string | null,
+  lastHost: string | null = host,
+  releasedMs: number | null = null,
+): SliceRec => ({ network: 'n', idx, host, lastHost, releasedMs });
 
 test('slice count and CIDR', (t) => {
   t.is(sliceCount(net), 4);
@@ -16,7 +21,12 @@ const cases: [string, SliceRec[], string, number | undefined][] = [
   ['a host keeps the slice it holds', [s(0, 'x'), s(1, 'a')], 'a', 1],
   ['a re-joining host gets its released slice back', [s(0, 'x'), s(1, null, 'a', 5), s(2, 'y')], 'a', 1],
   ['never-used beats quarantined', [s(0, null, 'x', 1), s(1, 'y')], 'a', 2],
-  ['full but for quarantine: the longest-released slice', [s(0, 'w'), s(1, null, 'x', 50), s(2, null, 'y', 10), s(3, 'z')], 'a', 2],
+  [
+    'full but for quarantine: the longest-released slice',
+    [s(0, 'w'), s(1, null, 'x', 50), s(2, null, 'y', 10), s(3, 'z')],
+    'a',
+    2,
+  ],
   ['full: undefined', [s(0, 'w'), s(1, 'x'), s(2, 'y'), s(3, 'z')], 'a', undefined],
 ];
 for (const [name, slices, host, want] of cases) {

@@ -10,19 +10,34 @@ function setup(cidr = '198.18.64.0/22') {
   const c = new Coordinator(new MemoryStore(), { now: () => now, downAfterMs: 30_000 });
   c.onChange((x) => changes.push(x));
   c.init({ name: 'default', cidr, hostPrefixLen: 24, mtu: 0 });
-  const admit = (name: string, ip: string) => c.register({ name, token: c.joinHost(name).token, credential: '', underlayIp: ip, agentVersion: 't' });
-  return { c, changes, admit, advance: (ms: number) => { now += ms; } };
+  const admit = (name: string, ip: string) =>
+    c.register({ name, token: c.joinHost(name).token, credential: '', underlayIp: ip, agentVersion: 't' });
+  return {
+    c,
+    changes,
+    admit,
+    advance: (ms: number) => {
+      now += ms;
+    },
+  };
 }
 
 const code = async (f: () => unknown) => {
-  try { await f(); } catch (e) { return (e as CoordError).code; }
+  try {
+    await f();
+  } catch (e) {
+    return (e as CoordError).code;
+  }
   return 'OK';
 };
 
 test('init creates the default network once', async (t) => {
   const { c } = setup();
   c.init({ name: 'default', cidr: '198.18.64.0/22', hostPrefixLen: 24, mtu: 0 });
-  t.deepEqual(c.networks().map((n) => [n.name, n.greKey]), [['default', 1]]);
+  t.deepEqual(
+    c.networks().map((n) => [n.name, n.greKey]),
+    [['default', 1]],
+  );
 });
 
 test('register with a token admits the host with one slice per network; the revision grows', async (t) => {
@@ -39,7 +54,8 @@ test('register with a token admits the host with one slice per network; the revi
 
 test('tokens: reused, revoked, expired, other host, unknown, malformed are refused and change nothing', async (t) => {
   const { c, advance } = setup();
-  const reg = (name: string, token: string, ip = '198.18.0.20') => code(() => c.register({ name, token, credential: '', underlayIp: ip, agentVersion: '' }));
+  const reg = (name: string, token: string, ip = '198.18.0.20') =>
+    code(() => c.register({ name, token, credential: '', underlayIp: ip, agentVersion: '' }));
   const tk = c.joinHost('h1').token;
   t.is(await reg('h1', tk, '198.18.0.11'), 'OK');
   const rev = c.revision();
@@ -65,16 +81,30 @@ test('bad input: names, underlay IPs; a duplicate underlay IP is refused', async
   t.is(await code(() => c.joinHost('Not_A_Label')), 'INVALID_ARGUMENT');
   await admit('h1', '198.18.0.11');
   const tk = c.joinHost('h2').token;
-  t.is(await code(() => c.register({ name: 'h2', token: tk, credential: '', underlayIp: '198.18.0.11', agentVersion: '' })), 'ALREADY_EXISTS');
-  t.is(await code(() => c.register({ name: 'h2', token: tk, credential: '', underlayIp: '1.2.3', agentVersion: '' })), 'INVALID_ARGUMENT');
-  t.is(await code(() => c.register({ name: 'h2', token: tk, credential: '', underlayIp: '198.18.0.12', agentVersion: '' })), 'OK', 'the token was not consumed by the failures');
+  t.is(
+    await code(() =>
+      c.register({ name: 'h2', token: tk, credential: '', underlayIp: '198.18.0.11', agentVersion: '' }),
+    ),
+    'ALREADY_EXISTS',
+  );
+  t.is(
+    await code(() => c.register({ name: 'h2', token: tk, credential: '', underlayIp: '1.2.3', agentVersion: '' })),
+    'INVALID_ARGUMENT',
+  );
+  t.is(
+    await code(() =>
+      c.register({ name: 'h2', token: tk, credential: '', underlayIp: '198.18.0.12', agentVersion: '' }),
+    ),
+    'OK',
+    'the token was not consumed by the failures',
+  );
 });
 
 test('a full network is RESOURCE_EXHAUSTED naming network and capacity; nothing half-made', async (t) => {
   const { c, admit } = setup('198.18.64.0/23'); // 2 slices
   await admit('h1', '198.18.0.11');
   await admit('h2', '198.18.0.12');
-  const err = await t.throwsAsync(admit('h3', '198.18.0.13')) as CoordError;
+  const err = (await t.throwsAsync(admit('h3', '198.18.0.13'))) as CoordError;
   t.is(err.code, 'RESOURCE_EXHAUSTED');
   t.regex(err.message, /network default \(198\.18\.64\.0\/23\) is full: all 2 \/24 slices/);
   t.deepEqual(c.hostNames(), ['h1', 'h2']);
@@ -84,9 +114,17 @@ test('re-register with the credential keeps the slices; a wrong credential is re
   const { c, admit } = setup();
   const { credential } = await admit('h1', '198.18.0.11');
   const before = c.slicesOf('h1');
-  t.is((await c.register({ name: 'h1', token: '', credential, underlayIp: '198.18.0.11', agentVersion: 't' })).credential, credential);
+  t.is(
+    (await c.register({ name: 'h1', token: '', credential, underlayIp: '198.18.0.11', agentVersion: 't' })).credential,
+    credential,
+  );
   t.deepEqual(c.slicesOf('h1'), before);
-  t.is(await code(() => c.register({ name: 'h1', token: '', credential: 'f'.repeat(64), underlayIp: '198.18.0.11', agentVersion: 't' })), 'UNAUTHENTICATED');
+  t.is(
+    await code(() =>
+      c.register({ name: 'h1', token: '', credential: 'f'.repeat(64), underlayIp: '198.18.0.11', agentVersion: 't' }),
+    ),
+    'UNAUTHENTICATED',
+  );
 });
 
 test('leave: slices quarantined, reused only when no never-used slice is left; a re-join gets its slice back', async (t) => {
@@ -112,7 +150,12 @@ test('leave revokes the host’s unused tokens', async (t) => {
   await admit('h1', '198.18.0.11');
   c.joinHost('h1');
   c.removeHost('h1');
-  t.true(c.tokens().filter((x) => x.host === 'h1').every((x) => x.state !== 'valid'));
+  t.true(
+    c
+      .tokens()
+      .filter((x) => x.host === 'h1')
+      .every((x) => x.state !== 'valid'),
+  );
 });
 
 test('networks: create allocates for every admitted host; overlap, duplicates, bad prefix refused; delete needs no containers', async (t) => {
@@ -130,9 +173,23 @@ test('networks: create allocates for every admitted host; overlap, duplicates, b
   t.is(await code(() => c.createNetwork('tiny', '198.20.0.0/24', 25, 0)), 'OK');
   t.is(await code(() => c.createNetwork('tinier', '198.21.0.0/26', 27, 0)), 'OK');
   const h1 = c.slicesOf('h1').find((s) => s.network === 'blue')!;
-  const cred = (await c.register({ name: 'h1', token: c.joinHost('h1').token, credential: '', underlayIp: '198.18.0.11', agentVersion: '' })).credential;
+  const cred = (
+    await c.register({
+      name: 'h1',
+      token: c.joinHost('h1').token,
+      credential: '',
+      underlayIp: '198.18.0.11',
+      agentVersion: '',
+    })
+  ).credential;
   void cred;
-  c.reportStatus('h1', { tunnels: [], attachErrors: [], endpoints: [{ network: 'blue', host: 'h1', mac: '0a:58:c6:13:00:02', ip: h1.cidr.replace(/0\/24$/, '2'), containerId: 'c1' }] });
+  c.reportStatus('h1', {
+    tunnels: [],
+    attachErrors: [],
+    endpoints: [
+      { network: 'blue', host: 'h1', mac: '0a:58:c6:13:00:02', ip: h1.cidr.replace(/0\/24$/, '2'), containerId: 'c1' },
+    ],
+  });
   t.is(await code(() => c.deleteNetwork('blue')), 'FAILED_PRECONDITION');
   c.reportStatus('h1', { tunnels: [], attachErrors: [], endpoints: [] });
   t.is(await code(() => c.deleteNetwork('blue')), 'OK');
@@ -144,8 +201,14 @@ test('endpoints outside the host’s slice or with a bad MAC are refused; a chan
   const { c, admit } = setup();
   const { credential } = await admit('h1', '198.18.0.11');
   const ep = (ip: string, mac = '0a:58:c6:12:40:05') => ({ network: 'default', host: 'h1', mac, ip, containerId: 'x' });
-  t.is(await code(() => c.reportStatus('h1', { tunnels: [], attachErrors: [], endpoints: [ep('198.18.65.5')] })), 'INVALID_ARGUMENT');
-  t.is(await code(() => c.reportStatus('h1', { tunnels: [], attachErrors: [], endpoints: [ep('198.18.64.5', 'zz')] })), 'INVALID_ARGUMENT');
+  t.is(
+    await code(() => c.reportStatus('h1', { tunnels: [], attachErrors: [], endpoints: [ep('198.18.65.5')] })),
+    'INVALID_ARGUMENT',
+  );
+  t.is(
+    await code(() => c.reportStatus('h1', { tunnels: [], attachErrors: [], endpoints: [ep('198.18.64.5', 'zz')] })),
+    'INVALID_ARGUMENT',
+  );
   t.is(await code(() => c.reportStatus('ghost', { tunnels: [], attachErrors: [], endpoints: [] })), 'NOT_FOUND');
   t.is(await code(() => c.authenticate('h1', 'bad')), 'UNAUTHENTICATED');
   t.is(await code(() => c.authenticate('h1', credential)), 'OK');

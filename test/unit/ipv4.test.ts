@@ -1,11 +1,24 @@
 import test from 'ava';
-import { cidrContains, cidrsOverlap, formatCidr, formatIp, ipHex, isDnsLabel, macFromIp, parseCidr, parseIp, subnetAt, subnetIndex } from '../../common/ipv4.js';
+import {
+  cidrContains,
+  cidrsOverlap,
+  formatCidr,
+  formatIp,
+  ipHex,
+  isDnsLabel,
+  macFromIp,
+  parseCidr,
+  parseIp,
+  subnetAt,
+  subnetIndex,
+} from '../../common/ipv4.js';
 
 test('parseIp accepts dotted quads and rejects everything else', (t) => {
   t.is(parseIp('198.18.0.1'), 0xc6120001);
   t.is(parseIp('0.0.0.0'), 0);
   t.is(parseIp('255.255.255.255'), 0xffffffff);
-  for (const bad of ['256.1.1.1', '1.2.3', '1.2.3.4.5', '01.2.3.4', 'a.b.c.d', '', '::1', '1.2.3.-4']) t.is(parseIp(bad), undefined, bad);
+  for (const bad of ['256.1.1.1', '1.2.3', '1.2.3.4.5', '01.2.3.4', 'a.b.c.d', '', '::1', '1.2.3.-4'])
+    t.is(parseIp(bad), undefined, bad);
 });
 
 test('formatIp is the inverse of parseIp', (t) => {

@@ -1,5 +1,14 @@
 import test from 'ava';
-import { computePlan, hostEnv, hostPaths, interfaceNames, labIdFrom, longestSocketPath, validateHostCount, MAX_HOSTS } from '../../deploy/lab/plan.js';
+import {
+  computePlan,
+  hostEnv,
+  hostPaths,
+  interfaceNames,
+  labIdFrom,
+  longestSocketPath,
+  validateHostCount,
+  MAX_HOSTS,
+} from '../../deploy/lab/plan.js';
 
 test('host count must be 1..32', (t) => {
   t.is(validateHostCount(1), undefined);

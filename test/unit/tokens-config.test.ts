@@ -9,7 +9,8 @@ test('tokens have the documented format and verify against their hash only', (t)
   t.deepEqual(parseToken(tk.token), { id: tk.id, secret: tk.secret });
   t.true(secretMatches(tk.secret, hashSecret(tk.secret)));
   t.false(secretMatches('x'.repeat(16), hashSecret(tk.secret)));
-  for (const bad of ['', 'abc.def', 'ABCDEF.0123456789abcdef', 'abcdef0123456789abcdef', 'abcdef.0123456789abcde']) t.is(parseToken(bad), undefined, bad);
+  for (const bad of ['', 'abc.def', 'ABCDEF.0123456789abcdef', 'abcdef0123456789abcdef', 'abcdef.0123456789abcde'])
+    t.is(parseToken(bad), undefined, bad);
 });
 
 test('durations', (t) => {
@@ -21,7 +22,11 @@ test('durations', (t) => {
 
 test('config precedence: defaults < file < env < flags', (t) => {
   t.deepEqual(resolveConfig({}, {}, {}), { ...DEFAULTS, advertise: DEFAULTS.listen });
-  const c = resolveConfig({ dataDir: '/f', listen: '1.2.3.4:1' }, { GREMESH_DATA_DIR: '/e', GREMESH_DOWN_AFTER: '1m' }, { 'data-dir': '/flag' });
+  const c = resolveConfig(
+    { dataDir: '/f', listen: '1.2.3.4:1' },
+    { GREMESH_DATA_DIR: '/e', GREMESH_DOWN_AFTER: '1m' },
+    { 'data-dir': '/flag' },
+  );
   t.is(c.dataDir, '/flag');
   t.is(c.listen, '1.2.3.4:1');
   t.is(c.downAfterS, 60);

@@ -9,7 +9,8 @@ function setup() {
   c.init({ name: 'default', cidr: '198.18.64.0/18', hostPrefixLen: 24, mtu: 0 });
   const hub = new WatchHub(c);
   c.onChange((x) => hub.changed(x));
-  const admit = (name: string, ip: string) => c.register({ name, token: c.joinHost(name).token, credential: '', underlayIp: ip, agentVersion: '' });
+  const admit = (name: string, ip: string) =>
+    c.register({ name, token: c.joinHost(name).token, credential: '', underlayIp: ip, agentVersion: '' });
   return { c, hub, admit };
 }
 
@@ -19,10 +20,18 @@ function sink(hold = false) {
   const pending: (() => void)[] = [];
   let gone = false;
   return {
-    msgs, pending, isGone: () => gone,
+    msgs,
+    pending,
+    isGone: () => gone,
     s: {
-      write: (b: Buffer, cb: () => void) => { msgs.push(DesiredState.decode(b)); if (hold) pending.push(cb); else setImmediate(cb); },
-      gone: () => { gone = true; },
+      write: (b: Buffer, cb: () => void) => {
+        msgs.push(DesiredState.decode(b));
+        if (hold) pending.push(cb);
+        else setImmediate(cb);
+      },
+      gone: () => {
+        gone = true;
+      },
     },
   };
 }
@@ -42,17 +51,25 @@ test('a new stream gets a full snapshot without itself; then deltas with upserts
   await tick();
   t.is(a.msgs.length, 1);
   t.true(a.msgs[0]!.full);
-  t.deepEqual(a.msgs[0]!.peers.map((p) => p.name), ['h2']);
+  t.deepEqual(
+    a.msgs[0]!.peers.map((p) => p.name),
+    ['h2'],
+  );
   t.is(a.msgs[0]!.slices[0]!.cidr, '198.18.64.0/24');
   t.is(a.msgs[0]!.revision, c.revision());
   await admit('h3', '198.18.0.13');
-  await tick(); await tick();
+  await tick();
+  await tick();
   const d = a.msgs.at(-1)!;
   t.false(d.full);
   t.is(d.baseRevision, a.msgs[0]!.revision);
-  t.deepEqual(d.peers.map((p) => p.name), ['h3']);
+  t.deepEqual(
+    d.peers.map((p) => p.name),
+    ['h3'],
+  );
   c.removeHost('h2');
-  await tick(); await tick();
+  await tick();
+  await tick();
   t.deepEqual(a.msgs.at(-1)!.removedPeers, ['h2']);
   t.deepEqual(a.msgs.at(-1)!.peers, []);
 });
@@ -66,7 +83,11 @@ test('a stuck stream never delays the others, and gets only the latest state whe
   hub.add('h1', stuck.s);
   hub.add('h2', fast.s);
   await tick();
-  for (let i = 3; i < 13; i++) { await admit(`h${i}`, `198.18.0.${10 + i}`); await tick(); await tick(); }
+  for (let i = 3; i < 13; i++) {
+    await admit(`h${i}`, `198.18.0.${10 + i}`);
+    await tick();
+    await tick();
+  }
   t.is(stuck.msgs.length, 1, 'one message in flight, nothing queued behind it');
   t.is(fast.msgs.at(-1)!.revision, c.revision());
   stuck.pending.shift()!();
