@@ -3,7 +3,7 @@ SHELL := /bin/bash
 LAB_DIR ?= /run/gremesh-lab
 HOSTS ?= 3
 
-.PHONY: deps build demo demo-down test test-unit test-e2e bench clean
+.PHONY: deps build lint demo demo-down test test-unit test-e2e soak bench clean
 
 deps: node_modules/.installed
 	@bash deploy/install-deps.sh
@@ -22,16 +22,26 @@ demo: build
 demo-down:
 	node dist/deploy/lab/main.js down --dir $(LAB_DIR)
 
-## every test: unit (no root) then end to end (root: namespaces, OVS, dockerd)
+## every test: format and lint, unit (no root), then end to end (root: namespaces, OVS,
+## dockerd); at most 12 minutes on a 2-core machine. Long fault cases: `make soak`.
 test: build
+	npm run --silent lint
 	npm run --silent test:unit
-	npm run --silent test:e2e
+	bash test/run-e2e.sh
+
+lint: deps
+	npm run --silent lint
 
 test-unit: build
 	npm run --silent test:unit
 
 test-e2e: build
-	npm run --silent test:e2e
+	bash test/run-e2e.sh
+
+## the fault suite at full length (300 s outage, 1000 churn cycles, 100-join burst
+## under load); figures go to docs/BENCHMARKS.md
+soak: build
+	node dist/test/bench/report.js --only soak
 
 bench: build
 	node dist/test/bench/report.js

@@ -3,6 +3,6 @@ export default {
   files: ['dist/test/e2e/**/*.test.js'],
   serial: true,
   concurrency: 1,
-  timeout: '10m',
+  timeout: '5m',
   verbose: true,
 };

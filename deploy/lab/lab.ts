@@ -12,7 +12,10 @@ import {
   hostPaths,
   labIdFrom,
   longestSocketPath,
+  labNs,
   validateHostCount,
+  validatePrefix,
+  DEFAULT_PREFIX,
   IMAGE,
   OUTSIDE_IP,
   OUTSIDE_PREFIX,
@@ -191,7 +194,7 @@ export async function stopPids(pids: number[], graceMs: number): Promise<void> {
 }
 
 /** PIDs of every process in a namespace, and of every process whose root directory lies under dir. */
-function leftoverPids(nsInodes: Set<number>, dir: string): number[] {
+function leftoverPids(nsInodes: Set<number>, dirs: string[]): number[] {
   const out: number[] = [];
   for (const e of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(e)) continue;
@@ -204,7 +207,8 @@ function leftoverPids(nsInodes: Set<number>, dir: string): number[] {
     } catch {
       /* gone */
     }
-    if ((ino !== undefined && nsInodes.has(ino)) || (root !== '/' && root.startsWith(`${dir}/`))) out.push(pid);
+    if ((ino !== undefined && nsInodes.has(ino)) || (root !== '/' && dirs.some((d) => root.startsWith(`${d}/`))))
+      out.push(pid);
   }
   return out;
 }
@@ -235,6 +239,8 @@ function pingDocker(sock: string): Promise<boolean> {
 export interface UpOptions {
   dir: string;
   hosts: number;
+  /** namespace prefix (default `gml`; the test suite uses `gmt` so `sweep` can find its labs) */
+  prefix?: string;
   progress: Progress;
   run?: Runner;
 }
@@ -243,6 +249,9 @@ export async function up(o: UpOptions): Promise<LabState> {
   const started = performance.now();
   const hostErr = validateHostCount(o.hosts);
   if (hostErr) throw new LabError('LAB_BAD_HOSTS', hostErr);
+  const prefix = o.prefix ?? DEFAULT_PREFIX;
+  const prefixErr = validatePrefix(prefix);
+  if (prefixErr) throw new LabError('LAB_BAD_PREFIX', prefixErr);
   if (process.getuid?.() !== 0)
     throw new LabError('LAB_NOT_ROOT', 'the lab needs root (network namespaces, OVS, dockerd)');
   await checkTools();
@@ -269,8 +278,8 @@ export async function up(o: UpOptions): Promise<LabState> {
     );
   }
   let id = labIdFrom(randomBytes(2));
-  while (fs.existsSync(`${NETNS_DIR}/gml-${id}-sw`)) id = labIdFrom(randomBytes(2));
-  const plan = computePlan(id, o.hosts);
+  while (fs.existsSync(`${NETNS_DIR}/${labNs(prefix, id, 'sw')}`)) id = labIdFrom(randomBytes(2));
+  const plan = computePlan(id, o.hosts, prefix);
   const state: LabState = {
     version: 1,
     id,
@@ -649,7 +658,7 @@ export async function down(o: DownOptions): Promise<boolean> {
 
   // 3. anything still running inside our namespaces or rooted in our dir (orphaned container processes)
   const inodes = new Set(state.netns.map(netnsInode).filter((x): x is number => x !== undefined));
-  const stray = leftoverPids(inodes, state.dir);
+  const stray = leftoverPids(inodes, [state.dir]);
   if (stray.length) {
     await stopPids(stray, 3_000);
     step(`stopped ${stray.length} leftover processes`);
@@ -681,6 +690,75 @@ export async function down(o: DownOptions): Promise<boolean> {
   }
   step(`lab ${state.id} down`);
   return true;
+}
+
+// ------------------------------------------------------------------ sweep
+
+export interface SweepOptions {
+  /** namespace and temp-dir prefix of the labs to remove (`gmt`: the test suite's) */
+  prefix: string;
+  /** where those labs' dirs live (the test helpers make them in the OS temp dir) */
+  tmpDir: string;
+  progress: Progress;
+}
+
+export interface SweepResult {
+  labs: number;
+  processes: number;
+  namespaces: number;
+  dirs: number;
+}
+
+/**
+ * Removes every lab whose namespaces carry PREFIX, and their temp dirs PREFIX-* under
+ * tmpDir: first through each lab's own state file (`down`), then whatever a lab killed
+ * halfway left without one (processes in those namespaces or rooted in those dirs,
+ * mounts, namespaces, dirs). Labs with another prefix (the demo's `gml`) are not touched.
+ */
+export async function sweep(o: SweepOptions): Promise<SweepResult> {
+  const err = validatePrefix(o.prefix);
+  if (err) throw new LabError('LAB_BAD_PREFIX', err);
+  const res: SweepResult = { labs: 0, processes: 0, namespaces: 0, dirs: 0 };
+  const mine = (name: string) => name.startsWith(`${o.prefix}-`);
+  const dirs = fs
+    .readdirSync(o.tmpDir)
+    .filter(mine)
+    .map((d) => `${o.tmpDir}/${d}`);
+  for (const dir of dirs) {
+    let state: LabState | undefined;
+    try {
+      state = readState(dir);
+    } catch {
+      state = undefined; // unreadable state: swept below like a dir without one
+    }
+    if (state && (state.plan.prefix ?? DEFAULT_PREFIX) === o.prefix) {
+      await down({ dir, progress: () => {} });
+      res.labs++;
+      o.progress(`lab ${state.id} in ${dir} removed`);
+    }
+  }
+  const nsNames = fs.existsSync(NETNS_DIR) ? fs.readdirSync(NETNS_DIR).filter(mine) : [];
+  const inodes = new Set(nsNames.map(netnsInode).filter((x): x is number => x !== undefined));
+  const unique = leftoverPids(inodes, dirs);
+  if (unique.length) {
+    await stopPids(unique, 3_000);
+    res.processes = unique.length;
+    o.progress(`stopped ${unique.length} leftover processes`);
+  }
+  const run = createRunner({ timeoutMs: 30_000 });
+  for (const dir of dirs) {
+    for (const m of mountsUnder(dir)) await run(['umount', '-l', m]).catch(() => {});
+  }
+  for (const ns of nsNames) {
+    await run(['ip', 'netns', 'del', ns]).catch((e: ExecError) => o.progress(`warning: ${e.message}`));
+    res.namespaces++;
+  }
+  if (nsNames.length) o.progress(`removed ${nsNames.length} leftover namespaces`);
+  for (const dir of dirs) {
+    fs.rmSync(dir, { recursive: true, force: true });
+    res.dirs++;
+  }
+  return res;
 }
 
 // ------------------------------------------------------------------ status

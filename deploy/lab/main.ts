@@ -4,14 +4,21 @@
 import { spawn } from 'node:child_process';
 import { parse, outputFormat, runMain, table, UsageError } from '../../common/cli.js';
 import { systemPath } from '../../common/exec.js';
-import { hostEnv } from './plan.js';
-import { DEFAULT_DIR, down, nodeByName, nsPrefix, requireState, status, up } from './lab.js';
+import * as os from 'node:os';
+import { hostEnv, DEFAULT_PREFIX, TEST_PREFIX } from './plan.js';
+import { DEFAULT_DIR, down, nodeByName, nsPrefix, requireState, status, sweep, up } from './lab.js';
 
 const HELP = `gremesh-lab: simulated multi-host lab on one machine (root)
 
 Usage:
-  gremesh-lab up [--hosts N] [--dir DIR]      create N hosts (1..32, default 3)
+  gremesh-lab up [--hosts N] [--dir DIR] [--prefix P]
+                                              create N hosts (1..32, default 3); namespaces
+                                              are named P-ID-NODE (P default ${DEFAULT_PREFIX})
   gremesh-lab down [--dir DIR]                stop and remove everything the lab made
+  gremesh-lab sweep --prefix P [--tmp DIR]    remove every lab with prefix P whose dir is
+                                              DIR/P-* (default the OS temp dir), also ones
+                                              killed halfway: what \`make test\` runs
+                                              before and after the suite (P=${TEST_PREFIX})
   gremesh-lab status [--dir DIR] [-o table|json]
   gremesh-lab env HOST [--dir DIR]            print exports pointing docker/ovs-vsctl at HOST
   gremesh-lab exec [--dir DIR] HOST -- CMD... run CMD in HOST's namespace with that environment
@@ -32,7 +39,11 @@ async function main(argv: string[]): Promise<number> {
   const dirOf = (v: unknown) => (v as string | undefined) ?? process.env.GREMESH_LAB_DIR ?? DEFAULT_DIR;
   switch (cmd) {
     case 'up': {
-      const { values, positionals } = parse(rest, { ...common, hosts: { type: 'string', short: 'n' } }, false);
+      const { values, positionals } = parse(
+        rest,
+        { ...common, hosts: { type: 'string', short: 'n' }, prefix: { type: 'string' } },
+        false,
+      );
       if (values.help) {
         process.stdout.write(HELP);
         return 0;
@@ -40,7 +51,30 @@ async function main(argv: string[]): Promise<number> {
       void positionals;
       const raw = (values.hosts as string | undefined) ?? '3';
       if (!/^\d+$/.test(raw)) throw new UsageError(`--hosts must be a whole number from 1 to 32, got ${raw}`);
-      await up({ dir: dirOf(values.dir), hosts: Number(raw), progress: (l) => process.stdout.write(`${l}\n`) });
+      await up({
+        dir: dirOf(values.dir),
+        hosts: Number(raw),
+        prefix: values.prefix as string | undefined,
+        progress: (l) => process.stdout.write(`${l}\n`),
+      });
+      return 0;
+    }
+    case 'sweep': {
+      const { values } = parse(rest, { ...common, prefix: { type: 'string' }, tmp: { type: 'string' } }, false);
+      if (values.help) {
+        process.stdout.write(HELP);
+        return 0;
+      }
+      const prefix = values.prefix as string | undefined;
+      if (!prefix) throw new UsageError('sweep needs --prefix (the test suite uses --prefix gmt)');
+      const r = await sweep({
+        prefix,
+        tmpDir: (values.tmp as string | undefined) ?? os.tmpdir(),
+        progress: (l) => process.stdout.write(`gremesh-lab sweep: ${l}\n`),
+      });
+      if (values.output === 'json') process.stdout.write(`${JSON.stringify(r)}\n`);
+      else if (r.labs + r.processes + r.namespaces + r.dirs === 0)
+        process.stdout.write(`gremesh-lab sweep: no ${prefix} lab left over\n`);
       return 0;
     }
     case 'down': {

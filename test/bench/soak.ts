@@ -1,0 +1,64 @@
+// The fault suite at full length (`make soak`): a 300 s coordinator outage, 1000 churn
+// cycles, the 100-join burst with 100 container starts, 100 attachments across an agent
+// kill. The same cases as `make test`, which runs them scaled down to stay within 12
+// minutes. Prints ava's output as it goes and, with GREMESH_BENCH_JSON, writes each
+// case's outcome, duration and figures (its t.log lines) for the report.
+// Usage: node dist/test/bench/soak.js
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { spawn } from 'node:child_process';
+import { ROOT } from '../helpers/cli.js';
+
+export interface SoakCase {
+  title: string;
+  ok: boolean;
+  seconds: number;
+  figures: string[];
+}
+
+/** Pure: ava's verbose output → one entry per fault case. */
+export function parseAvaVerbose(text: string): SoakCase[] {
+  const cases: SoakCase[] = [];
+  let current: SoakCase | undefined;
+  for (const line of text.split('\n')) {
+    const m = /^\s+([✔✘])\s+(?:\[fail\]: )?faults › (.*?)(?: \((\d+(?:\.\d+)?)(ms|s|m)\))?\s*$/.exec(line);
+    if (m) {
+      const n = Number(m[3] ?? 0);
+      const seconds = m[4] === 'ms' ? n / 1000 : m[4] === 'm' ? n * 60 : n;
+      current = { title: m[2]!, ok: m[1] === '✔', seconds, figures: [] };
+      cases.push(current);
+      continue;
+    }
+    if (/^\s+[✔✘]/.test(line)) current = undefined; // another file's test: its figures are not ours
+    const info = /^\s+ℹ (.*)$/.exec(line);
+    if (info && current) current.figures.push(info[1]!);
+  }
+  return cases;
+}
+
+const isMain = process.argv[1] && path.resolve(process.argv[1]) === path.resolve(new URL(import.meta.url).pathname);
+if (isMain) {
+  const argv = [path.join(ROOT, 'test/run-e2e.sh'), '--timeout', '30m', 'dist/test/e2e/faults.test.js'];
+  const started = new Date();
+  let text = '';
+  const child = spawn('bash', argv, { cwd: ROOT, env: { ...process.env, GREMESH_SOAK: '1' } });
+  child.stdout.on('data', (d: Buffer) => {
+    text += String(d);
+    process.stdout.write(d);
+  });
+  child.stderr.on('data', (d: Buffer) => {
+    text += String(d);
+    process.stderr.write(d);
+  });
+  const code = await new Promise<number>((r) => child.on('exit', (c) => r(c ?? 1)));
+  const cases = parseAvaVerbose(text);
+  const result = {
+    date: started.toISOString(),
+    command: 'GREMESH_SOAK=1 bash test/run-e2e.sh --timeout 30m dist/test/e2e/faults.test.js (make soak)',
+    exitCode: code,
+    minutes: (Date.now() - started.getTime()) / 60_000,
+    cases,
+  };
+  if (process.env.GREMESH_BENCH_JSON) fs.writeFileSync(process.env.GREMESH_BENCH_JSON, JSON.stringify(result, null, 2));
+  process.exit(code);
+}
