@@ -1,6 +1,7 @@
 // Agent configuration: defaults < environment < flags, validated once.
 import { UsageError } from '../common/cli.js';
 import { isDnsLabel, parseIp } from '../common/ipv4.js';
+import { parseGatewayAllow, type GatewayAllow } from './nat.js';
 
 export interface AgentConfig {
   coordinator: string;
@@ -17,6 +18,8 @@ export interface AgentConfig {
   logLevel: string;
   caHash: string;
   insecure: boolean;
+  /** what containers may reach on their gateway beyond ICMP (and link-local forwarding): --gateway-allow */
+  gatewayAllow: GatewayAllow[];
 }
 
 export const AGENT_DEFAULTS: AgentConfig = {
@@ -34,6 +37,7 @@ export const AGENT_DEFAULTS: AgentConfig = {
   logLevel: 'info',
   caHash: '',
   insecure: false,
+  gatewayAllow: [],
 };
 
 /** flag -> [key, env] */
@@ -51,6 +55,7 @@ export const AGENT_KEYS: Record<string, [keyof AgentConfig, string]> = {
   report: ['reportS', 'GREMESH_REPORT'],
   'log-level': ['logLevel', 'GREMESH_LOG_LEVEL'],
   'ca-hash': ['caHash', 'GREMESH_CA_HASH'],
+  'gateway-allow': ['gatewayAllow', 'GREMESH_GATEWAY_ALLOW'],
 };
 
 export function resolveAgentConfig(
@@ -61,7 +66,11 @@ export function resolveAgentConfig(
   for (const [flag, [key, envName]] of Object.entries(AGENT_KEYS)) {
     const v = flags[flag] ?? env[envName];
     if (v === undefined) continue;
-    if (key === 'resyncS' || key === 'reportS') {
+    if (key === 'gatewayAllow') {
+      const allow = parseGatewayAllow(String(v));
+      if (typeof allow === 'string') throw new UsageError(allow);
+      c[key] = allow;
+    } else if (key === 'resyncS' || key === 'reportS') {
       const m = /^(\d+)(s?)$/.exec(String(v));
       if (!m || Number(m[1]) < 1) throw new UsageError(`--${flag} must be whole seconds >= 1, got "${String(v)}"`);
       c[key] = Number(m[1]);

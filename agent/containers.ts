@@ -23,6 +23,8 @@ export interface AttachError {
 }
 
 export interface ContainerReconcilerOptions {
+  /** the Docker event stream (re)connected */
+  onDockerConnected?: () => void;
   runtime: ContainerRuntime;
   links: LinkDriver;
   ovs: OvsDriver;
@@ -63,7 +65,11 @@ export class ContainerReconciler {
   }
 
   start(resyncMs: number): void {
-    this.stopEvents = this.o.runtime.watch(() => this.markDirty());
+    this.stopEvents = this.o.runtime.watch((kind) => {
+      // (re)connected to dockerd: it may have just started and rewritten its firewall chains
+      if (kind === 'reconnect') this.o.onDockerConnected?.();
+      this.markDirty();
+    });
     this.timer = setInterval(() => this.markDirty(), resyncMs);
     this.markDirty();
   }

@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import type { Logger } from '../common/log.js';
 import type { Runner } from '../common/exec.js';
 import { ensureKeyAndCsr, fetchPinnedCa, tlsFiles } from './tls.js';
+import { coordinatorTls, type DialTls } from '../common/grpc-tls.js';
 import { AgentServiceClient, type DesiredState, type ReportStatusRequest } from '../proto/gen/gremesh/v1/gremesh.js';
 import type { Snapshot } from './model.js';
 import { applyWatchMessage } from './snapshot.js';
@@ -61,18 +62,19 @@ export class CoordinatorClient {
 
   /** plaintext (--insecure); TLS with the pinned CA, plus our certificate once we have one */
   private makeClient(): AgentServiceClient {
-    let creds = grpc.credentials.createInsecure();
+    let dial: DialTls = { credentials: grpc.credentials.createInsecure(), options: {} };
     if (this.o.tls) {
       const f = tlsFiles(this.o.stateDir);
       if (fs.existsSync(f.ca)) {
         const ca = fs.readFileSync(f.ca);
-        creds =
+        dial =
           fs.existsSync(f.cert) && fs.existsSync(f.key)
-            ? grpc.credentials.createSsl(ca, fs.readFileSync(f.key), fs.readFileSync(f.cert))
-            : grpc.credentials.createSsl(ca);
+            ? coordinatorTls(this.o.coordinator, ca, fs.readFileSync(f.key), fs.readFileSync(f.cert))
+            : coordinatorTls(this.o.coordinator, ca);
       }
     }
-    return new AgentServiceClient(this.o.coordinator, creds, {
+    return new AgentServiceClient(this.o.coordinator, dial.credentials, {
+      ...dial.options,
       'grpc.keepalive_time_ms': 10_000,
       'grpc.keepalive_timeout_ms': 5_000,
       'grpc.keepalive_permit_without_calls': 1,

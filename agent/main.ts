@@ -15,6 +15,7 @@ import { reportableEndpoints } from './desired.js';
 import { ContainerReconciler } from './containers.js';
 import { DockerRuntime, dockerFromSocket } from './container-runtime.js';
 import { FileIpam } from './ipam.js';
+import { IptablesDockerFirewall } from './docker-firewall.js';
 import { callControl, controlSocket, serveControl } from './control.js';
 import type { AttachRequest } from './attachment.js';
 import type { Snapshot } from './model.js';
@@ -50,6 +51,14 @@ Flags (env GREMESH_<FLAG> works too):
   --ca-hash sha256:HEX      the coordinator CA's hash from "coordctl join" (first start); the
                             agent pins it, makes its own key and gets a client certificate
   --insecure                plaintext gRPC to a coordinator started with --insecure (warns)
+  --gateway-allow LIST      what containers may reach on this host through their gateway,
+                            beyond ICMP and replies: tcp/PORT, udp/PORT (services on the
+                            host), link-local (forwarding to 169.254.0.0/16, e.g. a cloud
+                            metadata service); comma-separated (default: nothing)
+
+On a Docker host whose dockerd manages iptables (its default), the agent keeps two rules
+marked "gremesh" at the top of Docker's DOCKER-USER chain so containers' traffic to the
+outside passes Docker's FORWARD policy (DROP); it removes them when it owns no gateway.
 `;
 
 async function status(argv: string[]): Promise<number> {
@@ -146,6 +155,7 @@ async function run(argv: string[]): Promise<number> {
       ),
     );
   };
+  const dockerFirewall = new IptablesDockerFirewall(run);
   const reconciler = new Reconciler({
     ovs,
     links,
@@ -161,10 +171,12 @@ async function run(argv: string[]): Promise<number> {
       if (o.interfaces.some((i) => i.name === u.dev && i.type === 'internal' && i.ofport > 0))
         await links.ensureUnderlay(u.dev, u.cidr, u.routes);
     },
-    applyNat: async (ruleset) => {
+    applyNat: async (ruleset, active) => {
       await links.sysctl('net.ipv4.ip_forward', '1');
       await run(['nft', '-f', '-'], { input: ruleset });
+      if (await dockerFirewall.ensure(active)) log.debug({ active }, 'DOCKER-USER rules in place');
     },
+    gatewayAllow: cfg.gatewayAllow,
   });
   containers = new ContainerReconciler({
     runtime: new DockerRuntime(dockerFromSocket(cfg.docker), log.child({ part: 'docker' })),
@@ -177,6 +189,7 @@ async function run(argv: string[]): Promise<number> {
     stateDir: cfg.stateDir,
     snapshot: () => current,
     onChange: () => reconciler.markDirtyAndWait('containers'),
+    onDockerConnected: () => reconciler.refreshNat('docker connected'),
     log: log.child({ part: 'containers' }),
   });
   const setSnapshot = (s: Snapshot) => {

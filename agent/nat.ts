@@ -1,18 +1,56 @@
 // Pure: the nftables ruleset that makes each network's gateway a way out: traffic
 // from a network's CIDR to anywhere outside it is masqueraded out of the host; from
-// outside only replies come back in; networks never forward into each other.
+// outside only replies come back in; networks never forward into each other. The
+// gateway is no way into the host itself: from a gateway port the host accepts ARP
+// (not IP, so not filtered here), ICMP and replies, and whatever the operator opened
+// with --gateway-allow; link-local addresses (169.254.0.0/16: cloud metadata services)
+// are not forwarded unless opened too.
 import type { GatewaySpec } from './desired.js';
 
 export const NFT_TABLE = 'gremesh';
+export const LINK_LOCAL = '169.254.0.0/16';
 
-export function computeNftRuleset(gateways: (GatewaySpec & { networkCidr: string })[]): string {
+/** What --gateway-allow opens: a TCP/UDP port on the host's gateway addresses, or forwarding to link-local. */
+export type GatewayAllow = { proto: 'tcp' | 'udp'; port: number } | { linkLocal: true };
+
+/** Parses `tcp/53,udp/53,link-local`; returns an error message for bad input. */
+export function parseGatewayAllow(v: string): GatewayAllow[] | string {
+  const out: GatewayAllow[] = [];
+  for (const item of v
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean)) {
+    if (item === 'link-local') {
+      out.push({ linkLocal: true });
+      continue;
+    }
+    const m = /^(tcp|udp)\/(\d{1,5})$/.exec(item);
+    if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535)
+      return `--gateway-allow takes tcp/PORT, udp/PORT or link-local, comma-separated; got "${item}"`;
+    out.push({ proto: m[1] as 'tcp' | 'udp', port: Number(m[2]) });
+  }
+  return out;
+}
+
+export function computeNftRuleset(
+  gateways: (GatewaySpec & { networkCidr: string })[],
+  allow: GatewayAllow[] = [],
+): string {
   const post: string[] = [];
   const fwd: string[] = [];
+  const input: string[] = [];
+  const linkLocal = allow.some((a) => 'linkLocal' in a);
+  const ports = allow.filter((a): a is { proto: 'tcp' | 'udp'; port: number } => 'proto' in a);
   if (gateways.length) {
     fwd.push('iifname "gmgw*" oifname "gmgw*" drop');
     // a container's GRE, masqueraded to this host's underlay address, would reach a peer as
     // genuine tunnel traffic from us: never forward it
     fwd.push('iifname "gmgw*" meta l4proto gre drop');
+    if (!linkLocal) fwd.push(`iifname "gmgw*" ip daddr ${LINK_LOCAL} drop`);
+    input.push('iifname "gmgw*" ct state established,related accept');
+    input.push('iifname "gmgw*" ip protocol icmp accept');
+    for (const p of ports) input.push(`iifname "gmgw*" ${p.proto} dport ${p.port} accept`);
+    input.push('iifname "gmgw*" drop');
   }
   for (const g of gateways) {
     post.push(`ip saddr ${g.networkCidr} ip daddr != ${g.networkCidr} oifname != "gmgw*" masquerade`);
@@ -32,6 +70,10 @@ export function computeNftRuleset(gateways: (GatewaySpec & { networkCidr: string
     '  chain forward {',
     '    type filter hook forward priority filter; policy accept;',
     ...fwd.map((r) => `    ${r}`),
+    '  }',
+    '  chain input {',
+    '    type filter hook input priority filter; policy accept;',
+    ...input.map((r) => `    ${r}`),
     '  }',
     '}',
     '',

@@ -6,10 +6,12 @@ import { computeDesired, computeFlows, diffOvs, localPorts, type AgentParams, ty
 import type { LinkDriver } from './link-driver.js';
 import type { LocalPort, OvsState, Snapshot } from './model.js';
 import type { OvsDriver } from './ovs-driver.js';
-import { computeNftRuleset } from './nat.js';
+import { computeNftRuleset, type GatewayAllow } from './nat.js';
 
 /** a device checked with `ip` is checked again after this long even if nothing says it changed */
 const LINK_RECHECK_MS = 30_000;
+/** the NAT ruleset and Docker's DOCKER-USER rules are put in place again this often (a flush by hand, a firewall reload) */
+const NAT_RECHECK_MS = 60_000;
 
 export interface TunnelHealth {
   peer: string;
@@ -47,8 +49,10 @@ export interface ReconcilerOptions {
   underlay?: UnderlayKeeper;
   restoreUnderlay?: (u: UnderlayKeeper, o: OvsState) => Promise<void>;
   onPass?: (r: PassResult) => void;
-  /** the gateways' NAT ruleset (nftables), applied when it changes */
-  applyNat?: (ruleset: string) => Promise<void>;
+  /** the gateways' NAT ruleset (nftables), applied when it changes; active: this host has a gateway */
+  applyNat?: (ruleset: string, active: boolean) => Promise<void>;
+  /** what containers may reach on their gateway beyond ICMP (--gateway-allow) */
+  gatewayAllow?: GatewayAllow[];
 }
 
 export class Reconciler {
@@ -59,6 +63,7 @@ export class Reconciler {
   private stopMonitor: () => void = () => {};
   private lastFlows = '';
   private lastNat = '';
+  private lastNatAt = 0;
   /** devices whose addresses/routes were last found right: their ifindex, what was wanted, when */
   private verified = new Map<string, { ifindex: number; want: string; at: number }>();
   private expectedFlows = -1;
@@ -90,6 +95,12 @@ export class Reconciler {
       }, this.o.probeMs),
     );
     this.markDirty('start');
+  }
+
+  /** NAT and Docker's firewall rules are applied again in the next pass (dockerd came back and may have rewritten its chains) */
+  refreshNat(reason: string): void {
+    this.lastNat = '';
+    this.markDirty(reason);
   }
 
   stop(): void {
@@ -192,10 +203,14 @@ export class Reconciler {
     }
     if (this.o.applyNat) {
       const cidrOf = new Map(s.networks.map((n) => [n.name, n.cidr]));
-      const ruleset = computeNftRuleset(desired.gateways.map((g) => ({ ...g, networkCidr: cidrOf.get(g.network)! })));
-      if (ruleset !== this.lastNat) {
-        await this.o.applyNat(ruleset);
+      const ruleset = computeNftRuleset(
+        desired.gateways.map((g) => ({ ...g, networkCidr: cidrOf.get(g.network)! })),
+        this.o.gatewayAllow,
+      );
+      if (ruleset !== this.lastNat || Date.now() - this.lastNatAt > NAT_RECHECK_MS) {
+        await this.o.applyNat(ruleset, desired.gateways.length > 0);
         this.lastNat = ruleset;
+        this.lastNatAt = Date.now();
       }
     }
     const locals = localPorts(observed, params.bridge, desired);

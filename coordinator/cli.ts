@@ -5,6 +5,8 @@ import * as fs from 'node:fs';
 import { parse, outputFormat, runMain, table, UsageError } from '../common/cli.js';
 import { AdminServiceClient, type HostInfo, type Network } from '../proto/gen/gremesh/v1/gremesh.js';
 import { parseDuration } from './config.js';
+import { agentEnvFile } from './agent-env.js';
+import { coordinatorTls, type DialTls } from '../common/grpc-tls.js';
 
 const HELP = `coordctl: manage a gremesh coordinator
 
@@ -12,7 +14,10 @@ Usage: coordctl [--coordinator ADDR:PORT] [-o table|json] COMMAND
 
 Commands:
   join NAME [--ttl DUR] [--underlay-ip IP]   admit host NAME: print a one-time join token and
-                                             the gremesh-agent command line to run on it
+                                             the gremesh-agent command line to run on it;
+                                             with -o env, exactly the lines of NAME's
+                                             /etc/default/gremesh-agent (keep it mode 0600:
+                                             it holds the token)
   leave NAME                                 remove NAME everywhere; its slices are quarantined
   hosts                                      name, underlay IP, slices, state, last seen, version
   host NAME                                  one host, with its tunnels and attach errors
@@ -31,7 +36,7 @@ Flags:
                             $GREMESH_DATA_DIR or /var/lib/gremesh-coordinator; env GREMESH_CERT,
                             GREMESH_KEY, GREMESH_CA)
   --insecure                talk plaintext to a coordinator started with --insecure
-  -o, --output table|json   output format (default table)
+  -o, --output table|json   output format (default table; join also takes env)
   --timeout DUR             per-call deadline (default 10s)
 `;
 
@@ -77,8 +82,9 @@ const tunnels = (h: HostInfo) => {
 };
 
 /** TLS with the admin certificate, unless --insecure */
-function credentials(v: Record<string, unknown>): grpc.ChannelCredentials {
-  if (v.insecure === true || process.env.GREMESH_INSECURE === '1') return grpc.credentials.createInsecure();
+function credentials(v: Record<string, unknown>, addr: string): DialTls {
+  if (v.insecure === true || process.env.GREMESH_INSECURE === '1')
+    return { credentials: grpc.credentials.createInsecure(), options: {} };
   const dir = `${process.env.GREMESH_DATA_DIR ?? '/var/lib/gremesh-coordinator'}/pki`;
   const file = (flag: string, env: string, def: string) =>
     (v[flag] as string | undefined) ?? process.env[env] ?? `${dir}/${def}`;
@@ -91,7 +97,8 @@ function credentials(v: Record<string, unknown>): grpc.ChannelCredentials {
       );
     }
   };
-  return grpc.credentials.createSsl(
+  return coordinatorTls(
+    addr,
     read(file('ca', 'GREMESH_CA', 'ca.crt'), 'CA certificate'),
     read(file('key', 'GREMESH_KEY', 'admin.key'), 'admin key'),
     read(file('cert', 'GREMESH_CERT', 'admin.crt'), 'admin certificate'),
@@ -117,7 +124,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(HELP);
     return values.help ? 0 : 2;
   }
-  const fmt = outputFormat(values.output);
+  const fmt = outputFormat(values.output, positionals[0] === 'join' ? ['table', 'json', 'env'] : ['table', 'json']);
   const addr = (values.coordinator as string | undefined) ?? process.env.GREMESH_COORDINATOR ?? '127.0.0.1:7420';
   const timeoutS = parseDuration((values.timeout as string | undefined) ?? '10s');
   if (!timeoutS) throw new UsageError('--timeout must be a duration such as 10s');
@@ -128,7 +135,8 @@ async function main(argv: string[]): Promise<number> {
   // validate the command before dialling
   const known = ['join', 'leave', 'hosts', 'host', 'networks', 'network', 'status', 'token'];
   if (!known.includes(cmd!)) throw new UsageError(`unknown command "${cmd}" (try --help)`);
-  const client = new AdminServiceClient(addr, credentials(values));
+  const dial = credentials(values, addr);
+  const client = new AdminServiceClient(addr, dial.credentials, dial.options);
   const rpc = <Res>(m: keyof AdminServiceClient, req: unknown) =>
     call<unknown, Res>(client, m, req, timeoutS * 1000, addr);
   const out = (v: unknown, text: () => string) =>
@@ -151,6 +159,18 @@ async function main(argv: string[]): Promise<number> {
         if (r.caHash) parts.push('--ca-hash', r.caHash);
         if (values['underlay-ip']) parts.push('--underlay-ip', values['underlay-ip'] as string);
         const command = parts.join(' ');
+        if (fmt === 'env') {
+          process.stdout.write(
+            agentEnvFile({
+              coordinator: r.coordinator,
+              name: args[0]!,
+              token: r.token,
+              caHash: r.caHash,
+              underlayIp: values['underlay-ip'] as string | undefined,
+            }),
+          );
+          return 0;
+        }
         out(
           {
             host: args[0],

@@ -9,6 +9,7 @@ pkgs=(
   busybox-static       # the test image, imported with `docker import`
   iproute2             # ip, ip netns
   nftables             # nft (gateway masquerade)
+  iptables             # Docker's DOCKER-USER chain, where the agent lets gateway traffic past a stock dockerd's FORWARD DROP
   ethtool              # tx checksum offload off on veths feeding the userspace datapath
   tcpdump              # counting frames in tests
   iperf3               # throughput benchmark

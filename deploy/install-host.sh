@@ -17,8 +17,10 @@ for b in gremesh-coordinator:coordinator/main.js coordctl:coordinator/cli.js gre
 done
 install -m 644 "$here/deploy/systemd/gremesh-$role.service" /etc/systemd/system/
 if [ "$role" = agent ] && [ ! -f /etc/default/gremesh-agent ]; then
-  printf 'GREMESH_COORDINATOR=\nGREMESH_NAME=%s\nGREMESH_JOIN_TOKEN=\n' "$(hostname -s)" > /etc/default/gremesh-agent
-  echo "fill in /etc/default/gremesh-agent from 'coordctl join $(hostname -s)', then: systemctl enable --now gremesh-agent"
+  # it will hold a one-time join token: readable by root only, from the first byte
+  (umask 077 && printf '# from "coordctl join %s -o env" on the coordinator host\nGREMESH_COORDINATOR=\nGREMESH_NAME=%s\nGREMESH_JOIN_TOKEN=\nGREMESH_CA_HASH=\n' \
+    "$(hostname -s)" "$(hostname -s)" > /etc/default/gremesh-agent)
+  echo "replace /etc/default/gremesh-agent with what 'coordctl join $(hostname -s) -o env' prints (keep mode 0600), then: systemctl enable --now gremesh-agent"
 else
   echo "systemctl daemon-reload && systemctl enable --now gremesh-$role"
 fi

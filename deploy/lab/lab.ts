@@ -57,7 +57,11 @@ export interface LabState {
   plan: LabPlan;
   netns: string[];
   procs: ProcRecord[];
+  /** how each host's dockerd runs: `default` as on a stock Docker host (iptables on, docker0), `bare` without networking of its own */
+  docker?: DockerMode;
 }
+
+export type DockerMode = 'default' | 'bare';
 
 export const DEFAULT_DIR = '/run/gremesh-lab';
 const NETNS_DIR = '/run/netns';
@@ -241,6 +245,8 @@ export interface UpOptions {
   hosts: number;
   /** namespace prefix (default `gml`; the test suite uses `gmt` so `sweep` can find its labs) */
   prefix?: string;
+  /** dockerd as on a stock Docker host (default) or without networking of its own (`bare`) */
+  docker?: DockerMode;
   progress: Progress;
   run?: Runner;
 }
@@ -291,6 +297,7 @@ export async function up(o: UpOptions): Promise<LabState> {
     plan,
     netns: [],
     procs: [],
+    docker: o.docker ?? 'default',
   };
   try {
     writeState(state);
@@ -411,8 +418,19 @@ export async function startOvsdb(run: Runner, dir: string, node: LabNode): Promi
   return Number(fs.readFileSync(`${p.ovsRun}/ovsdb-server.pid`, 'utf8').trim());
 }
 
-/** Starts dockerd for a lab host (own data root, exec root, socket, no networking of its own); resolves when its API answers. */
+/** dockerd's networking flags: none for a stock host; `bare` turns Docker's own networking off. */
+export function dockerNetworkFlags(mode: DockerMode): string[] {
+  if (mode === 'default') return [];
+  return ['--bridge=none', '--iptables=false', '--ip6tables=false', '--ip-forward=false', '--ip-masq=false'];
+}
+
+/**
+ * Starts dockerd for a lab host (own data root, exec root, socket); resolves when its API
+ * answers. With the lab's default mode it runs as on a stock Docker host (iptables on,
+ * its docker0 bridge on 172.17.0.0/16 inside the host's namespace, off the lab's ranges).
+ */
 export async function startDockerd(dir: string, node: LabNode, extra: string[] = []): Promise<number> {
+  const mode = readState(dir)?.docker ?? 'bare';
   const p = hostPaths(dir, node.name);
   const log = fs.openSync(p.dockerLog, 'a');
   const child = spawn(
@@ -424,11 +442,7 @@ export async function startDockerd(dir: string, node: LabNode, extra: string[] =
       `--exec-root=${p.dockerExec}`,
       `--pidfile=${p.dockerPid}`,
       `--host=unix://${p.dockerSock}`,
-      '--bridge=none',
-      '--iptables=false',
-      '--ip6tables=false',
-      '--ip-forward=false',
-      '--ip-masq=false',
+      ...dockerNetworkFlags(mode),
       '--userland-proxy=false',
       '--log-level=warn',
       ...extra,
@@ -606,7 +620,9 @@ async function buildHost(state: LabState, run: Runner, step: Progress, node: Lab
   const pid = await startDockerd(state.dir, node);
   record(pid, 'dockerd');
   await run([dockerCli(), 'import', image, IMAGE], { env: { DOCKER_HOST: `unix://${p.dockerSock}` } });
-  step(`${node.name}: dockerd (pid ${pid}) with image ${IMAGE}`);
+  step(
+    `${node.name}: dockerd (pid ${pid}, ${state.docker === 'bare' ? 'bare' : "Docker's defaults"}) with image ${IMAGE}`,
+  );
 }
 
 // ------------------------------------------------------------------ down

@@ -11,9 +11,12 @@ import { DEFAULT_DIR, down, nodeByName, nsPrefix, requireState, status, sweep, u
 const HELP = `gremesh-lab: simulated multi-host lab on one machine (root)
 
 Usage:
-  gremesh-lab up [--hosts N] [--dir DIR] [--prefix P]
+  gremesh-lab up [--hosts N] [--dir DIR] [--prefix P] [--bare-docker]
                                               create N hosts (1..32, default 3); namespaces
-                                              are named P-ID-NODE (P default ${DEFAULT_PREFIX})
+                                              are named P-ID-NODE (P default ${DEFAULT_PREFIX}); each
+                                              host's dockerd runs with Docker's defaults
+                                              (iptables on, docker0), or with --bare-docker
+                                              without networking of its own
   gremesh-lab down [--dir DIR]                stop and remove everything the lab made
   gremesh-lab sweep --prefix P [--tmp DIR]    remove every lab with prefix P whose dir is
                                               DIR/P-* (default the OS temp dir), also ones
@@ -41,7 +44,12 @@ async function main(argv: string[]): Promise<number> {
     case 'up': {
       const { values, positionals } = parse(
         rest,
-        { ...common, hosts: { type: 'string', short: 'n' }, prefix: { type: 'string' } },
+        {
+          ...common,
+          hosts: { type: 'string', short: 'n' },
+          prefix: { type: 'string' },
+          'bare-docker': { type: 'boolean' },
+        },
         false,
       );
       if (values.help) {
@@ -55,6 +63,7 @@ async function main(argv: string[]): Promise<number> {
         dir: dirOf(values.dir),
         hosts: Number(raw),
         prefix: values.prefix as string | undefined,
+        docker: values['bare-docker'] ? 'bare' : 'default',
         progress: (l) => process.stdout.write(`${l}\n`),
       });
       return 0;

@@ -144,6 +144,51 @@ export function startAgent(dir: string, host: string, joinArgs: string[], extra:
   );
 }
 
+/**
+ * Pure: the variables of an environment file as systemd's EnvironmentFile= reads the
+ * simple cases: KEY=VALUE lines, blank lines and # comments skipped, optional quotes.
+ */
+export function parseEnvFile(text: string): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (!line || line.startsWith('#') || line.startsWith(';')) continue;
+    const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(line);
+    if (!m) continue;
+    env[m[1]!] = m[2]!.replace(/^"(.*)"$/, '$1').replace(/^'(.*)'$/, '$1');
+  }
+  return env;
+}
+
+/**
+ * Starts a host's agent configured the way the systemd unit does it: every setting from
+ * the environment file (`coordctl join NAME -o env`), plus only where this lab host's
+ * OVS, Docker and state live (on a real host those are the defaults).
+ */
+export function startAgentFromEnvFile(dir: string, host: string, envFile: string): number {
+  const p = hostPaths(dir, host);
+  return spawnInNode(
+    dir,
+    host,
+    'agent',
+    [
+      'node',
+      BINS.agent,
+      'run',
+      '--datapath',
+      'netdev',
+      '--ovs-db',
+      `unix:${p.dbSock}`,
+      '--docker',
+      `unix://${p.dockerSock}`,
+      '--state-dir',
+      agentStateDir(dir, host),
+    ],
+    agentLog(dir, host),
+    parseEnvFile(fs.readFileSync(envFile, 'utf8')),
+  );
+}
+
 /** Join every host and start its agent; resolves when every agent has reported a pass. */
 export async function joinAll(dir: string, hosts: string[], extra: string[] = []): Promise<Record<string, string[]>> {
   const args: Record<string, string[]> = {};

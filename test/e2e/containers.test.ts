@@ -163,6 +163,63 @@ serial(
 );
 
 serial(
+  'the gateway is no way into the host: TCP to a service on the gateway address and link-local addresses are refused until --gateway-allow opens them; Docker’s firewall holds our rules',
+  async (t) => {
+    const gw = (await inC('h1', 'c-h1', ['ip', 'route', 'show', 'default'])).stdout.match(/via (\S+)/)?.[1];
+    t.truthy(gw, 'c-h1 has a default route');
+    // a metadata-style address, served by the outside namespace (reached through the host's default route)
+    await lab.exec('out', ['ip', 'addr', 'replace', '169.254.169.254/32', 'dev', 'eth0']);
+    const tcpToGateway = async () => {
+      const srv = lab.exec('h1', ['timeout', '6', 'busybox', 'nc', '-l', '-p', '8081'], {
+        reject: false,
+        timeoutMs: 15_000,
+      });
+      await new Promise((r) => setTimeout(r, 300));
+      const c = await inC('h1', 'c-h1', ['sh', '-c', `echo hi | timeout 4 busybox nc -w 3 ${gw} 8081`]);
+      await srv;
+      return c.exitCode === 0;
+    };
+    t.false(await tcpToGateway(), 'no TCP connection to a service on the host through the gateway');
+    t.true(
+      (await inC('h1', 'c-h1', ['ping', '-c', '1', '-W', '2', gw!])).exitCode === 0,
+      'ICMP to the gateway is allowed',
+    );
+    t.false(
+      (await inC('h1', 'c-h1', ['ping', '-c', '1', '-W', '2', '169.254.169.254'])).exitCode === 0,
+      'no link-local (metadata) address through the gateway',
+    );
+    // Docker runs with its defaults here: its FORWARD policy is DROP, and egress works
+    // (first case) because of our two rules at the top of DOCKER-USER
+    const fw = (await inHost('h1', ['iptables', '-S', 'FORWARD'])).stdout;
+    t.regex(fw, /^-P FORWARD DROP$/m, "dockerd's FORWARD policy is DROP on this host");
+    const user = (await inHost('h1', ['iptables', '-S', 'DOCKER-USER'])).stdout.split('\n');
+    t.regex(user[1] ?? '', /-i gmgw\+ ! -o gmgw\+ .*--comment gremesh -j ACCEPT/);
+    t.regex(user[2] ?? '', /-o gmgw\+ .*RELATED,ESTABLISHED.*--comment gremesh -j ACCEPT/);
+    // the positive control: the same service and address, opened with --gateway-allow
+    await stopProcess(lab.dir, 'h1', 'agent');
+    startAgent(lab.dir, 'h1', args.h1!, ['--gateway-allow', 'tcp/8081,link-local']);
+    const opened = await waitUntil(
+      async () =>
+        (await inHost('h1', ['nft', 'list', 'table', 'ip', 'gremesh'])).stdout.includes('tcp dport 8081 accept'),
+      20_000,
+      100,
+    );
+    t.not(opened, undefined, 'the agent opened tcp/8081');
+    t.true(await tcpToGateway(), 'with --gateway-allow tcp/8081 the connection is made');
+    t.true(await pings('h1', 'c-h1', '169.254.169.254'), 'with --gateway-allow link-local the address is reached');
+    await stopProcess(lab.dir, 'h1', 'agent');
+    startAgent(lab.dir, 'h1', args.h1!);
+    const closed = await waitUntil(
+      async () => !(await inHost('h1', ['nft', 'list', 'table', 'ip', 'gremesh'])).stdout.includes('tcp dport 8081'),
+      20_000,
+      100,
+    );
+    t.not(closed, undefined, 'closed again without the flag');
+    await lab.exec('out', ['ip', 'addr', 'del', '169.254.169.254/32', 'dev', 'eth0'], { reject: false });
+  },
+);
+
+serial(
   'MTU: the largest packet the MTU allows crosses hosts with DF; one byte more fails with "message too long"',
   async (t) => {
     const mtu = agentStatus(lab.dir, 'h1')!.mtu.default!;

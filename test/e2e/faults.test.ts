@@ -18,6 +18,7 @@ import { sh, waitUntil } from '../helpers/endpoint.js';
 import {
   COORD_ADDR,
   agentStateDir,
+  agentStatus,
   coordctl,
   coordinatorDir,
   join,
@@ -27,7 +28,7 @@ import {
   stopProcess,
 } from '../../deploy/lab/mesh.js';
 import { crashHost, isOurs, readState, restartDockerd, restartOvs } from '../../deploy/lab/lab.js';
-import { IMAGE, hostEnv, hostIp } from '../../deploy/lab/plan.js';
+import { IMAGE, OUTSIDE_IP, hostEnv, hostIp } from '../../deploy/lab/plan.js';
 
 const serial = isRoot ? test.serial : test.skip;
 /**
@@ -135,6 +136,7 @@ const cut = async (a: string, b: string) => {
 };
 const status = async () =>
   JSON.parse((await coordctl(lab.dir, ['status', '-o', 'json'])).stdout) as {
+    revision: number;
     watchers: number;
     hosts: { name: string; state: string; tunnels: { peer: string; bfdState: string }[] }[];
   };
@@ -184,6 +186,27 @@ const hostsJson = async () => JSON.parse((await coordctl(lab.dir, ['hosts', '-o'
 const greCount = async (h: string) =>
   (await inHost(h, ['ovs-vsctl', 'list-ports', 'gremesh0'])).stdout.split('\n').filter((p) => p.startsWith('gre-'))
     .length;
+
+/**
+ * Waits until every agent has run a pass at the coordinator's current revision and the
+ * hosts' flow counts hold still for a second: the data plane has caught up with the
+ * control plane (generous deadline; a host that never catches up fails the caller's checks).
+ */
+async function dataPlaneSettled(): Promise<void> {
+  let last = '';
+  await waitUntil(
+    async () => {
+      const rev = (await status()).revision;
+      const revs = meshHosts.map((h) => agentStatus(lab.dir, h)?.revision);
+      const flows = JSON.stringify(await Promise.all(meshHosts.map(async (h) => (await counts(h)).flows)));
+      const same = flows === last;
+      last = flows;
+      return revs.every((r) => r === rev) && same;
+    },
+    60_000,
+    1000,
+  );
+}
 
 /** (re)points the mesh at the current containers of meshHosts; waits until every member is up */
 async function refreshMesh(): Promise<void> {
@@ -473,6 +496,10 @@ serial(
     await docker('h4', ['start', 'c-h4'], false);
     t.true(await attached('h4', 'c-h4'));
     await refreshMesh();
+    t.true(await pingsOnce('h4', 'c-h4', OUTSIDE_IP), 'c-h4 reaches the outside through a stock dockerd’s firewall');
+    // Docker's chains rewritten while the agent runs: DOCKER-USER emptied (a firewall
+    // reload), then dockerd restarted; the agent puts its rules back when Docker returns
+    await inHost('h4', ['iptables', '-F', 'DOCKER-USER'], true);
     await sleep(2000);
     from = mesh.mark();
     await restartDockerd(lab.dir, 'h4', ['--live-restore']);
@@ -481,6 +508,9 @@ serial(
     t.log(`across a live-restore dockerd restart: ${PingMesh.describe(loss)}`);
     t.is(loss.lost, 0, 'no ping lost across a live-restore dockerd restart');
     t.is(await ipOf('h4', 'c-h4'), before);
+    const t0 = Date.now();
+    t.true(await pingsOnce('h4', 'c-h4', OUTSIDE_IP, 90_000), 'egress works again, no agent restart, no manual step');
+    t.log(`egress back ${Date.now() - t0} ms after dockerd answered again`);
     const c = await counts('h4');
     t.is(c.ports, base.ports, 'no duplicate port after dockerd came back');
   },
@@ -675,6 +705,9 @@ serial(
         .at(-1)!.pid;
     const coordRss = () =>
       Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${coordPid()}/status`, 'utf8'))![1]) / 1024;
+    // the baseline is taken once every agent has applied the coordinator's latest state
+    // (an endpoint reported just before this case still adds its flows on the peers)
+    await dataPlaneSettled();
     const before = await Promise.all(HOSTS.map(counts));
     const coordBefore = coordRss();
     const mb = (b: number) => b / 2 ** 20;

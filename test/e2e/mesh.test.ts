@@ -2,6 +2,7 @@
 // joined with coordctl, an agent per host; endpoints are namespaces plugged into
 // gremesh0 by the test. Real OVS (userspace datapath), real GRE, real packets.
 import test from 'ava';
+import * as fs from 'node:fs';
 import { isRoot } from '../helpers/cli.js';
 import { labUp, type TestLab } from '../helpers/lab.js';
 import { addEndpoint, pingCount, pingsWithin, sh, waitUntil, type Endpoint } from '../helpers/endpoint.js';
@@ -11,8 +12,8 @@ import {
   joinAll,
   startAgent,
   startCoordinator,
+  startAgentFromEnvFile,
   stopProcess,
-  join,
 } from '../../deploy/lab/mesh.js';
 import { restartVswitchd } from '../../deploy/lab/lab.js';
 import { hostEnv } from '../../deploy/lab/plan.js';
@@ -237,9 +238,17 @@ serial(
     t.not(gone, undefined);
     t.log(`tunnel to h4 gone on h1..h3 ${Date.now() - t0} ms after coordctl leave`);
     await stopProcess(lab.dir, 'h4', 'agent');
-    const j = await join(lab.dir, 'h5');
+    // h5 is set up as the README's real-host steps do: `coordctl join h5 -o env` is the
+    // agent's /etc/default/gremesh-agent, read by systemd's EnvironmentFile=
+    const envOut = await coordctl(lab.dir, ['join', 'h5', '-o', 'env']);
+    t.is(envOut.exitCode, 0, envOut.stderr);
+    t.is(envOut.stderr, '', 'coordctl prints no warning');
+    t.regex(envOut.stdout, /^GREMESH_CA_HASH=sha256:[0-9a-f]{64}$/m);
+    t.regex(envOut.stdout, /^GREMESH_JOIN_TOKEN=[a-z0-9]{6}\.[a-z0-9]{16}$/m);
+    const envFile = `${lab.dir}/h5/gremesh-agent.env`;
+    fs.writeFileSync(envFile, envOut.stdout, { mode: 0o600 });
     const t1 = Date.now();
-    startAgent(lab.dir, 'h5', j);
+    startAgentFromEnvFile(lab.dir, 'h5', envFile);
     const up = await waitUntil(
       async () => {
         const all = await Promise.all(['h1', 'h2', 'h3'].map(grePorts));
