@@ -15,7 +15,7 @@ import { bind, holders, release, type FileIpam } from './ipam.js';
 import type { LinkDriver } from './link-driver.js';
 import { OWNER, OWNER_KEY, type OvsInterface, type Snapshot } from './model.js';
 import type { OvsDriver } from './ovs-driver.js';
-import { readJson, writeFileAtomic } from './coordinator-client.js';
+import { readJson, writeFileAtomic } from './state-file.js';
 
 export interface AttachError {
   container: string;

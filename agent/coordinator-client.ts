@@ -4,8 +4,8 @@
 import * as grpc from '@grpc/grpc-js';
 import * as fs from 'node:fs';
 import type { Logger } from '../common/log.js';
-import type { Runner } from '../common/exec.js';
 import { ensureKeyAndCsr, fetchPinnedCa, tlsFiles } from './tls.js';
+import { readJson, writeFileAtomic } from './state-file.js';
 import { coordinatorTls, type DialTls } from '../common/grpc-tls.js';
 import { AgentServiceClient, type DesiredState, type ReportStatusRequest } from '../proto/gen/gremesh/v1/gremesh.js';
 import type { Snapshot } from './model.js';
@@ -22,22 +22,8 @@ export interface ClientOptions {
   onSnapshot: (s: Snapshot) => void;
   backoffMinMs?: number;
   backoffMaxMs?: number;
-  /** TLS (the default): the CA hash from `coordctl join`, and a runner for openssl; undefined: --insecure */
-  tls?: { caHash: string; run: Runner };
-}
-
-export function readJson<T>(file: string): T | undefined {
-  try {
-    return JSON.parse(fs.readFileSync(file, 'utf8')) as T;
-  } catch {
-    return undefined;
-  }
-}
-
-export function writeFileAtomic(file: string, data: string, mode = 0o644): void {
-  const tmp = `${file}.tmp${process.pid}`;
-  fs.writeFileSync(tmp, data, { mode });
-  fs.renameSync(tmp, file);
+  /** TLS (the default): the CA hash from `coordctl join`; undefined: --insecure */
+  tls?: { caHash: string };
 }
 
 /** capped exponential backoff with jitter */
@@ -122,7 +108,7 @@ export class CoordinatorClient {
   }
 
   /** TLS: re-register with our certificate, or join with the token (pin CA, CSR, certificate). */
-  private async ensureRegisteredTls(t: { caHash: string; run: Runner }): Promise<string> {
+  private async ensureRegisteredTls(t: { caHash: string }): Promise<string> {
     const f = tlsFiles(this.o.stateDir);
     if (fs.existsSync(f.cert)) {
       try {
@@ -147,7 +133,7 @@ export class CoordinatorClient {
       this.o.log.info({ caHash: t.caHash }, 'coordinator CA pinned');
       this.reconnectClient();
     }
-    const csr = await ensureKeyAndCsr(this.o.stateDir, this.o.name, t.run);
+    const csr = await ensureKeyAndCsr(this.o.stateDir, this.o.name);
     const r = await this.register(this.o.token, '', csr);
     if (!r.certificate)
       throw new Error(

@@ -2,7 +2,7 @@
 // slice. Pure allocation; the table persists as one JSON file in the state dir.
 import * as fs from 'node:fs';
 import { cidrContains, formatIp, parseCidr, parseIp } from '../common/ipv4.js';
-import { writeFileAtomic } from './coordinator-client.js';
+import { writeFileAtomic } from './state-file.js';
 
 /** network -> ip -> container id */
 export type IpamTable = Record<string, Record<string, string>>;

@@ -3,22 +3,54 @@
 // mesh and flows in step with the coordinator. The only place real drivers are built.
 import * as fs from 'node:fs';
 import { parse, runMain, UsageError } from '../common/cli.js';
-import { createRunner } from '../common/exec.js';
-import { createLogger } from '../common/log.js';
 import { AGENT_KEYS, resolveAgentConfig } from './config.js';
-import { CoordinatorClient, readJson, writeFileAtomic } from './coordinator-client.js';
-import { IpLinkDriver } from './link-driver.js';
-import { VsctlOvsDriver } from './ovs-driver.js';
-import { Reconciler, type PassResult, type UnderlayKeeper } from './reconciler.js';
-import { AGENT_VERSION } from './version.js';
-import { reportableEndpoints } from './desired.js';
-import { ContainerReconciler } from './containers.js';
-import { DockerRuntime, dockerFromSocket } from './container-runtime.js';
-import { FileIpam } from './ipam.js';
-import { IptablesDockerFirewall } from './docker-firewall.js';
-import { callControl, controlSocket, serveControl } from './control.js';
+import { callControl, controlSocket } from './control.js';
+import { readJson, writeFileAtomic } from './state-file.js';
+import type { PassResult, UnderlayKeeper } from './reconciler.js';
+import type { CoordinatorClient } from './coordinator-client.js';
+import type { ContainerReconciler } from './containers.js';
 import type { AttachRequest } from './attachment.js';
 import type { Snapshot } from './model.js';
+
+/**
+ * The daemon's modules (gRPC, Docker, the exec runner, the drivers), loaded only when the
+ * daemon runs: `--help`, `status`, `attach` and a bad flag answer without loading them,
+ * in about the time of a bare `node`.
+ */
+async function loadDaemon() {
+  const [exec, log, client, links, ovs, rec, version, desired, containers, runtime, ipam, control, fw] =
+    await Promise.all([
+      import('../common/exec.js'),
+      import('../common/log.js'),
+      import('./coordinator-client.js'),
+      import('./link-driver.js'),
+      import('./ovs-driver.js'),
+      import('./reconciler.js'),
+      import('./version.js'),
+      import('./desired.js'),
+      import('./containers.js'),
+      import('./container-runtime.js'),
+      import('./ipam.js'),
+      import('./control.js'),
+      import('./docker-firewall.js'),
+    ]);
+  return {
+    createRunner: exec.createRunner,
+    createLogger: log.createLogger,
+    CoordinatorClient: client.CoordinatorClient,
+    IpLinkDriver: links.IpLinkDriver,
+    VsctlOvsDriver: ovs.VsctlOvsDriver,
+    Reconciler: rec.Reconciler,
+    AGENT_VERSION: version.AGENT_VERSION,
+    reportableEndpoints: desired.reportableEndpoints,
+    ContainerReconciler: containers.ContainerReconciler,
+    DockerRuntime: runtime.DockerRuntime,
+    dockerFromSocket: runtime.dockerFromSocket,
+    FileIpam: ipam.FileIpam,
+    serveControl: control.serveControl,
+    IptablesDockerFirewall: fw.IptablesDockerFirewall,
+  };
+}
 
 const HELP = `gremesh-agent: keeps this host's gremesh data plane in step with the coordinator (root)
 
@@ -108,6 +140,22 @@ async function run(argv: string[]): Promise<number> {
   void positionals;
   if (process.getuid?.() !== 0) throw new UsageError('gremesh-agent run needs root (OVS, network namespaces)');
   const cfg = resolveAgentConfig(process.env, values);
+  const {
+    createRunner,
+    createLogger,
+    CoordinatorClient,
+    IpLinkDriver,
+    VsctlOvsDriver,
+    Reconciler,
+    AGENT_VERSION,
+    reportableEndpoints,
+    ContainerReconciler,
+    DockerRuntime,
+    dockerFromSocket,
+    FileIpam,
+    serveControl,
+    IptablesDockerFirewall,
+  } = await loadDaemon();
   const log = createLogger('agent', cfg.logLevel).child({ host: cfg.name });
   fs.mkdirSync(cfg.stateDir, { recursive: true, mode: 0o700 });
   const run = createRunner({ timeoutMs: 30_000, log: log.child({ part: 'exec' }) });
@@ -207,7 +255,7 @@ async function run(argv: string[]): Promise<number> {
     version: AGENT_VERSION,
     log: log.child({ part: 'coordinator' }),
     onSnapshot: setSnapshot,
-    tls: cfg.insecure ? undefined : { caHash: cfg.caHash, run },
+    tls: cfg.insecure ? undefined : { caHash: cfg.caHash },
   });
   if (cfg.insecure) {
     process.stderr.write('gremesh-agent: WARNING: --insecure: talking plaintext to the coordinator\n');

@@ -5,7 +5,6 @@ import { X509Certificate, createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as tls from 'node:tls';
 import * as net from 'node:net';
-import type { Runner } from '../common/exec.js';
 
 export const tlsFiles = (dir: string) => ({
   ca: `${dir}/ca.crt`,
@@ -72,13 +71,16 @@ export function fetchPinnedCa(addr: string, pinned: string, timeoutMs = 10_000):
   });
 }
 
-/** A P-256 key (mode 0600) and a CSR for this host; the key stays in the state dir. */
-export async function ensureKeyAndCsr(dir: string, name: string, run: Runner): Promise<string> {
+/** A P-256 key (mode 0600) and a CSR for this host, made in process; the key stays in the state dir. */
+export async function ensureKeyAndCsr(dir: string, name: string): Promise<string> {
+  const { keyPairFromPem, makeCsr, newKeyPair, privateKeyPem } = await import('../common/certs.js');
   const f = tlsFiles(dir);
   if (!fs.existsSync(f.key)) {
-    await run(['openssl', 'genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', f.key]);
-    fs.chmodSync(f.key, 0o600);
+    const keys = await newKeyPair();
+    fs.writeFileSync(`${f.key}.tmp`, await privateKeyPem(keys), { mode: 0o600 });
+    fs.renameSync(`${f.key}.tmp`, f.key);
   }
-  await run(['openssl', 'req', '-new', '-key', f.key, '-out', f.csr, '-subj', `/O=gremesh/CN=host:${name}`]);
-  return fs.readFileSync(f.csr, 'utf8');
+  const csr = await makeCsr(await keyPairFromPem(fs.readFileSync(f.key, 'utf8')), `O=gremesh, CN=host:${name}`);
+  fs.writeFileSync(f.csr, csr);
+  return csr;
 }

@@ -1,12 +1,12 @@
 #!/usr/bin/env node
 // coordctl: the operator's CLI. Parse, call the coordinator, print.
-import * as grpc from '@grpc/grpc-js';
+import type * as G from '@grpc/grpc-js';
 import * as fs from 'node:fs';
 import { parse, outputFormat, runMain, table, UsageError } from '../common/cli.js';
-import { AdminServiceClient, type HostInfo, type Network } from '../proto/gen/gremesh/v1/gremesh.js';
+import type { AdminServiceClient, HostInfo, Network } from '../proto/gen/gremesh/v1/gremesh.js';
 import { parseDuration } from './config.js';
 import { agentEnvFile } from './agent-env.js';
-import { coordinatorTls, type DialTls } from '../common/grpc-tls.js';
+import type { DialTls } from '../common/grpc-tls.js';
 
 const HELP = `coordctl: manage a gremesh coordinator
 
@@ -40,12 +40,17 @@ Flags:
   --timeout DUR             per-call deadline (default 10s)
 `;
 
+// gRPC and the generated client are loaded only once a command is about to dial:
+// --help and usage errors answer in about the time of a bare `node`
+let grpc: typeof G;
+let coordinatorTls: typeof import('../common/grpc-tls.js').coordinatorTls;
+
 type Call<Req, Res> = (
   req: Req,
-  md: grpc.Metadata,
-  opts: Partial<grpc.CallOptions>,
-  cb: (e: grpc.ServiceError | null, r: Res) => void,
-) => grpc.ClientUnaryCall;
+  md: G.Metadata,
+  opts: Partial<G.CallOptions>,
+  cb: (e: G.ServiceError | null, r: Res) => void,
+) => G.ClientUnaryCall;
 
 function call<Req, Res>(
   client: AdminServiceClient,
@@ -135,8 +140,15 @@ async function main(argv: string[]): Promise<number> {
   // validate the command before dialling
   const known = ['join', 'leave', 'hosts', 'host', 'networks', 'network', 'status', 'token'];
   if (!known.includes(cmd!)) throw new UsageError(`unknown command "${cmd}" (try --help)`);
+  const [grpcModule, tlsModule, proto] = await Promise.all([
+    import('@grpc/grpc-js'),
+    import('../common/grpc-tls.js'),
+    import('../proto/gen/gremesh/v1/gremesh.js'),
+  ]);
+  grpc = grpcModule;
+  coordinatorTls = tlsModule.coordinatorTls;
   const dial = credentials(values, addr);
-  const client = new AdminServiceClient(addr, dial.credentials, dial.options);
+  const client = new proto.AdminServiceClient(addr, dial.credentials, dial.options);
   const rpc = <Res>(m: keyof AdminServiceClient, req: unknown) =>
     call<unknown, Res>(client, m, req, timeoutS * 1000, addr);
   const out = (v: unknown, text: () => string) =>

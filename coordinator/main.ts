@@ -8,7 +8,6 @@ import { createServer } from './grpc-server.js';
 import { MemoryStore } from './memory-store.js';
 import { SqliteStore } from './sqlite-store.js';
 import { WatchHub } from './watch-hub.js';
-import { createRunner } from '../common/exec.js';
 import { ensurePki, fingerprint, keyFingerprint, signHostCsr } from './pki.js';
 import { bind as bindServer, tlsServerCredentials } from './grpc-server.js';
 import { parseHostPort } from './config.js';
@@ -57,7 +56,6 @@ async function main(argv: string[]): Promise<number> {
   const cfg = resolveConfig(readConfigFile(values.config as string | undefined), process.env, values);
   const log = createLogger('coordinator', cfg.logLevel);
   const insecure = values.insecure === true || process.env.GREMESH_INSECURE === '1';
-  const run = createRunner({ timeoutMs: 20_000, log: log.child({ part: 'exec' }) });
   let pki;
   if (insecure) {
     process.stderr.write(
@@ -73,7 +71,7 @@ async function main(argv: string[]): Promise<number> {
       .split(',')
       .map((x) => x.trim())
       .filter(Boolean);
-    pki = await ensurePki(`${cfg.dataDir}/pki`, [...hosts, ...extra].map(sanOf), run);
+    pki = await ensurePki(`${cfg.dataDir}/pki`, [...hosts, ...extra].map(sanOf));
   }
   const store = cfg.store === 'memory' ? new MemoryStore() : new SqliteStore(`${cfg.dataDir}/coordinator.db`);
   const tlsPki = pki;
@@ -83,7 +81,7 @@ async function main(argv: string[]): Promise<number> {
     log: log.child({ part: 'state' }),
     ...(tlsPki
       ? {
-          signCsr: (csr: string, host: string) => signHostCsr(tlsPki, run, csr, host),
+          signCsr: (csr: string, host: string) => signHostCsr(tlsPki, csr, host),
           fingerprintOf: (pem: string) => ({ cert: fingerprint(pem), key: keyFingerprint(pem) }),
         }
       : {}),

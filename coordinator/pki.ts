@@ -1,15 +1,22 @@
-// The coordinator's small PKI, made with the openssl CLI through the exec runner:
-// a CA, the serving certificate, the admin client certificate, and client
-// certificates for hosts signed from the CSR each agent makes with its own key.
+// The coordinator's small PKI, made in process (common/certs.ts, no openssl): a CA, the
+// serving certificate, the admin client certificate, and client certificates for hosts
+// signed from the CSR each agent makes with its own key.
 // Identities: CN "admin" for coordctl, CN "host:NAME" for agents.
-import { X509Certificate, createHash, randomBytes } from 'node:crypto';
+import { X509Certificate, createHash } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
-import type { Runner } from '../common/exec.js';
+import {
+  issue,
+  keyPairFromPem,
+  newKeyPair,
+  privateKeyPem,
+  selfSignedCa,
+  verifiedCsrKey,
+  type Issuer,
+} from '../common/certs.js';
 
 export const ADMIN_CN = 'admin';
 export const hostCn = (name: string) => `host:${name}`;
+const subject = (cn: string) => `O=gremesh, CN=${cn}`;
 
 export interface Pki {
   dir: string;
@@ -18,6 +25,8 @@ export interface Pki {
   serverKey: string;
   /** serving certificate followed by the CA */
   serverChain: string;
+  /** the CA's certificate and keys, in memory: every host certificate is signed in process */
+  issuer: Issuer;
 }
 
 export const paths = (dir: string) => ({
@@ -45,161 +54,66 @@ export function keyFingerprint(pem: string): string {
     .digest('hex');
 }
 
+/** key (0600) then certificate, each written whole */
+function writeKeyAndCert(keyFile: string, keyPem: string, certFile: string, certPem: string): void {
+  fs.writeFileSync(`${keyFile}.tmp`, keyPem, { mode: 0o600 });
+  fs.renameSync(`${keyFile}.tmp`, keyFile);
+  fs.writeFileSync(`${certFile}.tmp`, certPem);
+  fs.renameSync(`${certFile}.tmp`, certFile);
+}
+
 /** Creates the CA and the serving and admin certificates on first start; loads them after. */
-export async function ensurePki(dir: string, sans: string[], run: Runner): Promise<Pki> {
+export async function ensurePki(dir: string, sans: string[]): Promise<Pki> {
   const p = paths(dir);
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gmpki-'));
-  try {
-    if (!fs.existsSync(p.caCrt)) {
-      await run([
-        'openssl',
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-keyout',
-        p.caKey,
-        '-out',
-        p.caCrt,
-        '-days',
-        '3650',
-        '-subj',
-        '/O=gremesh/CN=gremesh coordinator CA',
-        '-addext',
-        'basicConstraints=critical,CA:TRUE',
-        '-addext',
-        'keyUsage=critical,keyCertSign,cRLSign',
-      ]);
-    }
-    const sanList = [...new Set(['DNS:localhost', 'IP:127.0.0.1', ...sans])].join(',');
-    const wantSan = `${p.serverCrt}.san`;
-    if (!fs.existsSync(p.serverCrt) || (fs.existsSync(wantSan) ? fs.readFileSync(wantSan, 'utf8') : '') !== sanList) {
-      await issue(
-        run,
-        tmp,
-        p,
-        p.serverKey,
-        p.serverCrt,
-        '/O=gremesh/CN=gremesh-coordinator',
-        `subjectAltName=${sanList}\nextendedKeyUsage=serverAuth\n`,
-        825,
-      );
-      fs.writeFileSync(wantSan, sanList);
-    }
-    if (!fs.existsSync(p.adminCrt)) {
-      await issue(
-        run,
-        tmp,
-        p,
-        p.adminKey,
-        p.adminCrt,
-        `/O=gremesh/CN=${ADMIN_CN}`,
-        'extendedKeyUsage=clientAuth\n',
-        825,
-      );
-    }
-    for (const k of [p.caKey, p.serverKey, p.adminKey]) fs.chmodSync(k, 0o600);
-  } finally {
-    fs.rmSync(tmp, { recursive: true, force: true });
+  if (!fs.existsSync(p.caCrt) || !fs.existsSync(p.caKey)) {
+    const keys = await newKeyPair();
+    writeKeyAndCert(
+      p.caKey,
+      await privateKeyPem(keys),
+      p.caCrt,
+      await selfSignedCa(keys, subject('gremesh coordinator CA'), 3650),
+    );
   }
-  const caPem = fs.readFileSync(p.caCrt, 'utf8');
+  const issuer: Issuer = {
+    certPem: fs.readFileSync(p.caCrt, 'utf8'),
+    keys: await keyPairFromPem(fs.readFileSync(p.caKey, 'utf8')),
+  };
+  const sanList = [...new Set(['DNS:localhost', 'IP:127.0.0.1', ...sans])];
+  const wantSan = `${p.serverCrt}.san`;
+  if (
+    !fs.existsSync(p.serverCrt) ||
+    (fs.existsSync(wantSan) ? fs.readFileSync(wantSan, 'utf8') : '') !== sanList.join(',')
+  ) {
+    const keys = await newKeyPair();
+    const cert = await issue(issuer, keys.publicKey, {
+      subject: subject('gremesh-coordinator'),
+      days: 825,
+      usage: 'server',
+      sans: sanList,
+    });
+    writeKeyAndCert(p.serverKey, await privateKeyPem(keys), p.serverCrt, cert);
+    fs.writeFileSync(wantSan, sanList.join(','));
+  }
+  if (!fs.existsSync(p.adminCrt)) {
+    const keys = await newKeyPair();
+    const cert = await issue(issuer, keys.publicKey, { subject: subject(ADMIN_CN), days: 825, usage: 'client' });
+    writeKeyAndCert(p.adminKey, await privateKeyPem(keys), p.adminCrt, cert);
+  }
+  for (const k of [p.caKey, p.serverKey, p.adminKey]) fs.chmodSync(k, 0o600);
+  const caPem = issuer.certPem;
   return {
     dir,
     caPem,
     caHash: certHash(caPem),
     serverKey: fs.readFileSync(p.serverKey, 'utf8'),
     serverChain: fs.readFileSync(p.serverCrt, 'utf8') + caPem,
+    issuer,
   };
 }
 
-async function issue(
-  run: Runner,
-  tmp: string,
-  p: ReturnType<typeof paths>,
-  keyOut: string,
-  crtOut: string,
-  subj: string,
-  ext: string,
-  days: number,
-): Promise<void> {
-  const csr = `${tmp}/req.csr`;
-  const extFile = `${tmp}/ext.cnf`;
-  fs.writeFileSync(extFile, ext);
-  await run([
-    'openssl',
-    'req',
-    '-new',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-keyout',
-    keyOut,
-    '-out',
-    csr,
-    '-subj',
-    subj,
-  ]);
-  await run([
-    'openssl',
-    'x509',
-    '-req',
-    '-in',
-    csr,
-    '-CA',
-    p.caCrt,
-    '-CAkey',
-    p.caKey,
-    '-set_serial',
-    `0x${randomBytes(12).toString('hex')}`,
-    '-days',
-    String(days),
-    '-out',
-    crtOut,
-    '-extfile',
-    extFile,
-  ]);
-}
-
-/** Signs a host's CSR; the subject is always CN=host:NAME, whatever the CSR asked for. */
-export async function signHostCsr(pki: Pki, run: Runner, csrPem: string, name: string): Promise<string> {
-  const p = paths(pki.dir);
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gmcsr-'));
-  try {
-    fs.writeFileSync(`${tmp}/req.csr`, csrPem);
-    fs.writeFileSync(`${tmp}/ext.cnf`, 'extendedKeyUsage=clientAuth\n');
-    await run(['openssl', 'req', '-in', `${tmp}/req.csr`, '-noout', '-verify'], { timeoutMs: 10_000 });
-    await run(
-      [
-        'openssl',
-        'x509',
-        '-req',
-        '-in',
-        `${tmp}/req.csr`,
-        '-CA',
-        p.caCrt,
-        '-CAkey',
-        p.caKey,
-        '-set_serial',
-        `0x${randomBytes(12).toString('hex')}`,
-        '-days',
-        '365',
-        '-subj',
-        `/O=gremesh/CN=${hostCn(name)}`,
-        '-extfile',
-        `${tmp}/ext.cnf`,
-        '-out',
-        `${tmp}/host.crt`,
-      ],
-      { timeoutMs: 10_000 },
-    );
-    return fs.readFileSync(`${tmp}/host.crt`, 'utf8');
-  } finally {
-    fs.rmSync(tmp, { recursive: true, force: true });
-  }
+/** Signs a host's CSR (its own signature checked first); the subject is always CN=host:NAME, whatever the CSR asked for. */
+export async function signHostCsr(pki: Pki, csrPem: string, name: string): Promise<string> {
+  const key = await verifiedCsrKey(csrPem);
+  return issue(pki.issuer, key, { subject: subject(hostCn(name)), days: 365, usage: 'client' });
 }

@@ -9,7 +9,6 @@ import { AdminServiceClient, AgentServiceClient, type DesiredState } from '../..
 import { removeDir, startCoordinator, unary } from '../helpers/coordinator.js';
 import { summarize } from './stats.js';
 import * as os from 'node:os';
-import { createRunner } from '../../common/exec.js';
 import { ensureKeyAndCsr } from '../../agent/tls.js';
 
 const { values } = parseArgs({
@@ -23,7 +22,7 @@ const useTls = values.tls!;
 // with --tls every simulated agent has its own certificate (one shared key and CSR: the
 // coordinator signs each for its own name)
 const keyDir = fs.mkdtempSync(`${os.tmpdir()}/gmfan-`);
-const csr = useTls ? await ensureKeyAndCsr(keyDir, 'bench', createRunner()) : '';
+const csr = useTls ? await ensureKeyAndCsr(keyDir, 'bench') : '';
 const certs = new Map<string, string>();
 let caFile = '';
 const credsFor = (name?: string) => {

@@ -19,6 +19,8 @@ const benches: { name: string; script: string; args: string[] }[] = [
   { name: 'fanoutTls', script: 'fanout.js', args: ['--repeat', q ? '5' : '20', '--tls'] },
   { name: 'converge', script: 'converge.js', args: ['--repeat', q ? '2' : '5'] },
   { name: 'convergeInsecure', script: 'converge.js', args: ['--repeat', q ? '2' : '5', '--insecure'] },
+  { name: 'joins', script: 'joins.js', args: ['--count', '100'] },
+  { name: 'startup', script: 'startup.js', args: ['--repeat', q ? '5' : '15'] },
   { name: 'reconcile', script: 'reconcile.js', args: ['--repeat', q ? '5' : '20'] },
   { name: 'attach', script: 'attach.js', args: ['--count', q ? '10' : '50'] },
   { name: 'throughput', script: 'throughput.js', args: ['--seconds', q ? '3' : '5'] },
@@ -183,6 +185,35 @@ if (out.throughput)
       ]),
     ),
   );
+if (out.startup) {
+  lines.push(
+    '',
+    `**Start time** beside a bare \`node -e 0\`, interleaved (${cmd('startup.js', argsOf('startup').args)}):`,
+    '',
+    '| command | p50 | p99 | × node |',
+    '|---|---|---|---|',
+  );
+  for (const r of out.startup as { name: string; p50: number; p99: number; ratio: number }[])
+    lines.push(`| \`${r.name}\` | ${ms(r.p50)} | ${ms(r.p99)} | ${r.ratio.toFixed(2)} |`);
+}
+if (out.joins) {
+  const j = out.joins as {
+    n: number;
+    admitted: number;
+    joins: { p50: number; p99: number };
+    wallMs: number;
+    signInProcess: { p50: number; p99: number };
+    signOpenssl: { p50: number; p99: number };
+  };
+  lines.push(
+    '',
+    `**TLS joins** (${cmd('joins.js', argsOf('joins').args)}): ${j.n} hosts join at once against a coordinator on loopback ` +
+      `(JoinHost, then Register with a CSR from each host's own key): ${j.admitted} admitted, per join p50 ${ms(j.joins.p50)} ` +
+      `p99 ${ms(j.joins.p99)}, all in ${ms(j.wallMs)}. Signing one CSR (verify, then sign), same run: in process ` +
+      `p50 ${j.signInProcess.p50.toFixed(1)} ms / p99 ${j.signInProcess.p99.toFixed(1)} ms; with two openssl processes ` +
+      `(as before) p50 ${j.signOpenssl.p50.toFixed(1)} ms / p99 ${j.signOpenssl.p99.toFixed(1)} ms.`,
+  );
+}
 if (out.soak) {
   const soak = out.soak as { date: string; command: string; minutes: number; exitCode: number; cases: SoakCase[] };
   lines.push(

@@ -11,7 +11,6 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { parseArgs } from 'node:util';
 import { AdminServiceClient, AgentServiceClient } from '../../proto/gen/gremesh/v1/gremesh.js';
-import { createRunner } from '../../common/exec.js';
 import { formatIp, parseIp } from '../../common/ipv4.js';
 import { ensureKeyAndCsr } from '../../agent/tls.js';
 import { unary } from './coordinator.js';
@@ -86,7 +85,7 @@ let done = 0;
 let failed = 0;
 let next = 0;
 const keyDir = fs.mkdtempSync(`${os.tmpdir()}/gmburst-`);
-const csr = values.leave ? '' : await ensureKeyAndCsr(keyDir, 'burst', createRunner());
+const csr = values.leave ? '' : await ensureKeyAndCsr(keyDir, 'burst');
 
 async function one(i: number): Promise<void> {
   const name = names[i]!;

@@ -41,7 +41,7 @@ async function joinAsAgent(c: RunningCoordinator, name: string, ip: string): Pro
   const dir = tempDir('gmag');
   const f = tlsFiles(dir);
   fs.writeFileSync(f.ca, await fetchPinnedCa(c.addr, j.caHash));
-  const csr = await ensureKeyAndCsr(dir, name, run);
+  const csr = await ensureKeyAndCsr(dir, name);
   const g = agentClient(c.addr, tlsCreds(f.ca));
   const r = await unary<{ certificate: string }>(g, 'register', {
     name,
@@ -196,7 +196,7 @@ test.serial(
     const j = JSON.parse(
       (await cli(BIN.coordctl, ['--coordinator', c.addr, ...c.ctlArgs, 'join', 'h5', '-o', 'json'])).stdout,
     ) as { token: string };
-    const csr = await ensureKeyAndCsr(a4.dir, 'h5', run);
+    const csr = await ensureKeyAndCsr(a4.dir, 'h5');
     const g = agentClient(c.addr, tlsCreds(ca));
     const first = await unary<{ certificate: string }>(g, 'register', {
       name: 'h5',
@@ -207,7 +207,7 @@ test.serial(
       csr,
     });
     const otherKey = tempDir('gmag');
-    const csr2 = await ensureKeyAndCsr(otherKey, 'h5', run);
+    const csr2 = await ensureKeyAndCsr(otherKey, 'h5');
     t.is(
       await code(
         unary(g, 'register', {
