@@ -231,10 +231,18 @@ if (charts.length) lines.push('', ...charts.flatMap((c) => [c, '']));
 
 const machine = `${os.cpus().length} × ${cpu}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.type()} ${os.release()}, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}`;
 fs.mkdirSync(path.join(ROOT, 'docs'), { recursive: true });
+// the machine line of the last full run stays with its figures
+const previousMachine = out.machine as string | undefined;
+if (!only) out.machine = machine;
 fs.writeFileSync(resultsFile, JSON.stringify(out, null, 2));
 fs.writeFileSync(
   path.join(ROOT, 'docs/BENCHMARKS.md'),
-  `# gremesh benchmarks\n\nMachine: ${machine}. Produced by \`node dist/test/bench/report.js\` (\`make bench\`).\n\n${lines.join('\n')}\n`,
+  `# gremesh benchmarks\n\nMachine: ${machine}. Produced by \`node dist/test/bench/report.js\` (\`make bench\`)` +
+    (only
+      ? `; ${only.join(', ')} re-run on ${new Date().toISOString().slice(0, 10)} with \`--only\`, the rest from the last full run` +
+        (previousMachine ? ` (${previousMachine})` : '')
+      : '') +
+    `.\n\n${lines.join('\n')}\n`,
 );
 process.stdout.write(`\nwrote docs/BENCHMARKS.md (${machine})\n\n${lines.join('\n')}\n`);
 fs.rmSync(tmp, { recursive: true, force: true });
