@@ -13,8 +13,10 @@ import {
 import type { ContainerRuntime } from './container-runtime.js';
 import { bind, holders, release, type FileIpam } from './ipam.js';
 import type { LinkDriver } from './link-driver.js';
-import { OWNER, OWNER_KEY, type OvsInterface, type Snapshot } from './model.js';
+import type { OvsInterface, Snapshot } from './model.js';
+import { CONTAINER_ID_KEY, containerIds, isOwned } from './ovs-ids.js';
 import type { OvsDriver } from './ovs-driver.js';
+import { Loop } from './loop.js';
 import { readJson, writeFileAtomic } from './state-file.js';
 
 export interface AttachError {
@@ -44,15 +46,16 @@ export interface ContainerReconcilerOptions {
 type ManualTable = Record<string, AttachRequest>;
 
 export class ContainerReconciler {
-  private dirty = false;
-  private running = false;
   private stopEvents: () => void = () => {};
   private timer: NodeJS.Timeout | undefined;
   errors: AttachError[] = [];
-  private waiters: (() => void)[] = [];
   private loggedErrors = new Map<string, string>();
 
-  constructor(private readonly o: ContainerReconcilerOptions) {}
+  private readonly loop: Loop;
+
+  constructor(private readonly o: ContainerReconcilerOptions) {
+    this.loop = new Loop({ name: 'container', log: o.log, pass: () => this.pass(), backoffMaxMs: 10_000 });
+  }
 
   private get manualFile(): string {
     return `${this.o.stateDir}/attachments.json`;
@@ -77,40 +80,22 @@ export class ContainerReconciler {
   stop(): void {
     this.stopEvents();
     if (this.timer) clearInterval(this.timer);
+    this.loop.stop();
   }
 
   markDirty(): void {
-    this.dirty = true;
-    if (!this.running) void this.loop();
+    this.loop.markDirty('containers');
   }
 
-  /** resolves after the next completed pass */
+  /** resolves after the pass running now or, when idle, the next one */
   nextPass(): Promise<void> {
-    return new Promise((r) => this.waiters.push(r));
-  }
-
-  private async loop(): Promise<void> {
-    this.running = true;
-    try {
-      while (this.dirty) {
-        this.dirty = false;
-        try {
-          await this.pass();
-        } catch (e) {
-          this.o.log.warn({ err: (e as Error).message }, 'container pass failed; retrying');
-          setTimeout(() => this.markDirty(), 1000);
-        }
-        for (const w of this.waiters.splice(0)) w();
-      }
-    } finally {
-      this.running = false;
-    }
+    return this.loop.nextPass();
   }
 
   private ports(all: OvsInterface[]): Map<string, OvsInterface> {
     const m = new Map<string, OvsInterface>();
     for (const i of all)
-      if (i.bridge === this.o.bridge && i.externalIds.container_id && i.externalIds[OWNER_KEY] === OWNER)
+      if (i.bridge === this.o.bridge && i.externalIds[CONTAINER_ID_KEY] && isOwned(i.externalIds))
         m.set(i.externalIds.container_id, i);
     return m;
   }
@@ -220,20 +205,22 @@ export class ContainerReconciler {
       userspace: this.o.userspace,
     });
     try {
-      await this.o.ovs.transact([
-        ['--may-exist', 'add-port', this.o.bridge, a.hostIf],
-        [
-          'set',
-          'Interface',
-          a.hostIf,
-          `external_ids:container_id=${c.id}`,
-          `external_ids:gremesh-network=${a.network}`,
-          `external_ids:gremesh-ip=${a.ip}`,
-          `external_ids:gremesh-mac="${a.mac}"`,
-          `external_ids:gremesh-pid=${c.pid}`,
-          `external_ids:${OWNER_KEY}=${OWNER}`,
-          `external_ids:gremesh-container=${c.name}`,
-        ],
+      await this.o.ovs.apply([
+        {
+          op: 'add-port',
+          bridge: this.o.bridge,
+          port: a.hostIf,
+          iface: {
+            externalIds: containerIds({
+              containerId: c.id,
+              network: a.network,
+              ip: a.ip,
+              mac: a.mac,
+              pid: c.pid,
+              name: c.name,
+            }),
+          },
+        },
       ]);
     } catch (e) {
       await this.o.links.deleteLink(a.hostIf);
@@ -246,7 +233,7 @@ export class ContainerReconciler {
   }
 
   private async unplug(port: string): Promise<void> {
-    await this.o.ovs.transact([['--if-exists', 'del-port', this.o.bridge, port]]);
+    await this.o.ovs.apply([{ op: 'delete-port', bridge: this.o.bridge, port }]);
     await this.o.links.deleteLink(port);
   }
 
@@ -262,8 +249,8 @@ export class ContainerReconciler {
     const m = this.manual();
     m[c.id] = req;
     this.saveManual(m);
-    this.markDirty();
-    await this.nextPass();
+    await this.loop.markDirtyAndWait('attach by hand');
+    if (this.loop.lastError) throw new Error(`the attach pass failed: ${this.loop.lastError.message}`);
     const err = this.errors.find((e) => e.container === c.name);
     if (err) throw new Error(err.reason);
     return { ip: plan.ip, mac: plan.mac, port: plan.hostIf };
@@ -284,8 +271,8 @@ export class ContainerReconciler {
     delete m[id];
     this.saveManual(m);
     this.o.ipam.save(release(this.o.ipam.table, id));
-    this.markDirty();
-    await this.nextPass();
+    await this.loop.markDirtyAndWait('detach by hand');
+    if (this.loop.lastError) throw new Error(`the detach pass failed: ${this.loop.lastError.message}`);
   }
 
   /** addresses per container, for status */

@@ -1,7 +1,9 @@
 // Pure: from the coordinator's snapshot and what OVS shows, the data plane this host
 // should have (bridge, tunnels, gateways, MTUs), and the OpenFlow pipeline.
 import { cidrContains, formatIp, ipHex, macFromIp, parseCidr, parseIp } from '../common/ipv4.js';
-import { COOKIE, OWNER, OWNER_KEY, type LocalPort, type OvsInterface, type OvsState, type Snapshot } from './model.js';
+import { COOKIE, type LocalPort, type OvsInterface, type OvsState, type Snapshot } from './model.js';
+import { IP_KEY, NETWORK_KEY, PEER_KEY, gatewayIds, isOwned, owned, parseBinding, tunnelIds } from './ovs-ids.js';
+import type { OvsOp } from './ovs-ops.js';
 
 /** outer IPv4 20 + GRE with key 8 + inner Ethernet 14 */
 export const GRE_OVERHEAD = 42;
@@ -88,17 +90,9 @@ export function localPorts(o: OvsState, bridge: string, d: DesiredPlane): LocalP
       out.push({ port: i.name, network: gw.network, ip: gw.ip, mac: gw.mac, gateway: true, containerId: '' });
       continue;
     }
-    const e = i.externalIds;
-    if (!e['gremesh-network'] || !e['gremesh-ip'] || !e['gremesh-mac']) continue;
-    if (parseIp(e['gremesh-ip']) === undefined || !/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(e['gremesh-mac'])) continue;
-    out.push({
-      port: i.name,
-      network: e['gremesh-network'],
-      ip: e['gremesh-ip'],
-      mac: e['gremesh-mac'],
-      gateway: false,
-      containerId: e.container_id ?? '',
-    });
+    const b = parseBinding(i.externalIds);
+    if (!b) continue;
+    out.push({ port: i.name, network: b.network, ip: b.ip, mac: b.mac, gateway: false, containerId: b.containerId });
   }
   return out.sort((a, b) => a.port.localeCompare(b.port));
 }
@@ -174,96 +168,76 @@ export function computeFlows(s: Snapshot, d: DesiredPlane, locals: LocalPort[], 
 
 // ------------------------------------------------------------------ OVS diff
 
-const ext = (kv: Record<string, string>) =>
-  Object.entries(kv).map(([k, v]) => `external_ids:${k}=${JSON.stringify(v)}`);
+export const BRIDGE_PROTOCOLS = ['OpenFlow10', 'OpenFlow13', 'OpenFlow14'];
 
 /**
- * ovs-vsctl commands (each an argv fragment, joined by "--" into one transaction)
- * that take what OVS shows to the desired plane. Removes only what carries our
- * owner mark; never touches container ports made by others.
+ * Pure: the typed OVS operations (one transaction) that take what OVS shows to the
+ * desired plane. Removes only what carries our owner mark; never touches container
+ * ports made by others.
  */
-export function diffOvs(d: DesiredPlane, o: OvsState): string[][] {
-  const cmds: string[][] = [];
+export function diffOvs(d: DesiredPlane, o: OvsState): OvsOp[] {
+  const ops: OvsOp[] = [];
   const br = o.bridges.find((b) => b.name === d.bridge);
-  const protocols = 'OpenFlow10,OpenFlow13,OpenFlow14';
-  const brSettings = [
-    `datapath_type=${d.datapath}`,
-    'fail_mode=secure',
-    `protocols=${protocols}`,
-    `external_ids:${OWNER_KEY}=${OWNER}`,
-  ];
-  if (!br) {
-    cmds.push(['--may-exist', 'add-br', d.bridge], ['set', 'Bridge', d.bridge, ...brSettings]);
-  } else if (
+  if (
+    !br ||
     br.datapathType !== d.datapath ||
     br.failMode !== 'secure' ||
-    br.protocols.join(',') !== protocols ||
-    br.externalIds[OWNER_KEY] !== OWNER
+    br.protocols.join(',') !== BRIDGE_PROTOCOLS.join(',') ||
+    !isOwned(br.externalIds)
   ) {
-    cmds.push(['set', 'Bridge', d.bridge, ...brSettings]);
+    ops.push({
+      op: 'ensure-bridge',
+      bridge: d.bridge,
+      datapath: d.datapath,
+      failMode: 'secure',
+      protocols: BRIDGE_PROTOCOLS,
+      externalIds: owned(),
+    });
   }
   const onBridge = new Map<string, OvsInterface>();
   for (const i of o.interfaces) if (i.bridge === d.bridge) onBridge.set(i.name, i);
 
   for (const t of d.tunnels) {
     const cur = onBridge.get(t.port);
-    const want = { 'gremesh-owner': OWNER, 'gremesh-peer': t.peer };
-    const settings = [
-      'type=gre',
-      `options:remote_ip=${t.remoteIp}`,
-      'options:key=flow',
-      'bfd:enable=true',
-      ...ext(want),
-    ];
+    const iface = {
+      type: 'gre',
+      options: { remote_ip: t.remoteIp, key: 'flow' },
+      bfd: { enable: 'true' },
+      externalIds: tunnelIds(t.peer),
+    };
     if (!cur) {
-      cmds.push(
-        ['--may-exist', 'add-port', d.bridge, t.port],
-        ['set', 'Interface', t.port, ...settings],
-        ['set', 'Port', t.port, `external_ids:${OWNER_KEY}=${OWNER}`],
-      );
+      ops.push({ op: 'add-port', bridge: d.bridge, port: t.port, iface, portExternalIds: owned() });
     } else if (
       cur.type !== 'gre' ||
       cur.options.remote_ip !== t.remoteIp ||
       cur.options.key !== 'flow' ||
-      cur.externalIds['gremesh-peer'] !== t.peer ||
-      cur.externalIds[OWNER_KEY] !== OWNER
+      cur.externalIds[PEER_KEY] !== t.peer ||
+      !isOwned(cur.externalIds)
     ) {
-      cmds.push(['set', 'Interface', t.port, ...settings]);
+      ops.push({ op: 'set-interface', name: t.port, iface });
     }
   }
   for (const g of d.gateways) {
     const cur = onBridge.get(g.port);
-    const want = { 'gremesh-owner': OWNER, 'gremesh-network': g.network, 'gremesh-ip': g.ip, 'gremesh-mac': g.mac };
-    const settings = ['type=internal', `mac=${JSON.stringify(g.mac)}`, `mtu_request=${g.mtu}`, ...ext(want)];
+    const iface = { type: 'internal', mac: g.mac, mtuRequest: g.mtu, externalIds: gatewayIds(g.network, g.ip, g.mac) };
     if (!cur) {
-      cmds.push(
-        ['--may-exist', 'add-port', d.bridge, g.port],
-        ['set', 'Interface', g.port, ...settings],
-        ['set', 'Port', g.port, `external_ids:${OWNER_KEY}=${OWNER}`],
-      );
+      ops.push({ op: 'add-port', bridge: d.bridge, port: g.port, iface, portExternalIds: owned() });
     } else if (
       cur.type !== 'internal' ||
-      cur.externalIds['gremesh-ip'] !== g.ip ||
-      cur.externalIds['gremesh-network'] !== g.network ||
+      cur.externalIds[IP_KEY] !== g.ip ||
+      cur.externalIds[NETWORK_KEY] !== g.network ||
       cur.mtu !== g.mtu ||
       cur.macInUse !== g.mac
     ) {
-      cmds.push(['set', 'Interface', g.port, ...settings]);
+      ops.push({ op: 'set-interface', name: g.port, iface });
     }
   }
   const wanted = new Set([...d.tunnels.map((t) => t.port), ...d.gateways.map((g) => g.port)]);
   for (const i of onBridge.values()) {
-    const ours = i.externalIds[OWNER_KEY] === OWNER && (i.name.startsWith('gre-') || i.name.startsWith('gmgw'));
-    if (ours && !wanted.has(i.name)) cmds.push(['--if-exists', 'del-port', d.bridge, i.name]);
+    const ours = isOwned(i.externalIds) && (i.name.startsWith('gre-') || i.name.startsWith('gmgw'));
+    if (ours && !wanted.has(i.name)) ops.push({ op: 'delete-port', bridge: d.bridge, port: i.name });
   }
-  return cmds;
-}
-
-/** Join command fragments into one ovs-vsctl argv (one transaction). */
-export function vsctlTransaction(cmds: string[][]): string[] {
-  const argv: string[] = [];
-  for (const c of cmds) argv.push('--', ...c);
-  return argv;
+  return ops;
 }
 
 /** Endpoints worth telling peers about: those inside this host's slice of their network. */

@@ -18,7 +18,7 @@ import type { Snapshot } from './model.js';
  * in about the time of a bare `node`.
  */
 async function loadDaemon() {
-  const [exec, log, client, links, ovs, rec, version, desired, containers, runtime, ipam, control, fw] =
+  const [exec, log, client, links, ovs, rec, version, desired, containers, runtime, ipam, control, fw, ofw] =
     await Promise.all([
       import('../common/exec.js'),
       import('../common/log.js'),
@@ -33,13 +33,15 @@ async function loadDaemon() {
       import('./ipam.js'),
       import('./control.js'),
       import('./docker-firewall.js'),
+      import('./openflow-watch.js'),
     ]);
   return {
     createRunner: exec.createRunner,
+    processesStarted: exec.processesStarted,
     createLogger: log.createLogger,
     CoordinatorClient: client.CoordinatorClient,
     IpLinkDriver: links.IpLinkDriver,
-    VsctlOvsDriver: ovs.VsctlOvsDriver,
+    OvsdbOvsDriver: ovs.OvsdbOvsDriver,
     Reconciler: rec.Reconciler,
     AGENT_VERSION: version.AGENT_VERSION,
     reportableEndpoints: desired.reportableEndpoints,
@@ -49,6 +51,7 @@ async function loadDaemon() {
     FileIpam: ipam.FileIpam,
     serveControl: control.serveControl,
     IptablesDockerFirewall: fw.IptablesDockerFirewall,
+    OpenflowWatch: ofw.OpenflowWatch,
   };
 }
 
@@ -142,10 +145,11 @@ async function run(argv: string[]): Promise<number> {
   const cfg = resolveAgentConfig(process.env, values);
   const {
     createRunner,
+    processesStarted,
     createLogger,
     CoordinatorClient,
     IpLinkDriver,
-    VsctlOvsDriver,
+    OvsdbOvsDriver,
     Reconciler,
     AGENT_VERSION,
     reportableEndpoints,
@@ -155,6 +159,7 @@ async function run(argv: string[]): Promise<number> {
     FileIpam,
     serveControl,
     IptablesDockerFirewall,
+    OpenflowWatch,
   } = await loadDaemon();
   const log = createLogger('agent', cfg.logLevel).child({ host: cfg.name });
   fs.mkdirSync(cfg.stateDir, { recursive: true, mode: 0o700 });
@@ -175,7 +180,9 @@ async function run(argv: string[]): Promise<number> {
     underlay = { ...found, routes: readJson<UnderlayKeeper>(ufile)?.routes ?? [] };
   if (underlay) writeFileAtomic(ufile, JSON.stringify(underlay));
   const underlayMtu = underlay?.mtu ?? 1500;
-  const ovs = new VsctlOvsDriver({ db: cfg.ovsDb, run, log: log.child({ part: 'ovs' }) });
+  const ovs = new OvsdbOvsDriver({ db: cfg.ovsDb, run, log: log.child({ part: 'ovs' }) });
+  ovs.start();
+  const mgmtSocket = ovs.mgmtSocket(cfg.bridge);
   let client: CoordinatorClient | undefined;
   let containers: ContainerReconciler | undefined;
   let current: Snapshot | undefined;
@@ -195,6 +202,7 @@ async function run(argv: string[]): Promise<number> {
           tunnels: r.tunnels,
           endpoints: r.locals,
           lastPassMs: r.ms,
+          processesStarted: processesStarted(),
           flows: r.flows,
           attachErrors: containers?.errors ?? [],
         },
@@ -211,7 +219,9 @@ async function run(argv: string[]): Promise<number> {
     onPass,
     params: { bridge: cfg.bridge, datapath: cfg.datapath, underlayMtu },
     resyncMs: cfg.resyncS * 1000,
-    probeMs: 1000,
+    // with the management socket at hand, an OpenFlow connection says when flows are lost (no process);
+    // otherwise count them with ovs-ofctl every second
+    probeMs: mgmtSocket ? 0 : 1000,
     // userspace datapath: the underlay address sits on an OVS internal port, which
     // vanishes with ovs-vswitchd; put it back when it reappears
     underlay: cfg.datapath === 'netdev' ? underlay : undefined,
@@ -266,6 +276,14 @@ async function run(argv: string[]): Promise<number> {
     log.info({ revision: cached.revision, peers: cached.peers.length }, 'starting from the cached desired state');
     setSnapshot(cached);
   }
+  const flowWatch = mgmtSocket
+    ? new OpenflowWatch({
+        socket: mgmtSocket,
+        log: log.child({ part: 'openflow' }),
+        onReconnect: () => reconciler.flowsLost('ovs-vswitchd reconnected'),
+      })
+    : undefined;
+  flowWatch?.start();
   reconciler.start();
   client.start();
   containers.start(cfg.resyncS * 1000);
@@ -328,6 +346,8 @@ async function run(argv: string[]): Promise<number> {
   control.close();
   containers.stop();
   reconciler.stop();
+  flowWatch?.stop();
+  ovs.stop();
   client.stop();
   log.info({}, 'agent stopped; the data plane stays as it is');
   process.exit(0);

@@ -78,6 +78,5 @@ export interface LocalPort {
   containerId: string;
 }
 
-export const OWNER_KEY = 'gremesh-owner';
-export const OWNER = 'agent';
+export { OWNER_KEY, OWNER } from './ovs-ids.js';
 export const COOKIE = '0x67726d';

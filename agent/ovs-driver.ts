@@ -1,86 +1,188 @@
 // OvsDriver: every OVS side effect of the agent, behind one interface.
-// VsctlOvsDriver runs ovs-vsctl / ovs-ofctl / ovsdb-client through the exec runner.
-import { spawn } from 'node:child_process';
+// OvsdbOvsDriver speaks OVSDB itself (a persistent connection with a monitor-fed
+// replica: observing is a read of memory, a change is one transaction) and programs
+// flows with ovs-ofctl bundles on the bridge's management socket.
 import * as path from 'node:path';
 import type { Runner } from '../common/exec.js';
 import type { Logger } from '../common/log.js';
 import { COOKIE, type OvsState } from './model.js';
-import { parseOvsState } from './ovsdb-json.js';
-import { vsctlTransaction } from './desired.js';
+import { stateFromRows } from './ovsdb-json.js';
+import { toTransaction, type OvsOp } from './ovs-ops.js';
+import { OvsdbClient, type MonitorSpec } from './ovsdb/client.js';
 
 export interface OvsDriver {
+  /** what OVS holds (a read of the replica; waits for the database when not connected) */
   observe(): Promise<OvsState>;
-  /** one ovs-vsctl transaction; waits until ovs-vswitchd has applied it */
-  transact(cmds: string[][]): Promise<void>;
-  /** atomically make the bridge's flows exactly these (OpenFlow bundle) */
+  /** the operations as one transaction; resolves once ovs-vswitchd has applied it (its cur_cfg reached our next_cfg) */
+  apply(ops: OvsOp[]): Promise<void>;
+  /** atomically make the bridge's flows exactly these (one OpenFlow bundle): start, resync, repair */
   replaceFlows(bridge: string, flows: string[]): Promise<void>;
+  /** atomically delete these flows (by table, priority and match) and add these (one OpenFlow bundle) */
+  updateFlows(bridge: string, remove: string[], add: string[]): Promise<void>;
   /** how many of our flows the bridge holds (-1: bridge unreachable) */
   flowCount(bridge: string): Promise<number>;
-  /** call onChange whenever ports/interfaces change; returns a stop function */
+  /** call onChange whenever the replica changes or the database connection comes back; returns a stop function */
   monitor(onChange: () => void): () => void;
 }
 
-export interface VsctlOptions {
+/** the tables and columns the agent reads */
+export const MONITORED: MonitorSpec = {
+  Open_vSwitch: ['bridges', 'next_cfg', 'cur_cfg'],
+  Bridge: ['name', 'datapath_type', 'fail_mode', 'protocols', 'external_ids', 'ports'],
+  Port: ['name', 'interfaces', 'external_ids'],
+  Interface: [
+    'name',
+    'type',
+    'ofport',
+    'options',
+    'external_ids',
+    'bfd_status',
+    'mac_in_use',
+    'mtu',
+    'error',
+    'link_state',
+    'ifindex',
+  ],
+};
+
+/** Pure: a flow's identity for delete_strict: table, priority and match, without cookie and actions. */
+export function flowKey(flow: string): string {
+  return flow
+    .replace(/,actions=.*$/, '')
+    .split(',')
+    .filter((f) => !f.startsWith('cookie='))
+    .join(',');
+}
+
+/** Pure: the bundle that turns flow set `from` into `to`: delete_strict what went, add what is new or changed. */
+export function flowDelta(from: string[], to: string[]): { remove: string[]; add: string[] } {
+  const fromSet = new Set(from);
+  const toKeys = new Set(to.map(flowKey));
+  const remove = [...new Set(from.map(flowKey))].filter((k) => !toKeys.has(k));
+  const add = to.filter((f) => !fromSet.has(f));
+  return { remove, add };
+}
+
+/** Pure: `in_port=NAME` and `output:NAME` of known ports as their OpenFlow port numbers. */
+export function resolvePortNames(flows: string[], ofports: Map<string, number>): string[] {
+  const num = (name: string) => (ofports.has(name) ? String(ofports.get(name)) : name);
+  return flows.map((f) =>
+    f
+      .replace(/in_port=([A-Za-z0-9_.-]+)/g, (_, n: string) => `in_port=${num(n)}`)
+      .replace(/output:([A-Za-z0-9_.-]+)/g, (_, n: string) => `output:${num(n)}`),
+  );
+}
+
+export interface OvsdbDriverOptions {
   db: string;
   run: Runner;
   log: Logger;
+  /** how long a transaction may wait for ovs-vswitchd to apply it */
+  applyTimeoutMs?: number;
 }
 
-export class VsctlOvsDriver implements OvsDriver {
-  private readonly db: string;
-  private readonly run: Runner;
-  private readonly log: Logger;
+export class OvsdbOvsDriver implements OvsDriver {
+  readonly client: OvsdbClient;
+  private listeners = new Set<() => void>();
 
-  constructor(o: VsctlOptions) {
-    this.db = o.db;
-    this.run = o.run;
-    this.log = o.log;
+  constructor(private readonly o: OvsdbDriverOptions) {
+    this.client = new OvsdbClient({
+      target: o.db,
+      tables: MONITORED,
+      log: o.log,
+      onChange: () => {
+        for (const l of [...this.listeners]) l();
+      },
+    });
   }
 
-  /** the bridge's OpenFlow management socket, next to the db socket */
+  start(): void {
+    this.client.start();
+  }
+
+  stop(): void {
+    this.client.stop();
+  }
+
+  /** the bridge's OpenFlow management socket (a unix path next to the db socket), if the db is a unix socket */
+  mgmtSocket(bridge: string): string | undefined {
+    const m = /^unix:(.*)$/.exec(this.o.db);
+    return m ? path.join(path.dirname(m[1]!), `${bridge}.mgmt`) : undefined;
+  }
+
+  /** what ovs-ofctl is pointed at */
   private mgmt(bridge: string): string {
-    const m = /^unix:(.*)$/.exec(this.db);
-    return m ? `unix:${path.join(path.dirname(m[1]!), `${bridge}.mgmt`)}` : bridge;
+    const sock = this.mgmtSocket(bridge);
+    return sock ? `unix:${sock}` : bridge;
   }
 
   async observe(): Promise<OvsState> {
-    const r = await this.run([
-      'ovs-vsctl',
-      `--db=${this.db}`,
-      '--timeout=10',
-      '--format=json',
-      '--data=json',
-      '--',
-      '--columns=_uuid,name,datapath_type,fail_mode,protocols,external_ids,ports',
-      'list',
-      'Bridge',
-      '--',
-      '--columns=_uuid,name,interfaces,external_ids',
-      'list',
-      'Port',
-      '--',
-      '--columns=_uuid,name,type,ofport,options,external_ids,bfd_status,mac_in_use,mtu,error,link_state,ifindex',
-      'list',
-      'Interface',
-    ]);
-    return parseOvsState(r.stdout);
+    await this.client.whenReady();
+    return stateFromRows(this.client.rows('Bridge'), this.client.rows('Port'), this.client.rows('Interface'));
   }
 
-  async transact(cmds: string[][]): Promise<void> {
-    if (cmds.length === 0) return;
-    await this.run(['ovs-vsctl', `--db=${this.db}`, '--timeout=20', ...vsctlTransaction(cmds)]);
+  async apply(ops: OvsOp[]): Promise<void> {
+    if (ops.length === 0) return;
+    await this.client.whenReady();
+    const txn = toTransaction(ops, {
+      bridgeExists: (n) => this.client.rows('Bridge').some((r) => r.name === n),
+      portUuid: (n) => this.client.rows('Port').find((r) => r.name === n)?._uuid,
+    });
+    if (txn.length === 0) return;
+    const timeoutMs = this.o.applyTimeoutMs ?? 20_000;
+    const res = await this.client.transact(
+      [
+        ...txn,
+        { op: 'mutate', table: 'Open_vSwitch', where: [], mutations: [['next_cfg', '+=', 1]] },
+        { op: 'select', table: 'Open_vSwitch', where: [], columns: ['next_cfg'] },
+      ],
+      timeoutMs,
+    );
+    const want = Number((res.at(-1) as { rows: { next_cfg: number }[] }).rows[0]?.next_cfg ?? 0);
+    await this.appliedBy(want, timeoutMs);
+  }
+
+  /** resolves once ovs-vswitchd reports cur_cfg >= want (it has reconfigured from the database) */
+  private appliedBy(want: number, timeoutMs: number): Promise<void> {
+    const done = () => this.client.rows('Open_vSwitch').some((r) => Number(r.cur_cfg) >= want);
+    if (done()) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        if (!done()) return;
+        cleanup();
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new Error(`ovs-vswitchd did not apply the change within ${timeoutMs} ms (is it running?)`));
+      }, timeoutMs);
+      const cleanup = () => {
+        clearTimeout(timer);
+        this.listeners.delete(check);
+      };
+      this.listeners.add(check);
+    });
   }
 
   async replaceFlows(bridge: string, flows: string[]): Promise<void> {
-    await this.run(['ovs-ofctl', '-O', 'OpenFlow14', '--bundle', 'replace-flows', this.mgmt(bridge), '-'], {
+    await this.o.run(['ovs-ofctl', '-O', 'OpenFlow14', '--bundle', 'replace-flows', this.mgmt(bridge), '-'], {
       input: `${flows.join('\n')}\n`,
+      timeoutMs: 20_000,
+    });
+  }
+
+  async updateFlows(bridge: string, remove: string[], add: string[]): Promise<void> {
+    if (remove.length + add.length === 0) return;
+    const lines = [...remove.map((k) => `delete_strict ${k}`), ...add.map((f) => `add ${f}`)];
+    await this.o.run(['ovs-ofctl', '-O', 'OpenFlow14', '--bundle', 'add-flows', this.mgmt(bridge), '-'], {
+      input: `${lines.join('\n')}\n`,
       timeoutMs: 20_000,
     });
   }
 
   async flowCount(bridge: string): Promise<number> {
     try {
-      const r = await this.run(
+      const r = await this.o.run(
         ['ovs-ofctl', '-O', 'OpenFlow14', 'dump-aggregate', this.mgmt(bridge), `cookie=${COOKIE}/-1`],
         { timeoutMs: 5_000 },
       );
@@ -92,40 +194,7 @@ export class VsctlOvsDriver implements OvsDriver {
   }
 
   monitor(onChange: () => void): () => void {
-    let stopped = false;
-    let child: ReturnType<typeof spawn> | undefined;
-    let backoff = 200;
-    const start = () => {
-      if (stopped) return;
-      child = spawn(
-        'ovsdb-client',
-        [
-          'monitor',
-          this.db,
-          'Open_vSwitch',
-          'Interface',
-          'name,ofport,external_ids,bfd_status,ifindex',
-          '--format=json',
-        ],
-        { stdio: ['ignore', 'pipe', 'ignore'] },
-      );
-      child.stdout!.on('data', () => {
-        backoff = 200;
-        onChange();
-      });
-      child.on('error', () => {});
-      child.on('exit', () => {
-        if (stopped) return;
-        this.log.debug({ backoff }, 'ovsdb monitor exited; restarting');
-        onChange();
-        setTimeout(start, backoff);
-        backoff = Math.min(backoff * 2, 5000);
-      });
-    };
-    start();
-    return () => {
-      stopped = true;
-      child?.kill();
-    };
+    this.listeners.add(onChange);
+    return () => this.listeners.delete(onChange);
   }
 }

@@ -1,4 +1,5 @@
-// Pure: parse `ovs-vsctl --format=json --data=json list TABLE` output.
+// Pure: OVSDB's JSON values (RFC 7047 §5.1: atoms, ["set", ...], ["map", ...]) and
+// the agent's view of OVS built from replicated rows.
 import type { OvsBridge, OvsInterface, OvsState } from './model.js';
 
 type Atom = string | number | boolean | ['uuid', string] | ['named-uuid', string];
@@ -42,42 +43,50 @@ export function parseOvsState(stdout: string): OvsState {
     .map((l) => JSON.parse(l) as Table);
   if (tables.length !== 3) throw new Error(`expected 3 tables from ovs-vsctl, got ${tables.length}`);
   const [br, pt, it] = tables.map(rows) as [Record<string, Datum>[], Record<string, Datum>[], Record<string, Datum>[]];
+  return stateFromRows(br, pt, it);
+}
+
+/** The agent's view of OVS from replicated rows of Bridge, Port and Interface. */
+export function stateFromRows(
+  bridgeRows: Record<string, unknown>[],
+  portRows: Record<string, unknown>[],
+  ifaceRows: Record<string, unknown>[],
+): OvsState {
+  const d = (r: Record<string, unknown>, c: string) => r[c] as Datum | undefined;
   const portBridge = new Map<string, string>();
-  const bridges: OvsBridge[] = br.map((b) => {
-    const name = toScalar(b.name);
-    for (const p of toSet(b.ports)) portBridge.set(p, name);
+  const bridges: OvsBridge[] = bridgeRows.map((b) => {
+    const name = toScalar(d(b, 'name'));
+    for (const p of toSet(d(b, 'ports'))) portBridge.set(p, name);
     return {
       name,
-      datapathType: toScalar(b.datapath_type),
-      failMode: toScalar(b.fail_mode),
-      protocols: toSet(b.protocols),
-      externalIds: toMap(b.external_ids),
+      datapathType: toScalar(d(b, 'datapath_type')),
+      failMode: toScalar(d(b, 'fail_mode')),
+      protocols: toSet(d(b, 'protocols')),
+      externalIds: toMap(d(b, 'external_ids')),
     };
   });
   const ifacePort = new Map<string, { bridge: string | undefined; ext: Record<string, string> }>();
-  for (const p of pt) {
-    const uuid = toScalar(p._uuid);
-    for (const i of toSet(p.interfaces)) ifacePort.set(i, { bridge: portBridge.get(uuid), ext: toMap(p.external_ids) });
+  for (const p of portRows) {
+    const uuid = toScalar(d(p, '_uuid'));
+    for (const i of toSet(d(p, 'interfaces')))
+      ifacePort.set(i, { bridge: portBridge.get(uuid), ext: toMap(d(p, 'external_ids')) });
   }
-  const interfaces: OvsInterface[] = it.map((i) => {
-    const port = ifacePort.get(toScalar(i._uuid));
-    const ofport = Number(toScalar(i.ofport) || '-1');
-    const mtu = Number(toScalar(i.mtu) || '0');
-    const ifindex = Number(toScalar(i.ifindex) || '0');
+  const interfaces: OvsInterface[] = ifaceRows.map((i) => {
+    const port = ifacePort.get(toScalar(d(i, '_uuid')));
     return {
-      name: toScalar(i.name),
+      name: toScalar(d(i, 'name')),
       bridge: port?.bridge,
-      type: toScalar(i.type),
-      ofport,
-      options: toMap(i.options),
-      externalIds: toMap(i.external_ids),
+      type: toScalar(d(i, 'type')),
+      ofport: Number(toScalar(d(i, 'ofport')) || '-1'),
+      options: toMap(d(i, 'options')),
+      externalIds: toMap(d(i, 'external_ids')),
       portExternalIds: port?.ext ?? {},
-      bfdStatus: toMap(i.bfd_status),
-      macInUse: toScalar(i.mac_in_use),
-      mtu,
-      error: toScalar(i.error),
-      linkState: toScalar(i.link_state),
-      ifindex,
+      bfdStatus: toMap(d(i, 'bfd_status')),
+      macInUse: toScalar(d(i, 'mac_in_use')),
+      mtu: Number(toScalar(d(i, 'mtu')) || '0'),
+      error: toScalar(d(i, 'error')),
+      linkState: toScalar(d(i, 'link_state')),
+      ifindex: Number(toScalar(d(i, 'ifindex')) || '0'),
     };
   });
   return { bridges, interfaces };

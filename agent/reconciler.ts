@@ -1,17 +1,15 @@
-// One reconcile loop: inputs only mark the state dirty; a pass recomputes the whole
-// desired plane from the snapshot, observes OVS, applies the difference in one
-// ovs-vsctl transaction and the flows in one OpenFlow bundle.
+// The bridge's reconcile loop: inputs only mark the state dirty; a pass recomputes the
+// whole desired plane from the snapshot, observes OVS (a read of the OVSDB replica),
+// applies the difference in one OVSDB transaction and the flows that changed in one
+// OpenFlow bundle (all of them after a start, a failure, ovs-vswitchd losing them, or
+// the periodic repair).
 import type { Logger } from '../common/log.js';
 import { computeDesired, computeFlows, diffOvs, localPorts, type AgentParams, type DesiredPlane } from './desired.js';
 import type { LinkDriver } from './link-driver.js';
 import type { LocalPort, OvsState, Snapshot } from './model.js';
-import type { OvsDriver } from './ovs-driver.js';
+import { flowDelta, resolvePortNames, type OvsDriver } from './ovs-driver.js';
+import { Loop } from './loop.js';
 import { computeNftRuleset, type GatewayAllow } from './nat.js';
-
-/** a device checked with `ip` is checked again after this long even if nothing says it changed */
-const LINK_RECHECK_MS = 30_000;
-/** the NAT ruleset and Docker's DOCKER-USER rules are put in place again this often (a flush by hand, a firewall reload) */
-const NAT_RECHECK_MS = 60_000;
 
 export interface TunnelHealth {
   peer: string;
@@ -44,8 +42,15 @@ export interface ReconcilerOptions {
   links: LinkDriver;
   params: AgentParams;
   log: Logger;
+  /** a pass at least this often (reads memory: cheap) */
   resyncMs: number;
+  /**
+   * how often to count the bridge's flows with ovs-ofctl to notice ovs-vswitchd lost them;
+   * 0: never (an OpenflowWatch tells flowsLost instead, with no process)
+   */
   probeMs: number;
+  /** full repairs (every flow, addresses checked with ip, NAT and Docker rules) at least this often; default 10 min */
+  repairMs?: number;
   underlay?: UnderlayKeeper;
   restoreUnderlay?: (u: UnderlayKeeper, o: OvsState) => Promise<void>;
   onPass?: (r: PassResult) => void;
@@ -57,44 +62,69 @@ export interface ReconcilerOptions {
 
 export class Reconciler {
   private snapshot: Snapshot | undefined;
-  private dirty = false;
-  private running = false;
   private timers: NodeJS.Timeout[] = [];
   private stopMonitor: () => void = () => {};
-  private lastFlows = '';
+  /** the flows installed by our last pass, port names resolved; undefined: not known, replace them all */
+  private installed: string[] | undefined;
   private lastNat = '';
   private lastNatAt = 0;
   /** devices whose addresses/routes were last found right: their ifindex, what was wanted, when */
   private verified = new Map<string, { ifindex: number; want: string; at: number }>();
   private expectedFlows = -1;
-  private failures = 0;
-  private stopped = false;
+  private readonly loop: Loop;
+  private readonly repairMs: number;
   lastPass: PassResult | undefined;
-  /** passes started so far; a waiter is resolved by the first pass that started after it asked */
-  private started = 0;
-  private waiters: { after: number; resolve: () => void }[] = [];
 
-  constructor(private readonly o: ReconcilerOptions) {}
+  constructor(private readonly o: ReconcilerOptions) {
+    this.repairMs = o.repairMs ?? 600_000;
+    this.loop = new Loop({
+      name: 'reconcile',
+      log: o.log,
+      pass: async () => {
+        const r = await this.pass();
+        if (r) {
+          this.lastPass = r;
+          this.o.onPass?.(r);
+        }
+      },
+      onError: () => {
+        this.installed = undefined;
+        this.lastNat = '';
+      },
+    });
+  }
 
   setSnapshot(s: Snapshot): void {
     this.snapshot = s;
     this.markDirty('snapshot');
   }
 
-  markDirty(_reason: string): void {
-    this.dirty = true;
-    if (!this.running && !this.stopped) void this.runPasses();
+  markDirty(reason: string): void {
+    this.loop.markDirty(reason);
   }
 
   start(): void {
     this.stopMonitor = this.o.ovs.monitor(() => this.markDirty('ovsdb'));
     this.timers.push(setInterval(() => this.markDirty('resync'), this.o.resyncMs));
+    if (this.o.probeMs > 0)
+      this.timers.push(
+        setInterval(() => {
+          void this.probe();
+        }, this.o.probeMs),
+      );
     this.timers.push(
       setInterval(() => {
-        void this.probe();
-      }, this.o.probeMs),
+        this.installed = undefined;
+        this.markDirty('repair');
+      }, this.repairMs),
     );
     this.markDirty('start');
+  }
+
+  /** ovs-vswitchd may have lost every flow (it restarted, or the bridge was made again): install them all again */
+  flowsLost(reason: string): void {
+    this.installed = undefined;
+    this.markDirty(reason);
   }
 
   /** NAT and Docker's firewall rules are applied again in the next pass (dockerd came back and may have rewritten its chains) */
@@ -104,76 +134,41 @@ export class Reconciler {
   }
 
   stop(): void {
-    this.stopped = true;
+    this.loop.stop();
     this.stopMonitor();
     for (const t of this.timers) clearInterval(t);
   }
 
   /** resolves after the pass running now (it saw every change made before it started) or, when idle, the next one */
   nextPass(): Promise<void> {
-    return new Promise((resolve) =>
-      this.waiters.push({ after: this.running ? this.started - 1 : this.started, resolve }),
-    );
+    return this.loop.nextPass();
   }
 
   /** marks dirty and resolves after a pass that started after this call: one that sees what the caller just changed */
   markDirtyAndWait(reason: string): Promise<void> {
-    const p = new Promise<void>((resolve) => this.waiters.push({ after: this.started, resolve }));
-    this.markDirty(reason);
-    return p;
+    return this.loop.markDirtyAndWait(reason);
   }
 
   private async probe(): Promise<void> {
-    if (this.running || this.expectedFlows < 0) return;
+    if (this.expectedFlows < 0) return;
     const n = await this.o.ovs.flowCount(this.o.params.bridge);
     if (n !== this.expectedFlows) {
       this.o.log.warn({ have: n, want: this.expectedFlows }, 'flows drifted (ovs-vswitchd restarted?); repairing');
-      this.lastFlows = '';
-      this.markDirty('probe');
-    }
-  }
-
-  private async runPasses(): Promise<void> {
-    this.running = true;
-    try {
-      while (this.dirty && !this.stopped) {
-        this.dirty = false;
-        const n = ++this.started;
-        try {
-          const r = await this.pass();
-          this.failures = 0;
-          if (r) {
-            this.lastPass = r;
-            this.o.onPass?.(r);
-          }
-        } catch (e) {
-          this.failures++;
-          const wait = Math.min(5000, 100 * 2 ** Math.min(this.failures, 6));
-          this.o.log.warn({ err: (e as Error).message, retryMs: wait }, 'reconcile pass failed');
-          this.lastFlows = '';
-          this.lastNat = '';
-          setTimeout(() => this.markDirty('retry'), wait);
-        }
-        const done = this.waiters.filter((w) => w.after < n);
-        this.waiters = this.waiters.filter((w) => w.after >= n);
-        for (const w of done) w.resolve();
-      }
-    } finally {
-      this.running = false;
+      this.flowsLost('probe');
     }
   }
 
   /**
    * Runs `ensure` (addresses and routes of a device, checked with `ip`) only when the
    * device is new or was recreated (another ifindex, e.g. ovs-vswitchd restarted and made
-   * its internal ports again), when what we want of it changed, or 30 s after the last
+   * its internal ports again), when what we want of it changed, or a repair period after the last
    * check (drift made by hand). Saves 3-4 execs in most passes.
    */
   private async keepLink(dev: string, want: string, o: OvsState, ensure: () => Promise<void>): Promise<void> {
     const i = o.interfaces.find((x) => x.name === dev);
     const ifindex = i && i.ofport > 0 ? i.ifindex : 0; // not usable before OVS gives it a port number
     const v = this.verified.get(dev);
-    if (ifindex && v && v.ifindex === ifindex && v.want === want && Date.now() - v.at <= LINK_RECHECK_MS) return;
+    if (ifindex && v && v.ifindex === ifindex && v.want === want && Date.now() - v.at <= this.repairMs) return;
     await ensure();
     if (ifindex) this.verified.set(dev, { ifindex, want, at: Date.now() });
   }
@@ -189,11 +184,11 @@ export class Reconciler {
     const { underlay, restoreUnderlay } = this.o;
     if (underlay && restoreUnderlay)
       await this.keepLink(underlay.dev, JSON.stringify(underlay), observed, () => restoreUnderlay(underlay, observed));
-    const cmds = diffOvs(desired, observed);
-    if (cmds.length) {
-      await ovs.transact(cmds);
+    const ops = diffOvs(desired, observed);
+    if (ops.length) {
+      await ovs.apply(ops);
       observed = await ovs.observe();
-      this.o.log.info({ commands: cmds.length, revision: s.revision }, 'ovs ports updated');
+      this.o.log.info({ operations: ops.length, revision: s.revision }, 'ovs ports updated');
     }
     for (const g of desired.gateways) {
       const cidr = `${g.ip}/${g.prefixLen}`;
@@ -207,7 +202,7 @@ export class Reconciler {
         desired.gateways.map((g) => ({ ...g, networkCidr: cidrOf.get(g.network)! })),
         this.o.gatewayAllow,
       );
-      if (ruleset !== this.lastNat || Date.now() - this.lastNatAt > NAT_RECHECK_MS) {
+      if (ruleset !== this.lastNat || Date.now() - this.lastNatAt > this.repairMs) {
         await this.o.applyNat(ruleset, desired.gateways.length > 0);
         this.lastNat = ruleset;
         this.lastNatAt = Date.now();
@@ -216,14 +211,26 @@ export class Reconciler {
     const locals = localPorts(observed, params.bridge, desired);
     const onBridge = observed.interfaces.filter((i) => i.bridge === params.bridge);
     const present = new Set(onBridge.filter((i) => i.ofport > 0).map((i) => i.name));
-    const flows = computeFlows(s, desired, locals, present);
-    const text = flows.join('\n');
+    // port numbers, not names: a flow of a port that is gone can still be deleted, and a
+    // port made again under the same name (another number) changes its flows
+    const ofports = new Map(onBridge.filter((i) => i.ofport > 0).map((i) => [i.name, i.ofport]));
+    const flows = resolvePortNames(computeFlows(s, desired, locals, present), ofports);
     let flowsReplaced = false;
-    if (text !== this.lastFlows) {
+    if (!this.installed) {
       await ovs.replaceFlows(params.bridge, flows);
-      if (this.lastFlows !== '') this.o.log.info({ flows: flows.length, revision: s.revision }, 'flows updated');
-      this.lastFlows = text;
+      this.installed = flows;
       flowsReplaced = true;
+    } else {
+      const delta = flowDelta(this.installed, flows);
+      if (delta.remove.length + delta.add.length) {
+        await ovs.updateFlows(params.bridge, delta.remove, delta.add);
+        this.installed = flows;
+        flowsReplaced = true;
+        this.o.log.info(
+          { flows: flows.length, added: delta.add.length, removed: delta.remove.length, revision: s.revision },
+          'flows updated',
+        );
+      }
     }
     this.expectedFlows = flows.length;
     const byPort = new Map(onBridge.map((i) => [i.name, i]));
@@ -243,7 +250,7 @@ export class Reconciler {
       locals,
       tunnels,
       flows: flows.length,
-      changedPorts: cmds.length,
+      changedPorts: ops.length,
       flowsReplaced,
       ms: Math.round(performance.now() - t0),
     };

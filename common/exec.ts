@@ -63,11 +63,18 @@ export interface RunnerOptions {
   env?: Record<string, string | undefined>;
 }
 
+let started = 0;
+/** processes started through any runner of this process so far (the agent reports it: an idle agent starts none) */
+export function processesStarted(): number {
+  return started;
+}
+
 export function createRunner(o: RunnerOptions = {}): Runner {
   const defTimeout = o.timeoutMs ?? 30_000;
   const prefix = o.prefix ?? [];
   return async (argv, opts = {}) => {
     const full = [...prefix, ...argv];
+    started++;
     const started = performance.now();
     const r = await execa(full[0]!, full.slice(1), {
       reject: false,

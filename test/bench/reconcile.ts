@@ -10,7 +10,8 @@ import { readState } from '../../deploy/lab/lab.js';
 import { hostPaths } from '../../deploy/lab/plan.js';
 import { createRunner } from '../../common/exec.js';
 import { silentLogger } from '../../common/log.js';
-import { VsctlOvsDriver } from '../../agent/ovs-driver.js';
+import { OvsdbOvsDriver } from '../../agent/ovs-driver.js';
+import type { OvsOp } from '../../agent/ovs-ops.js';
 import { IpLinkDriver } from '../../agent/link-driver.js';
 import { Reconciler } from '../../agent/reconciler.js';
 import type { Snapshot } from '../../agent/model.js';
@@ -24,7 +25,8 @@ const up = await cli(BIN.lab, ['up', '--hosts', '1', '--dir', dir], {}, 600_000)
 if (up.exitCode !== 0) throw new Error(up.stderr);
 const node = readState(dir)!.plan.nodes.find((n) => n.name === 'h1')!;
 const run = createRunner({ prefix: ['nsenter', `--net=/run/netns/${node.ns}`] });
-const ovs = new VsctlOvsDriver({ db: `unix:${hostPaths(dir, 'h1').dbSock}`, run, log: silentLogger });
+const ovs = new OvsdbOvsDriver({ db: `unix:${hostPaths(dir, 'h1').dbSock}`, run, log: silentLogger });
+ovs.start();
 const PEERS = 32;
 const snap = (peers: number): Snapshot => ({
   revision: peers,
@@ -44,26 +46,29 @@ const snap = (peers: number): Snapshot => ({
 });
 try {
   // 50 local ports, as the Docker attachment makes them (internal ports stand in for veths)
-  const cmds: string[][] = [
-    ['--may-exist', 'add-br', 'gremesh0'],
-    ['set', 'Bridge', 'gremesh0', 'datapath_type=netdev'],
+  const ops: OvsOp[] = [
+    {
+      op: 'ensure-bridge',
+      bridge: 'gremesh0',
+      datapath: 'netdev',
+      failMode: 'secure',
+      protocols: ['OpenFlow10', 'OpenFlow13', 'OpenFlow14'],
+      externalIds: { 'gremesh-owner': 'agent' },
+    },
   ];
   for (let i = 0; i < 50; i++) {
     const ip = `198.18.64.${10 + i}`;
-    cmds.push(
-      ['add-port', 'gremesh0', `lp${i}`],
-      [
-        'set',
-        'Interface',
-        `lp${i}`,
-        'type=internal',
-        `external_ids:gremesh-network=default`,
-        `external_ids:gremesh-ip=${ip}`,
-        `external_ids:gremesh-mac=${macFromIp(parseIp(ip)!)}`,
-      ],
-    );
+    ops.push({
+      op: 'add-port',
+      bridge: 'gremesh0',
+      port: `lp${i}`,
+      iface: {
+        type: 'internal',
+        externalIds: { 'gremesh-network': 'default', 'gremesh-ip': ip, 'gremesh-mac': macFromIp(parseIp(ip)!) },
+      },
+    });
   }
-  await ovs.transact(cmds);
+  await ovs.apply(ops);
   const r = new Reconciler({
     ovs,
     links: new IpLinkDriver(run),
@@ -106,6 +111,7 @@ try {
       ),
     );
 } finally {
+  ovs.stop();
   await cli(BIN.lab, ['down', '--dir', dir], {}, 600_000);
   fs.rmSync(dir, { recursive: true, force: true });
 }

@@ -2,66 +2,71 @@
 import test from 'ava';
 import { Reconciler } from '../../agent/reconciler.js';
 import type { OvsDriver } from '../../agent/ovs-driver.js';
+import type { OvsOp } from '../../agent/ovs-ops.js';
 import type { LinkDriver } from '../../agent/link-driver.js';
 import type { OvsState, Snapshot } from '../../agent/model.js';
 import { silentLogger } from '../../common/log.js';
 
-/** FakeOvsDriver: applies ovs-vsctl add-port/del-port to an in-memory state, records calls. */
+/** FakeOvsDriver: applies typed operations to an in-memory OVS, records transactions and flow changes. */
 class FakeOvsDriver implements OvsDriver {
   state: OvsState = { bridges: [], interfaces: [] };
-  transactions: string[][][] = [];
+  transactions: OvsOp[][] = [];
   flowSets: string[][] = [];
+  flowUpdates: { remove: string[]; add: string[] }[] = [];
+  private nextOfport = 1;
   async observe() {
     return structuredClone(this.state);
   }
-  async transact(cmds: string[][]) {
-    this.transactions.push(cmds);
-    let port = 1;
-    for (const c of cmds) {
-      const i = c.indexOf('add-br');
-      if (i >= 0 && !this.state.bridges.some((b) => b.name === c[i + 1]))
+  async apply(ops: OvsOp[]) {
+    this.transactions.push(ops);
+    for (const o of ops) {
+      if (o.op === 'ensure-bridge') {
+        this.state.bridges = this.state.bridges.filter((b) => b.name !== o.bridge);
         this.state.bridges.push({
-          name: c[i + 1]!,
-          datapathType: 'netdev',
-          failMode: 'secure',
-          protocols: ['OpenFlow10', 'OpenFlow13', 'OpenFlow14'],
-          externalIds: { 'gremesh-owner': 'agent' },
+          name: o.bridge,
+          datapathType: o.datapath,
+          failMode: o.failMode,
+          protocols: o.protocols,
+          externalIds: o.externalIds,
         });
-      const a = c.indexOf('add-port');
-      if (a >= 0)
-        this.state.interfaces.push({
-          name: c[a + 2]!,
-          bridge: c[a + 1],
-          type: '',
-          ofport: port++,
-          options: {},
-          externalIds: {},
-          portExternalIds: {},
-          bfdStatus: {},
-          macInUse: '',
-          mtu: 0,
-          error: '',
-          linkState: 'up',
-          ifindex: 0,
-        });
-      if (c[0] === 'set' && c[1] === 'Interface') {
-        const it = this.state.interfaces.find((x) => x.name === c[2])!;
-        for (const kv of c.slice(3)) {
-          const [k, v] = kv.split(/=(.*)/s) as [string, string];
-          const val = v.replace(/^"|"$/g, '');
-          if (k === 'type') it.type = val;
-          else if (k === 'mtu_request') it.mtu = Number(val);
-          else if (k === 'mac') it.macInUse = val;
-          else if (k.startsWith('options:')) it.options[k.slice(8)] = val;
-          else if (k.startsWith('external_ids:')) it.externalIds[k.slice(13)] = val;
+      } else if (o.op === 'add-port' || o.op === 'set-interface') {
+        const name = o.op === 'add-port' ? o.port : o.name;
+        let it = this.state.interfaces.find((x) => x.name === name);
+        if (!it) {
+          if (o.op === 'set-interface') throw new Error(`no interface ${name}`);
+          it = {
+            name,
+            bridge: o.bridge,
+            type: '',
+            ofport: this.nextOfport++,
+            options: {},
+            externalIds: {},
+            portExternalIds: { ...(o.portExternalIds ?? {}) },
+            bfdStatus: {},
+            macInUse: '',
+            mtu: 0,
+            error: '',
+            linkState: 'up',
+            ifindex: 0,
+          };
+          this.state.interfaces.push(it);
         }
+        const f = o.iface;
+        if (f.type !== undefined) it.type = f.type;
+        if (f.options !== undefined) it.options = { ...f.options };
+        if (f.mac !== undefined) it.macInUse = f.mac;
+        if (f.mtuRequest !== undefined) it.mtu = f.mtuRequest;
+        Object.assign(it.externalIds, f.externalIds ?? {});
+      } else {
+        this.state.interfaces = this.state.interfaces.filter((x) => x.name !== o.port);
       }
-      const d = c.indexOf('del-port');
-      if (d >= 0) this.state.interfaces = this.state.interfaces.filter((x) => x.name !== c[d + 2]);
     }
   }
   async replaceFlows(_b: string, flows: string[]) {
     this.flowSets.push(flows);
+  }
+  async updateFlows(_b: string, remove: string[], add: string[]) {
+    this.flowUpdates.push({ remove, add });
   }
   async flowCount() {
     return this.flowSets.at(-1)?.length ?? 0;
@@ -114,7 +119,7 @@ test('first pass: one transaction builds everything; the next pass changes nothi
   const r = make(ovs);
   r.setSnapshot(snap(['198.18.0.12', '198.18.0.13']));
   await r.nextPass();
-  t.is(ovs.transactions.length, 1, 'one ovs-vsctl transaction per pass');
+  t.is(ovs.transactions.length, 1, 'one OVSDB transaction per pass');
   t.deepEqual(ovs.state.interfaces.map((i) => i.name).sort(), ['gmgw1', 'gre-c612000c', 'gre-c612000d']);
   t.is(ovs.flowSets.length, 1);
   const p = await r.pass();
@@ -131,7 +136,7 @@ test('a peer leaving removes exactly its tunnel', async (t) => {
   await r.nextPass();
   r.setSnapshot(snap(['198.18.0.12']));
   await r.nextPass();
-  t.deepEqual(ovs.transactions.at(-1), [['--if-exists', 'del-port', 'gremesh0', 'gre-c612000d']]);
+  t.deepEqual(ovs.transactions.at(-1), [{ op: 'delete-port', bridge: 'gremesh0', port: 'gre-c612000d' }]);
   r.stop();
 });
 
@@ -177,5 +182,33 @@ test('markDirtyAndWait waits for a pass that starts after the call, even while o
   await w;
   t.true(done);
   t.true(passes >= 3, `a second pass ran after the request (passes observed: ${passes})`);
+  r.stop();
+});
+
+test('a peer leaves: one transaction deletes its port, and only its flows change (one bundle of the delta, by port number)', async (t) => {
+  const ovs = new FakeOvsDriver();
+  const r = make(ovs);
+  r.setSnapshot(snap(['198.18.0.12', '198.18.0.13']));
+  await r.nextPass();
+  t.is(ovs.flowSets.length, 1, 'the first pass installs the whole table');
+  const gone = ovs.state.interfaces.find((i) => i.name === 'gre-c612000d')!.ofport;
+  t.true(
+    ovs.flowSets[0]!.some((f) => f.includes(`in_port=${gone},`)),
+    'flows name ports by number',
+  );
+  r.setSnapshot(snap(['198.18.0.12']));
+  await r.nextPass();
+  t.deepEqual(ovs.transactions.at(-1), [{ op: 'delete-port', bridge: 'gremesh0', port: 'gre-c612000d' }]);
+  t.is(ovs.flowSets.length, 1, 'no full replace');
+  const u = ovs.flowUpdates.at(-1)!;
+  t.true(u.remove.length > 0 && u.remove.every((k) => !k.includes('actions=') && !k.includes('cookie=')));
+  t.true(
+    u.remove.some((k) => k.includes(`in_port=${gone}`)),
+    'the gone tunnel’s classify flow is deleted',
+  );
+  t.true(
+    u.add.every((f) => !f.includes(`output:${gone}`)),
+    'nothing added points at the gone port',
+  );
   r.stop();
 });

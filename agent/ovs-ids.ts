@@ -1,0 +1,58 @@
+// Pure: every external_id the agent writes on OVS rows, and how it is read back. The
+// contract (DESIGN.md): ANY port whose Interface carries gremesh-network, gremesh-ip and
+// gremesh-mac is a container port and gets the container flows, whoever plugged it; the
+// agent only ever deletes ports it owns (gremesh-owner=agent).
+import { parseIp } from '../common/ipv4.js';
+
+export const OWNER_KEY = 'gremesh-owner';
+export const OWNER = 'agent';
+export const PEER_KEY = 'gremesh-peer';
+export const NETWORK_KEY = 'gremesh-network';
+export const IP_KEY = 'gremesh-ip';
+export const MAC_KEY = 'gremesh-mac';
+export const CONTAINER_ID_KEY = 'container_id';
+export const PID_KEY = 'gremesh-pid';
+export const CONTAINER_NAME_KEY = 'gremesh-container';
+
+export const owned = (): Record<string, string> => ({ [OWNER_KEY]: OWNER });
+
+export function isOwned(ids: Record<string, string>): boolean {
+  return ids[OWNER_KEY] === OWNER;
+}
+
+export function tunnelIds(peer: string): Record<string, string> {
+  return { ...owned(), [PEER_KEY]: peer };
+}
+
+export function gatewayIds(network: string, ip: string, mac: string): Record<string, string> {
+  return { ...owned(), [NETWORK_KEY]: network, [IP_KEY]: ip, [MAC_KEY]: mac };
+}
+
+export interface ContainerBinding {
+  containerId: string;
+  network: string;
+  ip: string;
+  mac: string;
+}
+
+export function containerIds(b: ContainerBinding & { pid: number; name: string }): Record<string, string> {
+  return {
+    ...owned(),
+    [CONTAINER_ID_KEY]: b.containerId,
+    [NETWORK_KEY]: b.network,
+    [IP_KEY]: b.ip,
+    [MAC_KEY]: b.mac,
+    [PID_KEY]: String(b.pid),
+    [CONTAINER_NAME_KEY]: b.name,
+  };
+}
+
+/** The binding of a container port (plugged by us or by anything else), or undefined if it is none or malformed. */
+export function parseBinding(ids: Record<string, string>): ContainerBinding | undefined {
+  const network = ids[NETWORK_KEY];
+  const ip = ids[IP_KEY];
+  const mac = ids[MAC_KEY];
+  if (!network || !ip || !mac) return undefined;
+  if (parseIp(ip) === undefined || !/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(mac)) return undefined;
+  return { network, ip, mac, containerId: ids[CONTAINER_ID_KEY] ?? '' };
+}
