@@ -63,10 +63,10 @@ export interface RunnerOptions {
   env?: Record<string, string | undefined>;
 }
 
-let started = 0;
+let processCount = 0;
 /** processes started through any runner of this process so far (the agent reports it: an idle agent starts none) */
 export function processesStarted(): number {
-  return started;
+  return processCount;
 }
 
 export function createRunner(o: RunnerOptions = {}): Runner {
@@ -74,7 +74,7 @@ export function createRunner(o: RunnerOptions = {}): Runner {
   const prefix = o.prefix ?? [];
   return async (argv, opts = {}) => {
     const full = [...prefix, ...argv];
-    started++;
+    processCount++;
     const started = performance.now();
     const r = await execa(full[0]!, full.slice(1), {
       reject: false,
