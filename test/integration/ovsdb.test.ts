@@ -109,10 +109,7 @@ t0('monitor fills the replica, updates follow, transact is atomic', async (t) =>
   t.true(changes >= 2);
   // one failing operation: nothing of the transaction is applied
   await t.throwsAsync(
-    c.transact([
-      { op: 'insert', table: 'Interface', row: { name: 'x1' }, 'uuid-name': 'x' },
-      { op: 'abort' },
-    ]),
+    c.transact([{ op: 'insert', table: 'Interface', row: { name: 'x1' }, 'uuid-name': 'x' }, { op: 'abort' }]),
     { message: /transaction failed/ },
   );
   await sleep(100);
