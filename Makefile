@@ -44,6 +44,7 @@ soak: build
 	node dist/test/bench/report.js --only soak
 
 bench: build
+	@bash deploy/install-bench-deps.sh
 	node dist/test/bench/report.js
 
 clean:

@@ -252,7 +252,7 @@ export class Reconciler {
       flows: flows.length,
       changedPorts: ops.length,
       flowsReplaced,
-      ms: Math.round(performance.now() - t0),
+      ms: Math.round((performance.now() - t0) * 100) / 100,
     };
   }
 }

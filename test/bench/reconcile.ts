@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { BIN, cli, tempDir } from '../helpers/cli.js';
 import { readState } from '../../deploy/lab/lab.js';
 import { hostPaths } from '../../deploy/lab/plan.js';
-import { createRunner } from '../../common/exec.js';
+import { createRunner, processesStarted } from '../../common/exec.js';
 import { silentLogger } from '../../common/log.js';
 import { OvsdbOvsDriver } from '../../agent/ovs-driver.js';
 import type { OvsOp } from '../../agent/ovs-ops.js';
@@ -86,10 +86,12 @@ try {
     `first pass (bridge, ${PEERS} GRE ports with BFD, gateway, ${first.flows} flows; ${endpoints} endpoints): ${first.ms} ms`,
   );
   const steady: number[] = [];
+  const before = processesStarted();
   for (let i = 0; i < repeat; i++) {
     const p = (await r.pass())!;
     steady.push(p.ms);
   }
+  const idleProcesses = processesStarted() - before;
   const change: number[] = [];
   for (let i = 0; i < repeat; i++) {
     r.setSnapshot(snap(i % 2 === 0 ? PEERS - 1 : PEERS));
@@ -98,14 +100,16 @@ try {
   }
   const ss = summarize(steady);
   const sc = summarize(change);
-  console.log(`pass with nothing to do: p50=${ss.p50} ms p99=${ss.p99} ms (n=${repeat})`);
+  console.log(
+    `pass with nothing to do: p50=${ss.p50} ms p99=${ss.p99} ms (n=${repeat}), processes started: ${idleProcesses}`,
+  );
   console.log(`pass after one peer left/joined: p50=${sc.p50} ms p99=${sc.p99} ms (n=${repeat})`);
   r.stop();
   if (process.env.GREMESH_BENCH_JSON)
     fs.writeFileSync(
       process.env.GREMESH_BENCH_JSON,
       JSON.stringify(
-        { peers: PEERS, endpoints, firstMs: first.ms, flows: first.flows, steady: ss, change: sc },
+        { peers: PEERS, endpoints, firstMs: first.ms, flows: first.flows, steady: ss, change: sc, idleProcesses },
         null,
         2,
       ),

@@ -21,6 +21,8 @@ const benches: { name: string; script: string; args: string[] }[] = [
   { name: 'convergeInsecure', script: 'converge.js', args: ['--repeat', q ? '2' : '5', '--insecure'] },
   { name: 'joins', script: 'joins.js', args: ['--count', '100'] },
   { name: 'startup', script: 'startup.js', args: ['--repeat', q ? '5' : '15'] },
+  { name: 'join', script: 'join.js', args: ['--hosts', '8'] },
+  { name: 'idle', script: 'idle.js', args: ['--seconds', q ? '10' : '30'] },
   { name: 'reconcile', script: 'reconcile.js', args: ['--repeat', q ? '5' : '20'] },
   { name: 'attach', script: 'attach.js', args: ['--count', q ? '10' : '50'] },
   { name: 'throughput', script: 'throughput.js', args: ['--seconds', q ? '3' : '5'] },
@@ -94,7 +96,32 @@ if (out.converge || out.convergeInsecure) {
 if (out.reconcile) {
   const r = out.reconcile;
   lines.push(
-    `**Reconcile pass** with ${r.peers} peers and ${r.endpoints} endpoints against a real ovs-vswitchd (${cmd('reconcile.js', argsOf('reconcile').args)}): first pass (bridge, ${r.peers} GRE ports, ${r.flows} flows) ${ms(r.firstMs)}; a pass with nothing to do p50 ${ms(r.steady.p50)} / p99 ${ms(r.steady.p99)}; a pass after one peer joined or left p50 ${ms(r.change.p50)} / p99 ${ms(r.change.p99)}.`,
+    `**Reconcile pass** with ${r.peers} peers and ${r.endpoints} endpoints against a real ovs-vswitchd (${cmd('reconcile.js', argsOf('reconcile').args)}): first pass (bridge, ${r.peers} GRE ports, ${r.flows} flows) ${ms(r.firstMs)}; a pass with nothing to do p50 ${r.steady.p50} ms / p99 ${r.steady.p99} ms${r.idleProcesses !== undefined ? ` (processes started by ${r.steady.n} such passes: ${r.idleProcesses})` : ''}; a pass after one peer joined or left p50 ${ms(r.change.p50)} / p99 ${ms(r.change.p99)}.`,
+    '',
+  );
+}
+if (out.join) {
+  const j = out.join as {
+    nodeStartMs: { p50: number };
+    gremesh: { join: { p50: number; p99: number }; afterAdmit: { p50: number; p99: number } };
+    ovn: { join: { p50: number; p99: number } };
+  };
+  lines.push(
+    `**A host joins** (${cmd('join.js', argsOf('join').args)}; the 4th to 8th host of a lab, one at a time, watched through ` +
+      `in-process OVSDB monitors on every host): from the process start until every tunnel exists both ways, ` +
+      `gremesh-agent p50 ${ms(j.gremesh.join.p50)} / p99 ${ms(j.gremesh.join.p99)} (Node's own start ${ms(j.nodeStartMs.p50)} ` +
+      `+ ${ms(j.gremesh.join.p50 - j.nodeStartMs.p50)}), OVN's ovn-controller on the same hosts in the same run p50 ` +
+      `${ms(j.ovn.join.p50)} / p99 ${ms(j.ovn.join.p99)}. From the coordinator admitting the host until every other host ` +
+      `has its tunnel: p50 ${ms(j.gremesh.afterAdmit.p50)} / p99 ${ms(j.gremesh.afterAdmit.p99)}.`,
+    '',
+  );
+}
+if (out.idle) {
+  const i = out.idle as { seconds: number; rows: { host: string; processes: number; cpuPercent: number }[] };
+  lines.push(
+    `**An idle agent** (${cmd('idle.js', argsOf('idle').args)}; 3 hosts, a container each, nothing changing): ` +
+      i.rows.map((r) => `${r.host} ${r.processes} processes started, ${r.cpuPercent.toFixed(2)} % CPU`).join('; ') +
+      ` over ${i.seconds} s.`,
     '',
   );
 }

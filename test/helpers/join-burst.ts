@@ -14,6 +14,7 @@ import { AdminServiceClient, AgentServiceClient } from '../../proto/gen/gremesh/
 import { formatIp, parseIp } from '../../common/ipv4.js';
 import { ensureKeyAndCsr } from '../../agent/tls.js';
 import { unary } from './coordinator.js';
+import { coordinatorTls } from '../../common/grpc-tls.js';
 
 const { values } = parseArgs({
   options: {
@@ -46,12 +47,10 @@ const chanOpts = {
   'grpc.max_reconnect_backoff_ms': 1000,
   'grpc.use_local_subchannel_pool': 1,
 };
-const adm = new AdminServiceClient(
-  addr,
-  grpc.credentials.createSsl(ca, fs.readFileSync(`${pki}/admin.key`), fs.readFileSync(`${pki}/admin.crt`)),
-  chanOpts,
-);
-const agt = new AgentServiceClient(addr, grpc.credentials.createSsl(ca), chanOpts);
+const admTls = coordinatorTls(addr, ca, fs.readFileSync(`${pki}/admin.key`), fs.readFileSync(`${pki}/admin.crt`));
+const adm = new AdminServiceClient(addr, admTls.credentials, { ...chanOpts, ...admTls.options });
+const agtTls = coordinatorTls(addr, ca);
+const agt = new AgentServiceClient(addr, agtTls.credentials, { ...chanOpts, ...agtTls.options });
 const out = (o: object) => process.stdout.write(`${JSON.stringify(o)}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const code = (e: unknown) => grpc.status[(e as grpc.ServiceError).code] ?? String(e);
