@@ -12,29 +12,40 @@ import type { ContainerReconciler } from './containers.js';
 import type { AttachRequest } from './attachment.js';
 import type { Snapshot } from './model.js';
 
+/** Docker's side (dockerode is the heaviest module): loaded once the bridge's first pass is done. */
+async function loadDocker() {
+  const [containers, runtime, ipam] = await Promise.all([
+    import('./containers.js'),
+    import('./container-runtime.js'),
+    import('./ipam.js'),
+  ]);
+  return {
+    ContainerReconciler: containers.ContainerReconciler,
+    DockerRuntime: runtime.DockerRuntime,
+    dockerFromSocket: runtime.dockerFromSocket,
+    FileIpam: ipam.FileIpam,
+  };
+}
+
 /**
  * The daemon's modules (gRPC, Docker, the exec runner, the drivers), loaded only when the
  * daemon runs: `--help`, `status`, `attach` and a bad flag answer without loading them,
  * in about the time of a bare `node`.
  */
 async function loadDaemon() {
-  const [exec, log, client, links, ovs, rec, version, desired, containers, runtime, ipam, control, fw, ofw] =
-    await Promise.all([
-      import('../common/exec.js'),
-      import('../common/log.js'),
-      import('./coordinator-client.js'),
-      import('./link-driver.js'),
-      import('./ovs-driver.js'),
-      import('./reconciler.js'),
-      import('./version.js'),
-      import('./desired.js'),
-      import('./containers.js'),
-      import('./container-runtime.js'),
-      import('./ipam.js'),
-      import('./control.js'),
-      import('./docker-firewall.js'),
-      import('./openflow-watch.js'),
-    ]);
+  const [exec, log, client, links, ovs, rec, version, desired, control, fw, ofw] = await Promise.all([
+    import('../common/exec.js'),
+    import('../common/log.js'),
+    import('./coordinator-client.js'),
+    import('./link-driver.js'),
+    import('./ovs-driver.js'),
+    import('./reconciler.js'),
+    import('./version.js'),
+    import('./desired.js'),
+    import('./control.js'),
+    import('./docker-firewall.js'),
+    import('./openflow-watch.js'),
+  ]);
   return {
     createRunner: exec.createRunner,
     processesStarted: exec.processesStarted,
@@ -45,10 +56,6 @@ async function loadDaemon() {
     Reconciler: rec.Reconciler,
     AGENT_VERSION: version.AGENT_VERSION,
     reportableEndpoints: desired.reportableEndpoints,
-    ContainerReconciler: containers.ContainerReconciler,
-    DockerRuntime: runtime.DockerRuntime,
-    dockerFromSocket: runtime.dockerFromSocket,
-    FileIpam: ipam.FileIpam,
     serveControl: control.serveControl,
     IptablesDockerFirewall: fw.IptablesDockerFirewall,
     OpenflowWatch: ofw.OpenflowWatch,
@@ -153,10 +160,6 @@ async function run(argv: string[]): Promise<number> {
     Reconciler,
     AGENT_VERSION,
     reportableEndpoints,
-    ContainerReconciler,
-    DockerRuntime,
-    dockerFromSocket,
-    FileIpam,
     serveControl,
     IptablesDockerFirewall,
     OpenflowWatch,
@@ -236,25 +239,36 @@ async function run(argv: string[]): Promise<number> {
     },
     gatewayAllow: cfg.gatewayAllow,
   });
-  containers = new ContainerReconciler({
-    runtime: new DockerRuntime(dockerFromSocket(cfg.docker), log.child({ part: 'docker' })),
-    links,
-    ovs,
-    ipam: new FileIpam(`${cfg.stateDir}/ipam.json`),
-    bridge: cfg.bridge,
-    underlayMtu,
-    userspace: cfg.datapath === 'netdev',
-    stateDir: cfg.stateDir,
-    snapshot: () => current,
-    onChange: () => reconciler.markDirtyAndWait('containers'),
-    onDockerConnected: () => reconciler.refreshNat('docker connected'),
-    log: log.child({ part: 'containers' }),
-  });
+  // Docker's side starts once the bridge has had its first pass (tunnels first: loading
+  // dockerode alone takes about as long as the rest of the start), or after 2 s without one
+  let containersStarting = false;
+  const startContainers = async () => {
+    if (containersStarting) return;
+    containersStarting = true;
+    const d = await loadDocker();
+    containers = new d.ContainerReconciler({
+      runtime: new d.DockerRuntime(d.dockerFromSocket(cfg.docker), log.child({ part: 'docker' })),
+      links,
+      ovs,
+      ipam: new d.FileIpam(`${cfg.stateDir}/ipam.json`),
+      bridge: cfg.bridge,
+      underlayMtu,
+      userspace: cfg.datapath === 'netdev',
+      stateDir: cfg.stateDir,
+      snapshot: () => current,
+      onChange: () => reconciler.markDirtyAndWait('containers'),
+      onDockerConnected: () => reconciler.refreshNat('docker connected'),
+      log: log.child({ part: 'containers' }),
+    });
+    containers.start(cfg.resyncS * 1000);
+  };
+  onPassHooks.push(() => void startContainers());
+  const containersTimer = setTimeout(() => void startContainers(), 2000);
   const setSnapshot = (s: Snapshot) => {
     const first = !current;
     current = s;
     reconciler.setSnapshot(s);
-    if (first) containers!.markDirty();
+    if (first) containers?.markDirty();
   };
   client = new CoordinatorClient({
     coordinator: cfg.coordinator,
@@ -286,11 +300,15 @@ async function run(argv: string[]): Promise<number> {
   flowWatch?.start();
   reconciler.start();
   client.start();
-  containers.start(cfg.resyncS * 1000);
+  const starting = () => new Error('the agent is still starting (Docker not followed yet); try again in a moment');
   const control = serveControl(controlSocket(cfg.stateDir), {
-    'POST /attach': async (b) => containers!.attachByHand(String(b.container ?? ''), b.request as AttachRequest),
+    'POST /attach': async (b) => {
+      if (!containers) throw starting();
+      return containers.attachByHand(String(b.container ?? ''), b.request as AttachRequest);
+    },
     'POST /detach': async (b) => {
-      await containers!.detachByHand(String(b.container ?? ''));
+      if (!containers) throw starting();
+      await containers.detachByHand(String(b.container ?? ''));
       return { detached: b.container };
     },
   });
@@ -344,7 +362,8 @@ async function run(argv: string[]): Promise<number> {
   // a clean stop leaves the data plane as it is: traffic keeps flowing
   clearInterval(reporter);
   control.close();
-  containers.stop();
+  clearTimeout(containersTimer);
+  containers?.stop();
   reconciler.stop();
   flowWatch?.stop();
   ovs.stop();

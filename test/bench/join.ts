@@ -105,11 +105,14 @@ try {
     const h = `h${n}`;
     const peers = hosts.slice(0, n - 1);
     const args = await join(dir, h);
+    const ip = hostIp(n);
     const done = when(() => meshed(h, peers, 'gre'));
+    const othersHave = when(() => peers.every((p) => remotes(p, 'gre').has(ip)));
     const t0 = performance.now();
     const wall0 = Date.now();
     startAgent(dir, h, args, ['--insecure']);
     const t1 = await done;
+    const tOthers = await othersHave;
     gm.push(t1 - t0);
     // from the coordinator's "host admitted" (its log's clock) to the last peer's tunnel
     const admitted = fs
@@ -118,7 +121,7 @@ try {
       .filter((l) => l.includes('"host admitted"') && l.includes(`"host":"${h}"`))
       .map((l) => (JSON.parse(l) as { time: number }).time)
       .at(-1)!;
-    fanout.push(wall0 + (t1 - t0) - admitted);
+    fanout.push(wall0 + (tOthers - t0) - admitted);
   }
   out.gremesh = { join: summarize(gm), afterAdmit: summarize(fanout), samples: gm };
   for (const h of hosts) await stopProcess(dir, h, 'agent');
@@ -176,7 +179,6 @@ try {
         'ovn-controller',
         `unix:${p.dbSock}`,
         `--pidfile=${p.root}/ovn-controller.pid`,
-        `--unixctl=${p.root}/ovn-controller.ctl`,
         `--log-file=${p.root}/ovn-controller.log`,
         '--detach',
       ],
@@ -232,6 +234,13 @@ try {
   );
 } finally {
   for (const c of monitors.values()) c.stop();
+  // GREMESH_BENCH_LOGS=DIR keeps the agents' and the coordinator's logs (to see where the time goes)
+  const keep = process.env.GREMESH_BENCH_LOGS;
+  if (keep) {
+    fs.mkdirSync(keep, { recursive: true });
+    for (const h of hosts) fs.copyFileSync(`${dir}/${h}/agent.log`, `${keep}/${h}-agent.log`);
+    fs.copyFileSync(`${dir}/ctl/coordinator.log`, `${keep}/coordinator.log`);
+  }
   await cli(BIN.lab, ['down', '--dir', dir], {}, 600_000);
   fs.rmSync(dir, { recursive: true, force: true });
 }
