@@ -50,6 +50,14 @@ export class ContainerReconciler {
   private timer: NodeJS.Timeout | undefined;
   errors: AttachError[] = [];
   private loggedErrors = new Map<string, string>();
+  /** running containers as last seen; events update single entries, a full list only on resync */
+  private known = new Map<string, ContainerInfo>();
+  /** the next pass lists every container (start, resync, dockerd reconnected) */
+  private fullRefresh = true;
+  /** containers that started since the last pass: inspect just these */
+  private started = new Set<string>();
+  /** containers removed since the last pass: their addresses go */
+  private destroyed = new Set<string>();
 
   private readonly loop: Loop;
 
@@ -68,12 +76,23 @@ export class ContainerReconciler {
   }
 
   start(resyncMs: number): void {
-    this.stopEvents = this.o.runtime.watch((kind) => {
-      // (re)connected to dockerd: it may have just started and rewritten its firewall chains
-      if (kind === 'reconnect') this.o.onDockerConnected?.();
+    this.stopEvents = this.o.runtime.watch((kind, id) => {
+      if (kind === 'reconnect') {
+        // (re)connected to dockerd: it may have just started and rewritten its firewall chains
+        this.o.onDockerConnected?.();
+        this.fullRefresh = true;
+      } else if (kind === 'start' && id) this.started.add(id);
+      else if ((kind === 'die' || kind === 'destroy') && id) {
+        this.known.delete(id);
+        this.started.delete(id);
+        if (kind === 'destroy') this.destroyed.add(id);
+      } else this.fullRefresh = true;
       this.markDirty();
     });
-    this.timer = setInterval(() => this.markDirty(), resyncMs);
+    this.timer = setInterval(() => {
+      this.fullRefresh = true;
+      this.markDirty();
+    }, resyncMs);
     this.markDirty();
   }
 
@@ -103,7 +122,28 @@ export class ContainerReconciler {
   async pass(): Promise<void> {
     const snap = this.o.snapshot();
     if (!snap) return; // no slices known yet: nothing can be attached
-    const [running, observed] = await Promise.all([this.o.runtime.running(), this.o.ovs.observe()]);
+    // Docker in O(what changed): a start inspects that container, a die/destroy drops it;
+    // every container is listed only on a resync, at start and when dockerd comes back
+    const full = this.fullRefresh;
+    const startedNow = [...this.started];
+    const destroyedNow = [...this.destroyed];
+    this.fullRefresh = false;
+    this.started.clear();
+    this.destroyed.clear();
+    try {
+      if (full) this.known = new Map((await this.o.runtime.running()).map((c) => [c.id, c]));
+      else
+        for (const id of startedNow) {
+          const c = await this.o.runtime.find(id);
+          if (c?.running && c.pid > 0) this.known.set(c.id, c);
+          else this.known.delete(id);
+        }
+    } catch (e) {
+      this.fullRefresh = true; // whatever was missed: list everything next time
+      throw e;
+    }
+    const running = [...this.known.values()];
+    const observed = await this.o.ovs.observe();
     const ports = this.ports(observed.interfaces);
     const manual = this.manual();
     const errors: AttachError[] = [];
@@ -160,17 +200,19 @@ export class ContainerReconciler {
       this.o.log.info({ container: id.slice(0, 12), port: port.name }, 'container detached');
       changed = true;
     }
-    // addresses of containers that no longer exist are released
+    // addresses of containers that no longer exist are released: those Docker said it
+    // removed, and on a full pass whatever no longer exists
     const held = holders(this.o.ipam.table);
-    if (held.size) {
-      const exist = await this.o.runtime.existing();
+    if (held.size && (full || destroyedNow.length)) {
+      const exist = full ? await this.o.runtime.existing() : undefined;
+      const gone = (id: string) => (exist ? !exist.has(id) : destroyedNow.includes(id));
       let t = this.o.ipam.table;
-      for (const id of held) if (!exist.has(id)) t = release(t, id);
+      for (const id of held) if (gone(id)) t = release(t, id);
       if (t !== this.o.ipam.table) this.o.ipam.save(t);
       const m = this.manual();
-      const gone = Object.keys(m).filter((id) => !exist.has(id));
-      if (gone.length) {
-        for (const id of gone) delete m[id];
+      const forgotten = Object.keys(m).filter(gone);
+      if (forgotten.length) {
+        for (const id of forgotten) delete m[id];
         this.saveManual(m);
       }
     }

@@ -1,16 +1,35 @@
 #!/usr/bin/env node
 // gremesh-coordinator: the control plane. Serves AgentService and AdminService over gRPC.
 import { parse, runMain } from '../common/cli.js';
-import { createLogger } from '../common/log.js';
 import { KEYS, readConfigFile, resolveConfig } from './config.js';
-import { Coordinator } from './coordinator.js';
-import { createServer } from './grpc-server.js';
-import { MemoryStore } from './memory-store.js';
-import { SqliteStore } from './sqlite-store.js';
-import { WatchHub } from './watch-hub.js';
-import { ensurePki, fingerprint, keyFingerprint, signHostCsr } from './pki.js';
-import { bind as bindServer, tlsServerCredentials } from './grpc-server.js';
 import { parseHostPort } from './config.js';
+
+/** gRPC, SQLite and the PKI load only once the flags are good: --help and usage errors answer at once */
+async function loadDaemon() {
+  const [log, coordinator, grpcServer, memory, sqlite, hub, pki] = await Promise.all([
+    import('../common/log.js'),
+    import('./coordinator.js'),
+    import('./grpc-server.js'),
+    import('./memory-store.js'),
+    import('./sqlite-store.js'),
+    import('./watch-hub.js'),
+    import('./pki.js'),
+  ]);
+  return {
+    createLogger: log.createLogger,
+    Coordinator: coordinator.Coordinator,
+    createServer: grpcServer.createServer,
+    bindServer: grpcServer.bind,
+    tlsServerCredentials: grpcServer.tlsServerCredentials,
+    MemoryStore: memory.MemoryStore,
+    SqliteStore: sqlite.SqliteStore,
+    WatchHub: hub.WatchHub,
+    ensurePki: pki.ensurePki,
+    fingerprint: pki.fingerprint,
+    keyFingerprint: pki.keyFingerprint,
+    signHostCsr: pki.signHostCsr,
+  };
+}
 import { parseIp } from '../common/ipv4.js';
 
 const HELP = `gremesh-coordinator: the gremesh control plane (gRPC)
@@ -54,6 +73,20 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const cfg = resolveConfig(readConfigFile(values.config as string | undefined), process.env, values);
+  const {
+    createLogger,
+    Coordinator,
+    createServer,
+    bindServer,
+    tlsServerCredentials,
+    MemoryStore,
+    SqliteStore,
+    WatchHub,
+    ensurePki,
+    fingerprint,
+    keyFingerprint,
+    signHostCsr,
+  } = await loadDaemon();
   const log = createLogger('coordinator', cfg.logLevel);
   const insecure = values.insecure === true || process.env.GREMESH_INSECURE === '1';
   let pki;

@@ -16,15 +16,24 @@ export interface SoakCase {
   figures: string[];
 }
 
+/** Pure: an ava duration ("557ms", "5.6s", "3m 20.1s", "5m") in seconds. */
+export function avaDuration(d: string): number {
+  let s = 0;
+  for (const [, n, u] of d.matchAll(/(\d+(?:\.\d+)?)(ms|s|m)/g))
+    s += Number(n) * (u === 'ms' ? 0.001 : u === 'm' ? 60 : 1);
+  return s;
+}
+
 /** Pure: ava's verbose output → one entry per fault case. */
 export function parseAvaVerbose(text: string): SoakCase[] {
   const cases: SoakCase[] = [];
   let current: SoakCase | undefined;
   for (const line of text.split('\n')) {
-    const m = /^\s+([✔✘])\s+(?:\[fail\]: )?faults › (.*?)(?: \((\d+(?:\.\d+)?)(ms|s|m)\))?\s*$/.exec(line);
+    const m = /^\s+([✔✘])\s+(?:\[fail\]: )?faults › (.*?)(?: \(([\d.]+(?:ms|s|m)(?: [\d.]+(?:ms|s|m))*)\))?\s*$/.exec(
+      line,
+    );
     if (m) {
-      const n = Number(m[3] ?? 0);
-      const seconds = m[4] === 'ms' ? n / 1000 : m[4] === 'm' ? n * 60 : n;
+      const seconds = avaDuration(m[3] ?? '');
       current = { title: m[2]!, ok: m[1] === '✔', seconds, figures: [] };
       cases.push(current);
       continue;

@@ -9,6 +9,7 @@ test('soak report: one entry per fault case with its outcome, duration and logge
     '  ✘ [fail]: faults › 1000 container start/stop cycles across hosts (5.2m)',
     '    ℹ 1000 cycles in 300 s',
     '  ✔ faults › quick one (557ms)',
+    '  ✔ faults › coordinator down for 300 s (5m 4.2s)',
     '  ✔ lab › not a fault case (1s)',
     '    ℹ a figure of another file',
   ].join('\n');
@@ -29,5 +30,6 @@ test('soak report: one entry per fault case with its outcome, duration and logge
       figures: ['1000 cycles in 300 s'],
     },
     { title: 'quick one', ok: true, seconds: 0.557, figures: [] },
+    { title: 'coordinator down for 300 s', ok: true, seconds: 304.2, figures: [] },
   ]);
 });

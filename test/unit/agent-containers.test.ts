@@ -1,0 +1,113 @@
+// The container reconciler against fakes at its boundaries (Docker, OVS, the kernel):
+// Docker is read in O(what changed).
+import test from 'ava';
+import * as fs from 'node:fs';
+import { ContainerReconciler } from '../../agent/containers.js';
+import type { ContainerRuntime } from '../../agent/container-runtime.js';
+import type { ContainerInfo } from '../../agent/attachment.js';
+import type { LinkDriver } from '../../agent/link-driver.js';
+import type { Snapshot } from '../../agent/model.js';
+import { FileIpam } from '../../agent/ipam.js';
+import { silentLogger } from '../../common/log.js';
+import { tempDir } from '../helpers/cli.js';
+import { FakeOvsDriver } from '../helpers/fake-ovs.js';
+
+class FakeRuntime implements ContainerRuntime {
+  containers = new Map<string, ContainerInfo & { running: boolean }>();
+  calls = { running: 0, existing: 0, find: [] as string[] };
+  emit: (kind: string, id: string) => void = () => {};
+  async running() {
+    this.calls.running++;
+    return [...this.containers.values()].filter((c) => c.running);
+  }
+  async existing() {
+    this.calls.existing++;
+    return new Set(this.containers.keys());
+  }
+  async find(ref: string) {
+    this.calls.find.push(ref);
+    return this.containers.get(ref);
+  }
+  watch(onEvent: (kind: string, id: string) => void) {
+    this.emit = onEvent;
+    return () => {};
+  }
+  start(n: number) {
+    const id = `${n.toString(16).padStart(11, '0')}${'a'.repeat(53)}`; // ports are named after the first 11 hex digits
+    this.containers.set(id, {
+      id,
+      name: `web${n}`,
+      pid: 1000 + n,
+      running: true,
+      networkMode: 'none',
+      labels: { 'gremesh.network': 'default' },
+    });
+    return id;
+  }
+}
+
+const links: LinkDriver = {
+  ensureAddress: async () => {},
+  mtuOfAddress: async () => 1500,
+  sourceFor: async () => undefined,
+  underlayOf: async () => undefined,
+  ensureUnderlay: async () => {},
+  plugContainer: async () => {},
+  activateContainer: async () => {},
+  deleteLink: async () => {},
+  linkExists: async () => false,
+  sysctl: async () => {},
+};
+const snap: Snapshot = {
+  revision: 1,
+  host: 'h1',
+  underlayIp: '198.18.0.11',
+  networks: [{ name: 'default', cidr: '198.18.64.0/18', hostPrefixLen: 24, greKey: 1, mtu: 0 }],
+  slices: [{ network: 'default', cidr: '198.18.64.0/24' }],
+  peers: [],
+};
+
+test('Docker in O(changed): a start inspects only that container, a die drops it; only a resync lists them all', async (t) => {
+  const dir = tempDir('gmct');
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const rt = new FakeRuntime();
+  for (let i = 0; i < 100; i++) rt.start(i);
+  const ovs = new FakeOvsDriver();
+  const c = new ContainerReconciler({
+    runtime: rt,
+    links,
+    ovs,
+    ipam: new FileIpam(`${dir}/ipam.json`),
+    bridge: 'gremesh0',
+    underlayMtu: 1500,
+    userspace: true,
+    stateDir: dir,
+    snapshot: () => snap,
+    onChange: async () => {},
+    log: silentLogger,
+  });
+  c.start(3_600_000);
+  await c.nextPass();
+  t.is(rt.calls.running, 1, 'the first pass lists every container');
+  t.is(ovs.state.interfaces.length, 100, '100 ports plugged');
+  const id = rt.start(100);
+  rt.calls.find = [];
+  rt.emit('start', id);
+  await c.nextPass();
+  t.is(rt.calls.running, 1, 'no full list for one start');
+  t.deepEqual(rt.calls.find, [id], 'one inspect, of that container');
+  t.is(ovs.state.interfaces.length, 101);
+  rt.containers.delete(id);
+  rt.emit('die', id);
+  rt.emit('destroy', id);
+  const released = () => !Object.values(new FileIpam(`${dir}/ipam.json`).table.default ?? {}).includes(id);
+  for (let i = 0; i < 100 && !(released() && ovs.state.interfaces.length === 100); i++)
+    await new Promise((r) => setTimeout(r, 10));
+  t.is(rt.calls.running, 1);
+  t.is(ovs.state.interfaces.length, 100, 'its port is gone');
+  t.false(Object.values(new FileIpam(`${dir}/ipam.json`).table.default ?? {}).includes(id), 'its address is released');
+  rt.emit('reconnect', '');
+  await c.nextPass();
+  t.is(rt.calls.running, 2, 'dockerd came back: everything is listed again');
+  c.stop();
+});
