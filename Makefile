@@ -44,7 +44,7 @@ soak: build
 	node dist/test/bench/report.js --only soak
 
 bench: build
-	@bash deploy/install-bench-deps.sh
+	@bash deploy/install-deps.sh bench
 	node dist/test/bench/report.js
 
 clean:

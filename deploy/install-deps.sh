@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# Installs the Debian packages gremesh's lab, tests and demo need. Idempotent:
-# packages already present are skipped, apt runs only when something is missing.
+# Installs the Debian packages gremesh's lab, tests and demo need; with `bench`, also
+# those only the benchmarks need. Idempotent: packages already present are skipped, apt
+# runs only when something is missing.
+#   deploy/install-deps.sh          # make demo, make test
+#   deploy/install-deps.sh bench    # make bench: + OVN (the anchor the join figure is
+#                                   # compared with, same run) and openssl (the old signing)
 set -euo pipefail
 pkgs=(
   openvswitch-switch   # ovsdb-server, ovs-vswitchd, ovs-vsctl, ovs-ofctl
@@ -19,6 +23,7 @@ pkgs=(
   procps               # ps, used by leak checks
   python3              # crafts raw frames in the security tests
 )
+if [ "${1:-}" = bench ]; then pkgs+=(ovn-central ovn-host openssl); fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -34,6 +39,13 @@ fi
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-# Services are not started here: the lab starts its own daemons per namespace.
+# Services are not started here: the lab starts its own daemons per namespace
+# (policy-rc.d keeps apt from starting system ones where an init would)
+policy=/usr/sbin/policy-rc.d
+made=0
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod 755 "$policy"; made=1
+  trap '[ "$made" = 1 ] && rm -f "$policy"' EXIT
+fi
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 echo "install-deps: done"

@@ -501,20 +501,7 @@ export async function crashHost(dir: string, host: string): Promise<void> {
   const node = nodeByName(s, host);
   const ino = netnsInode(node.ns);
   const hostDir = hostPaths(dir, host).root;
-  const victims = fs
-    .readdirSync('/proc')
-    .filter((e) => /^\d+$/.test(e))
-    .map(Number)
-    .filter((pid) => {
-      if (pid === process.pid) return false;
-      let root = '';
-      try {
-        root = fs.readlinkSync(`/proc/${pid}/root`);
-      } catch {
-        /* gone */
-      }
-      return (ino !== undefined && procNetInode(pid) === ino) || root.startsWith(`${hostDir}/`);
-    });
+  const victims = leftoverPids(new Set(ino !== undefined ? [ino] : []), [hostDir]);
   for (const pid of victims) {
     try {
       process.kill(pid, 'SIGKILL');

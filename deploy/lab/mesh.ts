@@ -119,27 +119,28 @@ export async function join(dir: string, host: string): Promise<string[]> {
   return (JSON.parse(r.stdout) as { command: string }).command.split(' ').slice(1);
 }
 
+/** Where a lab host's agent finds its OVS, Docker and state (on a real host: the defaults). */
+function labAgentFlags(dir: string, host: string): string[] {
+  const p = hostPaths(dir, host);
+  return [
+    '--datapath',
+    'netdev',
+    '--ovs-db',
+    `unix:${p.dbSock}`,
+    '--docker',
+    `unix://${p.dockerSock}`,
+    '--state-dir',
+    agentStateDir(dir, host),
+  ];
+}
+
 /** Starts a host's agent with the join command line, pointed at the lab host's OVS and Docker. */
 export function startAgent(dir: string, host: string, joinArgs: string[], extra: string[] = []): number {
-  const p = hostPaths(dir, host);
   return spawnInNode(
     dir,
     host,
     'agent',
-    [
-      'node',
-      BINS.agent,
-      ...joinArgs,
-      '--datapath',
-      'netdev',
-      '--ovs-db',
-      `unix:${p.dbSock}`,
-      '--docker',
-      `unix://${p.dockerSock}`,
-      '--state-dir',
-      agentStateDir(dir, host),
-      ...extra,
-    ],
+    ['node', BINS.agent, ...joinArgs, ...labAgentFlags(dir, host), ...extra],
     agentLog(dir, host),
   );
 }
@@ -166,24 +167,11 @@ export function parseEnvFile(text: string): Record<string, string> {
  * OVS, Docker and state live (on a real host those are the defaults).
  */
 export function startAgentFromEnvFile(dir: string, host: string, envFile: string): number {
-  const p = hostPaths(dir, host);
   return spawnInNode(
     dir,
     host,
     'agent',
-    [
-      'node',
-      BINS.agent,
-      'run',
-      '--datapath',
-      'netdev',
-      '--ovs-db',
-      `unix:${p.dbSock}`,
-      '--docker',
-      `unix://${p.dockerSock}`,
-      '--state-dir',
-      agentStateDir(dir, host),
-    ],
+    ['node', BINS.agent, 'run', ...labAgentFlags(dir, host)],
     agentLog(dir, host),
     parseEnvFile(fs.readFileSync(envFile, 'utf8')),
   );

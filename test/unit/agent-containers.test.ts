@@ -5,12 +5,11 @@ import * as fs from 'node:fs';
 import { ContainerReconciler } from '../../agent/containers.js';
 import type { ContainerRuntime } from '../../agent/container-runtime.js';
 import type { ContainerInfo } from '../../agent/attachment.js';
-import type { LinkDriver } from '../../agent/link-driver.js';
 import type { Snapshot } from '../../agent/model.js';
 import { FileIpam } from '../../agent/ipam.js';
 import { silentLogger } from '../../common/log.js';
 import { tempDir } from '../helpers/cli.js';
-import { FakeOvsDriver } from '../helpers/fake-ovs.js';
+import { FakeOvsDriver, fakeLinks as links } from '../helpers/fakes.js';
 
 class FakeRuntime implements ContainerRuntime {
   containers = new Map<string, ContainerInfo & { running: boolean }>();
@@ -46,18 +45,6 @@ class FakeRuntime implements ContainerRuntime {
   }
 }
 
-const links: LinkDriver = {
-  ensureAddress: async () => {},
-  mtuOfAddress: async () => 1500,
-  sourceFor: async () => undefined,
-  underlayOf: async () => undefined,
-  ensureUnderlay: async () => {},
-  plugContainer: async () => {},
-  activateContainer: async () => {},
-  deleteLink: async () => {},
-  linkExists: async () => false,
-  sysctl: async () => {},
-};
 const snap: Snapshot = {
   revision: 1,
   host: 'h1',

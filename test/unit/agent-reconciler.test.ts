@@ -1,23 +1,10 @@
 // The reconcile loop against a fake OVS at the driver boundary.
 import test from 'ava';
 import { Reconciler } from '../../agent/reconciler.js';
-import { FakeOvsDriver } from '../helpers/fake-ovs.js';
-import type { LinkDriver } from '../../agent/link-driver.js';
+import { FakeOvsDriver, fakeLinks as links } from '../helpers/fakes.js';
 import type { Snapshot } from '../../agent/model.js';
 import { silentLogger } from '../../common/log.js';
 
-const links: LinkDriver = {
-  ensureAddress: async () => {},
-  mtuOfAddress: async () => 1500,
-  sourceFor: async () => undefined,
-  underlayOf: async () => undefined,
-  ensureUnderlay: async () => {},
-  plugContainer: async () => {},
-  activateContainer: async () => {},
-  deleteLink: async () => {},
-  linkExists: async () => false,
-  sysctl: async () => {},
-};
 const snap = (peers: string[]): Snapshot => ({
   revision: peers.length,
   host: 'h1',

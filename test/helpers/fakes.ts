@@ -1,5 +1,7 @@
-// FakeOvsDriver: the OvsDriver boundary for unit tests, an in-memory OVS that typed
-// operations change (ports get OpenFlow numbers), recording transactions and flow writes.
+// Fakes at the agent's driver boundaries for unit tests. FakeOvsDriver: an in-memory OVS
+// that typed operations change (ports get OpenFlow numbers), recording transactions and
+// flow writes. fakeLinks: a kernel that accepts every link operation.
+import type { LinkDriver } from '../../agent/link-driver.js';
 import type { OvsDriver } from '../../agent/ovs-driver.js';
 import type { OvsOp } from '../../agent/ovs-ops.js';
 import type { OvsState } from '../../agent/model.js';
@@ -72,3 +74,16 @@ export class FakeOvsDriver implements OvsDriver {
     return () => {};
   }
 }
+
+export const fakeLinks: LinkDriver = {
+  ensureAddress: async () => {},
+  mtuOfAddress: async () => 1500,
+  sourceFor: async () => undefined,
+  underlayOf: async () => undefined,
+  ensureUnderlay: async () => {},
+  plugContainer: async () => {},
+  activateContainer: async () => {},
+  deleteLink: async () => {},
+  linkExists: async () => false,
+  sysctl: async () => {},
+};
