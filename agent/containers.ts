@@ -42,6 +42,34 @@ export interface ContainerReconcilerOptions {
   log: Logger;
 }
 
+/** epoch ms at each step of one attach */
+interface AttachTimes {
+  event: number;
+  inspected: number;
+  veth?: number;
+  port?: number;
+  flows?: number;
+  up?: number;
+}
+
+/**
+ * Pure: how long each phase of an attach took (ms): Docker's start event -> inspected,
+ * -> veth in the container, -> OVS port with its OpenFlow number, -> flows installed
+ * (the bridge pass), -> interface up with its route.
+ */
+export function attachPhases(t: AttachTimes): Record<'inspect' | 'veth' | 'port' | 'flows' | 'up', number> {
+  const veth = t.veth ?? t.inspected;
+  const port = t.port ?? veth;
+  const flows = t.flows ?? port;
+  return {
+    inspect: t.inspected - t.event,
+    veth: veth - t.inspected,
+    port: port - veth,
+    flows: flows - port,
+    up: (t.up ?? flows) - flows,
+  };
+}
+
 /** containers attached by hand (`gremesh-agent attach`), by container id */
 type ManualTable = Record<string, AttachRequest>;
 
@@ -58,6 +86,8 @@ export class ContainerReconciler {
   private started = new Set<string>();
   /** containers removed since the last pass: their addresses go */
   private destroyed = new Set<string>();
+  /** when Docker reported each container's start (epoch ms): the first phase of an attach */
+  private startSeenAt = new Map<string, number>();
 
   private readonly loop: Loop;
 
@@ -81,8 +111,11 @@ export class ContainerReconciler {
         // (re)connected to dockerd: it may have just started and rewritten its firewall chains
         this.o.onDockerConnected?.();
         this.fullRefresh = true;
-      } else if (kind === 'start' && id) this.started.add(id);
-      else if ((kind === 'die' || kind === 'destroy') && id) {
+      } else if (kind === 'start' && id) {
+        this.started.add(id);
+        this.startSeenAt.set(id, Date.now());
+        if (this.startSeenAt.size > 1000) this.startSeenAt.delete(this.startSeenAt.keys().next().value!);
+      } else if ((kind === 'die' || kind === 'destroy') && id) {
         this.known.delete(id);
         this.started.delete(id);
         if (kind === 'destroy') this.destroyed.add(id);
@@ -142,6 +175,7 @@ export class ContainerReconciler {
       this.fullRefresh = true; // whatever was missed: list everything next time
       throw e;
     }
+    const inspectedAt = Date.now();
     const running = [...this.known.values()];
     const observed = await this.o.ovs.observe();
     const ports = this.ports(observed.interfaces);
@@ -149,7 +183,7 @@ export class ContainerReconciler {
     const errors: AttachError[] = [];
     const wanted = new Set<string>();
     let changed = false;
-    const plugged: { c: ContainerInfo; a: AttachSpec }[] = [];
+    const plugged: { c: ContainerInfo; a: AttachSpec; t: AttachTimes }[] = [];
     // errors are logged once per container; forget the ones that are gone
     const live = new Set(running.map((c) => c.id));
     for (const id of this.loggedErrors.keys()) if (!live.has(id)) this.loggedErrors.delete(id);
@@ -184,8 +218,10 @@ export class ContainerReconciler {
         e?.['gremesh-pid'] === String(c.pid);
       if (same) continue;
       try {
-        await this.attach(c, plan, port);
-        plugged.push({ c, a: plan });
+        const t: AttachTimes = { event: this.startSeenAt.get(c.id) ?? inspectedAt, inspected: inspectedAt };
+        this.startSeenAt.delete(c.id);
+        await this.attach(c, plan, port, t);
+        plugged.push({ c, a: plan, t });
         changed = true;
       } catch (err) {
         const reason = `attach failed: ${(err as Error).message}`;
@@ -219,10 +255,16 @@ export class ContainerReconciler {
     // the flows for new ports first, then the containers' interfaces come up: no
     // container ever sees a link that silently drops its first packets
     if (changed) await this.o.onChange();
-    for (const { c, a } of plugged) {
+    const flowsAt = Date.now();
+    for (const { c, a, t } of plugged) {
       try {
         await this.o.links.activateContainer(c.pid, a.iface, a.gateway);
-        this.o.log.info({ container: c.name, ip: a.ip, mac: a.mac, mtu: a.mtu, port: a.hostIf }, 'container attached');
+        t.flows = flowsAt;
+        t.up = Date.now();
+        this.o.log.info(
+          { container: c.name, ip: a.ip, mac: a.mac, mtu: a.mtu, port: a.hostIf, phasesMs: attachPhases(t) },
+          'container attached',
+        );
       } catch (err) {
         const reason = `attach failed: ${(err as Error).message}`;
         errors.push({ container: c.name, reason });
@@ -233,8 +275,7 @@ export class ContainerReconciler {
     this.errors = errors;
   }
 
-  private async attach(c: ContainerInfo, a: AttachSpec, old: OvsInterface | undefined): Promise<void> {
-    const t0 = performance.now();
+  private async attach(c: ContainerInfo, a: AttachSpec, old: OvsInterface | undefined, t: AttachTimes): Promise<void> {
     if (old) await this.unplug(old.name);
     // the address is bound before anything is plugged: never handed out twice
     this.o.ipam.save(bind(this.o.ipam.table, a.network, a.ip, c.id));
@@ -246,6 +287,7 @@ export class ContainerReconciler {
       gateway: a.gateway,
       userspace: this.o.userspace,
     });
+    t.veth = Date.now();
     try {
       await this.o.ovs.apply([
         {
@@ -268,10 +310,7 @@ export class ContainerReconciler {
       await this.o.links.deleteLink(a.hostIf);
       throw e;
     }
-    this.o.log.debug(
-      { container: c.name, port: a.hostIf, ms: Math.round(performance.now() - t0) },
-      'container plugged',
-    );
+    t.port = Date.now();
   }
 
   private async unplug(port: string): Promise<void> {

@@ -329,7 +329,7 @@ async function run(argv: string[]): Promise<number> {
     const endpoints = reportable(r);
     lastEndpoints = JSON.stringify(endpoints);
     client!
-      .report({ tunnels: r.tunnels, endpoints, attachErrors: containers!.errors })
+      .report({ tunnels: r.tunnels, endpoints, attachErrors: containers?.errors ?? [] })
       .catch((e: Error) => log.debug({ err: e.message }, 'status report failed'));
   };
   const reporter = setInterval(report, cfg.reportS * 1000);

@@ -8,6 +8,10 @@
 import type { GatewaySpec } from './desired.js';
 
 export const NFT_TABLE = 'gremesh';
+/** the tables that keep the host stack away from container veths (userspace datapath) */
+export const NFT_PORTS_TABLE = 'gremesh_ports';
+/** container veths on the host side (`gm` + 11 hex digits); gateways are `gmgw*` */
+const CONTAINER_VETH = 'iifname "gm*" iifname != "gmgw*"';
 export const LINK_LOCAL = '169.254.0.0/16';
 
 /** What --gateway-allow opens: a TCP/UDP port on the host's gateway addresses, or forwarding to link-local. */
@@ -32,9 +36,19 @@ export function parseGatewayAllow(v: string): GatewayAllow[] | string {
   return out;
 }
 
+/**
+ * With the userspace datapath (`userspacePorts`), OVS reads a container's veth through a
+ * packet socket, so the host's own stack sees the container's frames too: it would answer
+ * the container's ARP for the gateway's address with the veth's MAC and route its
+ * packets. Two static rules drop them after the packet socket has had its copy (taps run
+ * before netfilter): ARP at input, IPv4/IPv6 at prerouting (before conntrack), for every
+ * container veth by name, so an attach adds no rule. (The kernel datapath takes the
+ * frames before the host stack: nothing to drop there.)
+ */
 export function computeNftRuleset(
   gateways: (GatewaySpec & { networkCidr: string })[],
   allow: GatewayAllow[] = [],
+  userspacePorts = false,
 ): string {
   const post: string[] = [];
   const fwd: string[] = [];
@@ -76,6 +90,29 @@ export function computeNftRuleset(
     ...input.map((r) => `    ${r}`),
     '  }',
     '}',
+    // agents before this kept one netdev chain per container veth in this table
+    `table netdev ${NFT_PORTS_TABLE}`,
+    `delete table netdev ${NFT_PORTS_TABLE}`,
+    ...(userspacePorts
+      ? [
+          `table inet ${NFT_PORTS_TABLE}`,
+          `delete table inet ${NFT_PORTS_TABLE}`,
+          `table inet ${NFT_PORTS_TABLE} {`,
+          '  chain prerouting {',
+          '    type filter hook prerouting priority raw; policy accept;',
+          `    ${CONTAINER_VETH} drop`,
+          '  }',
+          '}',
+          `table arp ${NFT_PORTS_TABLE}`,
+          `delete table arp ${NFT_PORTS_TABLE}`,
+          `table arp ${NFT_PORTS_TABLE} {`,
+          '  chain input {',
+          '    type filter hook input priority filter; policy accept;',
+          `    ${CONTAINER_VETH} drop`,
+          '  }',
+          '}',
+        ]
+      : []),
     '',
   ].join('\n');
 }

@@ -201,6 +201,7 @@ export class Reconciler {
       const ruleset = computeNftRuleset(
         desired.gateways.map((g) => ({ ...g, networkCidr: cidrOf.get(g.network)! })),
         this.o.gatewayAllow,
+        params.datapath === 'netdev',
       );
       if (ruleset !== this.lastNat || Date.now() - this.lastNatAt > this.repairMs) {
         await this.o.applyNat(ruleset, desired.gateways.length > 0);

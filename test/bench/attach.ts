@@ -1,25 +1,43 @@
 // Benchmark: container start to first answered cross-host ping, gremesh side by side
 // with the manual recipe (ovs-docker add-port --ipaddress --gateway --mtu on a bridge
-// with a pre-built GRE tunnel), in the same lab, interleaved, timed the same way:
+// with a pre-built GRE tunnel) and with OVN (a logical switch port, the veth plugged by
+// ovs-docker and bound by iface-id), in the same lab, interleaved, timed the same way:
 // T0 when `docker run -d --net=none` returns; T1 when a ping from inside the new
 // container (probed from its namespace, not docker exec) to a container on the other
-// host is first answered. Usage: node dist/test/bench/attach.js [--count 50]
+// host is first answered.
+// Then: gremesh's attach phases (from the agent's log), the same with 100 containers
+// already running on the host, and the first container on a fresh tunnel (a host that
+// has just joined: its container is started as soon as its GRE port exists).
+// Usage: node dist/test/bench/attach.js [--count 50] [--busy 100] [--fresh 4]
 import * as fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import { execa } from 'execa';
 import { BIN, cli, tempDir } from '../helpers/cli.js';
 import { readState } from '../../deploy/lab/lab.js';
-import { joinAll, startCoordinator } from '../../deploy/lab/mesh.js';
-import { IMAGE, hostEnv, hostIp } from '../../deploy/lab/plan.js';
-import { systemPath } from '../../common/exec.js';
-import { summarize } from './stats.js';
+import { agentLog, join, joinAll, startAgent, startCoordinator } from '../../deploy/lab/mesh.js';
+import { IMAGE, hostEnv, hostIp, hostPaths } from '../../deploy/lab/plan.js';
+import { createRunner, systemPath } from '../../common/exec.js';
+import { OvsdbClient } from '../../agent/ovsdb/client.js';
+import { toMap } from '../../agent/ovsdb-json.js';
+import { silentLogger } from '../../common/log.js';
+import { summarize, type Summary } from './stats.js';
+import { configureChassis, ovnNbctl, startOvnCentral, startOvnController } from './ovn.js';
 
-const { values } = parseArgs({ options: { count: { type: 'string', default: '50' } } });
+const { values } = parseArgs({
+  options: {
+    count: { type: 'string', default: '50' },
+    busy: { type: 'string', default: '100' },
+    fresh: { type: 'string', default: '4' },
+  },
+});
 const count = Number(values.count);
+const busy = Number(values.busy);
+const fresh = Number(values.fresh);
 const dir = tempDir('gma');
-const up = await cli(BIN.lab, ['up', '--hosts', '2', '--dir', dir], {}, 600_000);
+const up = await cli(BIN.lab, ['up', '--hosts', String(2 + fresh), '--dir', dir], {}, 600_000);
 if (up.exitCode !== 0) throw new Error(up.stderr);
 const state = readState(dir)!;
+const run = createRunner({ timeoutMs: 60_000 });
 const inHost = async (h: string, argv: string[], reject = true) => {
   const n = state.plan.nodes.find((x) => x.name === h)!;
   const r = await execa('nsenter', [`--net=/run/netns/${n.ns}`, ...argv], {
@@ -36,6 +54,34 @@ const probe = (pid: string, ip: string) =>
     ['-t', pid, '-n', 'sh', '-c', `until ping -c 1 -W 0.1 -q ${ip} >/dev/null 2>&1; do sleep 0.005; done`],
     { env: { PATH: systemPath() }, timeout: 30_000 },
   );
+const addressOf = async (h: string, name: string) => {
+  for (;;) {
+    const out = await docker(h, ['exec', name, 'ip', '-4', '-o', 'addr', 'show', 'eth0']).catch(() => '');
+    const m = /inet (\S+)\//.exec(out);
+    if (m) return m[1]!;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+};
+const OVN_MTU = '1442'; // geneve: 58 bytes of headers on a 1500-byte underlay
+const ovnMac = (i: number) =>
+  `0a:00:00:01:${((i >> 8) & 0xff).toString(16).padStart(2, '0')}:${(i & 0xff).toString(16).padStart(2, '0')}`;
+/** the veth ovs-docker made for a container (its name is random) */
+const ovsDockerPort = (h: string, name: string) =>
+  inHost(h, ['ovs-vsctl', '--bare', '--columns=name', 'find', 'interface', `external_ids:container_id=${name}`]);
+type Kind = 'gremesh' | 'manual' | 'ovn';
+const PHASES = ['inspect', 'veth', 'port', 'flows', 'up'] as const;
+interface Attached {
+  container: string;
+  time: number;
+  phasesMs: Record<(typeof PHASES)[number], number>;
+}
+const attachedLines = (h: string) =>
+  fs
+    .readFileSync(agentLog(dir, h), 'utf8')
+    .split('\n')
+    .filter((l) => l.includes('"container attached"'))
+    .map((l) => JSON.parse(l) as Attached);
+
 const results: Record<string, unknown> = {};
 try {
   // gremesh on both hosts, a target container on h2
@@ -93,22 +139,38 @@ try {
     '--gateway=198.19.0.1',
     '--mtu=1458',
   ]);
-  const gmTarget = await (async () => {
-    for (;;) {
-      const out = await docker('h2', ['exec', 'gm-target', 'ip', '-4', '-o', 'addr', 'show', 'eth0']).catch(() => '');
-      const m = /inet (\S+)\//.exec(out);
-      if (m) return m[1]!;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  })();
-  const gm: number[] = [];
-  const man: number[] = [];
-  const one = async (kind: 'gremesh' | 'manual', i: number) => {
-    const name = `${kind === 'gremesh' ? 'g' : 'm'}${i}`;
+  // OVN: central in ctl, a chassis on h1 and h2, one logical switch, a target port on h2
+  await startOvnCentral(dir, state, run);
+  for (const h of ['h1', 'h2']) {
+    await configureChassis(dir, state, run, h);
+    await startOvnController(dir, state, run, h);
+  }
+  await ovnNbctl(dir, run, ['ls-add', 'ls0']);
+  const ovnPlug = async (h: string, name: string, i: number) => {
+    const ip = `198.19.1.${i}`;
+    await ovnNbctl(dir, run, ['lsp-add', 'ls0', name, '--', 'lsp-set-addresses', name, `${ovnMac(i)} ${ip}`]);
+    await inHost(h, [
+      'ovs-docker',
+      'add-port',
+      'br-int',
+      'eth0',
+      name,
+      `--ipaddress=${ip}/24`,
+      `--macaddress=${ovnMac(i)}`,
+      `--mtu=${OVN_MTU}`,
+    ]);
+    await inHost(h, ['ovs-vsctl', 'set', 'interface', await ovsDockerPort(h, name), `external_ids:iface-id=${name}`]);
+  };
+  await docker('h2', ['run', '-d', '--net=none', '--name', 'ovn-target', IMAGE, 'sleep', 'infinity']);
+  await ovnPlug('h2', 'ovn-target', 2);
+  const gmTarget = await addressOf('h2', 'gm-target');
+
+  const one = async (kind: Kind, i: number) => {
+    const name = `${kind[0]}${i}`;
     const labels = kind === 'gremesh' ? ['--label', 'gremesh.network=default'] : [];
     await docker('h1', ['run', '-d', '--net=none', '--name', name, ...labels, IMAGE, 'sleep', 'infinity']);
     const t0 = performance.now();
-    if (kind === 'manual') {
+    if (kind === 'manual')
       await inHost('h1', [
         'ovs-docker',
         'add-port',
@@ -119,29 +181,131 @@ try {
         '--gateway=198.19.0.1',
         '--mtu=1458',
       ]);
-    }
+    if (kind === 'ovn') await ovnPlug('h1', name, 10 + (i % 200));
     const pid = await docker('h1', ['inspect', '-f', '{{.State.Pid}}', name]);
-    await probe(pid, kind === 'gremesh' ? gmTarget : '198.19.0.2');
+    await probe(pid, kind === 'gremesh' ? gmTarget : kind === 'manual' ? '198.19.0.2' : '198.19.1.2');
     const ms = performance.now() - t0;
     if (kind === 'manual') await inHost('h1', ['ovs-docker', 'del-port', 'br-man', 'eth0', name]);
+    if (kind === 'ovn') {
+      await inHost('h1', ['ovs-docker', 'del-port', 'br-int', 'eth0', name]);
+      await ovnNbctl(dir, run, ['lsp-del', name]);
+    }
     await docker('h1', ['rm', '-f', name]);
     return ms;
   };
-  // warm both paths (the first packet over a fresh tunnel waits for address resolution)
-  await one('gremesh', 999);
-  await one('manual', 999);
-  for (let i = 0; i < count; i++) {
-    gm.push(await one('gremesh', i));
-    man.push(await one('manual', i));
-  }
-  const g = summarize(gm);
-  const m = summarize(man);
+  const phasesOf = (names: Set<string>) => {
+    const lines = attachedLines('h1').filter((l) => names.has(l.container));
+    return Object.fromEntries(PHASES.map((p) => [p, summarize(lines.map((l) => l.phasesMs[p])).p50])) as Record<
+      (typeof PHASES)[number],
+      number
+    >;
+  };
+  // warm every path (the first packet over a fresh tunnel waits for address resolution)
+  for (const k of ['gremesh', 'manual', 'ovn'] as const) await one(k, 999);
+  const samples: Record<Kind, number[]> = { gremesh: [], manual: [], ovn: [] };
+  for (let i = 0; i < count; i++)
+    for (const k of ['gremesh', 'manual', 'ovn'] as const) samples[k].push(await one(k, i));
+  const s = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, summarize(v)])) as Record<Kind, Summary>;
+  const phases = phasesOf(new Set(Array.from({ length: count }, (_, i) => `g${i}`)));
+  const row = (label: string, x: Summary) =>
+    `  ${label.padEnd(62)} p50=${x.p50.toFixed(0).padStart(4)} ms  p99=${x.p99.toFixed(0).padStart(4)} ms`;
+  const fmtPhases = (p: Record<string, number>) =>
+    PHASES.map((k) => `${k} ${p[k]!.toFixed(0)}`).join(', ') + ' ms (p50 each)';
   console.log(`container start -> first cross-host ping answered (${count} containers each, interleaved):`);
-  console.log(`  gremesh (label, agent attaches)          p50=${g.p50.toFixed(0)} ms  p99=${g.p99.toFixed(0)} ms`);
-  console.log(`  manual recipe (ovs-docker add-port ...)   p50=${m.p50.toFixed(0)} ms  p99=${m.p99.toFixed(0)} ms`);
-  Object.assign(results, { count, gremesh: g, manual: m });
+  console.log(row('gremesh (label, agent attaches)', s.gremesh));
+  console.log(row('manual recipe (ovs-docker add-port ..., pre-built GRE)', s.manual));
+  console.log(row('OVN (lsp-add, ovs-docker add-port, iface-id)', s.ovn));
+  console.log(`  gremesh / OVN p50: ${(s.gremesh.p50 / s.ovn.p50).toFixed(2)}`);
+  console.log(`  gremesh phases, Docker's start event -> ...: ${fmtPhases(phases)}`);
+  Object.assign(results, { count, gremesh: s.gremesh, manual: s.manual, ovn: s.ovn, phases });
+
+  // ---- the same with `busy` labelled containers already running on h1
+  if (busy > 0) {
+    process.stdout.write(`starting ${busy} containers on h1 ...`);
+    for (let i = 0; i < busy; i++)
+      await docker('h1', [
+        'run',
+        '-d',
+        '--net=none',
+        '--name',
+        `busy${i}`,
+        '--label',
+        'gremesh.network=default',
+        IMAGE,
+        'sleep',
+        'infinity',
+      ]);
+    // every one attached before measuring
+    for (;;) {
+      const n = new Set(attachedLines('h1').map((l) => l.container)).size;
+      if ([...Array(busy).keys()].every((i) => attachedLines('h1').some((l) => l.container === `busy${i}`))) break;
+      process.stdout.write(` ${n}`);
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    process.stdout.write(' attached\n');
+    const withBusy: number[] = [];
+    const n2 = Math.min(count, 20);
+    for (let i = 0; i < n2; i++) withBusy.push(await one('gremesh', 1000 + i));
+    const b = summarize(withBusy);
+    const bp = phasesOf(new Set(Array.from({ length: n2 }, (_, i) => `g${1000 + i}`)));
+    console.log(
+      row(`gremesh with ${busy} containers running on the host (${n2})`, b) +
+        `  (vs ${s.gremesh.p50.toFixed(0)} ms with none: ${b.p50 - s.gremesh.p50 >= 0 ? '+' : ''}${(b.p50 - s.gremesh.p50).toFixed(0)} ms)`,
+    );
+    console.log(`  phases: ${fmtPhases(bp)}`);
+    Object.assign(results, { busy, withBusy: b, withBusyPhases: bp });
+    for (let i = 0; i < busy; i++) await docker('h1', ['rm', '-f', `busy${i}`]);
+  }
+
+  // ---- the first container on a fresh tunnel: h3.. join one at a time; each starts a
+  // container the moment its GRE port to h2 exists in its OVSDB
+  if (fresh > 0) {
+    const firsts: number[] = [];
+    for (let k = 3; k < 3 + fresh; k++) {
+      const h = `h${k}`;
+      const mon = new OvsdbClient({
+        target: `unix:${hostPaths(dir, h).dbSock}`,
+        tables: { Interface: ['name', 'type', 'options'] },
+        log: silentLogger,
+      });
+      const hasTunnel = () =>
+        mon.rows('Interface').some((r) => r.type === 'gre' && toMap(r.options as never).remote_ip === hostIp(2));
+      mon.start();
+      const args = await join(dir, h);
+      startAgent(dir, h, args);
+      const end = Date.now() + 60_000;
+      while (!hasTunnel()) {
+        if (Date.now() > end) throw new Error(`${h}: no tunnel to h2`);
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      mon.stop();
+      await docker(h, [
+        'run',
+        '-d',
+        '--net=none',
+        '--name',
+        `f${k}`,
+        '--label',
+        'gremesh.network=default',
+        IMAGE,
+        'sleep',
+        'infinity',
+      ]);
+      const t0 = performance.now();
+      const pid = await docker(h, ['inspect', '-f', '{{.State.Pid}}', `f${k}`]);
+      await probe(pid, gmTarget);
+      firsts.push(performance.now() - t0);
+    }
+    const f = summarize(firsts);
+    console.log(
+      row(`gremesh, first container on a fresh tunnel (${fresh} new hosts)`, f) +
+        `  samples: ${firsts.map((x) => x.toFixed(0)).join(', ')} ms`,
+    );
+    Object.assign(results, { fresh: f, freshSamples: firsts });
+  }
 } finally {
   await cli(BIN.lab, ['down', '--dir', dir], {}, 600_000);
   fs.rmSync(dir, { recursive: true, force: true });
 }
 if (process.env.GREMESH_BENCH_JSON) fs.writeFileSync(process.env.GREMESH_BENCH_JSON, JSON.stringify(results, null, 2));
+process.exit(0);

@@ -11,12 +11,13 @@ import * as fs from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { BIN, cli, tempDir } from '../helpers/cli.js';
-import { nodeByName, readState, recordProcess } from '../../deploy/lab/lab.js';
+import { readState } from '../../deploy/lab/lab.js';
 import { join, joinAll, startAgent, startCoordinator, stopProcess } from '../../deploy/lab/mesh.js';
-import { CTL_IP, hostEnv, hostIp, hostPaths } from '../../deploy/lab/plan.js';
+import { hostIp, hostPaths } from '../../deploy/lab/plan.js';
+import { configureChassis, startOvnCentral, startOvnController as startOvnControllerOn } from './ovn.js';
 import { OvsdbClient } from '../../agent/ovsdb/client.js';
 import { silentLogger } from '../../common/log.js';
-import { createRunner, systemPath } from '../../common/exec.js';
+import { createRunner } from '../../common/exec.js';
 import { toMap } from '../../agent/ovsdb-json.js';
 import { summarize } from './stats.js';
 
@@ -29,10 +30,6 @@ if (up.exitCode !== 0) throw new Error(up.stderr);
 const state = readState(dir)!;
 const hosts = Array.from({ length: N }, (_, i) => `h${i + 1}`);
 const run = createRunner({ timeoutMs: 30_000 });
-const inHost = (h: string, argv: string[]) => {
-  const n = nodeByName(state, h);
-  return run(['nsenter', `--net=/run/netns/${n.ns}`, ...argv], { env: hostEnv(dir, n) });
-};
 
 /** every host's tunnel interfaces (type) by remote_ip, live from OVSDB */
 const monitors = new Map<string, OvsdbClient>();
@@ -127,84 +124,9 @@ try {
   for (const h of hosts) await stopProcess(dir, h, 'agent');
 
   // ---- OVN on the same hosts: central in the ctl namespace, ovn-controller per host
-  const ctl = nodeByName(state, 'ctl');
-  const ovnDir = `${dir}/ctl/ovn`;
-  fs.mkdirSync(ovnDir, { recursive: true });
-  const inCtl = (argv: string[]) =>
-    run(['nsenter', `--net=/run/netns/${ctl.ns}`, ...argv], { env: { OVN_RUNDIR: ovnDir, OVS_RUNDIR: ovnDir } });
-  for (const [db, port] of [
-    ['nb', 6641],
-    ['sb', 6642],
-  ] as const) {
-    await run(['ovsdb-tool', 'create', `${ovnDir}/ovn${db}_db.db`, `/usr/share/ovn/ovn-${db}.ovsschema`]);
-    await inCtl([
-      'ovsdb-server',
-      `${ovnDir}/ovn${db}_db.db`,
-      `--remote=punix:${ovnDir}/ovn${db}_db.sock`,
-      `--remote=ptcp:${port}:${CTL_IP}`,
-      `--pidfile=${ovnDir}/ovsdb-${db}.pid`,
-      `--unixctl=${ovnDir}/ovsdb-${db}.ctl`,
-      `--log-file=${ovnDir}/ovsdb-${db}.log`,
-      '--detach',
-    ]);
-    recordProcess(dir, {
-      pid: Number(fs.readFileSync(`${ovnDir}/ovsdb-${db}.pid`, 'utf8')),
-      what: `ovsdb-${db}`,
-      ns: ctl.ns,
-      node: 'ctl',
-    });
-  }
-  await inCtl([
-    'ovn-northd',
-    `--ovnnb-db=unix:${ovnDir}/ovnnb_db.sock`,
-    `--ovnsb-db=unix:${ovnDir}/ovnsb_db.sock`,
-    `--pidfile=${ovnDir}/ovn-northd.pid`,
-    `--unixctl=${ovnDir}/ovn-northd.ctl`,
-    `--log-file=${ovnDir}/ovn-northd.log`,
-    '--detach',
-  ]);
-  recordProcess(dir, {
-    pid: Number(fs.readFileSync(`${ovnDir}/ovn-northd.pid`, 'utf8')),
-    what: 'ovn-northd',
-    ns: ctl.ns,
-    node: 'ctl',
-  });
-  const startOvnController = async (h: string) => {
-    const p = hostPaths(dir, h);
-    const n = nodeByName(state, h);
-    await run(
-      [
-        'nsenter',
-        `--net=/run/netns/${n.ns}`,
-        'ovn-controller',
-        `unix:${p.dbSock}`,
-        `--pidfile=${p.root}/ovn-controller.pid`,
-        `--log-file=${p.root}/ovn-controller.log`,
-        '--detach',
-      ],
-      { env: { ...hostEnv(dir, n), OVN_RUNDIR: p.root, PATH: systemPath() } },
-    );
-    recordProcess(dir, {
-      pid: Number(fs.readFileSync(`${p.root}/ovn-controller.pid`, 'utf8')),
-      what: 'ovn-controller',
-      ns: n.ns,
-      node: h,
-    });
-  };
-  for (const h of hosts) {
-    const ip = hostIp(Number(h.slice(1)));
-    await inHost(h, [
-      'ovs-vsctl',
-      'set',
-      'Open_vSwitch',
-      '.',
-      `external_ids:system-id=${h}`,
-      `external_ids:ovn-remote=tcp:${CTL_IP}:6642`,
-      'external_ids:ovn-encap-type=geneve',
-      `external_ids:ovn-encap-ip=${ip}`,
-      'external_ids:ovn-bridge-datapath-type=netdev',
-    ]);
-  }
+  await startOvnCentral(dir, state, run);
+  for (const h of hosts) await configureChassis(dir, state, run, h);
+  const startOvnController = (h: string) => startOvnControllerOn(dir, state, run, h);
   for (const h of hosts.slice(0, FIRST - 1)) await startOvnController(h);
   await when(() =>
     hosts.slice(0, FIRST - 1).every((h, _, a) =>

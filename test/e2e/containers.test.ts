@@ -180,6 +180,18 @@ serial(
       return c.exitCode === 0;
     };
     t.false(await tcpToGateway(), 'no TCP connection to a service on the host through the gateway');
+    // the host stack sees the container's frames on the veth too (userspace datapath): it
+    // must not answer them there. ARP for the gateway and for the host's own underlay
+    // address: answered only through the gateway port (its MAC), never by the veth
+    const gwMac = (
+      JSON.parse((await inHost('h1', ['ip', '-j', 'link', 'show', 'gmgw1'])).stdout) as { address: string }[]
+    )[0]!.address;
+    const underlay = lab.state.plan.nodes.find((n) => n.name === 'h1')!.ip;
+    for (const target of [gw!, underlay]) {
+      const out = (await inC('h1', 'c-h1', ['arping', '-c', '2', '-w', '2', '-i', 'eth0', target])).stdout;
+      const macs = new Set([...out.matchAll(/bytes from ([0-9a-f:]{17})/gi)].map((m) => m[1]!.toLowerCase()));
+      t.deepEqual([...macs], [gwMac], `ARP for ${target} answered by ${[...macs].join(', ') || 'nobody'}`);
+    }
     t.true(
       (await inC('h1', 'c-h1', ['ping', '-c', '1', '-W', '2', gw!])).exitCode === 0,
       'ICMP to the gateway is allowed',

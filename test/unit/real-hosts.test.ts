@@ -88,6 +88,16 @@ test('gateway input policy: ICMP and replies in, the rest dropped; link-local no
   t.notRegex(computeNftRuleset([]), /drop/, 'no gateway: no policy at all');
 });
 
+test('nftables: with the userspace datapath the host stack drops what container veths send (by name, not per attach)', (t) => {
+  const r = computeNftRuleset([gw], [], true);
+  t.regex(r, /table inet gremesh_ports \{\n\s+chain prerouting \{\n\s+type filter hook prerouting priority raw;/);
+  t.regex(r, /table arp gremesh_ports \{\n\s+chain input \{/);
+  t.is(r.match(/iifname "gm\*" iifname != "gmgw\*" drop/g)?.length, 2, 'ARP and IP, gateways excluded');
+  t.regex(r, /delete table netdev gremesh_ports/, 'the per-veth chains of earlier agents go');
+  const kernel = computeNftRuleset([gw], [], false);
+  t.notRegex(kernel, /inet gremesh_ports|arp gremesh_ports/, 'kernel datapath: nothing to drop');
+});
+
 test('agent config: --gateway-allow from flag or GREMESH_GATEWAY_ALLOW; bad input is one line', (t) => {
   const base = { GREMESH_COORDINATOR: '10.0.0.5:7420', GREMESH_NAME: 'h1' };
   t.deepEqual(resolveAgentConfig({ ...base, GREMESH_GATEWAY_ALLOW: 'udp/53' }, {}).gatewayAllow, [
