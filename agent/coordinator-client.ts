@@ -161,7 +161,10 @@ export class CoordinatorClient {
     const cred = (await this.register(this.o.token, '')).credential;
     writeFileAtomic(this.credFile, cred, 0o600);
     this.credential = cred;
-    this.o.log.info({ coordinator: this.o.coordinator }, 'registered with the coordinator');
+    this.o.log.info(
+      { coordinator: this.o.coordinator, uptimeMs: Math.round(performance.now()) },
+      'registered with the coordinator',
+    );
     return cred;
   }
 

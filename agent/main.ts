@@ -351,6 +351,7 @@ async function run(argv: string[]): Promise<number> {
       bridge: cfg.bridge,
       datapath: cfg.datapath,
       version: AGENT_VERSION,
+      uptimeMs: Math.round(performance.now()),
     },
     'agent started',
   );

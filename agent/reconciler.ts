@@ -188,7 +188,10 @@ export class Reconciler {
     if (ops.length) {
       await ovs.apply(ops);
       observed = await ovs.observe();
-      this.o.log.info({ operations: ops.length, revision: s.revision }, 'ovs ports updated');
+      this.o.log.info(
+        { operations: ops.length, revision: s.revision, uptimeMs: Math.round(performance.now()) },
+        'ovs ports updated',
+      );
     }
     for (const g of desired.gateways) {
       const cidr = `${g.ip}/${g.prefixLen}`;

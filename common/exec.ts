@@ -1,7 +1,9 @@
-// The one runner for every external command (ovs-vsctl, ovs-ofctl, ip, nft, docker, ...).
+// The one runner for every external command (ovs-ofctl, ip, nft, ...) of the daemons.
 // Always a timeout, output trimmed, a debug log line with the duration, and a typed
-// error carrying argv, exit code, stderr and duration.
-import { execa } from 'execa';
+// error carrying argv, exit code, stderr and duration. Built on node:child_process:
+// loading execa took 79 ms of the agent's start (more than Node itself); the lab and
+// the tests keep execa.
+import { spawn } from 'node:child_process';
 import type { Logger } from './log.js';
 
 export interface ExecOptions {
@@ -69,6 +71,49 @@ export function processesStarted(): number {
   return processCount;
 }
 
+interface Finished {
+  stdout: string;
+  stderr: string;
+  /** undefined: killed by a signal or never started */
+  exitCode: number | undefined;
+  timedOut: boolean;
+  startError?: Error;
+}
+
+/** spawn, feed stdin, collect both outputs, kill (SIGKILL) after timeoutMs */
+function spawnAndWait(argv: string[], env: NodeJS.ProcessEnv, input: string | undefined, timeoutMs: number) {
+  return new Promise<Finished>((resolve) => {
+    const child = spawn(argv[0]!, argv.slice(1), { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    let timedOut = false;
+    let startError: Error | undefined;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.stderr.on('data', (b: Buffer) => err.push(b));
+    child.stdin.on('error', () => {
+      // the command exited without reading its input: its exit status tells
+    });
+    child.on('error', (e) => {
+      startError = e;
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({
+        stdout: Buffer.concat(out).toString('utf8'),
+        stderr: Buffer.concat(err).toString('utf8'),
+        exitCode: startError ? undefined : (code ?? undefined),
+        timedOut,
+        startError,
+      });
+    });
+    child.stdin.end(input ?? '');
+  });
+}
+
 export function createRunner(o: RunnerOptions = {}): Runner {
   const defTimeout = o.timeoutMs ?? 30_000;
   const prefix = o.prefix ?? [];
@@ -76,32 +121,25 @@ export function createRunner(o: RunnerOptions = {}): Runner {
     const full = [...prefix, ...argv];
     processCount++;
     const started = performance.now();
-    const r = await execa(full[0]!, full.slice(1), {
-      reject: false,
-      timeout: opts.timeoutMs ?? defTimeout,
-      input: opts.input,
-      env: { PATH: systemPath(), ...o.env, ...opts.env },
-      extendEnv: true,
-      stripFinalNewline: true,
-      encoding: 'utf8',
-    });
+    const r = await spawnAndWait(
+      full,
+      { ...process.env, PATH: systemPath(), ...o.env, ...opts.env },
+      opts.input,
+      opts.timeoutMs ?? defTimeout,
+    );
     const durationMs = Math.round(performance.now() - started);
-    const stdout = typeof r.stdout === 'string' ? r.stdout : '';
-    const stderr = typeof r.stderr === 'string' ? r.stderr : '';
     o.log?.debug({ argv: full, ms: durationMs, exit: r.exitCode }, 'exec');
     const ok = r.exitCode === 0 || (r.exitCode !== undefined && (opts.okCodes ?? []).includes(r.exitCode));
     if (r.timedOut || !ok) {
-      const errText =
-        stderr ||
-        (r.failed && r.exitCode === undefined ? String((r as { shortMessage?: string }).shortMessage ?? '') : '');
-      throw new ExecError(full, r.exitCode, errText, durationMs, Boolean(r.timedOut), r.cause);
+      const errText = r.stderr || (r.startError ? r.startError.message : '');
+      throw new ExecError(full, r.timedOut ? undefined : r.exitCode, errText, durationMs, r.timedOut, r.startError);
     }
-    return { stdout: stdout.trim(), stderr, exitCode: r.exitCode ?? 0, durationMs };
+    return { stdout: r.stdout.trim(), stderr: r.stderr, exitCode: r.exitCode ?? 0, durationMs };
   };
 }
 
 /** Is `name` on PATH? */
 export async function which(name: string): Promise<string | undefined> {
-  const r = await execa('sh', ['-c', `command -v "$1"`, 'sh', name], { reject: false, env: { PATH: systemPath() } });
-  return r.exitCode === 0 && typeof r.stdout === 'string' ? r.stdout.trim() : undefined;
+  const r = await spawnAndWait(['sh', '-c', `command -v "$1"`, 'sh', name], { PATH: systemPath() }, undefined, 10_000);
+  return r.exitCode === 0 ? r.stdout.trim() : undefined;
 }
