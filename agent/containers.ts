@@ -37,8 +37,11 @@ export interface ContainerReconcilerOptions {
   userspace: boolean;
   stateDir: string;
   snapshot: () => Snapshot | undefined;
-  /** after ports changed: the network reconciler recomputes flows; resolves once they are installed */
-  onChange: () => Promise<void>;
+  /**
+   * after ports changed: the network reconciler recomputes flows; resolves once the flows
+   * of these new ports (name -> OpenFlow number) are installed
+   */
+  onChange: (plugged: Map<string, number>) => Promise<void>;
   log: Logger;
 }
 
@@ -254,7 +257,14 @@ export class ContainerReconciler {
     }
     // the flows for new ports first, then the containers' interfaces come up: no
     // container ever sees a link that silently drops its first packets
-    if (changed) await this.o.onChange();
+    if (changed) {
+      const numbers = new Map(
+        (await this.o.ovs.observe()).interfaces
+          .filter((i) => i.bridge === this.o.bridge)
+          .map((i) => [i.name, i.ofport]),
+      );
+      await this.o.onChange(new Map(plugged.map(({ a }) => [a.hostIf, numbers.get(a.hostIf) ?? -1])));
+    }
     const flowsAt = Date.now();
     for (const { c, a, t } of plugged) {
       try {

@@ -97,13 +97,30 @@ export function localPorts(o: OvsState, bridge: string, d: DesiredPlane): LocalP
   return out.sort((a, b) => a.port.localeCompare(b.port));
 }
 
+/** Pure: the actions that turn an ARP request for ip into the reply from mac, sent back where it came from. */
+export function arpReply(mac: string, ip: string): string {
+  const macHex = `0x${mac.replace(/:/g, '')}`;
+  const ipx = `0x${ipHex(parseIp(ip)!)}`;
+  return [
+    'move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[]',
+    `load:${macHex}->NXM_OF_ETH_SRC[]`,
+    'load:0x2->NXM_OF_ARP_OP[]',
+    'move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[]',
+    'move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[]',
+    `load:${macHex}->NXM_NX_ARP_SHA[]`,
+    `load:${ipx}->NXM_OF_ARP_SPA[]`,
+    'in_port',
+  ].join(',');
+}
+
 /**
  * The OpenFlow pipeline (port names, resolved by ovs-ofctl). Loop-free by
  * construction: reg7=1 marks a frame that came from a tunnel, and such frames only
  * ever go to local ports.
  *   table 0  classify: local port -> reg6=network key, to 10; tunnel+key -> reg6, reg7=1, to 20
  *   table 10 port security: a container sends only from its own MAC and IP (ARP too)
- *   table 20 forward: local MAC -> its port; remote endpoint MAC -> its peer's tunnel;
+ *   table 20 forward: ARP for a known address answered by the bridge (from a local port);
+ *            local MAC -> its port; remote endpoint MAC -> its peer's tunnel;
  *            broadcast/multicast from local -> local ports + every tunnel once;
  *            from a tunnel -> local ports only; unknown unicast from local -> tunnels
  */
@@ -115,9 +132,19 @@ export function computeFlows(s: Snapshot, d: DesiredPlane, locals: LocalPort[], 
   const add = (table: number, prio: number, match: string, actions: string) =>
     f.push(`cookie=${COOKIE},table=${table},priority=${prio}${match ? `,${match}` : ''},actions=${actions}`);
 
+  // ARP responder (l2pop, as Neutron's br-tun): a request from a local port for an address
+  // the bridge knows is answered by the bridge itself, from the owner's MAC: no broadcast to
+  // every port and tunnel, no round trip to the peer before the first packet
+  const answered = new Set<string>();
+  const arpResponder = (k: number, ip: string, mac: string) => {
+    if (answered.has(`${k}/${ip}`)) return;
+    answered.add(`${k}/${ip}`);
+    add(20, 110, `reg7=0,reg6=${k},arp,arp_op=1,arp_tpa=${ip}`, arpReply(mac, ip));
+  };
   for (const lp of locals) {
     const k = keyOf.get(lp.network);
     if (k === undefined) continue;
+    arpResponder(k, lp.ip, lp.mac);
     add(0, 100, `in_port=${lp.port}`, `load:${k}->NXM_NX_REG6[],resubmit(,10)`);
     if (lp.gateway) {
       add(10, 100, `in_port=${lp.port},dl_src=${lp.mac}`, 'resubmit(,20)');
@@ -148,6 +175,7 @@ export function computeFlows(s: Snapshot, d: DesiredPlane, locals: LocalPort[], 
       if (seen.has(key)) continue; // one MAC, one tunnel
       seen.add(key);
       add(20, 90, `reg7=0,reg6=${k},dl_dst=${e.mac}`, `set_field:${k}->tun_id,output:${port}`);
+      if (parseIp(e.ip) !== undefined) arpResponder(k, e.ip, e.mac);
     }
   }
   for (const n of [...s.networks].sort((a, b) => a.greKey - b.greKey)) {

@@ -44,7 +44,7 @@ async function loadDaemon() {
     import('./desired.js'),
     import('./control.js'),
     import('./docker-firewall.js'),
-    import('./openflow-watch.js'),
+    import('./openflow/connection.js'),
   ]);
   return {
     createRunner: exec.createRunner,
@@ -58,7 +58,7 @@ async function loadDaemon() {
     reportableEndpoints: desired.reportableEndpoints,
     serveControl: control.serveControl,
     IptablesDockerFirewall: fw.IptablesDockerFirewall,
-    OpenflowWatch: ofw.OpenflowWatch,
+    OpenflowConnection: ofw.OpenflowConnection,
   };
 }
 
@@ -162,7 +162,7 @@ async function run(argv: string[]): Promise<number> {
     reportableEndpoints,
     serveControl,
     IptablesDockerFirewall,
-    OpenflowWatch,
+    OpenflowConnection,
   } = await loadDaemon();
   const log = createLogger('agent', cfg.logLevel).child({ host: cfg.name });
   fs.mkdirSync(cfg.stateDir, { recursive: true, mode: 0o700 });
@@ -256,7 +256,7 @@ async function run(argv: string[]): Promise<number> {
       userspace: cfg.datapath === 'netdev',
       stateDir: cfg.stateDir,
       snapshot: () => current,
-      onChange: () => reconciler.markDirtyAndWait('containers'),
+      onChange: (plugged) => reconciler.portsForwarding(plugged),
       onDockerConnected: () => reconciler.refreshNat('docker connected'),
       log: log.child({ part: 'containers' }),
     });
@@ -290,14 +290,15 @@ async function run(argv: string[]): Promise<number> {
     log.info({ revision: cached.revision, peers: cached.peers.length }, 'starting from the cached desired state');
     setSnapshot(cached);
   }
-  const flowWatch = mgmtSocket
-    ? new OpenflowWatch({
+  const openflow = mgmtSocket
+    ? new OpenflowConnection({
         socket: mgmtSocket,
         log: log.child({ part: 'openflow' }),
         onReconnect: () => reconciler.flowsLost('ovs-vswitchd reconnected'),
       })
     : undefined;
-  flowWatch?.start();
+  if (openflow) ovs.useOpenflow(openflow);
+  openflow?.start();
   reconciler.start();
   client.start();
   const starting = () => new Error('the agent is still starting (Docker not followed yet); try again in a moment');
@@ -366,7 +367,7 @@ async function run(argv: string[]): Promise<number> {
   clearTimeout(containersTimer);
   containers?.stop();
   reconciler.stop();
-  flowWatch?.stop();
+  openflow?.stop();
   ovs.stop();
   client.stop();
   log.info({}, 'agent stopped; the data plane stays as it is');

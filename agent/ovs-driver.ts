@@ -1,7 +1,9 @@
 // OvsDriver: every OVS side effect of the agent, behind one interface.
 // OvsdbOvsDriver speaks OVSDB itself (a persistent connection with a monitor-fed
 // replica: observing is a read of memory, a change is one transaction) and programs
-// flows with ovs-ofctl bundles on the bridge's management socket.
+// flows on the bridge's management socket: a change as one native OpenFlow bundle on a
+// persistent connection (agent/openflow/), the whole table (start, repair) and the
+// fallback with ovs-ofctl bundles.
 import * as path from 'node:path';
 import type { Runner } from '../common/exec.js';
 import type { Logger } from '../common/log.js';
@@ -9,6 +11,7 @@ import { COOKIE, type OvsState } from './model.js';
 import { stateFromRows } from './ovsdb-json.js';
 import { toTransaction, type OvsOp } from './ovs-ops.js';
 import { OvsdbClient, type MonitorSpec } from './ovsdb/client.js';
+import type { OpenflowConnection } from './openflow/connection.js';
 
 export interface OvsDriver {
   /** what OVS holds (a read of the replica; waits for the database when not connected) */
@@ -84,6 +87,9 @@ export interface OvsdbDriverOptions {
 export class OvsdbOvsDriver implements OvsDriver {
   readonly client: OvsdbClient;
   private listeners = new Set<() => void>();
+  private openflow: OpenflowConnection | undefined;
+  /** flow changes sent natively / with ovs-ofctl (status, benchmarks) */
+  readonly flowUpdates = { native: 0, ofctl: 0 };
 
   constructor(private readonly o: OvsdbDriverOptions) {
     this.client = new OvsdbClient({
@@ -171,8 +177,19 @@ export class OvsdbOvsDriver implements OvsDriver {
     });
   }
 
+  /** flow changes go over this connection while it is up (it must be to this bridge's management socket) */
+  useOpenflow(c: OpenflowConnection | undefined): void {
+    this.openflow = c;
+  }
+
   async updateFlows(bridge: string, remove: string[], add: string[]): Promise<void> {
     if (remove.length + add.length === 0) return;
+    if (this.openflow?.connected) {
+      await this.openflow.updateFlows(remove, add);
+      this.flowUpdates.native++;
+      return;
+    }
+    this.flowUpdates.ofctl++;
     const lines = [...remove.map((k) => `delete_strict ${k}`), ...add.map((f) => `add ${f}`)];
     await this.o.run(['ovs-ofctl', '-O', 'OpenFlow14', '--bundle', 'add-flows', this.mgmt(bridge), '-'], {
       input: `${lines.join('\n')}\n`,

@@ -25,6 +25,8 @@ export interface PassResult {
   locals: LocalPort[];
   tunnels: TunnelHealth[];
   flows: number;
+  /** OpenFlow number of every port on the bridge whose flows this pass installed (by name) */
+  ofports: Map<string, number>;
   changedPorts: number;
   flowsReplaced: boolean;
   ms: number;
@@ -46,7 +48,7 @@ export interface ReconcilerOptions {
   resyncMs: number;
   /**
    * how often to count the bridge's flows with ovs-ofctl to notice ovs-vswitchd lost them;
-   * 0: never (an OpenflowWatch tells flowsLost instead, with no process)
+   * 0: never (the OpenFlow connection tells flowsLost instead, with no process)
    */
   probeMs: number;
   /** full repairs (every flow, addresses checked with ip, NAT and Docker rules) at least this often; default 10 min */
@@ -74,6 +76,7 @@ export class Reconciler {
   private readonly loop: Loop;
   private readonly repairMs: number;
   lastPass: PassResult | undefined;
+  private portWaiters: { want: Map<string, number>; resolve: () => void }[] = [];
 
   constructor(private readonly o: ReconcilerOptions) {
     this.repairMs = o.repairMs ?? 600_000;
@@ -86,10 +89,13 @@ export class Reconciler {
           this.lastPass = r;
           this.o.onPass?.(r);
         }
+        this.wakePortWaiters(false);
       },
       onError: () => {
         this.installed = undefined;
         this.lastNat = '';
+        // the caller brings its container up either way, as after any pass (the next pass repairs)
+        this.wakePortWaiters(true);
       },
     });
   }
@@ -142,6 +148,39 @@ export class Reconciler {
   /** resolves after the pass running now (it saw every change made before it started) or, when idle, the next one */
   nextPass(): Promise<void> {
     return this.loop.nextPass();
+  }
+
+  /**
+   * Resolves once a finished pass has installed the flows of these ports at these OpenFlow
+   * numbers (or a pass failed). Often already true: the OVSDB monitor shows a new port
+   * with its number as soon as ovs-vswitchd has it, and that alone starts a pass.
+   */
+  portsForwarding(plugged: Map<string, number>, timeoutMs = 10_000): Promise<void> {
+    this.markDirty('ports');
+    // a port without a number gets no flows: nothing to wait for
+    const want = new Map([...plugged].filter(([, n]) => n > 0));
+    if (this.forwards(want)) return Promise.resolve();
+    return new Promise((resolve) => {
+      const w = { want, resolve: () => (clearTimeout(timer), resolve()) };
+      // never hold the container loop forever: the interface comes up, the next pass repairs
+      const timer = setTimeout(() => {
+        this.portWaiters = this.portWaiters.filter((x) => x !== w);
+        this.o.log.warn({ ports: [...want.keys()] }, 'no pass installed the flows of new ports in time');
+        resolve();
+      }, timeoutMs);
+      this.portWaiters.push(w);
+    });
+  }
+
+  private forwards(want: Map<string, number>): boolean {
+    const have = this.lastPass?.ofports;
+    return have !== undefined && [...want].every(([name, n]) => have.get(name) === n);
+  }
+
+  private wakePortWaiters(all: boolean): void {
+    const keep: typeof this.portWaiters = [];
+    for (const w of this.portWaiters) all || this.forwards(w.want) ? w.resolve() : keep.push(w);
+    this.portWaiters = keep;
   }
 
   /** marks dirty and resolves after a pass that started after this call: one that sees what the caller just changed */
@@ -254,6 +293,7 @@ export class Reconciler {
       locals,
       tunnels,
       flows: flows.length,
+      ofports,
       changedPorts: ops.length,
       flowsReplaced,
       ms: Math.round((performance.now() - t0) * 100) / 100,

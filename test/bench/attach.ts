@@ -86,7 +86,8 @@ const results: Record<string, unknown> = {};
 try {
   // gremesh on both hosts, a target container on h2
   await startCoordinator(dir);
-  await joinAll(dir, ['h1', 'h2']);
+  // GREMESH_BENCH_AGENT_FLAGS="--log-level debug" (with GREMESH_BENCH_LOGS=DIR to keep the logs)
+  await joinAll(dir, ['h1', 'h2'], (process.env.GREMESH_BENCH_AGENT_FLAGS ?? '').split(' ').filter(Boolean));
   await docker('h2', [
     'run',
     '-d',
@@ -165,11 +166,21 @@ try {
   await ovnPlug('h2', 'ovn-target', 2);
   const gmTarget = await addressOf('h2', 'gm-target');
 
+  const startedAt = new Map<string, number>();
+  /** a slow sample: was the agent late (attached long after T0) or the first packets? */
+  const explain = (name: string, ms: number) => {
+    const l = attachedLines('h1').find((x) => x.container === name);
+    const t0 = startedAt.get(name)!;
+    return l
+      ? `slow: ${name} ${ms.toFixed(0)} ms; attached ${l.time - t0} ms after T0 (phases ${JSON.stringify(l.phasesMs)}), first reply ${(ms - (l.time - t0)).toFixed(0)} ms after that`
+      : `slow: ${name} ${ms.toFixed(0)} ms, not in the agent's log`;
+  };
   const one = async (kind: Kind, i: number) => {
     const name = `${kind[0]}${i}`;
     const labels = kind === 'gremesh' ? ['--label', 'gremesh.network=default'] : [];
     await docker('h1', ['run', '-d', '--net=none', '--name', name, ...labels, IMAGE, 'sleep', 'infinity']);
     const t0 = performance.now();
+    startedAt.set(name, Date.now());
     if (kind === 'manual')
       await inHost('h1', [
         'ovs-docker',
@@ -207,6 +218,8 @@ try {
     for (const k of ['gremesh', 'manual', 'ovn'] as const) samples[k].push(await one(k, i));
   const s = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, summarize(v)])) as Record<Kind, Summary>;
   const phases = phasesOf(new Set(Array.from({ length: count }, (_, i) => `g${i}`)));
+  // the slow ones: where did the time go?
+  for (const [i, ms] of samples.gremesh.entries()) if (ms > 3 * s.gremesh.p50) console.log(`  ${explain(`g${i}`, ms)}`);
   const row = (label: string, x: Summary) =>
     `  ${label.padEnd(62)} p50=${x.p50.toFixed(0).padStart(4)} ms  p99=${x.p99.toFixed(0).padStart(4)} ms`;
   const fmtPhases = (p: Record<string, number>) =>
@@ -244,16 +257,28 @@ try {
     }
     process.stdout.write(' attached\n');
     const withBusy: number[] = [];
+    const manualBusy: number[] = [];
     const n2 = Math.min(count, 20);
-    for (let i = 0; i < n2; i++) withBusy.push(await one('gremesh', 1000 + i));
+    for (let i = 0; i < n2; i++) {
+      withBusy.push(await one('gremesh', 1000 + i));
+      manualBusy.push(await one('manual', 1000 + i));
+    }
+    for (const [i, ms] of withBusy.entries())
+      if (ms > 3 * s.gremesh.p50) console.log(`  ${explain(`g${1000 + i}`, ms)}`);
     const b = summarize(withBusy);
+    const mb = summarize(manualBusy);
     const bp = phasesOf(new Set(Array.from({ length: n2 }, (_, i) => `g${1000 + i}`)));
+    const diff = (x: number, y: number) => `${x - y >= 0 ? '+' : ''}${(x - y).toFixed(0)} ms`;
     console.log(
       row(`gremesh with ${busy} containers running on the host (${n2})`, b) +
-        `  (vs ${s.gremesh.p50.toFixed(0)} ms with none: ${b.p50 - s.gremesh.p50 >= 0 ? '+' : ''}${(b.p50 - s.gremesh.p50).toFixed(0)} ms)`,
+        `  (vs ${s.gremesh.p50.toFixed(0)} ms with none: ${diff(b.p50, s.gremesh.p50)})`,
     );
-    console.log(`  phases: ${fmtPhases(bp)}`);
-    Object.assign(results, { busy, withBusy: b, withBusyPhases: bp });
+    console.log(
+      row(`manual recipe, same host, same time (${n2})`, mb) +
+        `  (vs ${s.manual.p50.toFixed(0)} ms with none: ${diff(mb.p50, s.manual.p50)})`,
+    );
+    console.log(`  gremesh phases: ${fmtPhases(bp)}`);
+    Object.assign(results, { busy, withBusy: b, manualWithBusy: mb, withBusyPhases: bp });
     for (let i = 0; i < busy; i++) await docker('h1', ['rm', '-f', `busy${i}`]);
   }
 
@@ -304,6 +329,11 @@ try {
     Object.assign(results, { fresh: f, freshSamples: firsts });
   }
 } finally {
+  const keep = process.env.GREMESH_BENCH_LOGS;
+  if (keep) {
+    fs.mkdirSync(keep, { recursive: true });
+    for (const h of ['h1', 'h2']) fs.copyFileSync(agentLog(dir, h), `${keep}/${h}-agent.log`);
+  }
   await cli(BIN.lab, ['down', '--dir', dir], {}, 600_000);
   fs.rmSync(dir, { recursive: true, force: true });
 }

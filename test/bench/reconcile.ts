@@ -2,7 +2,7 @@
 // 32 peers and 200 endpoints (50 local ports on the bridge, 150 remote ones from
 // peers): the first pass (builds everything), a pass with nothing to do, and a pass
 // after one peer joined or left.
-// Usage: node dist/test/bench/reconcile.js [--repeat 20]
+// Usage: node dist/test/bench/reconcile.js [--repeat 20] [--locals 50]
 import * as fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import { BIN, cli, tempDir } from '../helpers/cli.js';
@@ -10,7 +10,8 @@ import { readState } from '../../deploy/lab/lab.js';
 import { hostPaths } from '../../deploy/lab/plan.js';
 import { createRunner, processesStarted } from '../../common/exec.js';
 import { silentLogger } from '../../common/log.js';
-import { OvsdbOvsDriver } from '../../agent/ovs-driver.js';
+import { OvsdbOvsDriver, flowKey } from '../../agent/ovs-driver.js';
+import { OpenflowConnection } from '../../agent/openflow/connection.js';
 import type { OvsOp } from '../../agent/ovs-ops.js';
 import { IpLinkDriver } from '../../agent/link-driver.js';
 import { Reconciler } from '../../agent/reconciler.js';
@@ -18,7 +19,10 @@ import type { Snapshot } from '../../agent/model.js';
 import { formatIp, macFromIp, parseIp } from '../../common/ipv4.js';
 import { summarize } from './stats.js';
 
-const { values } = parseArgs({ options: { repeat: { type: 'string', default: '20' } } });
+const { values } = parseArgs({
+  options: { repeat: { type: 'string', default: '20' }, locals: { type: 'string', default: '50' } },
+});
+const LOCALS = Number(values.locals);
 const repeat = Number(values.repeat);
 const dir = tempDir('gmr');
 const up = await cli(BIN.lab, ['up', '--hosts', '1', '--dir', dir], {}, 600_000);
@@ -45,7 +49,7 @@ const snap = (peers: number): Snapshot => ({
   })),
 });
 try {
-  // 50 local ports, as the Docker attachment makes them (internal ports stand in for veths)
+  // LOCALS local ports, as the Docker attachment makes them (internal ports stand in for veths)
   const ops: OvsOp[] = [
     {
       op: 'ensure-bridge',
@@ -56,7 +60,7 @@ try {
       externalIds: { 'gremesh-owner': 'agent' },
     },
   ];
-  for (let i = 0; i < 50; i++) {
+  for (let i = 0; i < LOCALS; i++) {
     const ip = `198.18.64.${10 + i}`;
     ops.push({
       op: 'add-port',
@@ -78,7 +82,7 @@ try {
     probeMs: 3_600_000,
   });
   const s0 = snap(PEERS);
-  const endpoints = s0.peers.reduce((a, p) => a + p.endpoints.length, 0) + 50;
+  const endpoints = s0.peers.reduce((a, p) => a + p.endpoints.length, 0) + LOCALS;
   r.setSnapshot(s0);
   await r.nextPass();
   const first = r.lastPass!;
@@ -92,24 +96,70 @@ try {
     steady.push(p.ms);
   }
   const idleProcesses = processesStarted() - before;
-  const change: number[] = [];
-  for (let i = 0; i < repeat; i++) {
+  // the flow delta of a change through each writer, interleaved: one ovs-ofctl --bundle
+  // process, or a native OpenFlow 1.4 bundle on the agent's persistent connection
+  const openflow = new OpenflowConnection({
+    socket: ovs.mgmtSocket('gremesh0')!,
+    log: silentLogger,
+    onReconnect: () => {},
+  });
+  openflow.start();
+  for (let i = 0; i < 100 && !openflow.connected; i++) await new Promise((x) => setTimeout(x, 20));
+  if (!openflow.connected) throw new Error('no OpenFlow connection to gremesh0');
+  const change = { ofctl: [] as number[], native: [] as number[] };
+  for (let i = 0; i < 2 * repeat; i++) {
+    const native = i % 4 >= 2; // each writer sees a leave, then a join
+    ovs.useOpenflow(native ? openflow : undefined);
     r.setSnapshot(snap(i % 2 === 0 ? PEERS - 1 : PEERS));
     await r.nextPass();
-    change.push(r.lastPass!.ms);
+    change[native ? 'native' : 'ofctl'].push(r.lastPass!.ms);
   }
+  // one container port's flows (4 added, then removed), the writer alone
+  const port = [
+    'cookie=0x67726d,table=0,priority=100,in_port=900,actions=load:1->NXM_NX_REG6[],resubmit(,10)',
+    'cookie=0x67726d,table=10,priority=100,in_port=900,dl_src=0a:58:c6:12:40:fe,ip,nw_src=198.18.64.254,actions=resubmit(,20)',
+    'cookie=0x67726d,table=10,priority=100,in_port=900,dl_src=0a:58:c6:12:40:fe,arp,arp_spa=198.18.64.254,arp_sha=0a:58:c6:12:40:fe,actions=resubmit(,20)',
+    'cookie=0x67726d,table=20,priority=100,reg6=1,dl_dst=0a:58:c6:12:40:fe,actions=output:900',
+  ];
+  const delta = { ofctl: [] as number[], native: [] as number[] };
+  for (let i = 0; i < 4 * repeat; i++) {
+    const native = i % 4 >= 2;
+    ovs.useOpenflow(native ? openflow : undefined);
+    const t0 = performance.now();
+    if (i % 2 === 0) await ovs.updateFlows('gremesh0', [], port);
+    else await ovs.updateFlows('gremesh0', port.map(flowKey), []);
+    delta[native ? 'native' : 'ofctl'].push(performance.now() - t0);
+  }
+  openflow.stop();
   const ss = summarize(steady);
-  const sc = summarize(change);
+  const sc = { ofctl: summarize(change.ofctl), native: summarize(change.native) };
+  const sd = { ofctl: summarize(delta.ofctl), native: summarize(delta.native) };
   console.log(
     `pass with nothing to do: p50=${ss.p50} ms p99=${ss.p99} ms (n=${repeat}), processes started: ${idleProcesses}`,
   );
-  console.log(`pass after one peer left/joined: p50=${sc.p50} ms p99=${sc.p99} ms (n=${repeat})`);
+  console.log(
+    `pass after one peer left/joined, flow delta by ovs-ofctl --bundle: p50=${sc.ofctl.p50} ms p99=${sc.ofctl.p99} ms; ` +
+      `by a native OpenFlow bundle: p50=${sc.native.p50} ms p99=${sc.native.p99} ms (n=${repeat} each, interleaved)`,
+  );
+  console.log(
+    `one container port's 4 flows added or removed: ovs-ofctl --bundle p50=${sd.ofctl.p50.toFixed(2)} ms p99=${sd.ofctl.p99.toFixed(2)} ms; ` +
+      `native bundle p50=${sd.native.p50.toFixed(2)} ms p99=${sd.native.p99.toFixed(2)} ms (n=${2 * repeat} each)`,
+  );
   r.stop();
   if (process.env.GREMESH_BENCH_JSON)
     fs.writeFileSync(
       process.env.GREMESH_BENCH_JSON,
       JSON.stringify(
-        { peers: PEERS, endpoints, firstMs: first.ms, flows: first.flows, steady: ss, change: sc, idleProcesses },
+        {
+          peers: PEERS,
+          endpoints,
+          firstMs: first.ms,
+          flows: first.flows,
+          steady: ss,
+          change: sc,
+          delta: sd,
+          idleProcesses,
+        },
         null,
         2,
       ),

@@ -129,3 +129,35 @@ test('a peer leaves: one transaction deletes its port, and only its flows change
   );
   r.stop();
 });
+
+test('portsForwarding resolves once a pass installed the flows of the new port at its number, not before', async (t) => {
+  const ovs = new FakeOvsDriver();
+  const r = make(ovs);
+  r.setSnapshot(snap(['198.18.0.12']));
+  await r.nextPass();
+  await ovs.apply([
+    {
+      op: 'add-port',
+      bridge: 'gremesh0',
+      port: 'gmaaaaaaaaaaa',
+      iface: {
+        externalIds: { 'gremesh-network': 'default', 'gremesh-ip': '198.18.64.2', 'gremesh-mac': '0a:58:c6:12:40:02' },
+      },
+    },
+  ]);
+  const ofport = (await ovs.observe()).interfaces.find((i) => i.name === 'gmaaaaaaaaaaa')!.ofport;
+  t.true(ofport > 0);
+  await r.portsForwarding(new Map([['gmaaaaaaaaaaa', ofport]]));
+  t.true(
+    ovs.flowUpdates.some((u) => u.add.some((f) => f.includes(`in_port=${ofport},`))),
+    'the flows of that port were sent',
+  );
+  t.is(r.lastPass!.ofports.get('gmaaaaaaaaaaa'), ofport);
+  // a number the bridge never had: not satisfied by any pass, released by the timeout
+  const t0 = Date.now();
+  await r.portsForwarding(new Map([['gmaaaaaaaaaaa', ofport + 100]]), 300);
+  t.true(Date.now() - t0 >= 290, 'waited for the timeout');
+  // a port without a number: nothing to wait for
+  await r.portsForwarding(new Map([['gmbbbbbbbbbbb', -1]]));
+  r.stop();
+});
