@@ -179,7 +179,9 @@ export class Reconciler {
 
   private wakePortWaiters(all: boolean): void {
     const keep: typeof this.portWaiters = [];
-    for (const w of this.portWaiters) all || this.forwards(w.want) ? w.resolve() : keep.push(w);
+    for (const w of this.portWaiters)
+      if (all || this.forwards(w.want)) w.resolve();
+      else keep.push(w);
     this.portWaiters = keep;
   }
 

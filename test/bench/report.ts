@@ -96,8 +96,11 @@ if (out.converge || out.convergeInsecure) {
 }
 if (out.reconcile) {
   const r = out.reconcile;
+  const change = r.change.native
+    ? `a pass after one peer joined or left, its flow delta as one native OpenFlow bundle p50 ${ms(r.change.native.p50)} / p99 ${ms(r.change.native.p99)}, as one \`ovs-ofctl --bundle\` p50 ${ms(r.change.ofctl.p50)} / p99 ${ms(r.change.ofctl.p99)} (interleaved); one container port's 4 flows, the writer alone: native p50 ${r.delta.native.p50.toFixed(2)} ms, ovs-ofctl p50 ${r.delta.ofctl.p50.toFixed(2)} ms`
+    : `a pass after one peer joined or left p50 ${ms(r.change.p50)} / p99 ${ms(r.change.p99)}`;
   lines.push(
-    `**Reconcile pass** with ${r.peers} peers and ${r.endpoints} endpoints against a real ovs-vswitchd (${cmd('reconcile.js', argsOf('reconcile').args)}): first pass (bridge, ${r.peers} GRE ports, ${r.flows} flows) ${ms(r.firstMs)}; a pass with nothing to do p50 ${r.steady.p50} ms / p99 ${r.steady.p99} ms${r.idleProcesses !== undefined ? ` (processes started by ${r.steady.n} such passes: ${r.idleProcesses})` : ''}; a pass after one peer joined or left p50 ${ms(r.change.p50)} / p99 ${ms(r.change.p99)}.`,
+    `**Reconcile pass** with ${r.peers} peers and ${r.endpoints} endpoints against a real ovs-vswitchd (${cmd('reconcile.js', argsOf('reconcile').args)}): first pass (bridge, ${r.peers} GRE ports, ${r.flows} flows) ${ms(r.firstMs)}; a pass with nothing to do p50 ${r.steady.p50} ms / p99 ${r.steady.p99} ms${r.idleProcesses !== undefined ? ` (processes started by ${r.steady.n} such passes: ${r.idleProcesses})` : ''}; ${change}.`,
     '',
   );
 }
@@ -135,20 +138,50 @@ if (out.attach) {
     '|---|---|---|',
     `| gremesh (label; the agent attaches) | ${ms(r.gremesh.p50)} | ${ms(r.gremesh.p99)} |`,
     `| manual recipe (\`ovs-docker add-port --ipaddress --gateway --mtu\`, pre-built tunnel) | ${ms(r.manual.p50)} | ${ms(r.manual.p99)} |`,
+    ...(r.ovn
+      ? [
+          `| OVN (\`ovn-nbctl lsp-add\`, \`ovs-docker add-port\`, \`iface-id\`; geneve) | ${ms(r.ovn.p50)} | ${ms(r.ovn.p99)} |`,
+        ]
+      : []),
+    ...(r.withBusy
+      ? [
+          `| gremesh, ${r.busy} containers already running on the host | ${ms(r.withBusy.p50)} | ${ms(r.withBusy.p99)} |`,
+          `| manual recipe, same host, same time | ${ms(r.manualWithBusy.p50)} | ${ms(r.manualWithBusy.p99)} |`,
+        ]
+      : []),
+    ...(r.fresh
+      ? [
+          `| gremesh, first container on a fresh tunnel (a host that just joined) | ${ms(r.fresh.p50)} | ${ms(r.fresh.p99)} |`,
+        ]
+      : []),
     '',
+    ...(r.phases
+      ? [
+          `gremesh's attach, p50 of each phase from the agent's log: Docker's start event -> inspected ${ms(r.phases.inspect)} -> veth in the container ${ms(r.phases.veth)} -> OVS port with its number ${ms(r.phases.port)} -> flows installed ${ms(r.phases.flows)} -> interface up with its route ${ms(r.phases.up)}` +
+            (r.withBusyPhases
+              ? `; with ${r.busy} containers running: ${ms(r.withBusyPhases.inspect)}, ${ms(r.withBusyPhases.veth)}, ${ms(r.withBusyPhases.port)}, ${ms(r.withBusyPhases.flows)}, ${ms(r.withBusyPhases.up)}.`
+              : '.'),
+          '',
+        ]
+      : []),
   );
 }
 if (out.throughput) {
   const r = out.throughput;
+  const plain = r.plain_1 !== undefined;
   lines.push(
-    `**Throughput** (iperf3, ${cmd('throughput.js', argsOf('throughput').args)}; userspace datapath, CPU-bound on 2 cores):`,
+    `**Throughput** (iperf3, ${cmd('throughput.js', argsOf('throughput').args)}; userspace datapath, CPU-bound on 2 cores${plain ? '; median of interleaved runs, each run in the JSON' : ''}):`,
     '',
-    '| streams | host to host (underlay) | container to container (GRE overlay) | ratio |',
-    '|---|---|---|---|',
+    plain
+      ? '| streams | host to host (underlay) | plain OVS GRE (ovs-docker endpoints, MTU 1458) | gremesh container to container | gremesh / plain GRE |'
+      : '| streams | host to host (underlay) | container to container (GRE overlay) | ratio |',
+    plain ? '|---|---|---|---|---|' : '|---|---|---|---|',
   );
   for (const p of [1, 4])
     lines.push(
-      `| ${p} | ${r[`underlay_${p}`].toFixed(2)} Gbit/s | ${r[`overlay_${p}`].toFixed(2)} Gbit/s | ${(r[`overlay_${p}`] / r[`underlay_${p}`]).toFixed(2)} |`,
+      plain
+        ? `| ${p} | ${r[`underlay_${p}`].toFixed(2)} Gbit/s | ${r[`plain_${p}`].toFixed(2)} Gbit/s | ${r[`overlay_${p}`].toFixed(2)} Gbit/s | ${(r[`overlay_${p}`] / r[`plain_${p}`]).toFixed(2)} |`
+        : `| ${p} | ${r[`underlay_${p}`].toFixed(2)} Gbit/s | ${r[`overlay_${p}`].toFixed(2)} Gbit/s | ${(r[`overlay_${p}`] / r[`underlay_${p}`]).toFixed(2)} |`,
     );
   lines.push('');
 }
@@ -185,6 +218,12 @@ if (out.attach)
       { label: 'gremesh p99', value: out.attach.gremesh.p99 },
       { label: 'ovs-docker recipe p50', value: out.attach.manual.p50 },
       { label: 'ovs-docker recipe p99', value: out.attach.manual.p99 },
+      ...(out.attach.ovn
+        ? [
+            { label: 'OVN p50', value: out.attach.ovn.p50 },
+            { label: 'OVN p99', value: out.attach.ovn.p99 },
+          ]
+        : []),
     ]),
   );
 if (out.fanout)
@@ -209,7 +248,10 @@ if (out.throughput)
       'Gbit/s',
       [1, 4].flatMap((p) => [
         { label: `host to host, ${p} stream${p > 1 ? 's' : ''}`, value: out.throughput[`underlay_${p}`] },
-        { label: `container to container, ${p} stream${p > 1 ? 's' : ''}`, value: out.throughput[`overlay_${p}`] },
+        ...(out.throughput[`plain_${p}`] !== undefined
+          ? [{ label: `plain OVS GRE, ${p} stream${p > 1 ? 's' : ''}`, value: out.throughput[`plain_${p}`] }]
+          : []),
+        { label: `gremesh, ${p} stream${p > 1 ? 's' : ''}`, value: out.throughput[`overlay_${p}`] },
       ]),
     ),
   );

@@ -1,6 +1,9 @@
 // Benchmark: TCP throughput container to container across two hosts over the GRE
-// overlay (iperf3, 1 and 4 streams), against host to host over the underlay, in one run.
-// Usage: node dist/test/bench/throughput.js [--seconds 5]
+// overlay (iperf3, 1 and 4 streams), against plain OVS GRE between the same two hosts (a
+// bridge with one GRE port each and two containers plugged by ovs-docker at the same MTU
+// and offload settings: the datapath's ceiling) and host to host over the underlay,
+// interleaved, several runs; the ratio is the median's.
+// Usage: node dist/test/bench/throughput.js [--seconds 5] [--runs 3]
 import * as fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import { execa } from 'execa';
@@ -10,8 +13,11 @@ import { joinAll, startCoordinator } from '../../deploy/lab/mesh.js';
 import { IMAGE, hostEnv, hostIp } from '../../deploy/lab/plan.js';
 import { systemPath } from '../../common/exec.js';
 
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '5' } } });
+const { values } = parseArgs({
+  options: { seconds: { type: 'string', default: '5' }, runs: { type: 'string', default: '3' } },
+});
 const secs = values.seconds!;
+const runs = Number(values.runs);
 const dir = tempDir('gmp');
 const up = await cli(BIN.lab, ['up', '--hosts', '2', '--dir', dir], {}, 600_000);
 if (up.exitCode !== 0) throw new Error(up.stderr);
@@ -25,7 +31,8 @@ const inHost = async (h: string, argv: string[]) =>
       })
     ).stdout,
   ).trim();
-const results: Record<string, number> = {};
+const results: Record<string, number | number[]> = {};
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
 async function iperf(serverNs: string[], clientNs: string[], ip: string, streams: number): Promise<number> {
   const server = execa(serverNs[0]!, [...serverNs.slice(1), 'iperf3', '-s', '-1'], {
     env: { PATH: systemPath() },
@@ -84,11 +91,78 @@ try {
   await execa(c1[0]!, [...c1.slice(1), 'ping', '-c', '3', '-W', '1', ip2], { reject: false });
   const h1 = ['nsenter', `--net=/run/netns/${ns('h1').ns}`];
   const h2 = ['nsenter', `--net=/run/netns/${ns('h2').ns}`];
+  // plain OVS GRE: its own bridge (normal switching), one GRE port per host, a container on
+  // each plugged by ovs-docker at the overlay's MTU, checksum offload off as gremesh does
+  const plain: Record<string, string[]> = {};
+  for (const [h, peer, i] of [
+    ['h1', hostIp(2), 1],
+    ['h2', hostIp(1), 2],
+  ] as const) {
+    await inHost(h, [
+      'ovs-vsctl',
+      '--may-exist',
+      'add-br',
+      'br-plain',
+      '--',
+      'set',
+      'bridge',
+      'br-plain',
+      'datapath_type=netdev',
+      '--',
+      '--may-exist',
+      'add-port',
+      'br-plain',
+      'gre-plain',
+      '--',
+      'set',
+      'interface',
+      'gre-plain',
+      'type=gre',
+      `options:remote_ip=${peer}`,
+      'options:key=77',
+    ]);
+    await inHost(h, ['docker', 'run', '-d', '--net=none', '--name', `p-${h}`, IMAGE, 'sleep', 'infinity']);
+    await inHost(h, [
+      'ovs-docker',
+      'add-port',
+      'br-plain',
+      'eth0',
+      `p-${h}`,
+      `--ipaddress=198.19.2.${i}/24`,
+      '--mtu=1458',
+    ]);
+    const port = await inHost(h, [
+      'ovs-vsctl',
+      '--bare',
+      '--columns=name',
+      'find',
+      'interface',
+      `external_ids:container_id=p-${h}`,
+    ]);
+    await inHost(h, ['ethtool', '-K', port, 'tx', 'off']);
+    const ppid = await inHost(h, ['docker', 'inspect', '-f', '{{.State.Pid}}', `p-${h}`]);
+    plain[h] = ['nsenter', '-t', ppid, '-n'];
+    await execa('nsenter', ['-t', ppid, '-n', 'ethtool', '-K', 'eth0', 'tx', 'off'], { env: { PATH: systemPath() } });
+  }
+  await execa(plain.h1![0]!, [...plain.h1!.slice(1), 'ping', '-c', '3', '-W', '1', '198.19.2.2'], { reject: false });
+  const kinds = {
+    underlay: [h2, h1, hostIp(2)],
+    plain: [plain.h2!, plain.h1!, '198.19.2.2'],
+    overlay: [c2, c1, ip2],
+  } as const;
   for (const p of [1, 4]) {
-    results[`underlay_${p}`] = await iperf(h2, h1, hostIp(2), p);
-    results[`overlay_${p}`] = await iperf(c2, c1, ip2, p);
+    const got: Record<string, number[]> = { underlay: [], plain: [], overlay: [] };
+    for (let r = 0; r < runs; r++)
+      for (const [k, [srv, cl, ip]] of Object.entries(kinds)) got[k]!.push(await iperf([...srv], [...cl], ip, p));
+    for (const k of Object.keys(got)) {
+      results[`${k}_${p}`] = median(got[k]!);
+      results[`${k}_${p}_runs`] = got[k]!;
+    }
+    const f = (k: string) => `${median(got[k]!).toFixed(2)} Gbit/s (${got[k]!.map((x) => x.toFixed(2)).join(', ')})`;
     console.log(
-      `${p} stream${p > 1 ? 's' : ''}: host->host underlay ${results[`underlay_${p}`]!.toFixed(2)} Gbit/s, container->container over GRE ${results[`overlay_${p}`]!.toFixed(2)} Gbit/s (ratio ${(results[`overlay_${p}`]! / results[`underlay_${p}`]!).toFixed(2)})`,
+      `${p} stream${p > 1 ? 's' : ''}, median of ${runs} interleaved runs: gremesh container->container ${f('overlay')}; ` +
+        `plain OVS GRE ${f('plain')}; host->host underlay ${f('underlay')}; ` +
+        `gremesh / plain GRE ${(median(got.overlay!) / median(got.plain!)).toFixed(2)}`,
     );
   }
 } finally {
