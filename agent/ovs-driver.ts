@@ -14,7 +14,7 @@ import { OvsdbClient, type MonitorSpec } from './ovsdb/client.js';
 import type { OpenflowConnection } from './openflow/connection.js';
 
 export interface OvsDriver {
-  /** what OVS holds (a read of the replica; waits for the database when not connected) */
+  /** what OVS holds (a read of the replica; waits for the database when not connected); the same object until it changes */
   observe(): Promise<OvsState>;
   /** the operations as one transaction; resolves once ovs-vswitchd has applied it (its cur_cfg reached our next_cfg) */
   apply(ops: OvsOp[]): Promise<void>;
@@ -88,6 +88,8 @@ export class OvsdbOvsDriver implements OvsDriver {
   readonly client: OvsdbClient;
   private listeners = new Set<() => void>();
   private openflow: OpenflowConnection | undefined;
+  /** the state read from the replica, kept until the replica changes: callers may compare by identity */
+  private observed: OvsState | undefined;
   /** flow changes sent natively / with ovs-ofctl (status, benchmarks) */
   readonly flowUpdates = { native: 0, ofctl: 0 };
 
@@ -97,6 +99,7 @@ export class OvsdbOvsDriver implements OvsDriver {
       tables: MONITORED,
       log: o.log,
       onChange: () => {
+        this.observed = undefined;
         for (const l of [...this.listeners]) l();
       },
     });
@@ -124,7 +127,12 @@ export class OvsdbOvsDriver implements OvsDriver {
 
   async observe(): Promise<OvsState> {
     await this.client.whenReady();
-    return stateFromRows(this.client.rows('Bridge'), this.client.rows('Port'), this.client.rows('Interface'));
+    this.observed ??= stateFromRows(
+      this.client.rows('Bridge'),
+      this.client.rows('Port'),
+      this.client.rows('Interface'),
+    );
+    return this.observed;
   }
 
   async apply(ops: OvsOp[]): Promise<void> {

@@ -77,6 +77,8 @@ export class Reconciler {
   private readonly repairMs: number;
   lastPass: PassResult | undefined;
   private portWaiters: { want: Map<string, number>; resolve: () => void }[] = [];
+  private memo:
+    { s: Snapshot; o: OvsState; locals: LocalPort[]; ofports: Map<string, number>; flows: string[] } | undefined;
 
   constructor(private readonly o: ReconcilerOptions) {
     this.repairMs = o.repairMs ?? 600_000;
@@ -253,19 +255,22 @@ export class Reconciler {
         this.lastNatAt = Date.now();
       }
     }
-    const locals = localPorts(observed, params.bridge, desired);
+    // the same snapshot and the same OVS state (the driver hands out one object until its
+    // replica changes) give the same flows: a pass with nothing to do computes none
+    const memo = this.memo?.s === s && this.memo.o === observed ? this.memo : undefined;
+    const locals = memo?.locals ?? localPorts(observed, params.bridge, desired);
     const onBridge = observed.interfaces.filter((i) => i.bridge === params.bridge);
-    const present = new Set(onBridge.filter((i) => i.ofport > 0).map((i) => i.name));
     // port numbers, not names: a flow of a port that is gone can still be deleted, and a
     // port made again under the same name (another number) changes its flows
-    const ofports = new Map(onBridge.filter((i) => i.ofport > 0).map((i) => [i.name, i.ofport]));
-    const flows = resolvePortNames(computeFlows(s, desired, locals, present), ofports);
+    const ofports = memo?.ofports ?? new Map(onBridge.filter((i) => i.ofport > 0).map((i) => [i.name, i.ofport]));
+    const flows = memo?.flows ?? resolvePortNames(computeFlows(s, desired, locals, new Set(ofports.keys())), ofports);
+    this.memo = { s, o: observed, locals, ofports, flows };
     let flowsReplaced = false;
     if (!this.installed) {
       await ovs.replaceFlows(params.bridge, flows);
       this.installed = flows;
       flowsReplaced = true;
-    } else {
+    } else if (this.installed !== flows) {
       const delta = flowDelta(this.installed, flows);
       if (delta.remove.length + delta.add.length) {
         await ovs.updateFlows(params.bridge, delta.remove, delta.add);

@@ -29,12 +29,14 @@ export function parseAvaVerbose(text: string): SoakCase[] {
   const cases: SoakCase[] = [];
   let current: SoakCase | undefined;
   for (const line of text.split('\n')) {
-    const m = /^\s+([✔✘])\s+(?:\[fail\]: )?faults › (.*?)(?: \(([\d.]+(?:ms|s|m)(?: [\d.]+(?:ms|s|m))*)\))?\s*$/.exec(
-      line,
-    );
-    if (m) {
-      const seconds = avaDuration(m[3] ?? '');
-      current = { title: m[2]!, ok: m[1] === '✔', seconds, figures: [] };
+    // ava names the file ("faults › ") only when it runs several
+    const m =
+      /^\s+([✔✘])\s+(?:\[fail\]: )?(?:([\w-]+) › )?(.*?)(?: \(([\d.]+(?:ms|s|m)(?: [\d.]+(?:ms|s|m))*)\))?\s*$/.exec(
+        line,
+      );
+    if (m && (m[2] === undefined || m[2] === 'faults')) {
+      const seconds = avaDuration(m[4] ?? '');
+      current = { title: m[3]!, ok: m[1] === '✔', seconds, figures: [] };
       cases.push(current);
       continue;
     }

@@ -33,3 +33,11 @@ test('soak report: one entry per fault case with its outcome, duration and logge
     { title: 'coordinator down for 300 s', ok: true, seconds: 304.2, figures: [] },
   ]);
 });
+
+test('soak report: ava run on the fault file alone names no file', (t) => {
+  const out = ['  ✔ a host crashes: it shows down (22.5s)', '    ℹ h4 crashed', '  ✘ [fail]: burst (1m)'].join('\n');
+  t.deepEqual(parseAvaVerbose(out), [
+    { title: 'a host crashes: it shows down', ok: true, seconds: 22.5, figures: ['h4 crashed'] },
+    { title: 'burst', ok: false, seconds: 60, figures: [] },
+  ]);
+});
