@@ -2,6 +2,7 @@
 import { UsageError } from '../common/cli.js';
 import { isDnsLabel, parseIp } from '../common/ipv4.js';
 import { parseGatewayAllow, type GatewayAllow } from './nat.js';
+import { parseMetricsAddr } from '../common/metrics.js';
 
 export interface AgentConfig {
   coordinator: string;
@@ -20,6 +21,8 @@ export interface AgentConfig {
   insecure: boolean;
   /** what containers may reach on their gateway beyond ICMP (and link-local forwarding): --gateway-allow */
   gatewayAllow: GatewayAllow[];
+  /** Prometheus endpoint ADDR:PORT; '' = off */
+  metrics: string;
 }
 
 export const AGENT_DEFAULTS: AgentConfig = {
@@ -38,6 +41,7 @@ export const AGENT_DEFAULTS: AgentConfig = {
   caHash: '',
   insecure: false,
   gatewayAllow: [],
+  metrics: '',
 };
 
 /** flag -> [key, env] */
@@ -56,6 +60,7 @@ export const AGENT_KEYS: Record<string, [keyof AgentConfig, string]> = {
   'log-level': ['logLevel', 'GREMESH_LOG_LEVEL'],
   'ca-hash': ['caHash', 'GREMESH_CA_HASH'],
   'gateway-allow': ['gatewayAllow', 'GREMESH_GATEWAY_ALLOW'],
+  metrics: ['metrics', 'GREMESH_METRICS'],
 };
 
 export function resolveAgentConfig(
@@ -89,6 +94,10 @@ export function resolveAgentConfig(
     throw new UsageError('--join-token must look like abcdef.0123456789abcdef');
   if (cfg.underlayIp && parseIp(cfg.underlayIp) === undefined)
     throw new UsageError(`--underlay-ip "${cfg.underlayIp}" is not an IPv4 address`);
+  if (cfg.metrics) {
+    const m = parseMetricsAddr(cfg.metrics);
+    if (typeof m === 'string') throw new UsageError(m);
+  }
   if (cfg.datapath !== 'system' && cfg.datapath !== 'netdev')
     throw new UsageError(`--datapath must be system or netdev, got "${cfg.datapath}"`);
   if (!/^[A-Za-z0-9_.-]{1,15}$/.test(cfg.bridge))

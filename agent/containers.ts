@@ -42,6 +42,9 @@ export interface ContainerReconcilerOptions {
    * of these new ports (name -> OpenFlow number) are installed
    */
   onChange: (plugged: Map<string, number>) => Promise<void>;
+  /** metrics: an attach done (ms from Docker's start event) / a container left unattached (once per reason) */
+  onAttached?: (ms: number, network: string) => void;
+  onAttachError?: (reason: string) => void;
   log: Logger;
 }
 
@@ -196,11 +199,13 @@ export class ContainerReconciler {
       const plan = planAttachment(c, req, snap, this.o.ipam.table, this.o.underlayMtu);
       if ('error' in plan) {
         errors.push({ container: c.name, reason: plan.error });
-        if (this.loggedErrors.get(c.id) !== plan.error)
+        if (this.loggedErrors.get(c.id) !== plan.error) {
           this.o.log.warn(
             { container: c.name, reason: plan.error },
             `container ${c.name} left unattached: ${plan.error}`,
           );
+          this.o.onAttachError?.(plan.error);
+        }
         this.loggedErrors.set(c.id, plan.error);
         continue;
       }
@@ -230,6 +235,7 @@ export class ContainerReconciler {
         const reason = `attach failed: ${(err as Error).message}`;
         errors.push({ container: c.name, reason });
         this.o.log.warn({ container: c.name, reason }, `container ${c.name}: ${reason}`);
+        this.o.onAttachError?.(reason);
       }
     }
     // ports of containers no longer running (or no longer wanted): port and veth go
@@ -275,6 +281,7 @@ export class ContainerReconciler {
           { container: c.name, ip: a.ip, mac: a.mac, mtu: a.mtu, port: a.hostIf, phasesMs: attachPhases(t) },
           'container attached',
         );
+        this.o.onAttached?.(t.up - t.event, a.network);
       } catch (err) {
         const reason = `attach failed: ${(err as Error).message}`;
         errors.push({ container: c.name, reason });

@@ -7,7 +7,13 @@ import type { Logger } from '../common/log.js';
 import { ensureKeyAndCsr, fetchPinnedCa, tlsFiles } from './tls.js';
 import { readJson, writeFileAtomic } from './state-file.js';
 import { coordinatorTls, type DialTls } from '../common/grpc-tls.js';
-import { AgentServiceClient, type DesiredState, type ReportStatusRequest } from '../proto/gen/gremesh/v1/gremesh.js';
+import {
+  AgentServiceClient,
+  type DesiredState,
+  type ReportStatusRequest,
+  type TraceHop,
+  type TraceRequest,
+} from '../proto/gen/gremesh/v1/gremesh.js';
 import type { Snapshot } from './model.js';
 import { applyWatchMessage } from './snapshot.js';
 
@@ -20,6 +26,8 @@ export interface ClientOptions {
   version: string;
   log: Logger;
   onSnapshot: (s: Snapshot) => void;
+  /** a trace request from the coordinator (coordctl trace): this host's part of it */
+  onTrace?: (r: TraceRequest) => Promise<TraceHop>;
   backoffMinMs?: number;
   backoffMaxMs?: number;
   /** TLS (the default): the CA hash from `coordctl join`; undefined: --insecure */
@@ -204,6 +212,10 @@ export class CoordinatorClient {
       st.on('data', (m: DesiredState) => {
         got = true;
         this.connected = true;
+        if (m.trace) {
+          void this.answerTrace(m.trace);
+          return;
+        }
         const next = applyWatchMessage(this.snapshot, m);
         if (next === 'resync') {
           this.o.log.warn({ base: m.baseRevision, have: this.snapshot?.revision }, 'delta does not apply; resyncing');
@@ -220,6 +232,25 @@ export class CoordinatorClient {
       );
       st.on('end', () => resolve(got));
     });
+  }
+
+  private async answerTrace(t: TraceRequest): Promise<void> {
+    let hop: TraceHop | undefined;
+    let error = '';
+    try {
+      if (!this.o.onTrace) throw new Error('this agent does not trace');
+      hop = await this.o.onTrace(t);
+    } catch (e) {
+      error = (e as Error).message;
+    }
+    this.client.traceResult(
+      { name: this.o.name, credential: this.credential ?? '', id: t.id, hop, error },
+      new grpc.Metadata(),
+      { deadline: Date.now() + 5_000 },
+      (e) => {
+        if (e) this.o.log.warn({ err: e.message }, 'could not send a trace result');
+      },
+    );
   }
 
   report(r: Omit<ReportStatusRequest, 'name' | 'credential'>): Promise<void> {

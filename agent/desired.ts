@@ -92,10 +92,26 @@ export function localPorts(o: OvsState, bridge: string, d: DesiredPlane): LocalP
     }
     const b = parseBinding(i.externalIds);
     if (!b) continue;
-    out.push({ port: i.name, network: b.network, ip: b.ip, mac: b.mac, gateway: false, containerId: b.containerId });
+    out.push({
+      port: i.name,
+      network: b.network,
+      ip: b.ip,
+      mac: b.mac,
+      gateway: false,
+      containerId: b.containerId,
+      containerName: b.name,
+    });
   }
   return out.sort((a, b) => a.port.localeCompare(b.port));
 }
+
+/** The pipeline's tables, by name: the flows are written with these, and trace reads them back. */
+export const TABLE = { classify: 0, portSecurity: 10, forward: 20 } as const;
+export const TABLE_NAMES: Record<number, string> = {
+  [TABLE.classify]: 'classify',
+  [TABLE.portSecurity]: 'port security',
+  [TABLE.forward]: 'forward',
+};
 
 /** Pure: the actions that turn an ARP request for ip into the reply from mac, sent back where it came from. */
 export function arpReply(mac: string, ip: string): string {
@@ -139,28 +155,38 @@ export function computeFlows(s: Snapshot, d: DesiredPlane, locals: LocalPort[], 
   const arpResponder = (k: number, ip: string, mac: string) => {
     if (answered.has(`${k}/${ip}`)) return;
     answered.add(`${k}/${ip}`);
-    add(20, 110, `reg7=0,reg6=${k},arp,arp_op=1,arp_tpa=${ip}`, arpReply(mac, ip));
+    add(TABLE.forward, 110, `reg7=0,reg6=${k},arp,arp_op=1,arp_tpa=${ip}`, arpReply(mac, ip));
   };
   for (const lp of locals) {
     const k = keyOf.get(lp.network);
     if (k === undefined) continue;
     arpResponder(k, lp.ip, lp.mac);
-    add(0, 100, `in_port=${lp.port}`, `load:${k}->NXM_NX_REG6[],resubmit(,10)`);
+    add(TABLE.classify, 100, `in_port=${lp.port}`, `load:${k}->NXM_NX_REG6[],resubmit(,${TABLE.portSecurity})`);
     if (lp.gateway) {
-      add(10, 100, `in_port=${lp.port},dl_src=${lp.mac}`, 'resubmit(,20)');
+      add(TABLE.portSecurity, 100, `in_port=${lp.port},dl_src=${lp.mac}`, `resubmit(,${TABLE.forward})`);
     } else {
-      add(10, 100, `in_port=${lp.port},dl_src=${lp.mac},ip,nw_src=${lp.ip}`, 'resubmit(,20)');
-      add(10, 100, `in_port=${lp.port},dl_src=${lp.mac},arp,arp_spa=${lp.ip},arp_sha=${lp.mac}`, 'resubmit(,20)');
+      add(
+        TABLE.portSecurity,
+        100,
+        `in_port=${lp.port},dl_src=${lp.mac},ip,nw_src=${lp.ip}`,
+        `resubmit(,${TABLE.forward})`,
+      );
+      add(
+        TABLE.portSecurity,
+        100,
+        `in_port=${lp.port},dl_src=${lp.mac},arp,arp_spa=${lp.ip},arp_sha=${lp.mac}`,
+        `resubmit(,${TABLE.forward})`,
+      );
     }
-    add(20, 100, `reg6=${k},dl_dst=${lp.mac}`, `output:${lp.port}`);
+    add(TABLE.forward, 100, `reg6=${k},dl_dst=${lp.mac}`, `output:${lp.port}`);
   }
   for (const t of tunnels) {
     for (const n of s.networks)
       add(
-        0,
+        TABLE.classify,
         100,
         `in_port=${t.port},tun_id=${n.greKey}`,
-        `load:${n.greKey}->NXM_NX_REG6[],load:1->NXM_NX_REG7[],resubmit(,20)`,
+        `load:${n.greKey}->NXM_NX_REG6[],load:1->NXM_NX_REG7[],resubmit(,${TABLE.forward})`,
       );
   }
   const present = new Set(tunnels.map((t) => t.port));
@@ -174,7 +200,7 @@ export function computeFlows(s: Snapshot, d: DesiredPlane, locals: LocalPort[], 
       const key = `${k}/${e.mac}`;
       if (seen.has(key)) continue; // one MAC, one tunnel
       seen.add(key);
-      add(20, 90, `reg7=0,reg6=${k},dl_dst=${e.mac}`, `set_field:${k}->tun_id,output:${port}`);
+      add(TABLE.forward, 90, `reg7=0,reg6=${k},dl_dst=${e.mac}`, `set_field:${k}->tun_id,output:${port}`);
       if (parseIp(e.ip) !== undefined) arpResponder(k, e.ip, e.mac);
     }
   }
@@ -184,13 +210,11 @@ export function computeFlows(s: Snapshot, d: DesiredPlane, locals: LocalPort[], 
     const tunOut = tunnels.length ? [`set_field:${k}->tun_id`, ...tunnels.map((t) => `output:${t.port}`)] : [];
     const bcast = 'dl_dst=01:00:00:00:00:00/01:00:00:00:00:00';
     const fromLocal = [...localOut, ...tunOut];
-    if (fromLocal.length) add(20, 50, `reg7=0,reg6=${k},${bcast}`, fromLocal.join(','));
-    if (localOut.length) add(20, 50, `reg7=1,reg6=${k},${bcast}`, localOut.join(','));
-    if (tunOut.length) add(20, 40, `reg7=0,reg6=${k}`, tunOut.join(','));
+    if (fromLocal.length) add(TABLE.forward, 50, `reg7=0,reg6=${k},${bcast}`, fromLocal.join(','));
+    if (localOut.length) add(TABLE.forward, 50, `reg7=1,reg6=${k},${bcast}`, localOut.join(','));
+    if (tunOut.length) add(TABLE.forward, 40, `reg7=0,reg6=${k}`, tunOut.join(','));
   }
-  add(0, 0, '', 'drop');
-  add(10, 0, '', 'drop');
-  add(20, 0, '', 'drop');
+  for (const t of Object.values(TABLE)) add(t, 0, '', 'drop');
   return f;
 }
 

@@ -11,6 +11,7 @@ import type { CoordinatorClient } from './coordinator-client.js';
 import type { ContainerReconciler } from './containers.js';
 import type { AttachRequest } from './attachment.js';
 import type { Snapshot } from './model.js';
+import { noMetrics, type AgentMetrics } from './metrics.js';
 
 /** Docker's side (dockerode is the heaviest module): loaded once the bridge's first pass is done. */
 async function loadDocker() {
@@ -33,7 +34,7 @@ async function loadDocker() {
  * in about the time of a bare `node`.
  */
 async function loadDaemon() {
-  const [exec, log, client, links, ovs, rec, version, desired, control, fw, ofw] = await Promise.all([
+  const [exec, log, client, links, ovs, rec, version, desired, control, fw, ofw, trace] = await Promise.all([
     import('../common/exec.js'),
     import('../common/log.js'),
     import('./coordinator-client.js'),
@@ -45,6 +46,7 @@ async function loadDaemon() {
     import('./control.js'),
     import('./docker-firewall.js'),
     import('./openflow/connection.js'),
+    import('./trace.js'),
   ]);
   return {
     createRunner: exec.createRunner,
@@ -59,6 +61,7 @@ async function loadDaemon() {
     serveControl: control.serveControl,
     IptablesDockerFirewall: fw.IptablesDockerFirewall,
     OpenflowConnection: ofw.OpenflowConnection,
+    Tracer: trace.Tracer,
   };
 }
 
@@ -97,6 +100,8 @@ Flags (env GREMESH_<FLAG> works too):
                             beyond ICMP and replies: tcp/PORT, udp/PORT (services on the
                             host), link-local (forwarding to 169.254.0.0/16, e.g. a cloud
                             metadata service); comma-separated (default: nothing)
+  --metrics ADDR:PORT       serve Prometheus metrics on http://ADDR:PORT/metrics (default off;
+                            no authentication: bind it to 127.0.0.1, or firewall the port)
 
 On a Docker host whose dockerd manages iptables (its default), the agent keeps two rules
 marked "gremesh" at the top of Docker's DOCKER-USER chain so containers' traffic to the
@@ -163,8 +168,22 @@ async function run(argv: string[]): Promise<number> {
     serveControl,
     IptablesDockerFirewall,
     OpenflowConnection,
+    Tracer,
   } = await loadDaemon();
   const log = createLogger('agent', cfg.logLevel).child({ host: cfg.name });
+  // Prometheus metrics only when asked for (prom-client is loaded then)
+  let metrics: AgentMetrics = noMetrics;
+  let metricsServer: { close(): void } | undefined;
+  if (cfg.metrics) {
+    const [{ serveMetrics }, { agentMetrics }] = await Promise.all([
+      import('../common/metrics.js'),
+      import('./metrics.js'),
+    ]);
+    const server = await serveMetrics(cfg.metrics, { host: cfg.name });
+    metrics = agentMetrics(server);
+    metricsServer = server;
+    log.info({ metrics: `http://${cfg.metrics}/metrics` }, 'serving Prometheus metrics');
+  }
   fs.mkdirSync(cfg.stateDir, { recursive: true, mode: 0o700 });
   const run = createRunner({ timeoutMs: 30_000, log: log.child({ part: 'exec' }) });
   const links = new IpLinkDriver(run);
@@ -191,6 +210,7 @@ async function run(argv: string[]): Promise<number> {
   let current: Snapshot | undefined;
   const onPassHooks: ((r: PassResult) => void)[] = [];
   const onPass = (r: PassResult) => {
+    metrics.pass(r);
     for (const h of onPassHooks) h(r);
     writeFileAtomic(
       `${cfg.stateDir}/status.json`,
@@ -257,6 +277,8 @@ async function run(argv: string[]): Promise<number> {
       stateDir: cfg.stateDir,
       snapshot: () => current,
       onChange: (plugged) => reconciler.portsForwarding(plugged),
+      onAttached: (ms, network) => metrics.attached(ms, network),
+      onAttachError: (reason) => metrics.attachError(reason),
       onDockerConnected: () => reconciler.refreshNat('docker connected'),
       log: log.child({ part: 'containers' }),
     });
@@ -270,6 +292,16 @@ async function run(argv: string[]): Promise<number> {
     reconciler.setSnapshot(s);
     if (first) containers?.markDirty();
   };
+  const tracer = new Tracer({
+    run,
+    bridge: cfg.bridge,
+    host: cfg.name,
+    underlayIp,
+    ovsRundir: ovs.rundir(),
+    observe: () => ovs.observe(),
+    tunnels: () => reconciler.lastPass?.tunnels ?? [],
+    snapshot: () => current,
+  });
   client = new CoordinatorClient({
     coordinator: cfg.coordinator,
     name: cfg.name,
@@ -279,6 +311,7 @@ async function run(argv: string[]): Promise<number> {
     version: AGENT_VERSION,
     log: log.child({ part: 'coordinator' }),
     onSnapshot: setSnapshot,
+    onTrace: (r) => tracer.trace(r),
     tls: cfg.insecure ? undefined : { caHash: cfg.caHash },
   });
   if (cfg.insecure) {
@@ -323,6 +356,7 @@ async function run(argv: string[]): Promise<number> {
       mac: l.mac,
       ip: l.ip,
       containerId: l.containerId,
+      containerName: l.containerName ?? '',
     }));
   const report = () => {
     const r = reconciler.lastPass;
@@ -368,6 +402,7 @@ async function run(argv: string[]): Promise<number> {
   containers?.stop();
   reconciler.stop();
   openflow?.stop();
+  metricsServer?.close();
   ovs.stop();
   client.stop();
   log.info({}, 'agent stopped; the data plane stays as it is');

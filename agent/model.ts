@@ -76,6 +76,8 @@ export interface LocalPort {
   mac: string;
   gateway: boolean;
   containerId: string;
+  /** the container's name, when whoever plugged it said (gremesh-container) */
+  containerName?: string;
 }
 
 export { OWNER_KEY, OWNER } from './ovs-ids.js';

@@ -113,6 +113,12 @@ export class OvsdbOvsDriver implements OvsDriver {
     this.client.stop();
   }
 
+  /** ovs-vswitchd's run directory (the db socket's), if the db is a unix socket */
+  rundir(): string | undefined {
+    const m = /^unix:(.*)$/.exec(this.o.db);
+    return m ? path.dirname(m[1]!) : undefined;
+  }
+
   /** the bridge's OpenFlow management socket (a unix path next to the db socket), if the db is a unix socket */
   mgmtSocket(bridge: string): string | undefined {
     const m = /^unix:(.*)$/.exec(this.o.db);

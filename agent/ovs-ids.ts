@@ -48,11 +48,11 @@ export function containerIds(b: ContainerBinding & { pid: number; name: string }
 }
 
 /** The binding of a container port (plugged by us or by anything else), or undefined if it is none or malformed. */
-export function parseBinding(ids: Record<string, string>): ContainerBinding | undefined {
+export function parseBinding(ids: Record<string, string>): (ContainerBinding & { name: string }) | undefined {
   const network = ids[NETWORK_KEY];
   const ip = ids[IP_KEY];
   const mac = ids[MAC_KEY];
   if (!network || !ip || !mac) return undefined;
   if (parseIp(ip) === undefined || !/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(mac)) return undefined;
-  return { network, ip, mac, containerId: ids[CONTAINER_ID_KEY] ?? '' };
+  return { network, ip, mac, containerId: ids[CONTAINER_ID_KEY] ?? '', name: ids[CONTAINER_NAME_KEY] ?? '' };
 }

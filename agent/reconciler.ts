@@ -17,6 +17,10 @@ export interface TunnelHealth {
   port: string;
   bfdState: string;
   forwarding: boolean;
+  /** why BFD is not up, as OVS says it ("" when up) */
+  bfdDiagnostic: string;
+  /** BFD's flap count for this session */
+  bfdFlaps: number;
 }
 
 export interface PassResult {
@@ -292,6 +296,8 @@ export class Reconciler {
         port: t.port,
         bfdState: i?.bfdStatus.state ?? '',
         forwarding: i?.bfdStatus.forwarding === 'true',
+        bfdDiagnostic: i?.bfdStatus.state === 'up' ? '' : (i?.bfdStatus.diagnostic ?? ''),
+        bfdFlaps: Number(i?.bfdStatus.flap_count ?? 0) || 0,
       };
     });
     return {

@@ -3,9 +3,10 @@
 import type * as G from '@grpc/grpc-js';
 import * as fs from 'node:fs';
 import { parse, outputFormat, runMain, table, UsageError } from '../common/cli.js';
-import type { AdminServiceClient, HostInfo, Network } from '../proto/gen/gremesh/v1/gremesh.js';
+import type { AdminServiceClient, Event, HostInfo, Network, TraceReport } from '../proto/gen/gremesh/v1/gremesh.js';
 import { parseDuration } from './config.js';
 import { agentEnvFile } from './agent-env.js';
+import { formatTrace } from './trace-format.js';
 import type { DialTls } from '../common/grpc-tls.js';
 
 const HELP = `coordctl: manage a gremesh coordinator
@@ -27,6 +28,14 @@ Commands:
   status                                     revision, hosts with tunnel health, networks
   token list                                 join tokens and their state
   token revoke ID                            revoke a join token (ID is the part before the dot)
+  trace SRC DST [--proto icmp|tcp|udp] [--port N] [--src-ip IP]
+                                             why can (not) SRC reach DST: the packet through
+                                             each host's bridge, table by table, and a verdict
+                                             per host. SRC: a container (name or id) or a
+                                             gremesh IP; DST: the same, or outside:IP;
+                                             --src-ip: SRC sends with another source address
+  events [--since DUR] [--follow]            hosts joined/left/down/up, tunnels down/up (with
+                                             BFD's diagnostic), failed attachments
 
 Flags:
   --coordinator ADDR:PORT   default $GREMESH_COORDINATOR or 127.0.0.1:7420
@@ -124,6 +133,11 @@ async function main(argv: string[]): Promise<number> {
     cidr: { type: 'string' },
     'host-prefix-len': { type: 'string' },
     mtu: { type: 'string' },
+    proto: { type: 'string' },
+    port: { type: 'string' },
+    since: { type: 'string' },
+    'src-ip': { type: 'string' },
+    follow: { type: 'boolean' },
   });
   if (values.help || positionals.length === 0) {
     process.stdout.write(HELP);
@@ -138,7 +152,28 @@ async function main(argv: string[]): Promise<number> {
     if (args.length !== n) throw new UsageError(`usage: coordctl ${usage}`);
   };
   // validate the command before dialling
-  const known = ['join', 'leave', 'hosts', 'host', 'networks', 'network', 'status', 'token'];
+  const known = ['join', 'leave', 'hosts', 'host', 'networks', 'network', 'status', 'token', 'trace', 'events'];
+  if (cmd === 'trace') {
+    want(2, 'trace SRC DST [--proto icmp|tcp|udp] [--port N]');
+    if (values.proto !== undefined && !['icmp', 'tcp', 'udp'].includes(values.proto as string))
+      throw new UsageError(`--proto must be icmp, tcp or udp, got "${values.proto}"`);
+    if (
+      values.port !== undefined &&
+      (!/^\d+$/.test(values.port as string) || Number(values.port) < 1 || Number(values.port) > 65535)
+    )
+      throw new UsageError(`--port must be 1-65535, got "${values.port}"`);
+    if (values.port !== undefined && (values.proto ?? 'icmp') === 'icmp')
+      throw new UsageError('--port needs --proto tcp or udp');
+  }
+  let sinceS = 0;
+  if (cmd === 'events') {
+    want(0, 'events [--since DUR] [--follow]');
+    if (values.since !== undefined) {
+      const d = parseDuration(values.since as string);
+      if (!d) throw new UsageError(`--since must be a duration such as 10m, got "${values.since}"`);
+      sinceS = d;
+    }
+  }
   if (!known.includes(cmd!)) throw new UsageError(`unknown command "${cmd}" (try --help)`);
   const [grpcModule, tlsModule, proto] = await Promise.all([
     import('@grpc/grpc-js'),
@@ -301,6 +336,51 @@ async function main(argv: string[]): Promise<number> {
             ]),
           ].join('\n'),
         );
+        return 0;
+      }
+      case 'trace': {
+        const r = await rpc<TraceReport>('trace', {
+          src: args[0],
+          dst: args[1],
+          proto: (values.proto as string | undefined) ?? 'icmp',
+          port: Number((values.port as string | undefined) ?? 0),
+          srcIp: (values['src-ip'] as string | undefined) ?? '',
+        });
+        out(r, () => formatTrace(r));
+        return 0;
+      }
+      case 'events': {
+        const req = { sinceMs: sinceS ? Date.now() - sinceS * 1000 : 0, follow: values.follow === true };
+        const stream = client.events(
+          req,
+          new grpc.Metadata(),
+          values.follow ? {} : { deadline: Date.now() + timeoutS * 1000 },
+        );
+        const line = (e: Event) =>
+          fmt === 'json'
+            ? JSON.stringify(e)
+            : `${new Date(Number(e.timeMs)).toISOString()}  ${e.kind.padEnd(13)} ${e.host}${e.peer ? ` -> ${e.peer}` : ''}  ${e.detail}`;
+        await new Promise<void>((resolve, reject) => {
+          stream.on('data', (e: Event) => process.stdout.write(`${line(e)}\n`));
+          stream.on('end', resolve);
+          stream.on('error', (e: G.ServiceError) =>
+            e.code === grpc.status.CANCELLED
+              ? resolve()
+              : reject(
+                  new Error(
+                    e.code === grpc.status.UNAVAILABLE
+                      ? `cannot reach coordinator at ${addr}: ${e.details}`
+                      : e.details || e.message,
+                  ),
+                ),
+          );
+          const stop = () => {
+            stream.cancel();
+            resolve();
+          };
+          process.once('SIGINT', stop);
+          process.once('SIGTERM', stop);
+        });
         return 0;
       }
       case 'token': {

@@ -2,6 +2,7 @@
 import * as fs from 'node:fs';
 import { UsageError } from '../common/cli.js';
 import { checkName, checkNetworkSpec } from './validate.js';
+import { parseMetricsAddr } from '../common/metrics.js';
 
 export interface CoordinatorConfig {
   listen: string;
@@ -16,6 +17,8 @@ export interface CoordinatorConfig {
   tokenTtlS: number;
   maxMessageBytes: number;
   logLevel: string;
+  /** Prometheus endpoint ADDR:PORT; '' = off */
+  metrics: string;
 }
 
 export const DEFAULTS: CoordinatorConfig = {
@@ -31,6 +34,7 @@ export const DEFAULTS: CoordinatorConfig = {
   tokenTtlS: 24 * 3600,
   maxMessageBytes: 1024 * 1024,
   logLevel: 'info',
+  metrics: '',
 };
 
 /** flag name -> [config key, env var] */
@@ -47,6 +51,7 @@ export const KEYS: Record<string, [keyof CoordinatorConfig, string]> = {
   'token-ttl': ['tokenTtlS', 'GREMESH_TOKEN_TTL'],
   'max-message-bytes': ['maxMessageBytes', 'GREMESH_MAX_MESSAGE_BYTES'],
   'log-level': ['logLevel', 'GREMESH_LOG_LEVEL'],
+  metrics: ['metrics', 'GREMESH_METRICS'],
 };
 
 const NUMERIC = new Set<keyof CoordinatorConfig>([
@@ -107,6 +112,10 @@ export function resolveConfig(
     checkName('network', cfg.networkName) ?? checkNetworkSpec(cfg.networkCidr, cfg.hostPrefixLen, cfg.networkMtu, []);
   if (bad) throw new UsageError(bad);
   if (cfg.maxMessageBytes < 1024) throw new UsageError('--max-message-bytes must be at least 1024');
+  if (cfg.metrics) {
+    const m = parseMetricsAddr(cfg.metrics);
+    if (typeof m === 'string') throw new UsageError(m);
+  }
   if (!cfg.advertise) cfg.advertise = cfg.listen;
   return cfg;
 }

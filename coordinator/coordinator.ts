@@ -21,6 +21,7 @@ import type { HostRec, NetworkRec, TokenRec } from './model.js';
 import type { Store, Tx } from './store.js';
 import { hashSecret, newCredential, newToken, parseToken, secretMatches } from './tokens.js';
 import { MAX_TTL_SECONDS, checkName, checkNetworkSpec, checkUnderlayIp, trunc } from './validate.js';
+import { EventLog, attachEvents, tunnelEvents } from './events.js';
 
 const usedToken = (id: string) => unauthenticated(`join token ${id} was already used`);
 
@@ -41,6 +42,8 @@ export interface TunnelView {
   port: string;
   bfdState: string;
   forwarding: boolean;
+  bfdDiagnostic: string;
+  bfdFlaps: number;
 }
 export interface AttachErrorView {
   container: string;
@@ -115,6 +118,8 @@ interface Soft {
   tunnels: TunnelView[];
   endpoints: EndpointView[];
   attachErrors: AttachErrorView[];
+  /** container names by id, as the agent reported them (trace finds containers by name; never sent to peers) */
+  names?: Map<string, string>;
 }
 
 export class Coordinator {
@@ -124,6 +129,9 @@ export class Coordinator {
   private readonly log: Logger;
   private listeners: ChangeListener[] = [];
   private soft = new Map<string, Soft>();
+  /** host states as last seen by checkLiveness (host-down/host-up events) */
+  private liveness = new Map<string, 'up' | 'down'>();
+  readonly events = new EventLog();
   isConnected: (host: string) => boolean;
   private readonly signCsr?: (csr: string, host: string) => Promise<string>;
   private readonly fingerprintOf?: (pem: string) => { cert: string; key: string };
@@ -195,6 +203,32 @@ export class Coordinator {
 
   hosts(): HostView[] {
     return [...this.hostMap.values()].map((h) => this.hostView(h));
+  }
+
+  /** host-down / host-up events for hosts whose state changed since the last call (call it every second or so) */
+  checkLiveness(): void {
+    for (const h of this.hosts()) {
+      const before = this.liveness.get(h.name);
+      this.liveness.set(h.name, h.state);
+      if (before === undefined || before === h.state) continue;
+      this.events.add({
+        timeMs: this.now(),
+        kind: h.state === 'down' ? 'host-down' : 'host-up',
+        host: h.name,
+        peer: '',
+        detail:
+          h.state === 'down'
+            ? `no contact for ${Math.round((this.now() - h.lastSeenMs) / 1000)} s (down after ${this.downAfterMs / 1000} s)`
+            : 'in contact again',
+      });
+    }
+  }
+
+  /** every endpoint agents reported, with the container's name where known */
+  endpointsWithNames(): (EndpointView & { name: string })[] {
+    return [...this.soft.values()].flatMap((s) =>
+      s.endpoints.map((e) => ({ ...e, name: s.names?.get(e.containerId) ?? '' })),
+    );
   }
 
   host(name: string): HostView {
@@ -386,6 +420,18 @@ export class Coordinator {
     });
     this.touch(r.name);
     this.log.info({ host: r.name, underlayIp: r.underlayIp, slices: this.slicesOf(r.name) }, 'host admitted');
+    this.events.add({
+      timeMs: this.now(),
+      kind: 'host-joined',
+      host: r.name,
+      peer: '',
+      detail: `underlay ${r.underlayIp}, slices ${
+        this.slicesOf(r.name)
+          .map((x) => x.cidr)
+          .join(', ') || 'none'
+      }`,
+    });
+    this.liveness.set(r.name, 'up');
     return { credential: this.signCsr ? '' : credential, certificate };
   }
 
@@ -446,7 +492,9 @@ export class Coordinator {
       return { result: undefined, upserts: [], removes: [name] };
     });
     this.soft.delete(name);
+    this.liveness.delete(name);
     this.log.info({ host: name }, 'host removed');
+    this.events.add({ timeMs: this.now(), kind: 'host-left', host: name, peer: '', detail: 'coordctl leave' });
   }
 
   createNetwork(name: string, cidr: string, hostPrefixLen: number, mtu: number): NetworkView {
@@ -500,7 +548,11 @@ export class Coordinator {
   /** the caller must already be authenticated as host `name` (certificate or credential) */
   reportStatus(
     name: string,
-    r: { tunnels: TunnelView[]; endpoints: EndpointView[]; attachErrors: AttachErrorView[] },
+    r: {
+      tunnels: (Omit<TunnelView, 'bfdDiagnostic' | 'bfdFlaps'> & { bfdDiagnostic?: string; bfdFlaps?: number })[];
+      endpoints: (EndpointView & { containerName?: string })[];
+      attachErrors: AttachErrorView[];
+    },
   ): void {
     if (!this.hostMap.has(name)) throw notFound(`no host named "${trunc(name)}"`);
     if (r.tunnels.length > 10_000 || r.endpoints.length > 65_536 || r.attachErrors.length > 10_000)
@@ -519,14 +571,28 @@ export class Coordinator {
     endpoints.sort((a, b) => a.network.localeCompare(b.network) || a.ip.localeCompare(b.ip));
     this.touch(name);
     const s = this.soft.get(name)!;
-    s.tunnels = r.tunnels.map((x) => ({
+    const tunnels = r.tunnels.map((x) => ({
       ...x,
       peer: trunc(x.peer),
       port: trunc(x.port),
       remoteIp: trunc(x.remoteIp),
       bfdState: trunc(x.bfdState, 16),
+      bfdDiagnostic: trunc(x.bfdDiagnostic ?? '', 64),
+      bfdFlaps: Number(x.bfdFlaps ?? 0),
     }));
-    s.attachErrors = r.attachErrors.map((x) => ({ container: trunc(x.container), reason: trunc(x.reason, 256) }));
+    const attachErrors = r.attachErrors.map((x) => ({ container: trunc(x.container), reason: trunc(x.reason, 256) }));
+    for (const e of [
+      ...tunnelEvents(name, s.tunnels, tunnels, this.now()),
+      ...attachEvents(name, s.attachErrors, attachErrors, this.now()),
+    ])
+      this.events.add(e);
+    s.tunnels = tunnels;
+    s.attachErrors = attachErrors;
+    s.names = new Map(
+      r.endpoints
+        .filter((e) => e.containerId && e.containerName)
+        .map((e) => [trunc(e.containerId, 64), trunc(e.containerName!)]),
+    );
     const changed = JSON.stringify(s.endpoints) !== JSON.stringify(endpoints);
     s.endpoints = endpoints;
     if (changed) this.change('endpoints', () => ({ result: undefined, upserts: [name], removes: [] }));

@@ -5,10 +5,16 @@ import type { Logger } from '../common/log.js';
 import {
   AdminServiceService,
   AgentServiceService,
+  DesiredState,
+  type Event,
+  type EventsRequest,
   type HostInfo,
   type ReportStatusRequest,
+  type TraceRequestAdmin,
+  type TraceResultRequest,
   type WatchRequest,
 } from '../proto/gen/gremesh/v1/gremesh.js';
+import { TraceBroker, runTrace } from './trace.js';
 import { CoordError, GRPC_STATUS, denied, unauthenticated } from './errors.js';
 import type { Coordinator, HostView, RegisterRequestView } from './coordinator.js';
 import type { WatchHub } from './watch-hub.js';
@@ -21,6 +27,30 @@ export interface ServerOptions {
   log: Logger;
   /** TLS material; undefined: --insecure (no TLS, credentials instead of certificates) */
   pki?: Pki;
+  /** metrics: a unary call answered with an error */
+  onRpcError?: (method: string, code: string) => void;
+}
+
+/** Each unary handler's errors counted by method and status code (streams are left as they are). */
+function counted(
+  handlers: grpc.UntypedServiceImplementation,
+  onError: ((method: string, code: string) => void) | undefined,
+): grpc.UntypedServiceImplementation {
+  if (!onError) return handlers;
+  const out: Record<string, unknown> = {};
+  for (const [name, h] of Object.entries(handlers)) {
+    if (typeof h !== 'function' || h.length !== 2) {
+      out[name] = h;
+      continue;
+    }
+    const unary = h as grpc.handleUnaryCall<unknown, unknown>;
+    out[name] = ((call, cb) =>
+      unary(call, (e, r) => {
+        if (e) onError(name, grpc.status[e.code ?? grpc.status.UNKNOWN] ?? String(e.code));
+        cb(e, r);
+      })) as grpc.handleUnaryCall<unknown, unknown>;
+  }
+  return out as grpc.UntypedServiceImplementation;
 }
 
 export function toStatus(e: unknown, log: Logger): grpc.ServiceError {
@@ -102,6 +132,9 @@ export function createServer(coord: Coordinator, hub: WatchHub, o: ServerOptions
   });
   const log = o.log;
   const tls = o.pki !== undefined;
+  const broker = new TraceBroker((host, req) =>
+    hub.sendTo(host, Buffer.from(DesiredState.encode(DesiredState.fromPartial({ trace: req })).finish())),
+  );
 
   const unary =
     <Req, Res>(
@@ -136,84 +169,131 @@ export function createServer(coord: Coordinator, hub: WatchHub, o: ServerOptions
     coord.authenticateCert(name, id.fingerprint);
   };
 
-  server.addService(agentService, {
-    // Register decides on its own: a join token (no certificate yet), or the host's certificate
-    register: unary(
-      (call) => (tls ? identityOf(call as AnyCall) : undefined),
-      async (req: RegisterRequestView, id) => {
-        if (id && id.cn !== hostCn(req.name))
-          throw denied(`certificate "${id.cn}" may not register as host ${req.name}`);
-        const r = await coord.register(req, id?.fingerprint);
-        return { credential: r.credential, certificate: r.certificate, state: undefined };
-      },
-    ),
-    watch: (call: grpc.ServerWritableStream<WatchRequest, Buffer>) => {
-      const { name, credential } = call.request;
-      try {
-        asHost(call as AnyCall, name, credential);
-      } catch (e) {
-        call.emit('error', toStatus(e, log));
-        return;
-      }
-      coord.touch(name);
-      let removeWatcher = () => {};
-      const done = () => {
-        removeWatcher();
-        coord.touch(name);
-      };
-      call.on('cancelled', done);
-      call.on('close', done);
-      call.on('error', done);
-      removeWatcher = hub.add(name, {
-        write: (buf, cb) => {
-          if (!call.cancelled && !call.destroyed) call.write(buf, cb);
+  server.addService(
+    agentService,
+    counted(
+      {
+        // Register decides on its own: a join token (no certificate yet), or the host's certificate
+        register: unary(
+          (call) => (tls ? identityOf(call as AnyCall) : undefined),
+          async (req: RegisterRequestView, id) => {
+            if (id && id.cn !== hostCn(req.name))
+              throw denied(`certificate "${id.cn}" may not register as host ${req.name}`);
+            const r = await coord.register(req, id?.fingerprint);
+            return { credential: r.credential, certificate: r.certificate, state: undefined };
+          },
+        ),
+        watch: (call: grpc.ServerWritableStream<WatchRequest, Buffer>) => {
+          const { name, credential } = call.request;
+          try {
+            asHost(call as AnyCall, name, credential);
+          } catch (e) {
+            call.emit('error', toStatus(e, log));
+            return;
+          }
+          coord.touch(name);
+          let removeWatcher = () => {};
+          const done = () => {
+            removeWatcher();
+            coord.touch(name);
+          };
+          call.on('cancelled', done);
+          call.on('close', done);
+          call.on('error', done);
+          removeWatcher = hub.add(name, {
+            write: (buf, cb) => {
+              if (!call.cancelled && !call.destroyed) call.write(buf, cb);
+            },
+            gone: () =>
+              call.emit(
+                'error',
+                toStatus(new CoordError('NOT_FOUND', `host ${name} was removed (coordctl leave)`), log),
+              ),
+          });
         },
-        gone: () =>
-          call.emit('error', toStatus(new CoordError('NOT_FOUND', `host ${name} was removed (coordctl leave)`), log)),
-      });
-    },
-    reportStatus: unary(
-      (call) => {
-        asHost(call as AnyCall, call.request.name, call.request.credential);
-        return undefined;
+        reportStatus: unary(
+          (call) => {
+            asHost(call as AnyCall, call.request.name, call.request.credential);
+            return undefined;
+          },
+          (req: ReportStatusRequest) => {
+            coord.reportStatus(req.name, req);
+            return {};
+          },
+        ),
+        traceResult: unary(
+          (call) => {
+            asHost(call as AnyCall, call.request.name, call.request.credential);
+            return undefined;
+          },
+          (req: TraceResultRequest) => {
+            broker.answer(req.name, req.id, req.hop, req.error);
+            return {};
+          },
+        ),
       },
-      (req: ReportStatusRequest) => {
-        coord.reportStatus(req.name, req);
-        return {};
+      o.onRpcError,
+    ),
+  );
+  server.addService(
+    AdminServiceService as unknown as grpc.ServiceDefinition,
+    counted(
+      {
+        joinHost: unary(admin, (req: { name: string; ttlSeconds: number }) => {
+          const r = coord.joinHost(req.name, req.ttlSeconds);
+          return { token: r.token, expiresMs: r.expiresMs, coordinator: o.advertise(), caHash: o.pki?.caHash ?? '' };
+        }),
+        removeHost: unary(admin, (req: { name: string }) => {
+          coord.removeHost(req.name);
+          return {};
+        }),
+        listHosts: unary(admin, () => ({ hosts: coord.hosts().map(hostInfo) })),
+        getHost: unary(admin, (req: { name: string }) => hostInfo(coord.host(req.name))),
+        createNetwork: unary(admin, (req: { name: string; cidr: string; hostPrefixLen: number; mtu: number }) =>
+          coord.createNetwork(req.name, req.cidr, req.hostPrefixLen, req.mtu),
+        ),
+        listNetworks: unary(admin, () => ({ networks: coord.networks() })),
+        deleteNetwork: unary(admin, (req: { name: string }) => {
+          coord.deleteNetwork(req.name);
+          return {};
+        }),
+        getStatus: unary(admin, () => ({
+          revision: coord.revision(),
+          hosts: coord.hosts().map(hostInfo),
+          networks: coord.networks(),
+          watchers: hub.count(),
+        })),
+        listTokens: unary(admin, () => ({ tokens: coord.tokens() })),
+        revokeToken: unary(admin, (req: { id: string }) => {
+          coord.revokeToken(req.id);
+          return {};
+        }),
+        trace: unary(admin, (req: TraceRequestAdmin) =>
+          runTrace({ broker, endpoints: () => coord.endpointsWithNames(), networks: () => coord.networks() }, req),
+        ),
+        events: (call: grpc.ServerWritableStream<EventsRequest, Event>) => {
+          try {
+            admin(call as AnyCall);
+          } catch (e) {
+            call.emit('error', toStatus(e, log));
+            return;
+          }
+          for (const e of coord.events.since(Number(call.request.sinceMs))) call.write(e);
+          if (!call.request.follow) {
+            call.end();
+            return;
+          }
+          const stop = coord.events.follow((e) => {
+            if (!call.cancelled && !call.destroyed) call.write(e);
+          });
+          call.on('cancelled', stop);
+          call.on('close', stop);
+          call.on('error', stop);
+        },
       },
+      o.onRpcError,
     ),
-  });
-  server.addService(AdminServiceService as unknown as grpc.ServiceDefinition, {
-    joinHost: unary(admin, (req: { name: string; ttlSeconds: number }) => {
-      const r = coord.joinHost(req.name, req.ttlSeconds);
-      return { token: r.token, expiresMs: r.expiresMs, coordinator: o.advertise(), caHash: o.pki?.caHash ?? '' };
-    }),
-    removeHost: unary(admin, (req: { name: string }) => {
-      coord.removeHost(req.name);
-      return {};
-    }),
-    listHosts: unary(admin, () => ({ hosts: coord.hosts().map(hostInfo) })),
-    getHost: unary(admin, (req: { name: string }) => hostInfo(coord.host(req.name))),
-    createNetwork: unary(admin, (req: { name: string; cidr: string; hostPrefixLen: number; mtu: number }) =>
-      coord.createNetwork(req.name, req.cidr, req.hostPrefixLen, req.mtu),
-    ),
-    listNetworks: unary(admin, () => ({ networks: coord.networks() })),
-    deleteNetwork: unary(admin, (req: { name: string }) => {
-      coord.deleteNetwork(req.name);
-      return {};
-    }),
-    getStatus: unary(admin, () => ({
-      revision: coord.revision(),
-      hosts: coord.hosts().map(hostInfo),
-      networks: coord.networks(),
-      watchers: hub.count(),
-    })),
-    listTokens: unary(admin, () => ({ tokens: coord.tokens() })),
-    revokeToken: unary(admin, (req: { id: string }) => {
-      coord.revokeToken(req.id);
-      return {};
-    }),
-  });
+  );
   return server;
 }
 

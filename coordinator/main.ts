@@ -48,6 +48,8 @@ Usage: gremesh-coordinator [flags]
   --token-ttl DUR           default join token lifetime (default 24h)
   --max-message-bytes N     largest request accepted (default 1048576)
   --log-level LEVEL         debug|info|warn|error (default info)
+  --metrics ADDR:PORT       serve Prometheus metrics on http://ADDR:PORT/metrics (default off;
+                            no authentication: bind it to 127.0.0.1, or firewall the port)
   --config FILE             JSON file with the same keys in camelCase (dataDir, networkCidr, ...)
   --tls-san NAMES           extra names/addresses for the serving certificate (comma-separated;
                             the --advertise and --listen hosts, localhost and 127.0.0.1 are in it)
@@ -123,8 +125,22 @@ async function main(argv: string[]): Promise<number> {
   const hub = new WatchHub(coord);
   coord.isConnected = (h) => hub.isConnected(h);
   coord.onChange((c) => hub.changed(c));
+  // host-down / host-up events as soon as a host crosses --down-after
+  const liveness = setInterval(() => coord.checkLiveness(), 1000);
+  let metrics: { rpcError(method: string, code: string): void } | undefined;
+  let metricsServer: { close(): void } | undefined;
+  if (cfg.metrics) {
+    const [{ serveMetrics }, { coordinatorMetrics }] = await Promise.all([
+      import('../common/metrics.js'),
+      import('./metrics.js'),
+    ]);
+    metricsServer = await serveMetrics(cfg.metrics);
+    metrics = coordinatorMetrics(metricsServer as never, coord, hub);
+    log.info({ metrics: `http://${cfg.metrics}/metrics` }, 'serving Prometheus metrics');
+  }
   const advertise = { value: cfg.advertise };
   const server = createServer(coord, hub, {
+    onRpcError: metrics ? (m, c) => metrics.rpcError(m, c) : undefined,
     maxMessageBytes: cfg.maxMessageBytes,
     advertise: () => advertise.value,
     log,
@@ -150,6 +166,8 @@ async function main(argv: string[]): Promise<number> {
   await new Promise<void>((resolve) => {
     // Watch streams never end by themselves: close them, agents reconnect to the next coordinator
     const stop = () => {
+      clearInterval(liveness);
+      metricsServer?.close();
       server.forceShutdown();
       resolve();
     };

@@ -50,6 +50,10 @@ export class WatchHub {
   private peers = new Map<string, Buffer>();
   private log: { rev: number; upserts: string[]; removes: string[] }[] = [];
   private scheduled = false;
+  /** when each revision was committed (fan-out latency) */
+  private changedAt = new Map<number, number>();
+  /** metrics: a stream was handed a revision this long after it was committed */
+  onDelivered: (ms: number) => void = () => {};
 
   constructor(private readonly src: HubSource) {
     for (const h of src.hostNames()) this.encodePeer(h);
@@ -69,6 +73,8 @@ export class WatchHub {
     for (const h of c.upserts) this.encodePeer(h);
     for (const h of c.removes) this.peers.delete(h);
     this.log.push({ rev: c.revision, upserts: c.upserts, removes: c.removes });
+    this.changedAt.set(c.revision, performance.now());
+    if (this.changedAt.size > LOG_MAX) this.changedAt.delete(this.changedAt.keys().next().value!);
     if (this.log.length > LOG_MAX) this.log.splice(0, this.log.length - LOG_MAX);
     for (const w of this.watchers) {
       if (c.removes.includes(w.host)) {
@@ -101,6 +107,14 @@ export class WatchHub {
   isConnected(host: string): boolean {
     return this.byHost.has(host);
   }
+
+  /** a message that is no state (a trace request) to the host's newest stream; false when it has none */
+  sendTo(host: string, buf: Buffer): boolean {
+    const w = [...this.watchers].filter((x) => x.host === host).at(-1);
+    if (!w) return false;
+    w.sink.write(buf, () => {});
+    return true;
+  }
   count(): number {
     return this.watchers.size;
   }
@@ -125,7 +139,9 @@ export class WatchHub {
     w.sentRev = rev;
     w.dirty = false;
     w.inflight = true;
+    const at = this.changedAt.get(rev);
     w.sink.write(buf, () => {
+      if (at !== undefined) this.onDelivered(performance.now() - at);
       w.inflight = false;
       if (w.dirty) this.flush(w);
     });

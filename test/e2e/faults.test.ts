@@ -13,7 +13,7 @@ import { PingMesh, type Loss } from '../helpers/ping-mesh.js';
 import { heapSnapshotOptions, liveHeap } from '../helpers/heap.js';
 import { cidrContains, parseCidr, parseIp } from '../../common/ipv4.js';
 import { isRoot } from '../helpers/cli.js';
-import { labUp, type TestLab } from '../helpers/lab.js';
+import { cutUnderlay, labUp, type TestLab } from '../helpers/lab.js';
 import { sh, waitUntil } from '../helpers/endpoint.js';
 import {
   COORD_ADDR,
@@ -95,45 +95,7 @@ const pingsOnce = async (h: string, c: string, ip: string, ms = 15_000) =>
     10,
   )) !== undefined;
 /** drop underlay traffic between two lab nodes at the switch (both directions) */
-const cut = async (a: string, b: string) => {
-  const sw = `--net=/run/netns/${lab.state.plan.switchNs}`;
-  const tbl = `cut_${a}_${b}`;
-  await sh(['nsenter', sw, 'nft', 'add', 'table', 'bridge', tbl]);
-  await sh(['nsenter', sw, 'nft', 'add', 'chain', 'bridge', tbl, 'cut', '{ type filter hook forward priority 0; }']);
-  await sh([
-    'nsenter',
-    sw,
-    'nft',
-    'add',
-    'rule',
-    'bridge',
-    tbl,
-    'cut',
-    'iifname',
-    `p-${a}`,
-    'oifname',
-    `p-${b}`,
-    'drop',
-  ]);
-  await sh([
-    'nsenter',
-    sw,
-    'nft',
-    'add',
-    'rule',
-    'bridge',
-    tbl,
-    'cut',
-    'iifname',
-    `p-${b}`,
-    'oifname',
-    `p-${a}`,
-    'drop',
-  ]);
-  return async () => {
-    await sh(['nsenter', sw, 'nft', 'delete', 'table', 'bridge', tbl]);
-  };
-};
+const cut = (a: string, b: string) => cutUnderlay(lab, a, b);
 const status = async () =>
   JSON.parse((await coordctl(lab.dir, ['status', '-o', 'json'])).stdout) as {
     revision: number;

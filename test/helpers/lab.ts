@@ -58,3 +58,17 @@ export function downAlways(t: ExecutionContext, lab: TestLab): void {
     fs.rmSync(lab.dir, { recursive: true, force: true });
   });
 }
+
+/** Drops underlay traffic between two lab nodes at the switch (both directions); resolves to the undo. */
+export async function cutUnderlay(lab: TestLab, a: string, b: string): Promise<() => Promise<void>> {
+  const sw = ['nsenter', `--net=/run/netns/${lab.state.plan.switchNs}`];
+  const tbl = `cut_${a}_${b}`;
+  const nft = (args: string[]) => execa(sw[0]!, [...sw.slice(1), 'nft', ...args], { env: { PATH: systemPath() } });
+  await nft(['add', 'table', 'bridge', tbl]);
+  await nft(['add', 'chain', 'bridge', tbl, 'cut', '{ type filter hook forward priority 0; }']);
+  await nft(['add', 'rule', 'bridge', tbl, 'cut', 'iifname', `p-${a}`, 'oifname', `p-${b}`, 'drop']);
+  await nft(['add', 'rule', 'bridge', tbl, 'cut', 'iifname', `p-${b}`, 'oifname', `p-${a}`, 'drop']);
+  return async () => {
+    await nft(['delete', 'table', 'bridge', tbl]);
+  };
+}

@@ -125,6 +125,7 @@ test('external_ids: what the agent writes on a container port reads back as its 
     network: 'default',
     ip: '198.18.64.5',
     mac: '0a:58:c6:12:40:05',
+    name: 'web',
   });
   t.is(parseBinding({ ...ids, 'gremesh-mac': 'nope' }), undefined);
   t.deepEqual(
@@ -134,6 +135,7 @@ test('external_ids: what the agent writes on a container port reads back as its 
       network: 'n',
       ip: '10.0.0.1',
       mac: '02:00:00:00:00:01',
+      name: '',
     },
     'a port plugged by another tool counts too',
   );

@@ -1,0 +1,103 @@
+// The agent's Prometheus metrics (`--metrics ADDR:PORT`): tunnel state and BFD flaps per
+// peer, attach latency and errors, reconcile passes, flows, containers per network.
+import type { MetricsServer } from '../common/metrics.js';
+import type { PassResult } from './reconciler.js';
+
+export interface AgentMetrics {
+  pass(r: PassResult): void;
+  attached(ms: number, network: string): void;
+  attachError(reason: string): void;
+}
+
+export const noMetrics: AgentMetrics = { pass() {}, attached() {}, attachError() {} };
+
+/** Pure: an attach error's reason as a label with few values (the words before the details). */
+export function reasonClass(reason: string): string {
+  const rules: [RegExp, string][] = [
+    [/^unknown network/, 'unknown_network'],
+    [/^network mode/, 'network_mode'],
+    [/no slice/, 'no_slice'],
+    [/^gremesh\.(ip|mac|mtu|gateway|iface)\b/, 'bad_label'],
+    [/(address|ip) .*(in use|taken|outside|not in)/i, 'address'],
+    [/^attach failed/, 'attach_failed'],
+  ];
+  return rules.find(([re]) => re.test(reason))?.[1] ?? 'other';
+}
+
+export function agentMetrics(m: MetricsServer): AgentMetrics {
+  const { prom, registry } = m;
+  const up = new prom.Gauge({
+    name: 'gremesh_tunnel_up',
+    help: '1 when BFD says the tunnel to this peer forwards, else 0',
+    labelNames: ['peer'],
+    registers: [registry],
+  });
+  const flaps = new prom.Counter({
+    name: 'gremesh_tunnel_flaps_total',
+    help: "BFD flaps of the tunnel to this peer (OVS's flap_count, counted since the agent started)",
+    labelNames: ['peer'],
+    registers: [registry],
+  });
+  const attach = new prom.Histogram({
+    name: 'gremesh_attach_seconds',
+    help: "Docker's start event to the container's interface up with its flows",
+    labelNames: ['network'],
+    buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [registry],
+  });
+  const attachErrors = new prom.Counter({
+    name: 'gremesh_attach_errors_total',
+    help: 'containers left unattached, by reason',
+    labelNames: ['reason'],
+    registers: [registry],
+  });
+  const passes = new prom.Histogram({
+    name: 'gremesh_reconcile_pass_seconds',
+    help: 'duration of the bridge reconcile passes',
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    registers: [registry],
+  });
+  const flows = new prom.Gauge({
+    name: 'gremesh_flows_installed',
+    help: 'OpenFlow flows the agent keeps on its bridge',
+    registers: [registry],
+  });
+  const containers = new prom.Gauge({
+    name: 'gremesh_containers_attached',
+    help: 'containers with a port on the bridge, per network',
+    labelNames: ['network'],
+    registers: [registry],
+  });
+  const lastFlaps = new Map<string, number>();
+  let knownTunnels = new Set<string>();
+  let knownNetworks = new Set<string>();
+  return {
+    pass(r) {
+      passes.observe(r.ms / 1000);
+      flows.set(r.flows);
+      const peers = new Set<string>();
+      for (const t of r.tunnels) {
+        peers.add(t.peer);
+        up.set({ peer: t.peer }, t.forwarding ? 1 : 0);
+        const before = lastFlaps.get(t.peer);
+        if (before !== undefined && t.bfdFlaps > before) flaps.inc({ peer: t.peer }, t.bfdFlaps - before);
+        else if (before === undefined) flaps.inc({ peer: t.peer }, 0);
+        lastFlaps.set(t.peer, t.bfdFlaps);
+      }
+      for (const p of knownTunnels) if (!peers.has(p)) up.remove({ peer: p });
+      knownTunnels = peers;
+      const perNet = new Map<string, number>();
+      for (const l of r.locals) if (!l.gateway) perNet.set(l.network, (perNet.get(l.network) ?? 0) + 1);
+      for (const n of r.desired.gateways.map((g) => g.network)) if (!perNet.has(n)) perNet.set(n, 0);
+      for (const [n, c] of perNet) containers.set({ network: n }, c);
+      for (const n of knownNetworks) if (!perNet.has(n)) containers.remove({ network: n });
+      knownNetworks = new Set(perNet.keys());
+    },
+    attached(ms, network) {
+      attach.observe({ network }, ms / 1000);
+    },
+    attachError(reason) {
+      attachErrors.inc({ reason: reasonClass(reason) });
+    },
+  };
+}
