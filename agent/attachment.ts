@@ -1,6 +1,7 @@
 // Pure: what a container's attachment should be, from its labels (or an explicit
 // `gremesh-agent attach` request) and this host's desired state.
 import { macFromIp, parseIp } from '../common/ipv4.js';
+import { quoted } from '../common/text.js';
 import type { Snapshot } from './model.js';
 import { allocate, type IpamTable } from './ipam.js';
 import { containerMtu, gatewayOf } from './desired.js';
@@ -72,10 +73,12 @@ export function planAttachment(
   underlayMtu: number,
 ): AttachSpec | { error: string } {
   if (c.networkMode !== 'none')
-    return { error: `network mode is "${c.networkMode}", gremesh attaches only containers run with --net=none` };
+    return { error: `network mode is ${quoted(c.networkMode)}, gremesh attaches only containers run with --net=none` };
   const net = s.networks.find((n) => n.name === r.network);
   if (!net)
-    return { error: `unknown network "${r.network}" (known: ${s.networks.map((n) => n.name).join(', ') || 'none'})` };
+    return {
+      error: `unknown network ${quoted(r.network)} (known: ${s.networks.map((n) => n.name).join(', ') || 'none'})`,
+    };
   const slice = s.slices.find((x) => x.network === net.name);
   if (!slice) return { error: `this host has no slice of network ${net.name} yet` };
   const mac = r.mac?.toLowerCase();
@@ -83,21 +86,22 @@ export function planAttachment(
     mac !== undefined &&
     (!MAC_RE.test(mac) || (parseInt(mac.slice(0, 2), 16) & 1) === 1 || mac === '00:00:00:00:00:00')
   )
-    return { error: `gremesh.mac "${r.mac}" is not a unicast MAC address` };
+    return { error: `gremesh.mac ${quoted(r.mac ?? '')} is not a unicast MAC address` };
   let mtu = containerMtu(net.mtu, underlayMtu);
   if (r.mtu !== undefined) {
     if (!/^\d+$/.test(r.mtu) || Number(r.mtu) < 576 || Number(r.mtu) > mtu)
-      return { error: `gremesh.mtu "${r.mtu}" must be 576..${mtu} (the overlay carries at most ${mtu})` };
+      return { error: `gremesh.mtu ${quoted(r.mtu)} must be 576..${mtu} (the overlay carries at most ${mtu})` };
     mtu = Number(r.mtu);
   }
   const iface = r.iface ?? 'eth0';
-  if (!IFACE_RE.test(iface)) return { error: `gremesh.iface "${r.iface}" is not an interface name (1-15 characters)` };
+  if (!IFACE_RE.test(iface))
+    return { error: `gremesh.iface ${quoted(r.iface ?? '')} is not an interface name (1-15 characters)` };
   const gw = gatewayOf(slice.cidr, net.cidr);
   let gateway: string | undefined = gw.ip;
   if (r.gateway !== undefined) {
     if (r.gateway === 'none') gateway = undefined;
     else if (parseIp(r.gateway) === undefined)
-      return { error: `gremesh.gateway "${r.gateway}" is not an IPv4 address or "none"` };
+      return { error: `gremesh.gateway ${quoted(r.gateway)} is not an IPv4 address or "none"` };
     else gateway = r.gateway;
   }
   const a = allocate(ipam, net.name, slice.cidr, c.id, r.ip);

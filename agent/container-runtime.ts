@@ -23,7 +23,22 @@ export function dockerFromSocket(sock: string): Docker {
   throw new Error(`--docker must be unix:///PATH or tcp://HOST:PORT, got "${sock}"`);
 }
 
+/**
+ * Pure: the container's own gremesh.* labels. Docker merges the image's labels into the
+ * container's; an image must not choose its network, address or MAC, so a gremesh.* label
+ * whose value is the image's own for that key counts as the image's and is dropped (also
+ * when `docker run --label` repeats the same value). Other labels pass untouched.
+ */
+export function ownLabels(container: Record<string, string>, image: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(container)) if (!(k.startsWith('gremesh.') && image[k] === v)) out[k] = v;
+  return out;
+}
+
 export class DockerRuntime implements ContainerRuntime {
+  /** image id -> its labels (images do not change their labels) */
+  private imageLabels = new Map<string, Record<string, string>>();
+
   constructor(
     private readonly docker: Docker,
     private readonly log: Logger,
@@ -47,18 +62,35 @@ export class DockerRuntime implements ContainerRuntime {
   async find(ref: string): Promise<(ContainerInfo & { running: boolean }) | undefined> {
     try {
       const i = await this.docker.getContainer(ref).inspect();
+      const labels = i.Config.Labels ?? {};
       return {
         id: i.Id,
         name: i.Name.replace(/^\//, ''),
         pid: i.State.Pid,
         running: i.State.Running,
         networkMode: i.HostConfig.NetworkMode ?? '',
-        labels: i.Config.Labels ?? {},
+        labels: Object.keys(labels).some((k) => k.startsWith('gremesh.'))
+          ? ownLabels(labels, await this.labelsOfImage(i.Image))
+          : labels,
       };
     } catch (e) {
       if ((e as { statusCode?: number }).statusCode === 404) return undefined;
       throw e;
     }
+  }
+
+  private async labelsOfImage(id: string): Promise<Record<string, string>> {
+    const known = this.imageLabels.get(id);
+    if (known) return known;
+    let labels: Record<string, string> = {};
+    try {
+      labels = (await this.docker.getImage(id).inspect()).Config?.Labels ?? {};
+    } catch (e) {
+      if ((e as { statusCode?: number }).statusCode !== 404) throw e;
+    }
+    if (this.imageLabels.size > 500) this.imageLabels.clear();
+    this.imageLabels.set(id, labels);
+    return labels;
   }
 
   watch(onEvent: (kind: string, id: string) => void): () => void {

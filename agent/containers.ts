@@ -14,9 +14,10 @@ import type { ContainerRuntime } from './container-runtime.js';
 import { bind, holders, release, type FileIpam } from './ipam.js';
 import type { LinkDriver } from './link-driver.js';
 import type { OvsInterface, Snapshot } from './model.js';
-import { CONTAINER_ID_KEY, containerIds, isOwned } from './ovs-ids.js';
+import { CONTAINER_ID_KEY, containerIds, isOwned, parseBinding } from './ovs-ids.js';
 import type { OvsDriver } from './ovs-driver.js';
 import { Loop } from './loop.js';
+import { printable } from '../common/text.js';
 import { readJson, writeFileAtomic } from './state-file.js';
 
 export interface AttachError {
@@ -96,6 +97,7 @@ export class ContainerReconciler {
   private startSeenAt = new Map<string, number>();
 
   private readonly loop: Loop;
+  private ipamRebuilt = false;
 
   constructor(private readonly o: ContainerReconcilerOptions) {
     this.loop = new Loop({ name: 'container', log: o.log, pass: () => this.pass(), backoffMaxMs: 10_000 });
@@ -185,6 +187,7 @@ export class ContainerReconciler {
     const running = [...this.known.values()];
     const observed = await this.o.ovs.observe();
     const ports = this.ports(observed.interfaces);
+    if (this.o.ipam.corrupt && !this.ipamRebuilt) this.rebuildIpam(observed.interfaces);
     const manual = this.manual();
     const errors: AttachError[] = [];
     const wanted = new Set<string>();
@@ -289,7 +292,25 @@ export class ContainerReconciler {
         await this.unplug(a.hostIf);
       }
     }
-    this.errors = errors;
+    // reported to the coordinator and shown by coordctl: bounded, whatever a label held
+    this.errors = errors
+      .slice(0, 1000)
+      .map((e) => ({ container: printable(e.container, 64), reason: printable(e.reason, 256) }));
+  }
+
+  /** The address file was unreadable: the addresses in use are the ones on the bridge's ports. */
+  private rebuildIpam(all: OvsInterface[]): void {
+    let t = this.o.ipam.table;
+    for (const i of all) {
+      const b = i.bridge === this.o.bridge ? parseBinding(i.externalIds) : undefined;
+      if (b?.containerId) t = bind(t, b.network, b.ip, b.containerId);
+    }
+    this.o.ipam.save(t);
+    this.ipamRebuilt = true;
+    this.o.log.error(
+      { ...this.o.ipam.corrupt, addresses: holders(t).size },
+      `the address table was corrupt (${this.o.ipam.corrupt!.reason}); moved to ${this.o.ipam.corrupt!.movedTo} and rebuilt from the ${holders(t).size} container ports on the bridge`,
+    );
   }
 
   private async attach(c: ContainerInfo, a: AttachSpec, old: OvsInterface | undefined, t: AttachTimes): Promise<void> {

@@ -224,7 +224,7 @@ export class CoordinatorClient {
           return;
         }
         this.snapshot = next;
-        writeFileAtomic(this.cacheFile, JSON.stringify(next));
+        writeFileAtomic(this.cacheFile, JSON.stringify(next), 0o644, false);
         this.o.onSnapshot(next);
       });
       st.on('error', (e: grpc.ServiceError) =>

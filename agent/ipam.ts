@@ -1,5 +1,6 @@
 // Local address management: which container holds which address of this host's
 // slice. Pure allocation; the table persists as one JSON file in the state dir.
+import { quoted } from '../common/text.js';
 import * as fs from 'node:fs';
 import { cidrContains, formatIp, parseCidr, parseIp } from '../common/ipv4.js';
 import { writeFileAtomic } from './state-file.js';
@@ -27,7 +28,7 @@ export function allocate(t: IpamTable, network: string, slice: string, id: strin
   const held = Object.entries(used).find(([, c]) => c === id)?.[0];
   if (held && (!want || want === held)) return { ip: held };
   if (want) {
-    if (parseIp(want) === undefined) return { error: `gremesh.ip "${want}" is not an IPv4 address` };
+    if (parseIp(want) === undefined) return { error: `gremesh.ip ${quoted(want)} is not an IPv4 address` };
     if (!usable(slice, want))
       return { error: `gremesh.ip ${want} is not a usable address of this host's slice ${slice}` };
     if (used[want] && used[want] !== id)
@@ -61,14 +62,51 @@ export function holders(t: IpamTable): Set<string> {
   return new Set(Object.values(t).flatMap((n) => Object.values(n)));
 }
 
+/** Pure: a parsed address table, or why it is not one. */
+export function parseIpamTable(text: string): IpamTable | string {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    return `not JSON (${(e as Error).message})`;
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return 'not an object of networks';
+  for (const [net, ips] of Object.entries(v)) {
+    if (typeof ips !== 'object' || ips === null || Array.isArray(ips)) return `network ${quoted(net)} is not an object`;
+    for (const [ip, id] of Object.entries(ips as Record<string, unknown>))
+      if (parseIp(ip) === undefined || typeof id !== 'string')
+        return `entry ${quoted(`${net}/${ip}`)} is not address -> id`;
+  }
+  return v as IpamTable;
+}
+
+/**
+ * The address table on disk. A file that is not a table is never read as empty (that
+ * would hand out addresses in use): it is moved aside (ipam.json.corrupt-TIME), said
+ * loudly, and `rebuiltFrom` marks that the table must be rebuilt from what survives: the
+ * bindings on the bridge's ports (the container pass does it before any allocation).
+ */
 export class FileIpam {
   table: IpamTable;
+  /** set when the file was unreadable: why, and where it went */
+  corrupt: { reason: string; movedTo: string } | undefined;
   constructor(private readonly file: string) {
+    let text: string | undefined;
     try {
-      this.table = JSON.parse(fs.readFileSync(file, 'utf8')) as IpamTable;
+      text = fs.readFileSync(file, 'utf8');
     } catch {
-      this.table = {};
+      this.table = {}; // no table yet: a first start
+      return;
     }
+    const t = parseIpamTable(text);
+    if (typeof t !== 'string') {
+      this.table = t;
+      return;
+    }
+    const movedTo = `${file}.corrupt-${Date.now()}`;
+    fs.renameSync(file, movedTo);
+    this.corrupt = { reason: t, movedTo };
+    this.table = {};
   }
   save(t: IpamTable): void {
     this.table = t;

@@ -232,6 +232,8 @@ async function run(argv: string[]): Promise<number> {
         null,
         2,
       ),
+      0o644,
+      false, // rewritten every pass; nothing to lose
     );
   };
   const dockerFirewall = new IptablesDockerFirewall(run);

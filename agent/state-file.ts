@@ -1,6 +1,7 @@
 // The agent's small state files (cached desired state, address table, status): read
 // leniently, written whole by rename.
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 
 export function readJson<T>(file: string): T | undefined {
   try {
@@ -10,8 +11,26 @@ export function readJson<T>(file: string): T | undefined {
   }
 }
 
-export function writeFileAtomic(file: string, data: string, mode = 0o644): void {
+/**
+ * Written whole (by rename) and, unless `durable` is false, durable: the new file is
+ * fsynced before the rename and the directory after it, so a power cut leaves the old
+ * file or the new one. Status and caches, rewritten often and rebuilt at start, skip it.
+ */
+export function writeFileAtomic(file: string, data: string, mode = 0o644, durable = true): void {
   const tmp = `${file}.tmp${process.pid}`;
-  fs.writeFileSync(tmp, data, { mode });
+  const fd = fs.openSync(tmp, 'w', mode);
+  try {
+    fs.writeFileSync(fd, data);
+    if (durable) fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
   fs.renameSync(tmp, file);
+  if (!durable) return;
+  const dir = fs.openSync(path.dirname(file), 'r');
+  try {
+    fs.fsyncSync(dir);
+  } finally {
+    fs.closeSync(dir);
+  }
 }

@@ -39,9 +39,11 @@ export function pickSlice(
 }
 
 /** The lowest GRE key not used by another network (keys start at 1). */
-export function pickGreKey(networks: Pick<NetworkRec, 'greKey'>[]): number {
-  const used = new Set(networks.map((n) => n.greKey));
-  let k = 1;
-  while (used.has(k)) k++;
-  return k;
+/**
+ * Pure: a GRE key no network ever had: one above the highest in use and the highest
+ * ever handed out (`everIssued`, kept in the store). A deleted network's key is never
+ * given again: a host cut off from the coordinator may still carry the old network.
+ */
+export function pickGreKey(networks: Pick<NetworkRec, 'greKey'>[], everIssued = 0): number {
+  return Math.max(everIssued, 0, ...networks.map((n) => n.greKey)) + 1;
 }

@@ -20,8 +20,19 @@ import { pickGreKey, pickSlice, sliceCidr, sliceCount } from './allocator.js';
 import type { HostRec, NetworkRec, TokenRec } from './model.js';
 import type { Store, Tx } from './store.js';
 import { hashSecret, newCredential, newToken, parseToken, secretMatches } from './tokens.js';
-import { MAX_TTL_SECONDS, checkName, checkNetworkSpec, checkUnderlayIp, trunc } from './validate.js';
+import {
+  MAX_TTL_SECONDS,
+  checkName,
+  checkNetworkSpec,
+  checkOverlayVsUnderlay,
+  checkUnderlayIp,
+  trunc,
+} from './validate.js';
 import { EventLog, attachEvents, tunnelEvents } from './events.js';
+import { printable } from '../common/text.js';
+
+/** store meta: the highest GRE key ever handed out (keys are never reused) */
+const GRE_KEY_HIGH = 'greKeyHigh';
 
 const usedToken = (id: string) => unauthenticated(`join token ${id} was already used`);
 
@@ -85,6 +96,8 @@ export type ChangeListener = (c: Change) => void;
 
 export interface CoordinatorOptions {
   now?: () => number;
+  /** the coordinator's own addresses (listen, advertise): no network may cover them */
+  ownAddresses?: string[];
   /** a host with no contact for this long shows as down */
   downAfterMs?: number;
   defaultTokenTtlS?: number;
@@ -95,6 +108,8 @@ export interface CoordinatorOptions {
   signCsr?: (csr: string, host: string) => Promise<string>;
   /** TLS: SHA-256 fingerprints of a PEM certificate and of its public key */
   fingerprintOf?: (pem: string) => { cert: string; key: string };
+  /** TLS: SHA-256 of a CSR's public key (its signature checked), as keyFingerprint of a certificate */
+  csrKeyFingerprint?: (csr: string) => Promise<string>;
 }
 
 export interface RegisterRequestView {
@@ -125,6 +140,7 @@ interface Soft {
 export class Coordinator {
   private readonly now: () => number;
   private readonly downAfterMs: number;
+  private readonly ownAddresses: string[];
   private readonly defaultTtlS: number;
   private readonly log: Logger;
   private listeners: ChangeListener[] = [];
@@ -135,6 +151,7 @@ export class Coordinator {
   isConnected: (host: string) => boolean;
   private readonly signCsr?: (csr: string, host: string) => Promise<string>;
   private readonly fingerprintOf?: (pem: string) => { cert: string; key: string };
+  private readonly csrKeyFingerprint?: (csr: string) => Promise<string>;
 
   // a cache of the store, reloaded after every committed change
   private rev = 0;
@@ -148,11 +165,13 @@ export class Coordinator {
   ) {
     this.now = o.now ?? Date.now;
     this.downAfterMs = o.downAfterMs ?? 30_000;
+    this.ownAddresses = o.ownAddresses ?? [];
     this.defaultTtlS = o.defaultTokenTtlS ?? 24 * 3600;
     this.log = o.log ?? silentLogger;
     this.isConnected = o.isConnected ?? (() => false);
     this.signCsr = o.signCsr;
     this.fingerprintOf = o.fingerprintOf;
+    this.csrKeyFingerprint = o.csrKeyFingerprint;
     this.reload();
   }
 
@@ -329,11 +348,15 @@ export class Coordinator {
   revokeToken(id: string): void {
     const found = this.store.tx((t) => {
       const tok = t.token(id);
-      if (!tok) return false;
+      if (!tok) return undefined;
       if (tok.state === 'valid') t.putToken({ ...tok, state: 'revoked' });
-      return true;
+      return tok;
     });
     if (!found) throw notFound(`no join token "${trunc(id)}"`);
+    if (found.state === 'used')
+      throw precondition(
+        `join token ${found.id} was already used by host ${found.host}: revoking it changes nothing; to cut the host off: coordctl leave ${found.host}`,
+      );
   }
 
   /** The token must be usable by this host: checked before anything is signed, again in the transaction. */
@@ -356,7 +379,10 @@ export class Coordinator {
     r: RegisterRequestView,
     callerFingerprint?: string,
   ): Promise<{ credential: string; certificate: string }> {
-    const bad = checkName('host', r.name) ?? checkUnderlayIp(r.underlayIp);
+    const bad =
+      checkName('host', r.name) ??
+      checkUnderlayIp(r.underlayIp) ??
+      checkOverlayVsUnderlay(this.nets, [{ what: `host ${r.name}'s underlay IP`, ip: r.underlayIp }]);
     if (bad) throw invalid(bad);
     if (r.agentVersion.length > 64) throw invalid('agent version longer than 64 characters');
     if (callerFingerprint) {
@@ -383,7 +409,17 @@ export class Coordinator {
       // a join whose reply was lost (coordinator killed, or too slow, after the commit) is
       // retried with the same token: a used token passes here, and the commit below takes it
       // only with the key the host was admitted with
-      this.store.tx((t) => this.checkToken(t, parsed.id, parsed.secret, r.name, true));
+      const tok = this.store.tx((t) => this.checkToken(t, parsed.id, parsed.secret, r.name, true));
+      // a used token signs nothing for another key: compare the CSR's key first
+      if (tok.state === 'used') {
+        let key = '';
+        try {
+          key = this.csrKeyFingerprint ? await this.csrKeyFingerprint(r.csr) : '';
+        } catch (e) {
+          throw invalid(`the certificate request could not be read: ${(e as Error).message.split('\n')[0]}`);
+        }
+        if (!key || this.hostMap.get(r.name)?.keyFingerprint !== key) throw usedToken(tok.id);
+      }
       try {
         certificate = await this.signCsr(r.csr, r.name);
       } catch (e) {
@@ -502,10 +538,20 @@ export class Coordinator {
     if (bad) throw invalid(bad);
     const net = this.change('network create', (t) => {
       if (t.network(name)) throw exists(`network ${name} already exists`);
-      const overlap = checkNetworkSpec(cidr, hostPrefixLen, mtu, t.networks());
+      const overlap =
+        checkNetworkSpec(cidr, hostPrefixLen, mtu, t.networks()) ??
+        checkOverlayVsUnderlay(
+          [{ name, cidr }],
+          [
+            ...t.hosts().map((h) => ({ what: `host ${h.name}'s underlay IP`, ip: h.underlayIp })),
+            ...this.ownAddresses.map((ip) => ({ what: "the coordinator's address", ip })),
+          ],
+        );
       if (overlap) throw invalid(overlap);
-      const n: NetworkRec = { name, cidr, hostPrefixLen, greKey: pickGreKey(t.networks()), mtu, createdMs: this.now() };
+      const greKey = pickGreKey(t.networks(), Number(t.meta(GRE_KEY_HIGH) ?? 0));
+      const n: NetworkRec = { name, cidr, hostPrefixLen, greKey, mtu, createdMs: this.now() };
       t.putNetwork(n);
+      t.setMeta(GRE_KEY_HIGH, String(greKey));
       const hosts = t.hosts();
       if (hosts.length > sliceCount(n)) {
         throw exhausted(
@@ -580,7 +626,10 @@ export class Coordinator {
       bfdDiagnostic: trunc(x.bfdDiagnostic ?? '', 64),
       bfdFlaps: Number(x.bfdFlaps ?? 0),
     }));
-    const attachErrors = r.attachErrors.map((x) => ({ container: trunc(x.container), reason: trunc(x.reason, 256) }));
+    // printed by coordctl: no terminal control sequences, bounded length, whatever the agent sent
+    const attachErrors = r.attachErrors
+      .slice(0, 1000)
+      .map((x) => ({ container: printable(x.container, 64), reason: printable(x.reason, 256) }));
     for (const e of [
       ...tunnelEvents(name, s.tunnels, tunnels, this.now()),
       ...attachEvents(name, s.attachErrors, attachErrors, this.now()),
@@ -591,7 +640,7 @@ export class Coordinator {
     s.names = new Map(
       r.endpoints
         .filter((e) => e.containerId && e.containerName)
-        .map((e) => [trunc(e.containerId, 64), trunc(e.containerName!)]),
+        .map((e) => [trunc(e.containerId, 64), printable(e.containerName!, 64)]),
     );
     const changed = JSON.stringify(s.endpoints) !== JSON.stringify(endpoints);
     s.endpoints = endpoints;

@@ -27,6 +27,7 @@ async function loadDaemon() {
     ensurePki: pki.ensurePki,
     fingerprint: pki.fingerprint,
     keyFingerprint: pki.keyFingerprint,
+    csrKeyFingerprint: pki.csrKeyFingerprint,
     signHostCsr: pki.signHostCsr,
   };
 }
@@ -87,6 +88,7 @@ async function main(argv: string[]): Promise<number> {
     ensurePki,
     fingerprint,
     keyFingerprint,
+    csrKeyFingerprint,
     signHostCsr,
   } = await loadDaemon();
   const log = createLogger('coordinator', cfg.logLevel);
@@ -112,12 +114,16 @@ async function main(argv: string[]): Promise<number> {
   const tlsPki = pki;
   const coord = new Coordinator(store, {
     downAfterMs: cfg.downAfterS * 1000,
+    ownAddresses: [cfg.listen, cfg.advertise]
+      .map((a) => a.replace(/:\d+$/, ''))
+      .filter((ip) => ip !== '0.0.0.0' && /^\d+\.\d+\.\d+\.\d+$/.test(ip)),
     defaultTokenTtlS: cfg.tokenTtlS,
     log: log.child({ part: 'state' }),
     ...(tlsPki
       ? {
           signCsr: (csr: string, host: string) => signHostCsr(tlsPki, csr, host),
           fingerprintOf: (pem: string) => ({ cert: fingerprint(pem), key: keyFingerprint(pem) }),
+          csrKeyFingerprint,
         }
       : {}),
   });

@@ -54,6 +54,12 @@ export function keyFingerprint(pem: string): string {
     .digest('hex');
 }
 
+/** SHA-256 of a CSR's public key (SubjectPublicKeyInfo, DER), hex: the same as keyFingerprint of a certificate for that key */
+export async function csrKeyFingerprint(csrPem: string): Promise<string> {
+  const key = await verifiedCsrKey(csrPem);
+  return createHash('sha256').update(Buffer.from(key.rawData)).digest('hex');
+}
+
 /** key (0600) then certificate, each written whole */
 function writeKeyAndCert(keyFile: string, keyPem: string, certFile: string, certPem: string): void {
   fs.writeFileSync(`${keyFile}.tmp`, keyPem, { mode: 0o600 });

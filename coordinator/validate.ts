@@ -1,5 +1,5 @@
 // Pure validation of user input. Each returns an error message, or undefined when fine.
-import { cidrsOverlap, isDnsLabel, parseCidr, parseIp } from '../common/ipv4.js';
+import { cidrContains, cidrsOverlap, isDnsLabel, parseCidr, parseIp } from '../common/ipv4.js';
 
 export const MIN_MTU = 576;
 export const MAX_MTU = 9000;
@@ -15,6 +15,26 @@ export function checkUnderlayIp(ip: string): string | undefined {
   const n = parseIp(ip);
   if (n === undefined) return `underlay IP "${trunc(ip)}" is not an IPv4 address`;
   if (n === 0 || ip.startsWith('127.') || n >= 0xe0000000) return `underlay IP ${ip} is not a unicast host address`;
+  return undefined;
+}
+
+/**
+ * Pure: an overlay CIDR must not hold an address the underlay needs (a host's tunnel
+ * endpoint, the coordinator's address): tunnels would be routed into the overlay.
+ */
+export function checkOverlayVsUnderlay(
+  networks: { name: string; cidr: string }[],
+  addresses: { what: string; ip: string }[],
+): string | undefined {
+  for (const n of networks) {
+    const c = parseCidr(n.cidr);
+    if (!c) continue;
+    for (const a of addresses) {
+      const ip = parseIp(a.ip);
+      if (ip !== undefined && cidrContains(c, ip))
+        return `${a.what} ${a.ip} is inside network ${n.name} (${n.cidr}): the underlay must stay outside every overlay network`;
+    }
+  }
   return undefined;
 }
 

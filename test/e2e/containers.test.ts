@@ -322,6 +322,38 @@ serial(
   },
 );
 
+serial('gremesh.* labels from the image are ignored: an image cannot put itself on a network', async (t) => {
+  await docker('h2', ['commit', '--change', 'LABEL gremesh.network=default', 'c-h2', 'gremesh/labelled:test']);
+  await docker('h2', ['run', '-d', '--net=none', '--name', 'img-l', 'gremesh/labelled:test', 'sleep', '3600']);
+  await docker('h2', [
+    'run',
+    '-d',
+    '--net=none',
+    '--name',
+    'img-blue',
+    '--label',
+    'gremesh.network=nosuchnet',
+    'gremesh/labelled:test',
+    'sleep',
+    '3600',
+  ]);
+  // the container's own label is read (and refused: no such network); the image's alone attaches nothing
+  const refused = await waitUntil(
+    async () =>
+      (
+        JSON.parse((await coordctl(lab.dir, ['host', 'h2', '-o', 'json'])).stdout) as {
+          attachErrors: { container: string }[];
+        }
+      ).attachErrors.some((e) => e.container === 'img-blue'),
+    20_000,
+    200,
+  );
+  t.not(refused, undefined, 'the container’s own label counts');
+  t.is(await ipOf('h2', 'img-l'), undefined, 'the image’s label attached nothing');
+  await docker('h2', ['rm', '-f', 'img-l', 'img-blue']);
+  await docker('h2', ['rmi', 'gremesh/labelled:test']);
+});
+
 serial('a restarted container gets its address back; a removed one releases it', async (t) => {
   const before = await ipOf('h3', 'c-h3');
   await docker('h3', ['restart', '-t', '0', 'c-h3']);

@@ -201,7 +201,7 @@ test('watch: a full snapshot, then a delta when a host joins; the leaving host d
 });
 
 test('200 concurrent join+register: 200 hosts, no overlapping slices', async (t) => {
-  const c = await startCoordinator({ args: ['--network-cidr', '198.18.0.0/15', '--host-prefix-len', '24'] });
+  const c = await startCoordinator({ args: ['--network-cidr', '198.18.0.0/16', '--host-prefix-len', '25'] });
   t.teardown(async () => {
     await c.stop();
     removeDir(c.dataDir);
@@ -219,7 +219,7 @@ test('200 concurrent join+register: 200 hosts, no overlapping slices', async (t)
 });
 
 test('kill -9 in the middle of a join burst, restart on the same data dir: no overlap, no half-admitted host, earlier hosts keep their slices', async (t) => {
-  let c = await startCoordinator({ args: ['--network-cidr', '198.18.0.0/15', '--host-prefix-len', '24'] });
+  let c = await startCoordinator({ args: ['--network-cidr', '198.18.0.0/16', '--host-prefix-len', '25'] });
   const { dataDir, port } = c;
   t.teardown(async () => {
     await c.stop();
@@ -253,7 +253,7 @@ test('kill -9 in the middle of a join burst, restart on the same data dir: no ov
     results.some((r) => r.status === 'rejected'),
     'the kill landed mid-burst',
   );
-  c = await startCoordinator({ dataDir, port, args: ['--network-cidr', '198.18.0.0/15', '--host-prefix-len', '24'] });
+  c = await startCoordinator({ dataDir, port, args: ['--network-cidr', '198.18.0.0/16', '--host-prefix-len', '25'] });
   const a2 = admin(c.addr);
   const hosts = (await unary<{ hosts: HostInfo[] }>(a2, 'listHosts', {})).hosts;
   a2.close();

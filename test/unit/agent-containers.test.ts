@@ -98,3 +98,47 @@ test('Docker in O(changed): a start inspects only that container, a die drops it
   t.is(rt.calls.running, 2, 'dockerd came back: everything is listed again');
   c.stop();
 });
+
+test('a corrupt address table is moved aside, said loudly, and rebuilt from the bridge: no address handed out twice', async (t) => {
+  const dir = tempDir('gmct');
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const rt = new FakeRuntime();
+  for (let i = 0; i < 3; i++) rt.start(i);
+  const ovs = new FakeOvsDriver();
+  const opts = (ipam: FileIpam, log = silentLogger) => ({
+    runtime: rt,
+    links,
+    ovs,
+    ipam,
+    bridge: 'gremesh0',
+    underlayMtu: 1500,
+    userspace: true,
+    stateDir: dir,
+    snapshot: () => snap,
+    onChange: async () => {},
+    log,
+  });
+  const first = new ContainerReconciler(opts(new FileIpam(`${dir}/ipam.json`)));
+  first.start(3_600_000);
+  await first.nextPass();
+  first.stop();
+  const before = new FileIpam(`${dir}/ipam.json`).table;
+  t.is(Object.keys(before.default ?? {}).length, 3);
+  fs.writeFileSync(`${dir}/ipam.json`, '{"default": {"198.18.64.2": '); // a torn write
+  const ipam = new FileIpam(`${dir}/ipam.json`);
+  t.truthy(ipam.corrupt, 'not silently read as empty');
+  t.regex(ipam.corrupt!.reason, /not JSON/);
+  t.true(fs.existsSync(ipam.corrupt!.movedTo), 'the bad file is kept aside');
+  const said: string[] = [];
+  const log = { ...silentLogger, error: (_o: object, m?: string) => void said.push(m ?? '') };
+  const again = new ContainerReconciler(opts(ipam, log as typeof silentLogger));
+  rt.start(3); // a new container arrives: it must not get an address the others hold
+  again.start(3_600_000);
+  await again.nextPass();
+  again.stop();
+  const after = new FileIpam(`${dir}/ipam.json`).table.default ?? {};
+  t.is(Object.keys(after).length, 4);
+  t.is(new Set(Object.keys(after)).size, 4, 'four containers, four addresses');
+  for (const [ip, id] of Object.entries(before.default ?? {})) t.is(after[ip], id, `${ip} kept by its container`);
+  t.regex(said.join('\n'), /address table was corrupt .* rebuilt from the 3 container ports/);
+});

@@ -35,5 +35,6 @@ for (const [name, slices, host, want] of cases) {
 
 test('GRE keys: lowest unused from 1', (t) => {
   t.is(pickGreKey([]), 1);
-  t.is(pickGreKey([{ greKey: 1 }, { greKey: 3 }]), 2);
+  t.is(pickGreKey([{ greKey: 1 }, { greKey: 3 }]), 4, 'a gap is a deleted network: its key is not given again');
+  t.is(pickGreKey([{ greKey: 1 }], 5), 6, 'above the highest ever handed out');
 });

@@ -195,6 +195,16 @@ test('networks: create allocates for every admitted host; overlap, duplicates, b
   t.is(await code(() => c.deleteNetwork('blue')), 'OK');
   t.is(await code(() => c.deleteNetwork('blue')), 'NOT_FOUND');
   t.false(c.slicesOf('h1').some((s) => s.network === 'blue'));
+  // a deleted network's GRE key is never handed out again (a host cut off may still carry it)
+  const keys = c.networks().map((x) => x.greKey);
+  const green = c.createNetwork('green', '198.22.0.0/16', 24, 0);
+  // no network may hold an underlay address: a host's, or (given) the coordinator's
+  const e = await code(() => c.createNetwork('under', '198.18.0.0/24', 28, 0));
+  t.is(e, 'INVALID_ARGUMENT');
+  t.throws(() => c.createNetwork('under', '198.18.0.0/24', 28, 0), {
+    message: /host h1's underlay IP 198\.18\.0\.11 is inside network under \(198\.18\.0\.0\/24\)/,
+  });
+  t.false([...keys, n.greKey].includes(green.greKey), `green got key ${green.greKey}, blue had ${n.greKey}`);
 });
 
 test('endpoints outside the host’s slice or with a bad MAC are refused; a change bumps the revision', async (t) => {
@@ -227,4 +237,55 @@ test('host state: up while seen recently, down after the window, still a peer', 
   advance(31_000);
   t.is(c.host('h1').state, 'down');
   t.truthy(c.peer('h1'));
+});
+
+test('the underlay stays outside every overlay: a host inside a network, a network over the coordinator, refused in one line', async (t) => {
+  const { admit } = setup();
+  t.is(await code(() => admit('h9', '198.18.64.7')), 'INVALID_ARGUMENT');
+  await t.throwsAsync(admit('h9', '198.18.64.7'), {
+    message: /host h9's underlay IP 198\.18\.64\.7 is inside network default \(198\.18\.64\.0\/22\)/,
+  });
+  const c = new Coordinator(new MemoryStore(), { ownAddresses: ['10.0.0.5'] });
+  t.throws(() => c.createNetwork('office', '10.0.0.0/24', 28, 0), {
+    message: /the coordinator's address 10\.0\.0\.5 is inside network office/,
+  });
+  t.is(await code(() => c.createNetwork('office', '10.1.0.0/24', 28, 0)), 'OK');
+});
+
+test('a used join token signs nothing for another key; revoking a used token says it changes nothing', async (t) => {
+  let signed = 0;
+  const c = new Coordinator(new MemoryStore(), {
+    signCsr: async (csr) => {
+      signed++;
+      return `CERT[${csr}]`;
+    },
+    fingerprintOf: (pem) => ({ cert: `${pem}#${signed}`, key: pem.slice('CERT['.length, -1) }),
+    csrKeyFingerprint: async (csr) => csr,
+  });
+  c.init({ name: 'default', cidr: '198.18.64.0/22', hostPrefixLen: 24, mtu: 0 });
+  const { token } = c.joinHost('h5');
+  const reg = (csr: string) =>
+    c.register({
+      name: 'h5',
+      token,
+      credential: '',
+      underlayIp: '198.18.0.15',
+      agentVersion: 't',
+      csr: `x BEGIN CERTIFICATE REQUEST ${csr}`,
+    });
+  await reg('keyA');
+  t.is(signed, 1);
+  await reg('keyA'); // the first reply was lost: the same key gets a certificate again
+  t.is(signed, 2);
+  t.is(await code(() => reg('keyB')), 'UNAUTHENTICATED');
+  t.is(signed, 2, 'nothing signed for the other key');
+  const id = token.split('.')[0]!;
+  t.is(await code(() => c.revokeToken(id)), 'FAILED_PRECONDITION');
+  t.throws(() => c.revokeToken(id), {
+    message: /already used by host h5: revoking it changes nothing; to cut the host off: coordctl leave h5/,
+  });
+  const other = c.joinHost('h6').token.split('.')[0]!;
+  c.revokeToken(other);
+  c.revokeToken(other); // again: it is revoked, fine
+  t.is(c.tokens().find((x) => x.id === other)!.state, 'revoked');
 });
