@@ -71,6 +71,8 @@ export function planAttachment(
   s: Snapshot,
   ipam: IpamTable,
   underlayMtu: number,
+  /** MACs of other containers on this host's bridge, by network (a peer's come from the snapshot) */
+  localMacs: Map<string, Set<string>> = new Map(),
 ): AttachSpec | { error: string } {
   if (c.networkMode !== 'none')
     return { error: `network mode is ${quoted(c.networkMode)}, gremesh attaches only containers run with --net=none` };
@@ -87,6 +89,12 @@ export function planAttachment(
     (!MAC_RE.test(mac) || (parseInt(mac.slice(0, 2), 16) & 1) === 1 || mac === '00:00:00:00:00:00')
   )
     return { error: `gremesh.mac ${quoted(r.mac ?? '')} is not a unicast MAC address` };
+  if (mac !== undefined) {
+    if (localMacs.get(net.name)?.has(mac))
+      return { error: `gremesh.mac ${mac} is in use by another container on this host` };
+    const peer = s.peers.find((p) => p.endpoints.some((e) => e.network === net.name && e.mac === mac));
+    if (peer) return { error: `gremesh.mac ${mac} is in use on ${peer.name}` };
+  }
   let mtu = containerMtu(net.mtu, underlayMtu);
   if (r.mtu !== undefined) {
     if (!/^\d+$/.test(r.mtu) || Number(r.mtu) < 576 || Number(r.mtu) > mtu)

@@ -17,6 +17,9 @@ import {
 import type { Snapshot } from './model.js';
 import { applyWatchMessage } from './snapshot.js';
 
+/** the largest desired state the agent takes (64 MiB: ~800k endpoints) */
+export const MAX_SNAPSHOT_BYTES = 64 * 1024 * 1024;
+
 export interface ClientOptions {
   coordinator: string;
   name: string;
@@ -69,6 +72,9 @@ export class CoordinatorClient {
     }
     return new AgentServiceClient(this.o.coordinator, dial.credentials, {
       ...dial.options,
+      // a full snapshot carries every endpoint of every host: 50k endpoints are ~4 MiB, over
+      // grpc's default receive limit (4 MiB); the coordinator caps endpoints per host
+      'grpc.max_receive_message_length': MAX_SNAPSHOT_BYTES,
       'grpc.keepalive_time_ms': 10_000,
       'grpc.keepalive_timeout_ms': 5_000,
       'grpc.keepalive_permit_without_calls': 1,

@@ -105,6 +105,15 @@ export function localPorts(o: OvsState, bridge: string, d: DesiredPlane): LocalP
   return out.sort((a, b) => a.port.localeCompare(b.port));
 }
 
+/** Pure: a lowercase unicast MAC (not multicast or broadcast, not all zeros). */
+export function isUnicastMac(mac: string): boolean {
+  return (
+    /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(mac) &&
+    (parseInt(mac.slice(0, 2), 16) & 1) === 0 &&
+    mac !== '00:00:00:00:00:00'
+  );
+}
+
 /** The pipeline's tables, by name: the flows are written with these, and trace reads them back. */
 export const TABLE = { classify: 0, portSecurity: 10, forward: 20 } as const;
 export const TABLE_NAMES: Record<number, string> = {
@@ -190,16 +199,20 @@ export function computeFlows(s: Snapshot, d: DesiredPlane, locals: LocalPort[], 
       );
   }
   const present = new Set(tunnels.map((t) => t.port));
-  const seen = new Set<string>();
+  // a MAC claimed by two peers (or by a peer and a local port) goes nowhere by unicast: no
+  // host can steal another's traffic by reporting its MAC; group addresses are never unicast
+  const claims = new Map<string, number>();
+  const claim = (network: string, mac: string) =>
+    claims.set(`${network}/${mac}`, (claims.get(`${network}/${mac}`) ?? 0) + 1);
+  for (const p of s.peers) for (const e of p.endpoints) claim(e.network, e.mac);
+  for (const l of locals) claim(l.network, l.mac);
   for (const p of s.peers) {
     const port = tunnelOf.get(p.name);
     if (!port || !present.has(port)) continue;
     for (const e of p.endpoints) {
       const k = keyOf.get(e.network);
-      if (k === undefined || !/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(e.mac)) continue;
-      const key = `${k}/${e.mac}`;
-      if (seen.has(key)) continue; // one MAC, one tunnel
-      seen.add(key);
+      if (k === undefined || !isUnicastMac(e.mac)) continue;
+      if ((claims.get(`${e.network}/${e.mac}`) ?? 0) > 1) continue;
       add(TABLE.forward, 90, `reg7=0,reg6=${k},dl_dst=${e.mac}`, `set_field:${k}->tun_id,output:${port}`);
       if (parseIp(e.ip) !== undefined) arpResponder(k, e.ip, e.mac);
     }

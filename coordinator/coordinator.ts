@@ -31,6 +31,9 @@ import {
 import { EventLog, attachEvents, tunnelEvents } from './events.js';
 import { printable } from '../common/text.js';
 
+/** endpoints one host may report: every agent's snapshot carries every host's */
+export const MAX_ENDPOINTS_PER_HOST = 4096;
+
 /** store meta: the highest GRE key ever handed out (keys are never reused) */
 const GRE_KEY_HIGH = 'greKeyHigh';
 
@@ -179,9 +182,14 @@ export class Coordinator {
   init(def?: DefaultNetwork): void {
     const first = this.store.tx((t) => t.meta('initialized') === undefined);
     if (!first) return;
-    if (def) this.createNetwork(def.name, def.cidr, def.hostPrefixLen, def.mtu);
+    // a start that died between the two commits left the network without the mark: no second create
+    if (def && !this.nets.some((n) => n.name === def.name))
+      this.createNetwork(def.name, def.cidr, def.hostPrefixLen, def.mtu);
     this.store.tx((t) => t.setMeta('initialized', String(this.now())));
   }
+
+  /** told when a host is admitted with a join token: every stream opened with its earlier identity must end */
+  onAdmitted: (host: string) => void = () => {};
 
   onChange(l: ChangeListener): void {
     this.listeners.push(l);
@@ -456,6 +464,7 @@ export class Coordinator {
     });
     this.touch(r.name);
     this.log.info({ host: r.name, underlayIp: r.underlayIp, slices: this.slicesOf(r.name) }, 'host admitted');
+    this.onAdmitted(r.name);
     this.events.add({
       timeMs: this.now(),
       kind: 'host-joined',
@@ -603,7 +612,15 @@ export class Coordinator {
     if (!this.hostMap.has(name)) throw notFound(`no host named "${trunc(name)}"`);
     if (r.tunnels.length > 10_000 || r.endpoints.length > 65_536 || r.attachErrors.length > 10_000)
       throw invalid('status report too large');
+    if (r.endpoints.length > MAX_ENDPOINTS_PER_HOST)
+      throw invalid(
+        `host ${name} reports ${r.endpoints.length} endpoints; at most ${MAX_ENDPOINTS_PER_HOST} per host (every agent receives them all)`,
+      );
     const endpoints: EndpointView[] = [];
+    const refused: AttachErrorView[] = [];
+    const macOwner = new Map<string, string>();
+    for (const [h, other] of this.soft)
+      if (h !== name) for (const x of other.endpoints) macOwner.set(`${x.network}/${x.mac}`, h);
     for (const e of r.endpoints) {
       const slice = this.slicesOf(name).find((s) => s.network === e.network);
       if (!slice) throw invalid(`endpoint ${trunc(e.ip)}: host ${name} has no slice of network "${trunc(e.network)}"`);
@@ -612,6 +629,23 @@ export class Coordinator {
         throw invalid(`endpoint IP "${trunc(e.ip)}" is not in ${name}'s slice ${slice.cidr}`);
       if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(e.mac))
         throw invalid(`endpoint MAC "${trunc(e.mac)}" is not a lowercase MAC address`);
+      // a group address, or a MAC another host already reported in this network: not passed
+      // on (no host may draw another's traffic by claiming its MAC); said in attach errors
+      if ((parseInt(e.mac.slice(0, 2), 16) & 1) === 1 || e.mac === '00:00:00:00:00:00') {
+        refused.push({
+          container: printable(e.containerId.slice(0, 12), 64),
+          reason: `endpoint MAC ${e.mac} is not unicast: not passed to peers`,
+        });
+        continue;
+      }
+      const owner = macOwner.get(`${e.network}/${e.mac}`);
+      if (owner !== undefined && owner !== name) {
+        refused.push({
+          container: printable(e.containerId.slice(0, 12), 64),
+          reason: `endpoint MAC ${e.mac} is already ${owner}'s in network ${printable(e.network, 64)}: not passed to peers`,
+        });
+        continue;
+      }
       endpoints.push({ network: e.network, host: name, mac: e.mac, ip: e.ip, containerId: trunc(e.containerId, 64) });
     }
     endpoints.sort((a, b) => a.network.localeCompare(b.network) || a.ip.localeCompare(b.ip));
@@ -627,9 +661,12 @@ export class Coordinator {
       bfdFlaps: Number(x.bfdFlaps ?? 0),
     }));
     // printed by coordctl: no terminal control sequences, bounded length, whatever the agent sent
-    const attachErrors = r.attachErrors
-      .slice(0, 1000)
-      .map((x) => ({ container: printable(x.container, 64), reason: printable(x.reason, 256) }));
+    const attachErrors = [
+      ...r.attachErrors
+        .slice(0, 1000)
+        .map((x) => ({ container: printable(x.container, 64), reason: printable(x.reason, 256) })),
+      ...refused.slice(0, 100),
+    ];
     for (const e of [
       ...tunnelEvents(name, s.tunnels, tunnels, this.now()),
       ...attachEvents(name, s.attachErrors, attachErrors, this.now()),

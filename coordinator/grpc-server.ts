@@ -15,7 +15,9 @@ import {
   type WatchRequest,
 } from '../proto/gen/gremesh/v1/gremesh.js';
 import { TraceBroker, runTrace } from './trace.js';
-import { CoordError, GRPC_STATUS, denied, unauthenticated } from './errors.js';
+import { RateLimiter, REPORT_RATE } from './rate-limit.js';
+import { CoordError, GRPC_STATUS, denied, invalid, unauthenticated } from './errors.js';
+import { trunc } from './validate.js';
 import type { Coordinator, HostView, RegisterRequestView } from './coordinator.js';
 import type { WatchHub } from './watch-hub.js';
 import { ADMIN_CN, hostCn, type Pki } from './pki.js';
@@ -94,11 +96,40 @@ export function hostInfo(h: HostView): HostInfo {
   };
 }
 
+/** a request whose bytes did not decode: grpc-js would answer INTERNAL; the handler answers INVALID_ARGUMENT */
+const UNDECODABLE = Symbol('undecodable');
+export function undecodable(req: unknown): string | undefined {
+  return typeof req === 'object' && req !== null && UNDECODABLE in req
+    ? String((req as { [UNDECODABLE]: string })[UNDECODABLE])
+    : undefined;
+}
+
+/** A service definition whose request decoders never throw: a bad request is marked for its handler. */
+function decodingOrMarked<T extends object>(def: T): grpc.ServiceDefinition {
+  const out: Record<string, unknown> = {};
+  for (const [name, m] of Object.entries(def)) {
+    const d = m as grpc.MethodDefinition<unknown, unknown>;
+    out[name] = {
+      ...d,
+      requestDeserialize: (b: Buffer) => {
+        try {
+          return d.requestDeserialize(b);
+        } catch (e) {
+          return { [UNDECODABLE]: (e as Error).message.split('\n')[0] };
+        }
+      },
+    };
+  }
+  return out as grpc.ServiceDefinition;
+}
+
 /** The agent service definition, with Watch responses passed through as the hub's pre-encoded bytes. */
-const agentService: grpc.ServiceDefinition = {
+const agentService: grpc.ServiceDefinition = decodingOrMarked({
   ...AgentServiceService,
   watch: { ...AgentServiceService.watch, responseSerialize: (b: Buffer) => b },
-} as unknown as grpc.ServiceDefinition;
+});
+const adminService: grpc.ServiceDefinition = decodingOrMarked(AdminServiceService);
+const notDecoded = (why: string) => invalid(`the request could not be decoded: ${trunc(why, 128)}`);
 
 /**
  * Server TLS: the client certificate is requested and verified against our CA, but a
@@ -125,6 +156,10 @@ export function tlsServerCredentials(pki: Pki): grpc.ServerCredentials {
 export function createServer(coord: Coordinator, hub: WatchHub, o: ServerOptions): grpc.Server {
   const server = new grpc.Server({
     'grpc.max_receive_message_length': o.maxMessageBytes,
+    // an agent needs 1-3 streams, coordctl 1: a client cannot open thousands on one connection
+    'grpc.max_concurrent_streams': 100,
+    // HTTP/2 memory per connection (grpc-js's own default, set here so it is stated)
+    'grpc-node.max_session_memory': 10,
     'grpc.keepalive_time_ms': 10_000,
     'grpc.keepalive_timeout_ms': 5_000,
     'grpc.keepalive_permit_without_calls': 1,
@@ -132,6 +167,7 @@ export function createServer(coord: Coordinator, hub: WatchHub, o: ServerOptions
   });
   const log = o.log;
   const tls = o.pki !== undefined;
+  const reports = new RateLimiter(REPORT_RATE);
   const broker = new TraceBroker((host, req) =>
     hub.sendTo(host, Buffer.from(DesiredState.encode(DesiredState.fromPartial({ trace: req })).finish())),
   );
@@ -143,7 +179,11 @@ export function createServer(coord: Coordinator, hub: WatchHub, o: ServerOptions
     ): grpc.handleUnaryCall<Req, Res> =>
     (call, cb) => {
       Promise.resolve()
-        .then(() => f(call.request, check(call)))
+        .then(() => {
+          const bad = undecodable(call.request);
+          if (bad !== undefined) throw notDecoded(bad);
+          return f(call.request, check(call));
+        })
         .then(
           (r) => cb(null, r),
           (e: unknown) => cb(toStatus(e, log)),
@@ -186,6 +226,8 @@ export function createServer(coord: Coordinator, hub: WatchHub, o: ServerOptions
         watch: (call: grpc.ServerWritableStream<WatchRequest, Buffer>) => {
           const { name, credential } = call.request;
           try {
+            const bad = undecodable(call.request);
+            if (bad !== undefined) throw notDecoded(bad);
             asHost(call as AnyCall, name, credential);
           } catch (e) {
             call.emit('error', toStatus(e, log));
@@ -200,16 +242,42 @@ export function createServer(coord: Coordinator, hub: WatchHub, o: ServerOptions
           call.on('cancelled', done);
           call.on('close', done);
           call.on('error', done);
-          removeWatcher = hub.add(name, {
-            write: (buf, cb) => {
-              if (!call.cancelled && !call.destroyed) call.write(buf, cb);
+          removeWatcher = hub.add(
+            name,
+            {
+              write: (buf, cb) => {
+                if (!call.cancelled && !call.destroyed) call.write(buf, cb);
+              },
+              gone: () =>
+                call.emit(
+                  'error',
+                  toStatus(new CoordError('NOT_FOUND', `host ${name} was removed (coordctl leave)`), log),
+                ),
+              revoked: () =>
+                call.emit(
+                  'error',
+                  toStatus(
+                    new CoordError(
+                      'UNAUTHENTICATED',
+                      `host ${name} was admitted anew: this stream's identity is revoked`,
+                    ),
+                    log,
+                  ),
+                ),
+              superseded: () =>
+                call.emit(
+                  'error',
+                  toStatus(
+                    new CoordError(
+                      'ABORTED',
+                      `a newer Watch stream of host ${name} replaced this one (two agents with one identity?)`,
+                    ),
+                    log,
+                  ),
+                ),
             },
-            gone: () =>
-              call.emit(
-                'error',
-                toStatus(new CoordError('NOT_FOUND', `host ${name} was removed (coordctl leave)`), log),
-              ),
-          });
+            Number(call.request.knownRevision ?? 0),
+          );
         },
         reportStatus: unary(
           (call) => {
@@ -217,6 +285,11 @@ export function createServer(coord: Coordinator, hub: WatchHub, o: ServerOptions
             return undefined;
           },
           (req: ReportStatusRequest) => {
+            if (!reports.take(req.name))
+              throw new CoordError(
+                'RESOURCE_EXHAUSTED',
+                `ReportStatus from ${req.name} faster than ${REPORT_RATE.perSecond}/s (burst ${REPORT_RATE.burst}): slow down`,
+              );
             coord.reportStatus(req.name, req);
             return {};
           },
@@ -236,7 +309,7 @@ export function createServer(coord: Coordinator, hub: WatchHub, o: ServerOptions
     ),
   );
   server.addService(
-    AdminServiceService as unknown as grpc.ServiceDefinition,
+    adminService,
     counted(
       {
         joinHost: unary(admin, (req: { name: string; ttlSeconds: number }) => {
@@ -273,6 +346,8 @@ export function createServer(coord: Coordinator, hub: WatchHub, o: ServerOptions
         ),
         events: (call: grpc.ServerWritableStream<EventsRequest, Event>) => {
           try {
+            const bad = undecodable(call.request);
+            if (bad !== undefined) throw notDecoded(bad);
             admin(call as AnyCall);
           } catch (e) {
             call.emit('error', toStatus(e, log));

@@ -131,6 +131,8 @@ async function main(argv: string[]): Promise<number> {
   const hub = new WatchHub(coord);
   coord.isConnected = (h) => hub.isConnected(h);
   coord.onChange((c) => hub.changed(c));
+  // a host admitted anew: streams opened with its earlier certificate (or credential) end now
+  coord.onAdmitted = (h) => hub.revoke(h);
   // host-down / host-up events as soon as a host crosses --down-after
   const liveness = setInterval(() => coord.checkLiveness(), 1000);
   let metrics: { rpcError(method: string, code: string): void } | undefined;

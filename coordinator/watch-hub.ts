@@ -19,7 +19,14 @@ export interface Sink {
   write(buf: Buffer, cb: () => void): void;
   /** the host was removed: end the stream */
   gone(): void;
+  /** a newer stream of the same host took its place: end this one */
+  superseded?(): void;
+  /** the identity the stream was opened with is no longer the host's (admitted anew): end it */
+  revoked?(): void;
 }
+
+/** Watch streams one host may hold at once; a new one ends the oldest (a reconnect before the old one is noticed dead needs 2) */
+export const MAX_WATCH_PER_HOST = 2;
 
 interface Watcher {
   host: string;
@@ -87,10 +94,27 @@ export class WatchHub {
     this.schedule();
   }
 
-  add(host: string, sink: Sink): () => void {
+  add(host: string, sink: Sink, knownRevision = 0): () => void {
+    const mine = [...this.watchers].filter((x) => x.host === host);
+    for (const old of mine.slice(0, Math.max(0, mine.length - MAX_WATCH_PER_HOST + 1))) {
+      this.close(old);
+      old.sink.superseded?.();
+    }
     const w: Watcher = { host, sink, sentRev: 0, inflight: false, dirty: true, closed: false };
     this.watchers.add(w);
     this.byHost.set(host, (this.byHost.get(host) ?? 0) + 1);
+    if (this.covers(knownRevision)) {
+      // the agent holds that revision and this hub saw every change since: a delta, not the world
+      w.sentRev = knownRevision;
+      w.inflight = true;
+      w.dirty = false;
+      w.sink.write(this.build(w, this.src.revision()), () => {
+        w.inflight = false;
+        if (w.dirty) this.flush(w);
+      });
+      w.sentRev = this.src.revision();
+      return () => this.close(w);
+    }
     this.flush(w);
     return () => this.close(w);
   }
@@ -104,8 +128,24 @@ export class WatchHub {
     else this.byHost.set(w.host, n);
   }
 
+  /** the change log reaches back to the revision right after rev (or rev is the current one, seen changing here) */
+  private covers(rev: number): boolean {
+    if (rev <= 0 || rev > this.src.revision() || this.log.length === 0) return false;
+    if (rev === this.src.revision()) return this.log.some((e) => e.rev === rev);
+    const first = this.log.findIndex((e) => e.rev > rev);
+    return first >= 0 && this.log[first]!.rev === rev + 1;
+  }
+
   isConnected(host: string): boolean {
     return this.byHost.has(host);
+  }
+
+  /** the host was admitted anew: its streams, opened with the earlier identity, end now */
+  revoke(host: string): void {
+    for (const w of [...this.watchers].filter((x) => x.host === host)) {
+      this.close(w);
+      w.sink.revoked?.();
+    }
   }
 
   /** a message that is no state (a trace request) to the host's newest stream; false when it has none */
@@ -152,7 +192,7 @@ export class WatchHub {
     let full = w.sentRev === 0;
     const upserts = new Set<string>();
     const removes = new Set<string>();
-    if (!full) {
+    if (!full && rev !== w.sentRev) {
       const first = this.log.findIndex((e) => e.rev > w.sentRev);
       // the log must reach back to the revision right after the one the stream holds
       if (first < 0 || this.log[first]!.rev !== w.sentRev + 1) full = true;

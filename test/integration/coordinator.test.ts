@@ -12,7 +12,8 @@ import {
   type RunningCoordinator,
 } from '../helpers/coordinator.js';
 import { parseCidr, cidrsOverlap } from '../../common/ipv4.js';
-import type { DesiredState, HostInfo } from '../../proto/gen/gremesh/v1/gremesh.js';
+import { AgentServiceClient, type DesiredState, type HostInfo } from '../../proto/gen/gremesh/v1/gremesh.js';
+import { MAX_SNAPSHOT_BYTES } from '../../agent/coordinator-client.js';
 
 const ctl = (c: RunningCoordinator, ...args: string[]) =>
   cli(BIN.coordctl, ['--coordinator', c.addr, ...c.ctlArgs, ...args]);
@@ -267,4 +268,106 @@ test('kill -9 in the middle of a join burst, restart on the same data dir: no ov
   );
   assertNoOverlap(t, hosts);
   t.log(`${hosts.length} hosts after restart (${admittedBeforeKill.length} of the burst acknowledged before the kill)`);
+});
+
+test.serial(
+  '50k endpoints: an agent still gets its full snapshot; a short reconnect gets a delta, not the world',
+  async (t) => {
+    const c = await startCoordinator({ args: ['--network-cidr', '198.18.0.0/15', '--host-prefix-len', '20'] });
+    t.teardown(() => c.stop());
+    const HOSTS = 32;
+    const PER = 1600;
+    const creds: string[] = [];
+    for (let i = 0; i < HOSTS; i++)
+      creds.push((await joinAndRegister(c.addr, `e${i}`, `198.51.100.${i + 1}`)).credential);
+    const a = admin(c.addr);
+    const hosts = (await unary<{ hosts: HostInfo[] }>(a, 'listHosts', {})).hosts;
+    a.close();
+    const g = agentClient(c.addr);
+    for (let i = 0; i < HOSTS; i++) {
+      const base = parseCidr(hosts.find((h) => h.name === `e${i}`)!.slices[0]!.cidr)!.base;
+      const endpoints = Array.from({ length: PER }, (_, j) => {
+        const ip = base + 2 + j;
+        return {
+          network: 'default',
+          host: `e${i}`,
+          mac: `0a:58:${[24, 16, 8, 0].map((s) => ((ip >>> s) & 255).toString(16).padStart(2, '0')).join(':')}`,
+          ip: [24, 16, 8, 0].map((s) => (ip >>> s) & 255).join('.'),
+          containerId: `${i.toString(16).padStart(4, '0')}${j.toString(16).padStart(4, '0')}`.padEnd(64, 'a'), // as long as Docker's
+          containerName: '',
+        };
+      });
+      await unary(g, 'reportStatus', { name: `e${i}`, credential: creds[i], tunnels: [], endpoints, attachErrors: [] });
+    }
+    g.close();
+    const watch = (limit: number | undefined, knownRevision = 0) =>
+      new Promise<DesiredState | string>((resolve) => {
+        const w = new AgentServiceClient(
+          c.addr,
+          grpc.credentials.createInsecure(),
+          limit ? { 'grpc.max_receive_message_length': limit } : {},
+        );
+        const st = w.watch({ name: 'e0', credential: creds[0]!, knownRevision });
+        st.on('data', (m: DesiredState) => {
+          resolve(m);
+          st.cancel();
+          w.close();
+        });
+        st.on('error', (e: grpc.ServiceError) => {
+          resolve(grpc.status[e.code]!);
+          w.close();
+        });
+      });
+    t.is(await watch(undefined), 'RESOURCE_EXHAUSTED', "grpc's default 4 MiB is too small for this snapshot");
+    const full = (await watch(MAX_SNAPSHOT_BYTES)) as DesiredState;
+    t.true(full.full);
+    t.is(
+      full.peers.reduce((n, p) => n + p.endpoints.length, 0),
+      (HOSTS - 1) * PER,
+    );
+    const delta = (await watch(MAX_SNAPSHOT_BYTES, Number(full.revision))) as DesiredState;
+    t.false(delta.full, 'the agent holds the current revision: a delta');
+    t.is(Number(delta.baseRevision), Number(full.revision));
+    t.is(delta.peers.length, 0);
+    // more endpoints than a host may have: refused in one line
+    const g2 = agentClient(c.addr);
+    const tooMany = Array.from({ length: 4097 }, () => ({
+      network: 'default',
+      host: 'e1',
+      mac: '0a:58:00:00:00:01',
+      ip: '198.18.16.2',
+      containerId: 'x',
+      containerName: '',
+    }));
+    await t.throwsAsync(
+      unary(g2, 'reportStatus', {
+        name: 'e1',
+        credential: creds[1],
+        tunnels: [],
+        endpoints: tooMany,
+        attachErrors: [],
+      }),
+      { message: /at most 4096 per host/ },
+    );
+    g2.close();
+  },
+);
+
+test.serial('a host admitted anew: the stream opened with its earlier identity ends at once', async (t) => {
+  const c = await startCoordinator();
+  t.teardown(() => c.stop());
+  const first = await joinAndRegister(c.addr, 'r1', '198.51.100.77');
+  const w = agentClient(c.addr);
+  const st = w.watch({ name: 'r1', credential: first.credential, knownRevision: 0 });
+  let got = 0;
+  const ended = new Promise<string>((resolve) => {
+    st.on('data', () => got++);
+    st.on('error', (e: grpc.ServiceError) => resolve(`${grpc.status[e.code]}: ${e.details}`));
+  });
+  for (let i = 0; i < 100 && got === 0; i++) await new Promise((r) => setTimeout(r, 20));
+  t.is(got, 1, 'the old identity was watching');
+  await joinAndRegister(c.addr, 'r1', '198.51.100.77'); // a reinstalled machine: new join, new credential
+  // without the fix the old stream stays open (the test then times out)
+  t.regex(await ended, /^UNAUTHENTICATED: host r1 was admitted anew/);
+  w.close();
 });

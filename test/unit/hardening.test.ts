@@ -2,8 +2,11 @@
 import test from 'ava';
 import { printable } from '../../common/text.js';
 import { planAttachment } from '../../agent/attachment.js';
+import { computeDesired, computeFlows } from '../../agent/desired.js';
 import { Coordinator } from '../../coordinator/coordinator.js';
 import { MemoryStore } from '../../coordinator/memory-store.js';
+import { RateLimiter } from '../../coordinator/rate-limit.js';
+import { MAX_WATCH_PER_HOST, WatchHub } from '../../coordinator/watch-hub.js';
 import { ownLabels } from '../../agent/container-runtime.js';
 
 const snap = {
@@ -15,6 +18,7 @@ const snap = {
   peers: [],
 };
 const c = { id: 'c'.repeat(64), name: 'x', pid: 1, networkMode: 'none', labels: {} };
+const ep = (host: string, mac: string, ip: string) => ({ network: 'default', host, mac, ip, containerId: `id-${mac}` });
 
 test('printable: control characters escaped (C0, DEL, C1), length capped', (t) => {
   t.is(printable('ok\x1b[31mred\x07\x7f\x9b'), 'ok\\x1b[31mred\\x07\\x7f\\x9b');
@@ -74,4 +78,131 @@ test('labels from the image are not the container’s: an image cannot pick its 
   // the same value as the image's counts as the image's (documented)
   t.deepEqual(ownLabels({ 'gremesh.network': 'default' }, image), {});
   t.deepEqual(ownLabels({ 'gremesh.network': 'default' }, {}), { 'gremesh.network': 'default' });
+});
+
+test('a first start that died between creating the default network and marking the store starts next time', (t) => {
+  const store = new MemoryStore();
+  const a = new Coordinator(store);
+  a.createNetwork('default', '198.18.64.0/22', 24, 0); // the first commit of init, then the crash
+  const b = new Coordinator(store);
+  t.notThrows(() => b.init({ name: 'default', cidr: '198.18.64.0/22', hostPrefixLen: 24, mtu: 0 }));
+  t.deepEqual(
+    b.networks().map((n) => n.name),
+    ['default'],
+  );
+});
+
+test('MACs: no unicast flow for a MAC two peers claim or for a group address; a taken gremesh.mac is refused', (t) => {
+  const s = {
+    ...snap,
+    peers: [
+      {
+        name: 'h2',
+        underlayIp: '198.18.0.12',
+        slices: [],
+        endpoints: [
+          ep('h2', '0a:00:00:00:00:22', '198.18.65.2'),
+          ep('h2', '0a:00:00:00:00:99', '198.18.65.3'),
+          ep('h2', '01:00:5e:00:00:01', '198.18.65.4'),
+        ],
+      },
+      { name: 'h3', underlayIp: '198.18.0.13', slices: [], endpoints: [ep('h3', '0a:00:00:00:00:99', '198.18.66.3')] },
+    ],
+  };
+  const d = computeDesired(s, { bridge: 'gremesh0', datapath: 'netdev', underlayMtu: 1500 });
+  const flows = computeFlows(s, d, [], new Set(d.tunnels.map((x) => x.port)));
+  t.true(
+    flows.some((f) => f.includes('dl_dst=0a:00:00:00:00:22,')),
+    'a MAC one peer claims: its flow',
+  );
+  t.false(
+    flows.some((f) => f.includes('dl_dst=0a:00:00:00:00:99,')),
+    'claimed by h2 and h3: no unicast flow to either',
+  );
+  t.false(
+    flows.some((f) => f.includes('dl_dst=01:00:5e:00:00:01,')),
+    'a group address is never unicast',
+  );
+  const taken = planAttachment(c, { network: 'default', mac: '0a:00:00:00:00:22' }, s, {}, 1500);
+  t.regex((taken as { error: string }).error, /gremesh\.mac 0a:00:00:00:00:22 is in use on h2/);
+  const local = planAttachment(
+    c,
+    { network: 'default', mac: '0a:00:00:00:00:44' },
+    s,
+    {},
+    1500,
+    new Map([['default', new Set(['0a:00:00:00:00:44'])]]),
+  );
+  t.regex((local as { error: string }).error, /in use by another container on this host/);
+  t.false('error' in planAttachment(c, { network: 'default', mac: '0a:00:00:00:00:45' }, s, {}, 1500));
+});
+
+test('the coordinator passes on no group MAC and no MAC another host already reported', async (t) => {
+  const co = new Coordinator(new MemoryStore());
+  co.init({ name: 'default', cidr: '198.18.64.0/22', hostPrefixLen: 24, mtu: 0 });
+  for (const [h, ip] of [
+    ['h1', '198.18.0.11'],
+    ['h2', '198.18.0.12'],
+  ])
+    await co.register({ name: h!, token: co.joinHost(h!).token, credential: '', underlayIp: ip!, agentVersion: '' });
+  const sliceIp = (h: string, n: number) => co.slicesOf(h)[0]!.cidr.replace(/0\/24$/, String(n));
+  co.reportStatus('h1', {
+    tunnels: [],
+    attachErrors: [],
+    endpoints: [ep('h1', '0a:00:00:00:00:11', sliceIp('h1', 2))],
+  });
+  co.reportStatus('h2', {
+    tunnels: [],
+    attachErrors: [],
+    endpoints: [
+      ep('h2', '0a:00:00:00:00:11', sliceIp('h2', 2)), // h1's
+      ep('h2', 'ff:ff:ff:ff:ff:ff', sliceIp('h2', 3)),
+      ep('h2', '0a:00:00:00:00:12', sliceIp('h2', 4)),
+    ],
+  });
+  t.deepEqual(
+    co.peer('h2')!.endpoints.map((e) => e.mac),
+    ['0a:00:00:00:00:12'],
+  );
+  const why = co
+    .host('h2')
+    .attachErrors.map((e) => e.reason)
+    .join('\n');
+  t.regex(why, /0a:00:00:00:00:11 is already h1's/);
+  t.regex(why, /ff:ff:ff:ff:ff:ff is not unicast/);
+});
+
+test('ReportStatus per host: a burst, then the refill rate; hosts do not share a bucket', (t) => {
+  let now = 0;
+  const r = new RateLimiter({ perSecond: 10, burst: 50 }, () => now);
+  let ok = 0;
+  for (let i = 0; i < 80; i++) if (r.take('h1')) ok++;
+  t.is(ok, 50, 'the burst');
+  t.true(r.take('h2'), 'another host is not slowed by h1');
+  now += 1000;
+  ok = 0;
+  for (let i = 0; i < 80; i++) if (r.take('h1')) ok++;
+  t.is(ok, 10, 'then 10 a second');
+});
+
+test('Watch streams per host are capped: a new one ends the oldest', (t) => {
+  const hub = new WatchHub({
+    revision: () => 1,
+    networks: () => [],
+    hostNames: () => ['h1'],
+    peer: () => undefined,
+    slicesOf: () => [],
+    underlayOf: () => '198.18.0.11',
+  });
+  const ended: number[] = [];
+  const sink = (i: number) => ({
+    write: (_b: Buffer, cb: () => void) => cb(),
+    gone: () => {},
+    superseded: () => ended.push(i),
+  });
+  for (let i = 0; i < 5; i++) hub.add('h1', sink(i));
+  t.is(hub.count(), MAX_WATCH_PER_HOST);
+  t.deepEqual(ended, [0, 1, 2], 'the oldest ended first');
+  hub.add('h2', sink(9));
+  t.is(hub.count(), MAX_WATCH_PER_HOST + 1, 'other hosts are not touched');
 });
