@@ -3,8 +3,10 @@
 // so a restart (or a coordinator outage) starts from them.
 import * as grpc from '@grpc/grpc-js';
 import * as fs from 'node:fs';
+import { X509Certificate } from 'node:crypto';
 import type { Logger } from '../common/log.js';
 import { ensureKeyAndCsr, fetchPinnedCa, tlsFiles } from './tls.js';
+import { renewAt } from '../common/renewal.js';
 import { readJson, writeFileAtomic } from './state-file.js';
 import { coordinatorTls, type DialTls } from '../common/grpc-tls.js';
 import {
@@ -16,6 +18,15 @@ import {
 } from '../proto/gen/gremesh/v1/gremesh.js';
 import type { Snapshot } from './model.js';
 import { applyWatchMessage } from './snapshot.js';
+
+/** A renewal's new key and certificate, written aside, become the current ones (also after a crash halfway). */
+export function finishKeySwap(stateDir: string): void {
+  const f = tlsFiles(stateDir);
+  if (fs.existsSync(`${f.cert}.next`)) {
+    if (fs.existsSync(`${f.key}.next`)) fs.renameSync(`${f.key}.next`, f.key);
+    fs.renameSync(`${f.cert}.next`, f.cert);
+  } else fs.rmSync(`${f.key}.next`, { force: true }); // a renewal that got no certificate
+}
 
 /** the largest desired state the agent takes (64 MiB: ~800k endpoints) */
 export const MAX_SNAPSHOT_BYTES = 64 * 1024 * 1024;
@@ -51,10 +62,16 @@ export class CoordinatorClient {
   private credential: string | undefined;
   connected = false;
 
+  private renewTimer: NodeJS.Timeout | undefined;
+  /** the client certificate's validity (TLS), reported for coordctl status */
+  private certValidity: { notBeforeMs: number; notAfterMs: number } | undefined;
+
   constructor(private readonly o: ClientOptions) {
+    if (o.tls) finishKeySwap(o.stateDir);
     this.client = this.makeClient();
     this.credential = fs.existsSync(this.credFile) ? fs.readFileSync(this.credFile, 'utf8').trim() : undefined;
     this.snapshot = readJson<Snapshot>(this.cacheFile);
+    this.scheduleRenewal();
   }
 
   /** plaintext (--insecure); TLS with the pinned CA, plus our certificate once we have one */
@@ -86,6 +103,56 @@ export class CoordinatorClient {
   private reconnectClient(): void {
     this.client.close();
     this.client = this.makeClient();
+    this.scheduleRenewal();
+  }
+
+  /** TLS: renew at 2/3 of the certificate's life (checked again at least every day) */
+  private scheduleRenewal(): void {
+    if (!this.o.tls || this.stopped) return;
+    if (this.renewTimer) clearTimeout(this.renewTimer);
+    const f = tlsFiles(this.o.stateDir);
+    if (!fs.existsSync(f.cert)) return;
+    const c = new X509Certificate(fs.readFileSync(f.cert));
+    const notBeforeMs = Date.parse(c.validFrom);
+    const notAfterMs = Date.parse(c.validTo);
+    this.certValidity = { notBeforeMs, notAfterMs };
+    const wait = Math.max(0, renewAt(notBeforeMs, notAfterMs) - Date.now());
+    this.renewTimer = setTimeout(
+      () => {
+        this.renewTimer = undefined;
+        if (Date.now() < renewAt(notBeforeMs, notAfterMs)) return this.scheduleRenewal();
+        this.renew().catch((e: Error) => {
+          this.o.log.warn({ err: e.message }, 'certificate renewal failed; retrying in 5 s');
+          this.renewTimer = setTimeout(() => this.scheduleRenewal(), 5_000);
+        });
+      },
+      Math.min(wait, 86_400_000),
+    );
+  }
+
+  /**
+   * A new key and CSR, signed over our current certificate. The pair is written aside
+   * first (host.key.next, host.crt.next) and swapped in (a crash in between is finished
+   * at the next start); then the connection moves to it and the Watch resumes with a delta.
+   */
+  private async renew(): Promise<void> {
+    const f = tlsFiles(this.o.stateDir);
+    const { keyPairFromPem, makeCsr, newKeyPair, privateKeyPem } = await import('../common/certs.js');
+    const keys = await newKeyPair();
+    const keyPem = await privateKeyPem(keys);
+    fs.writeFileSync(`${f.key}.next`, keyPem, { mode: 0o600 });
+    const csr = await makeCsr(await keyPairFromPem(keyPem), `O=gremesh, CN=host:${this.o.name}`);
+    const certificate = await new Promise<string>((resolve, reject) =>
+      this.client.renew({ name: this.o.name, csr }, new grpc.Metadata(), { deadline: Date.now() + 15_000 }, (e, r) =>
+        e ? reject(e) : resolve(r.certificate),
+      ),
+    );
+    writeFileAtomic(`${f.cert}.next`, certificate);
+    finishKeySwap(this.o.stateDir);
+    this.o.log.info({}, 'client certificate renewed');
+    this.reconnectClient();
+    // the open Watch was made with the old certificate: reopen it on the new one (a delta follows)
+    this.stream?.cancel();
   }
 
   get credFile(): string {
@@ -106,6 +173,7 @@ export class CoordinatorClient {
 
   stop(): void {
     this.stopped = true;
+    if (this.renewTimer) clearTimeout(this.renewTimer);
     this.stream?.cancel();
     this.client.close();
   }
@@ -259,11 +327,17 @@ export class CoordinatorClient {
     );
   }
 
-  report(r: Omit<ReportStatusRequest, 'name' | 'credential'>): Promise<void> {
+  report(r: Omit<ReportStatusRequest, 'name' | 'credential' | 'certNotBeforeMs' | 'certNotAfterMs'>): Promise<void> {
     if (!this.o.tls && !this.credential) return Promise.resolve();
     return new Promise((resolve, reject) => {
       this.client.reportStatus(
-        { name: this.o.name, credential: this.credential ?? '', ...r },
+        {
+          name: this.o.name,
+          credential: this.credential ?? '',
+          ...r,
+          certNotBeforeMs: this.certValidity?.notBeforeMs ?? 0,
+          certNotAfterMs: this.certValidity?.notAfterMs ?? 0,
+        },
         new grpc.Metadata(),
         { deadline: Date.now() + 5_000 },
         (e) => (e ? reject(e) : resolve()),

@@ -67,6 +67,8 @@ export type Usage = 'ca' | 'server' | 'client';
 export interface IssueOptions {
   subject: string;
   days: number;
+  /** lifetime in ms instead of days (short-lived host certificates) */
+  ttlMs?: number;
   usage: Usage;
   /** server certificates: "DNS:name" / "IP:address" */
   sans?: string[];
@@ -127,8 +129,9 @@ export async function issue(ca: Issuer, publicKey: CryptoKey | x509.PublicKey, o
     serialNumber: serial(),
     subject: o.subject,
     issuer: caCert.subject,
-    notBefore: new Date(now - BACKDATE_MS),
-    notAfter: new Date(now + o.days * DAY_MS),
+    // backdated for clock skew, by a tenth of the lifetime at most (a 30 s certificate is not 5 min old)
+    notBefore: new Date(now - Math.min(BACKDATE_MS, (o.ttlMs ?? o.days * DAY_MS) / 10)),
+    notAfter: new Date(now + (o.ttlMs ?? o.days * DAY_MS)),
     signingAlgorithm: EC,
     publicKey,
     signingKey: ca.keys.privateKey,

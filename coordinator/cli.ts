@@ -6,7 +6,7 @@ import { parse, outputFormat, runMain, table, UsageError } from '../common/cli.j
 import type { AdminServiceClient, Event, HostInfo, Network, TraceReport } from '../proto/gen/gremesh/v1/gremesh.js';
 import { parseDuration } from './config.js';
 import { agentEnvFile } from './agent-env.js';
-import { formatTrace } from './trace-format.js';
+import { certWarnings, formatTrace } from './trace-format.js';
 import type { DialTls } from '../common/grpc-tls.js';
 
 const HELP = `coordctl: manage a gremesh coordinator
@@ -312,12 +312,17 @@ async function main(argv: string[]): Promise<number> {
       }
       case 'status': {
         want(0, 'status');
-        const s = await rpc<{ revision: number; hosts: HostInfo[]; networks: Network[]; watchers: number }>(
-          'getStatus',
-          {},
-        );
-        out(s, () =>
+        const s = await rpc<{
+          revision: number;
+          hosts: HostInfo[];
+          networks: Network[];
+          watchers: number;
+          certificates: { name: string; notBeforeMs: number; notAfterMs: number }[];
+        }>('getStatus', {});
+        const warnings = certWarnings(s.certificates ?? [], s.hosts, Date.now());
+        out({ ...s, warnings }, () =>
           [
+            ...warnings.map((w) => `WARNING: ${w}`),
             `revision ${s.revision}, ${s.hosts.length} hosts (${s.hosts.filter((h) => h.state === 'up').length} up), ${s.watchers} agents watching`,
             table([
               ['HOST', 'UNDERLAY', 'STATE', 'TUNNELS (BFD)', 'ENDPOINTS', 'ATTACH ERRORS'],

@@ -15,6 +15,8 @@ export interface CoordinatorConfig {
   networkMtu: number;
   downAfterS: number;
   tokenTtlS: number;
+  /** lifetime of host certificates (agents renew at 2/3) */
+  hostCertTtlS: number;
   maxMessageBytes: number;
   logLevel: string;
   /** Prometheus endpoint ADDR:PORT; '' = off */
@@ -32,6 +34,7 @@ export const DEFAULTS: CoordinatorConfig = {
   networkMtu: 0,
   downAfterS: 30,
   tokenTtlS: 24 * 3600,
+  hostCertTtlS: 365 * 24 * 3600,
   maxMessageBytes: 1024 * 1024,
   logLevel: 'info',
   metrics: '',
@@ -49,6 +52,7 @@ export const KEYS: Record<string, [keyof CoordinatorConfig, string]> = {
   'network-mtu': ['networkMtu', 'GREMESH_NETWORK_MTU'],
   'down-after': ['downAfterS', 'GREMESH_DOWN_AFTER'],
   'token-ttl': ['tokenTtlS', 'GREMESH_TOKEN_TTL'],
+  'host-cert-ttl': ['hostCertTtlS', 'GREMESH_HOST_CERT_TTL'],
   'max-message-bytes': ['maxMessageBytes', 'GREMESH_MAX_MESSAGE_BYTES'],
   'log-level': ['logLevel', 'GREMESH_LOG_LEVEL'],
   metrics: ['metrics', 'GREMESH_METRICS'],
@@ -59,6 +63,7 @@ const NUMERIC = new Set<keyof CoordinatorConfig>([
   'networkMtu',
   'downAfterS',
   'tokenTtlS',
+  'hostCertTtlS',
   'maxMessageBytes',
 ]);
 
@@ -85,14 +90,14 @@ export function resolveConfig(
     if (v === undefined) return;
     if (NUMERIC.has(key)) {
       const n =
-        key === 'downAfterS' || key === 'tokenTtlS'
+        key === 'downAfterS' || key === 'tokenTtlS' || key === 'hostCertTtlS'
           ? parseDuration(String(v))
           : /^\d+$/.test(String(v))
             ? Number(v)
             : undefined;
       if (n === undefined)
         throw new UsageError(
-          `${from}: "${String(v)}" is not a ${key === 'downAfterS' || key === 'tokenTtlS' ? 'duration (e.g. 30s, 15m, 24h)' : 'whole number'}`,
+          `${from}: "${String(v)}" is not a ${key === 'downAfterS' || key === 'tokenTtlS' || key === 'hostCertTtlS' ? 'duration (e.g. 30s, 15m, 24h)' : 'whole number'}`,
         );
       c[key] = n;
     } else c[key] = String(v);
@@ -112,6 +117,7 @@ export function resolveConfig(
     checkName('network', cfg.networkName) ?? checkNetworkSpec(cfg.networkCidr, cfg.hostPrefixLen, cfg.networkMtu, []);
   if (bad) throw new UsageError(bad);
   if (cfg.maxMessageBytes < 1024) throw new UsageError('--max-message-bytes must be at least 1024');
+  if (cfg.hostCertTtlS < 10) throw new UsageError('--host-cert-ttl must be at least 10s');
   if (cfg.metrics) {
     const m = parseMetricsAddr(cfg.metrics);
     if (typeof m === 'string') throw new UsageError(m);

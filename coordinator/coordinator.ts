@@ -88,6 +88,9 @@ export interface HostView {
   tunnels: TunnelView[];
   attachErrors: AttachErrorView[];
   endpoints: number;
+  /** the agent's client certificate as it reported it (0: unknown) */
+  certNotBeforeMs: number;
+  certNotAfterMs: number;
 }
 
 export interface Change {
@@ -113,6 +116,8 @@ export interface CoordinatorOptions {
   fingerprintOf?: (pem: string) => { cert: string; key: string };
   /** TLS: SHA-256 of a CSR's public key (its signature checked), as keyFingerprint of a certificate */
   csrKeyFingerprint?: (csr: string) => Promise<string>;
+  /** TLS: a certificate's validity (what coordctl status warns about before the agent reports it) */
+  validityOf?: (pem: string) => { notBeforeMs: number; notAfterMs: number };
 }
 
 export interface RegisterRequestView {
@@ -138,6 +143,8 @@ interface Soft {
   attachErrors: AttachErrorView[];
   /** container names by id, as the agent reported them (trace finds containers by name; never sent to peers) */
   names?: Map<string, string>;
+  /** the agent's client certificate, as it reported it */
+  cert?: { notBeforeMs: number; notAfterMs: number };
 }
 
 export class Coordinator {
@@ -155,6 +162,7 @@ export class Coordinator {
   private readonly signCsr?: (csr: string, host: string) => Promise<string>;
   private readonly fingerprintOf?: (pem: string) => { cert: string; key: string };
   private readonly csrKeyFingerprint?: (csr: string) => Promise<string>;
+  private readonly validityOf?: (pem: string) => { notBeforeMs: number; notAfterMs: number };
 
   // a cache of the store, reloaded after every committed change
   private rev = 0;
@@ -175,6 +183,7 @@ export class Coordinator {
     this.signCsr = o.signCsr;
     this.fingerprintOf = o.fingerprintOf;
     this.csrKeyFingerprint = o.csrKeyFingerprint;
+    this.validityOf = o.validityOf;
     this.reload();
   }
 
@@ -278,6 +287,8 @@ export class Coordinator {
       tunnels: s?.tunnels ?? [],
       attachErrors: s?.attachErrors ?? [],
       endpoints: s?.endpoints.length ?? 0,
+      certNotBeforeMs: s?.cert?.notBeforeMs ?? 0,
+      certNotAfterMs: s?.cert?.notAfterMs ?? 0,
     };
   }
 
@@ -464,6 +475,7 @@ export class Coordinator {
     });
     this.touch(r.name);
     this.log.info({ host: r.name, underlayIp: r.underlayIp, slices: this.slicesOf(r.name) }, 'host admitted');
+    if (certificate && this.validityOf) this.soft.get(r.name)!.cert = this.validityOf(certificate);
     this.onAdmitted(r.name);
     this.events.add({
       timeMs: this.now(),
@@ -486,6 +498,36 @@ export class Coordinator {
     if (!h || !h.certFingerprint || h.certFingerprint !== fingerprint)
       throw unauthenticated(`certificate for host "${trunc(name)}" is not current (host removed or re-joined)`);
     return h;
+  }
+
+  /**
+   * TLS: a host renews its certificate over its current one (a new key, the same name).
+   * The new certificate becomes the only current one; streams opened with the old one go
+   * on (the agent moves to the new one and resumes its Watch with a delta).
+   */
+  async renew(name: string, callerFingerprint: string, csr: string): Promise<string> {
+    if (!this.signCsr || !this.fingerprintOf) throw precondition('this coordinator runs without TLS: nothing to renew');
+    this.authenticateCert(name, callerFingerprint);
+    if (!csr || csr.length > 8192 || !csr.includes('BEGIN CERTIFICATE REQUEST'))
+      throw invalid('Renew needs a PEM certificate request (csr)');
+    let certificate: string;
+    try {
+      certificate = await this.signCsr(csr, name);
+    } catch (e) {
+      throw invalid(`the certificate request could not be signed: ${(e as Error).message.split('\n')[0]}`);
+    }
+    const fp = this.fingerprintOf(certificate);
+    this.store.tx((t) => {
+      const h = t.host(name);
+      if (!h || h.certFingerprint !== callerFingerprint)
+        throw unauthenticated(`certificate for host "${trunc(name)}" is not current (host removed or re-joined)`);
+      t.putHost({ ...h, certFingerprint: fp.cert, keyFingerprint: fp.key });
+    });
+    this.reload();
+    this.touch(name);
+    if (this.validityOf) this.soft.get(name)!.cert = this.validityOf(certificate);
+    this.log.info({ host: name }, 'host certificate renewed');
+    return certificate;
   }
 
   private reRegister(r: { name: string; underlayIp: string; agentVersion: string }): void {
@@ -607,6 +649,8 @@ export class Coordinator {
       tunnels: (Omit<TunnelView, 'bfdDiagnostic' | 'bfdFlaps'> & { bfdDiagnostic?: string; bfdFlaps?: number })[];
       endpoints: (EndpointView & { containerName?: string })[];
       attachErrors: AttachErrorView[];
+      certNotBeforeMs?: number;
+      certNotAfterMs?: number;
     },
   ): void {
     if (!this.hostMap.has(name)) throw notFound(`no host named "${trunc(name)}"`);
@@ -674,6 +718,9 @@ export class Coordinator {
       this.events.add(e);
     s.tunnels = tunnels;
     s.attachErrors = attachErrors;
+    // the newest certificate wins (a report sent just before a renewal carries the old one)
+    if (r.certNotAfterMs && Number(r.certNotAfterMs) >= (s.cert?.notAfterMs ?? 0))
+      s.cert = { notBeforeMs: Number(r.certNotBeforeMs ?? 0), notAfterMs: Number(r.certNotAfterMs) };
     s.names = new Map(
       r.endpoints
         .filter((e) => e.containerId && e.containerName)

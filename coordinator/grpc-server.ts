@@ -9,6 +9,7 @@ import {
   type Event,
   type EventsRequest,
   type HostInfo,
+  type RenewRequest,
   type ReportStatusRequest,
   type TraceRequestAdmin,
   type TraceResultRequest,
@@ -93,6 +94,8 @@ export function hostInfo(h: HostView): HostInfo {
     tunnels: h.tunnels,
     attachErrors: h.attachErrors,
     endpoints: h.endpoints,
+    certNotBeforeMs: h.certNotBeforeMs,
+    certNotAfterMs: h.certNotAfterMs,
   };
 }
 
@@ -294,6 +297,20 @@ export function createServer(coord: Coordinator, hub: WatchHub, o: ServerOptions
             return {};
           },
         ),
+        renew: unary(
+          (call) => {
+            if (!tls) return undefined;
+            const id = identityOf(call as AnyCall);
+            if (!id) throw unauthenticated('Renew needs the host client certificate');
+            if (id.cn !== hostCn(call.request.name))
+              throw denied(`certificate "${id.cn}" may not renew for host ${call.request.name}`);
+            return id;
+          },
+          async (req: RenewRequest, id) => {
+            if (!id) throw new CoordError('FAILED_PRECONDITION', 'this coordinator runs without TLS: nothing to renew');
+            return { certificate: await coord.renew(req.name, id.fingerprint, req.csr) };
+          },
+        ),
         traceResult: unary(
           (call) => {
             asHost(call as AnyCall, call.request.name, call.request.credential);
@@ -335,6 +352,7 @@ export function createServer(coord: Coordinator, hub: WatchHub, o: ServerOptions
           hosts: coord.hosts().map(hostInfo),
           networks: coord.networks(),
           watchers: hub.count(),
+          certificates: o.pki?.certificates ?? [],
         })),
         listTokens: unary(admin, () => ({ tokens: coord.tokens() })),
         revokeToken: unary(admin, (req: { id: string }) => {

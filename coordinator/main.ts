@@ -32,6 +32,7 @@ async function loadDaemon() {
   };
 }
 import { parseIp } from '../common/ipv4.js';
+import { X509Certificate } from 'node:crypto';
 
 const HELP = `gremesh-coordinator: the gremesh control plane (gRPC)
 
@@ -47,6 +48,7 @@ Usage: gremesh-coordinator [flags]
   --network-mtu N           container MTU; 0: each agent computes underlay MTU - 42
   --down-after DUR          a host silent this long shows as down (default 30s)
   --token-ttl DUR           default join token lifetime (default 24h)
+  --host-cert-ttl DUR       lifetime of host certificates (default 365d); agents renew at 2/3
   --max-message-bytes N     largest request accepted (default 1048576)
   --log-level LEVEL         debug|info|warn|error (default info)
   --metrics ADDR:PORT       serve Prometheus metrics on http://ADDR:PORT/metrics (default off;
@@ -121,9 +123,13 @@ async function main(argv: string[]): Promise<number> {
     log: log.child({ part: 'state' }),
     ...(tlsPki
       ? {
-          signCsr: (csr: string, host: string) => signHostCsr(tlsPki, csr, host),
+          signCsr: (csr: string, host: string) => signHostCsr(tlsPki, csr, host, cfg.hostCertTtlS * 1000),
           fingerprintOf: (pem: string) => ({ cert: fingerprint(pem), key: keyFingerprint(pem) }),
           csrKeyFingerprint,
+          validityOf: (pem: string) => {
+            const c = new X509Certificate(pem);
+            return { notBeforeMs: Date.parse(c.validFrom), notAfterMs: Date.parse(c.validTo) };
+          },
         }
       : {}),
   });

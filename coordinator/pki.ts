@@ -2,6 +2,7 @@
 // serving certificate, the admin client certificate, and client certificates for hosts
 // signed from the CSR each agent makes with its own key.
 // Identities: CN "admin" for coordctl, CN "host:NAME" for agents.
+import { lateInLife } from '../common/renewal.js';
 import { X509Certificate, createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import {
@@ -19,6 +20,8 @@ export const hostCn = (name: string) => `host:${name}`;
 const subject = (cn: string) => `O=gremesh, CN=${cn}`;
 
 export interface Pki {
+  /** the coordinator's own certificates, for coordctl status */
+  certificates: { name: string; notBeforeMs: number; notAfterMs: number }[];
   dir: string;
   caPem: string;
   caHash: string;
@@ -87,8 +90,15 @@ export async function ensurePki(dir: string, sans: string[]): Promise<Pki> {
   };
   const sanList = [...new Set(['DNS:localhost', 'IP:127.0.0.1', ...sans])];
   const wantSan = `${p.serverCrt}.san`;
+  // past 2/3 of its life a certificate is issued anew at start (the CA's hash stays: agents keep their pin)
+  const late = (f: string) => {
+    if (!fs.existsSync(f)) return false;
+    const c = new X509Certificate(fs.readFileSync(f));
+    return lateInLife(Date.parse(c.validFrom), Date.parse(c.validTo), Date.now());
+  };
   if (
     !fs.existsSync(p.serverCrt) ||
+    late(p.serverCrt) ||
     (fs.existsSync(wantSan) ? fs.readFileSync(wantSan, 'utf8') : '') !== sanList.join(',')
   ) {
     const keys = await newKeyPair();
@@ -101,14 +111,23 @@ export async function ensurePki(dir: string, sans: string[]): Promise<Pki> {
     writeKeyAndCert(p.serverKey, await privateKeyPem(keys), p.serverCrt, cert);
     fs.writeFileSync(wantSan, sanList.join(','));
   }
-  if (!fs.existsSync(p.adminCrt)) {
+  if (!fs.existsSync(p.adminCrt) || late(p.adminCrt)) {
     const keys = await newKeyPair();
     const cert = await issue(issuer, keys.publicKey, { subject: subject(ADMIN_CN), days: 825, usage: 'client' });
     writeKeyAndCert(p.adminKey, await privateKeyPem(keys), p.adminCrt, cert);
   }
   for (const k of [p.caKey, p.serverKey, p.adminKey]) fs.chmodSync(k, 0o600);
   const caPem = issuer.certPem;
+  const validity = (f: string) => {
+    const c = new X509Certificate(fs.readFileSync(f));
+    return { notBeforeMs: Date.parse(c.validFrom), notAfterMs: Date.parse(c.validTo) };
+  };
   return {
+    certificates: [
+      { name: 'CA', ...validity(p.caCrt) },
+      { name: 'serving', ...validity(p.serverCrt) },
+      { name: 'admin', ...validity(p.adminCrt) },
+    ],
     dir,
     caPem,
     caHash: certHash(caPem),
@@ -119,7 +138,10 @@ export async function ensurePki(dir: string, sans: string[]): Promise<Pki> {
 }
 
 /** Signs a host's CSR (its own signature checked first); the subject is always CN=host:NAME, whatever the CSR asked for. */
-export async function signHostCsr(pki: Pki, csrPem: string, name: string): Promise<string> {
+export async function signHostCsr(pki: Pki, csrPem: string, name: string, ttlMs = HOST_CERT_TTL_MS): Promise<string> {
   const key = await verifiedCsrKey(csrPem);
-  return issue(pki.issuer, key, { subject: subject(hostCn(name)), days: 365, usage: 'client' });
+  return issue(pki.issuer, key, { subject: subject(hostCn(name)), days: 365, ttlMs, usage: 'client' });
 }
+
+/** host certificates live a year unless --host-cert-ttl says otherwise; agents renew at 2/3 */
+export const HOST_CERT_TTL_MS = 365 * 86_400_000;

@@ -1,6 +1,6 @@
 // The fault suite at full length (`make soak`): a 300 s coordinator outage, 1000 churn
 // cycles, the 100-join burst with 100 container starts, 100 attachments across an agent
-// kill. The same cases as `make test`, which runs them scaled down to stay within 12
+// kill; and certificates of 30 s renewed for 3 minutes. The same cases as `make test`, which runs them scaled down to stay within 12
 // minutes. Prints ava's output as it goes and, with GREMESH_BENCH_JSON, writes each
 // case's outcome, duration and figures (its t.log lines) for the report.
 // Usage: node dist/test/bench/soak.js
@@ -15,6 +15,9 @@ export interface SoakCase {
   seconds: number;
   figures: string[];
 }
+
+/** the test files the soak runs at full length (ava names them this way) */
+export const SOAK_FILES = ['faults', 'renewal'];
 
 /** Pure: an ava duration ("557ms", "5.6s", "3m 20.1s", "5m") in seconds. */
 export function avaDuration(d: string): number {
@@ -34,7 +37,7 @@ export function parseAvaVerbose(text: string): SoakCase[] {
       /^\s+([✔✘])\s+(?:\[fail\]: )?(?:([\w-]+) › )?(.*?)(?: \(([\d.]+(?:ms|s|m)(?: [\d.]+(?:ms|s|m))*)\))?\s*$/.exec(
         line,
       );
-    if (m && (m[2] === undefined || m[2] === 'faults')) {
+    if (m && (m[2] === undefined || SOAK_FILES.includes(m[2]))) {
       const seconds = avaDuration(m[4] ?? '');
       current = { title: m[3]!, ok: m[1] === '✔', seconds, figures: [] };
       cases.push(current);
@@ -49,7 +52,12 @@ export function parseAvaVerbose(text: string): SoakCase[] {
 
 const isMain = process.argv[1] && path.resolve(process.argv[1]) === path.resolve(new URL(import.meta.url).pathname);
 if (isMain) {
-  const argv = [path.join(ROOT, 'test/run-e2e.sh'), '--timeout', '30m', 'dist/test/e2e/faults.test.js'];
+  const argv = [
+    path.join(ROOT, 'test/run-e2e.sh'),
+    '--timeout',
+    '30m',
+    ...SOAK_FILES.map((f) => `dist/test/e2e/${f}.test.js`),
+  ];
   const started = new Date();
   let text = '';
   const child = spawn('bash', argv, { cwd: ROOT, env: { ...process.env, GREMESH_SOAK: '1' } });
@@ -65,7 +73,7 @@ if (isMain) {
   const cases = parseAvaVerbose(text);
   const result = {
     date: started.toISOString(),
-    command: 'GREMESH_SOAK=1 bash test/run-e2e.sh --timeout 30m dist/test/e2e/faults.test.js (make soak)',
+    command: `GREMESH_SOAK=1 bash test/run-e2e.sh --timeout 30m ${SOAK_FILES.map((f) => `dist/test/e2e/${f}.test.js`).join(' ')} (make soak)`,
     exitCode: code,
     minutes: (Date.now() - started.getTime()) / 60_000,
     cases,

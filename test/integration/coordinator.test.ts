@@ -151,7 +151,15 @@ test('agent API: register errors map to gRPC statuses; a request over the size l
   t.is(await code(unary(a, 'joinHost', { name: 'x'.repeat(100_000), ttlSeconds: 0 })), 'RESOURCE_EXHAUSTED');
   t.is(
     await code(
-      unary(g, 'reportStatus', { name: 'h1', credential: 'nope', tunnels: [], endpoints: [], attachErrors: [] }),
+      unary(g, 'reportStatus', {
+        name: 'h1',
+        credential: 'nope',
+        tunnels: [],
+        endpoints: [],
+        attachErrors: [],
+        certNotBeforeMs: 0,
+        certNotAfterMs: 0,
+      }),
     ),
     'UNAUTHENTICATED',
   );
@@ -297,7 +305,15 @@ test.serial(
           containerName: '',
         };
       });
-      await unary(g, 'reportStatus', { name: `e${i}`, credential: creds[i], tunnels: [], endpoints, attachErrors: [] });
+      await unary(g, 'reportStatus', {
+        name: `e${i}`,
+        credential: creds[i],
+        tunnels: [],
+        endpoints,
+        attachErrors: [],
+        certNotBeforeMs: 0,
+        certNotAfterMs: 0,
+      });
     }
     g.close();
     const watch = (limit: number | undefined, knownRevision = 0) =>
@@ -346,6 +362,8 @@ test.serial(
         tunnels: [],
         endpoints: tooMany,
         attachErrors: [],
+        certNotBeforeMs: 0,
+        certNotAfterMs: 0,
       }),
       { message: /at most 4096 per host/ },
     );

@@ -165,7 +165,15 @@ test.serial(
     const g3 = agentClient(c.addr, a3.creds);
     t.is(
       await code(
-        unary(g3, 'reportStatus', { name: 'h4', credential: '', tunnels: [], endpoints: [], attachErrors: [] }),
+        unary(g3, 'reportStatus', {
+          name: 'h4',
+          credential: '',
+          tunnels: [],
+          endpoints: [],
+          attachErrors: [],
+          certNotBeforeMs: 0,
+          certNotAfterMs: 0,
+        }),
       ),
       'PERMISSION_DENIED',
     );
@@ -415,5 +423,38 @@ test.serial(
     rawAdmin.close();
     rawAnon.close();
     a.close();
+  },
+);
+
+test.serial(
+  'renewal over the current certificate: a new key, the same name; the old certificate is done with',
+  async (t) => {
+    const a = await joinAsAgent(c, 'rn1', '198.18.0.71');
+    const other = await joinAsAgent(c, 'rn2', '198.18.0.72');
+    const f = tlsFiles(a.dir);
+    const fresh = tempDir('gmag');
+    fs.copyFileSync(f.ca, tlsFiles(fresh).ca);
+    const csr = await ensureKeyAndCsr(fresh, 'rn1'); // a new key
+    t.is(
+      await code(unary(agentClient(c.addr, tlsCreds(f.ca)), 'renew', { name: 'rn1', csr })),
+      'UNAUTHENTICATED',
+      'not without a certificate',
+    );
+    t.is(
+      await code(unary(agentClient(c.addr, other.creds), 'renew', { name: 'rn1', csr })),
+      'PERMISSION_DENIED',
+      "not with another host's",
+    );
+    const r = await unary<{ certificate: string }>(agentClient(c.addr, a.creds), 'renew', { name: 'rn1', csr });
+    t.regex(r.certificate, /BEGIN CERTIFICATE/);
+    fs.writeFileSync(tlsFiles(fresh).cert, r.certificate);
+    const renewed = tlsCreds(tlsFiles(fresh).ca, tlsFiles(fresh).key, tlsFiles(fresh).cert);
+    t.is(await watchOnce(c.addr, renewed, 'rn1'), 'OK', 'the new certificate works');
+    t.is(await watchOnce(c.addr, a.creds, 'rn1'), 'UNAUTHENTICATED', 'the old one is no longer current');
+    t.is(
+      await code(unary(agentClient(c.addr, a.creds), 'renew', { name: 'rn1', csr })),
+      'UNAUTHENTICATED',
+      'nor can it renew again',
+    );
   },
 );

@@ -1,5 +1,12 @@
 // Hardening: what one host or one image can do to others' screens and to the coordinator.
 import test from 'ava';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { lateInLife, renewAt } from '../../common/renewal.js';
+import { certWarnings } from '../../coordinator/trace-format.js';
+import { finishKeySwap } from '../../agent/coordinator-client.js';
+import { tlsFiles } from '../../agent/tls.js';
 import { printable } from '../../common/text.js';
 import { planAttachment } from '../../agent/attachment.js';
 import { computeDesired, computeFlows } from '../../agent/desired.js';
@@ -205,4 +212,46 @@ test('Watch streams per host are capped: a new one ends the oldest', (t) => {
   t.deepEqual(ended, [0, 1, 2], 'the oldest ended first');
   hub.add('h2', sink(9));
   t.is(hub.count(), MAX_WATCH_PER_HOST + 1, 'other hosts are not touched');
+});
+
+test('renewal: at 2/3 of a certificate’s life; status warns about those past it', (t) => {
+  t.is(renewAt(0, 300), 200);
+  t.false(lateInLife(0, 300, 199));
+  t.true(lateInLife(0, 300, 200));
+  t.false(lateInLife(0, 0, 1000), 'unknown validity: no warning');
+  const w = certWarnings(
+    [
+      { name: 'serving', notBeforeMs: 0, notAfterMs: 300_000 },
+      { name: 'admin', notBeforeMs: 0, notAfterMs: 3_000_000 },
+    ],
+    [
+      { name: 'h1', certNotBeforeMs: 0, certNotAfterMs: 300_000 },
+      { name: 'h2', certNotBeforeMs: 0, certNotAfterMs: 0 },
+    ],
+    250_000,
+  );
+  t.deepEqual(w, [
+    "the coordinator's serving certificate has 50 s left (it is issued anew when the coordinator starts: restart it)",
+    "host h1's certificate has 50 s left and was not renewed (its agent renews at 2/3 of its life)",
+  ]);
+});
+
+test('a renewal that died halfway is finished (or dropped) at the next start', (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gmks-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const f = tlsFiles(dir);
+  fs.writeFileSync(f.key, 'old key');
+  fs.writeFileSync(f.cert, 'old cert');
+  fs.writeFileSync(`${f.key}.next`, 'new key');
+  finishKeySwap(dir);
+  t.is(fs.readFileSync(f.key, 'utf8'), 'old key', 'no certificate came: the new key is dropped');
+  t.false(fs.existsSync(`${f.key}.next`));
+  fs.writeFileSync(`${f.key}.next`, 'new key');
+  fs.writeFileSync(`${f.cert}.next`, 'new cert');
+  finishKeySwap(dir);
+  t.is(fs.readFileSync(f.key, 'utf8'), 'new key');
+  t.is(fs.readFileSync(f.cert, 'utf8'), 'new cert');
+  fs.writeFileSync(`${f.cert}.next`, 'newer cert'); // died after moving the key in
+  finishKeySwap(dir);
+  t.is(fs.readFileSync(f.cert, 'utf8'), 'newer cert');
 });
