@@ -25,7 +25,8 @@ export type Allocation = { ip: string } | { error: string };
  */
 export function allocate(t: IpamTable, network: string, slice: string, id: string, want?: string): Allocation {
   const used = t[network] ?? {};
-  const held = Object.entries(used).find(([, c]) => c === id)?.[0];
+  // an address held from an earlier slice (the host re-joined and got another) is not kept
+  const held = Object.entries(used).find(([ip, c]) => c === id && usable(slice, ip))?.[0];
   if (held && (!want || want === held)) return { ip: held };
   if (want) {
     if (parseIp(want) === undefined) return { error: `gremesh.ip ${quoted(want)} is not an IPv4 address` };

@@ -9,6 +9,7 @@ import { finishKeySwap } from '../../agent/coordinator-client.js';
 import { tlsFiles } from '../../agent/tls.js';
 import { printable } from '../../common/text.js';
 import { planAttachment } from '../../agent/attachment.js';
+import { allocate, bind } from '../../agent/ipam.js';
 import { computeDesired, computeFlows } from '../../agent/desired.js';
 import { Coordinator } from '../../coordinator/coordinator.js';
 import { MemoryStore } from '../../coordinator/memory-store.js';
@@ -254,4 +255,16 @@ test('a renewal that died halfway is finished (or dropped) at the next start', (
   fs.writeFileSync(`${f.cert}.next`, 'newer cert'); // died after moving the key in
   finishKeySwap(dir);
   t.is(fs.readFileSync(f.cert, 'utf8'), 'newer cert');
+});
+
+test('an address held from an earlier slice is not kept after the host got another one', (t) => {
+  const table = { default: { '198.18.64.7': 'c1', '198.18.65.2': 'c2' } };
+  t.deepEqual(
+    allocate(table, 'default', '198.18.65.0/24', 'c1'),
+    { ip: '198.18.65.3' },
+    'a fresh one in the new slice',
+  );
+  t.deepEqual(allocate(table, 'default', '198.18.65.0/24', 'c2'), { ip: '198.18.65.2' }, 'one inside it is kept');
+  const after = bind(table, 'default', '198.18.65.3', 'c1');
+  t.false(Object.keys(after.default!).includes('198.18.64.7'), 'the old one is released by the bind');
 });
