@@ -106,7 +106,7 @@ export class CoordinatorClient {
     this.scheduleRenewal();
   }
 
-  /** TLS: renew at 2/3 of the certificate's life (checked again at least every day) */
+  /** TLS: renew at 60 % of the certificate's life (checked again at least every day) */
   private scheduleRenewal(): void {
     if (!this.o.tls || this.stopped) return;
     if (this.renewTimer) clearTimeout(this.renewTimer);

@@ -15,7 +15,7 @@ export interface CoordinatorConfig {
   networkMtu: number;
   downAfterS: number;
   tokenTtlS: number;
-  /** lifetime of host certificates (agents renew at 2/3) */
+  /** lifetime of host certificates (agents renew at 60 %) */
   hostCertTtlS: number;
   maxMessageBytes: number;
   logLevel: string;

@@ -48,7 +48,7 @@ Usage: gremesh-coordinator [flags]
   --network-mtu N           container MTU; 0: each agent computes underlay MTU - 42
   --down-after DUR          a host silent this long shows as down (default 30s)
   --token-ttl DUR           default join token lifetime (default 24h)
-  --host-cert-ttl DUR       lifetime of host certificates (default 365d); agents renew at 2/3
+  --host-cert-ttl DUR       lifetime of host certificates (default 365d); agents renew at 60 %
   --max-message-bytes N     largest request accepted (default 1048576)
   --log-level LEVEL         debug|info|warn|error (default info)
   --metrics ADDR:PORT       serve Prometheus metrics on http://ADDR:PORT/metrics (default off;

@@ -2,7 +2,7 @@
 // serving certificate, the admin client certificate, and client certificates for hosts
 // signed from the CSR each agent makes with its own key.
 // Identities: CN "admin" for coordctl, CN "host:NAME" for agents.
-import { lateInLife } from '../common/renewal.js';
+import { renewAt } from '../common/renewal.js';
 import { X509Certificate, createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import {
@@ -90,11 +90,11 @@ export async function ensurePki(dir: string, sans: string[]): Promise<Pki> {
   };
   const sanList = [...new Set(['DNS:localhost', 'IP:127.0.0.1', ...sans])];
   const wantSan = `${p.serverCrt}.san`;
-  // past 2/3 of its life a certificate is issued anew at start (the CA's hash stays: agents keep their pin)
+  // past 60 % of its life a certificate is issued anew at start (the CA's hash stays: agents keep their pin)
   const late = (f: string) => {
     if (!fs.existsSync(f)) return false;
     const c = new X509Certificate(fs.readFileSync(f));
-    return lateInLife(Date.parse(c.validFrom), Date.parse(c.validTo), Date.now());
+    return Date.now() >= renewAt(Date.parse(c.validFrom), Date.parse(c.validTo));
   };
   if (
     !fs.existsSync(p.serverCrt) ||
@@ -143,5 +143,5 @@ export async function signHostCsr(pki: Pki, csrPem: string, name: string, ttlMs 
   return issue(pki.issuer, key, { subject: subject(hostCn(name)), days: 365, ttlMs, usage: 'client' });
 }
 
-/** host certificates live a year unless --host-cert-ttl says otherwise; agents renew at 2/3 */
+/** host certificates live a year unless --host-cert-ttl says otherwise; agents renew at 60 % */
 export const HOST_CERT_TTL_MS = 365 * 86_400_000;

@@ -39,7 +39,7 @@ export function certWarnings(
       .filter((h) => lateInLife(Number(h.certNotBeforeMs), Number(h.certNotAfterMs), now))
       .map(
         (h) =>
-          `host ${h.name}'s certificate has ${left(Number(h.certNotAfterMs))} left and was not renewed (its agent renews at 2/3 of its life)`,
+          `host ${h.name}'s certificate has ${left(Number(h.certNotAfterMs))} left and was not renewed (its agent renews at 60 % of its life)`,
       ),
   ];
 }

@@ -271,6 +271,16 @@ function encodeMatch(f: ParsedFlow): Buffer {
   return b;
 }
 
+/** a Nicira extension action of `len` bytes with its header written (vendor, subtype) */
+function nxAction(subtype: number, len: number): Buffer {
+  const b = Buffer.alloc(len);
+  b.writeUInt16BE(0xffff, 0);
+  b.writeUInt16BE(len, 2);
+  b.writeUInt32BE(NX_VENDOR_ID, 4);
+  b.writeUInt16BE(subtype, 8);
+  return b;
+}
+
 function encodeAction(a: Action): Buffer {
   if (a.type === 'output') {
     const b = Buffer.alloc(16);
@@ -281,32 +291,20 @@ function encodeAction(a: Action): Buffer {
   }
   if (a.type === 'in_port') return encodeAction({ type: 'output', port: OFPP_IN_PORT });
   if (a.type === 'move') {
-    const b = Buffer.alloc(24);
-    b.writeUInt16BE(0xffff, 0);
-    b.writeUInt16BE(24, 2);
-    b.writeUInt32BE(NX_VENDOR_ID, 4);
-    b.writeUInt16BE(NXAST_REG_MOVE, 8);
+    const b = nxAction(NXAST_REG_MOVE, 24);
     b.writeUInt16BE(a.src.bytes * 8, 10); // n_bits; src_ofs = dst_ofs = 0
     b.writeUInt32BE(nxmHeader(a.src), 16);
     b.writeUInt32BE(nxmHeader(a.dst), 20);
     return b;
   }
   if (a.type === 'resubmit') {
-    const b = Buffer.alloc(16);
-    b.writeUInt16BE(0xffff, 0);
-    b.writeUInt16BE(16, 2);
-    b.writeUInt32BE(NX_VENDOR_ID, 4);
-    b.writeUInt16BE(NXAST_RESUBMIT_TABLE, 8);
+    const b = nxAction(NXAST_RESUBMIT_TABLE, 16);
     b.writeUInt16BE(OFPP10_IN_PORT, 10);
     b.writeUInt8(a.table, 12);
     return b;
   }
   if (a.type === 'load') {
-    const b = Buffer.alloc(24);
-    b.writeUInt16BE(0xffff, 0);
-    b.writeUInt16BE(24, 2);
-    b.writeUInt32BE(NX_VENDOR_ID, 4);
-    b.writeUInt16BE(NXAST_REG_LOAD, 8);
+    const b = nxAction(NXAST_REG_LOAD, 24);
     b.writeUInt16BE(a.field.bytes * 8 - 1, 10); // ofs 0, n_bits = the whole field
     b.writeUInt32BE(nxmHeader(a.field), 12);
     b.writeBigUInt64BE(a.value, 16);

@@ -87,18 +87,15 @@ export async function stopProcess(
   );
 }
 
-/** coordctl run inside the ctl namespace (where the coordinator listens). */
-export async function coordctl(
-  dir: string,
-  args: string[],
-): Promise<{ stdout: string; stderr: string; exitCode: number }> {
+/** The command line and environment of coordctl inside the ctl namespace (where the coordinator listens). */
+export function coordctlCommand(dir: string, args: string[]): { argv: string[]; env: Record<string, string> } {
   const s = requireState(dir);
   const ctl = s.plan.nodes.find((n) => n.name === 'ctl')!;
   // the admin certificate lives in the coordinator's data dir (pki/admin.crt): coordctl's default with GREMESH_DATA_DIR
   const insecure = fs.existsSync(`${dir}/ctl/mode`) && fs.readFileSync(`${dir}/ctl/mode`, 'utf8') === 'insecure';
-  const r = await execa(
-    'nsenter',
-    [
+  return {
+    argv: [
+      'nsenter',
       `--net=/run/netns/${ctl.ns}`,
       'node',
       BINS.coordctl,
@@ -107,8 +104,17 @@ export async function coordctl(
       ...(insecure ? ['--insecure'] : []),
       ...args,
     ],
-    { reject: false, timeout: 60_000, env: { GREMESH_DATA_DIR: coordinatorDir(dir) } },
-  );
+    env: { GREMESH_DATA_DIR: coordinatorDir(dir) },
+  };
+}
+
+/** coordctl run inside the ctl namespace, to its end. */
+export async function coordctl(
+  dir: string,
+  args: string[],
+): Promise<{ stdout: string; stderr: string; exitCode: number }> {
+  const c = coordctlCommand(dir, args);
+  const r = await execa(c.argv[0]!, c.argv.slice(1), { reject: false, timeout: 60_000, env: c.env });
   return { stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? ''), exitCode: r.exitCode ?? -1 };
 }
 

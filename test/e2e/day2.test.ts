@@ -7,17 +7,14 @@ import { isRoot } from '../helpers/cli.js';
 import { cutUnderlay, labUp, type TestLab } from '../helpers/lab.js';
 import { waitUntil } from '../helpers/endpoint.js';
 import {
-  BINS,
-  COORD_ADDR,
   coordctl,
-  coordinatorDir,
+  coordctlCommand,
   joinAll,
   startAgent,
   startCoordinator,
   stopProcess,
 } from '../../deploy/lab/mesh.js';
-import { IMAGE, hostEnv } from '../../deploy/lab/plan.js';
-import { systemPath } from '../../common/exec.js';
+import { IMAGE } from '../../deploy/lab/plan.js';
 
 const serial = isRoot ? test.serial : test.skip;
 let lab: TestLab;
@@ -92,28 +89,8 @@ test.before(async () => {
   ]);
   if (r.exitCode !== 0) throw new Error(r.stderr);
   // every event from now on, as an operator following them would see it
-  const ctl = lab.state.plan.nodes.find((n) => n.name === 'ctl')!;
-  events = execa(
-    'nsenter',
-    [
-      `--net=/run/netns/${ctl.ns}`,
-      'node',
-      BINS.coordctl,
-      '--coordinator',
-      COORD_ADDR,
-      '--cert',
-      `${coordinatorDir(lab.dir)}/pki/admin.crt`,
-      '--key',
-      `${coordinatorDir(lab.dir)}/pki/admin.key`,
-      '--ca',
-      `${coordinatorDir(lab.dir)}/pki/ca.crt`,
-      'events',
-      '--follow',
-      '-o',
-      'json',
-    ],
-    { env: { PATH: systemPath(), ...hostEnv(lab.dir, ctl) }, reject: false },
-  );
+  const follow = coordctlCommand(lab.dir, ['events', '--follow', '-o', 'json']);
+  events = execa(follow.argv[0]!, follow.argv.slice(1), { env: follow.env, reject: false });
   events.stdout!.on('data', (d: Buffer) => (eventsOut += String(d)));
   await run('h1', 'c-h1', 'default');
   await run('h2', 'c-h2', 'default');

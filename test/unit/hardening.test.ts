@@ -215,8 +215,8 @@ test('Watch streams per host are capped: a new one ends the oldest', (t) => {
   t.is(hub.count(), MAX_WATCH_PER_HOST + 1, 'other hosts are not touched');
 });
 
-test('renewal: at 2/3 of a certificate’s life; status warns about those past it', (t) => {
-  t.is(renewAt(0, 300), 200);
+test('renewal: at 60 % of a certificate’s life; status warns once a third is left, after that', (t) => {
+  t.is(renewAt(0, 300), 180);
   t.false(lateInLife(0, 300, 199));
   t.true(lateInLife(0, 300, 200));
   t.false(lateInLife(0, 0, 1000), 'unknown validity: no warning');
@@ -233,7 +233,7 @@ test('renewal: at 2/3 of a certificate’s life; status warns about those past i
   );
   t.deepEqual(w, [
     "the coordinator's serving certificate has 50 s left (it is issued anew when the coordinator starts: restart it)",
-    "host h1's certificate has 50 s left and was not renewed (its agent renews at 2/3 of its life)",
+    "host h1's certificate has 50 s left and was not renewed (its agent renews at 60 % of its life)",
   ]);
 });
 
