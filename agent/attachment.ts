@@ -1,6 +1,6 @@
 // Pure: what a container's attachment should be, from its labels (or an explicit
 // `gremesh-agent attach` request) and this host's desired state.
-import { macFromIp, parseIp } from '../common/ipv4.js';
+import { isUnicastMac, macFromIp, parseIp } from '../common/ipv4.js';
 import { quoted } from '../common/text.js';
 import type { Snapshot } from './model.js';
 import { allocate, type IpamTable } from './ipam.js';
@@ -62,7 +62,6 @@ export function hostIfName(containerId: string): string {
   return `gm${containerId.slice(0, 11)}`;
 }
 
-const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 const IFACE_RE = /^[A-Za-z0-9_.-]{1,15}$/;
 
 export function planAttachment(
@@ -71,8 +70,8 @@ export function planAttachment(
   s: Snapshot,
   ipam: IpamTable,
   underlayMtu: number,
-  /** MACs of other containers on this host's bridge, by network (a peer's come from the snapshot) */
-  localMacs: Map<string, Set<string>> = new Map(),
+  /** whether another container (or a gateway) on this host's bridge has this MAC in this network (a peer's come from the snapshot) */
+  macTakenHere: (network: string, mac: string) => boolean = () => false,
 ): AttachSpec | { error: string } {
   if (c.networkMode !== 'none')
     return { error: `network mode is ${quoted(c.networkMode)}, gremesh attaches only containers run with --net=none` };
@@ -84,14 +83,10 @@ export function planAttachment(
   const slice = s.slices.find((x) => x.network === net.name);
   if (!slice) return { error: `this host has no slice of network ${net.name} yet` };
   const mac = r.mac?.toLowerCase();
-  if (
-    mac !== undefined &&
-    (!MAC_RE.test(mac) || (parseInt(mac.slice(0, 2), 16) & 1) === 1 || mac === '00:00:00:00:00:00')
-  )
+  if (mac !== undefined && !isUnicastMac(mac))
     return { error: `gremesh.mac ${quoted(r.mac ?? '')} is not a unicast MAC address` };
   if (mac !== undefined) {
-    if (localMacs.get(net.name)?.has(mac))
-      return { error: `gremesh.mac ${mac} is in use by another container on this host` };
+    if (macTakenHere(net.name, mac)) return { error: `gremesh.mac ${mac} is in use by another container on this host` };
     const peer = s.peers.find((p) => p.endpoints.some((e) => e.network === net.name && e.mac === mac));
     if (peer) return { error: `gremesh.mac ${mac} is in use on ${peer.name}` };
   }

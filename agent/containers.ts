@@ -190,17 +190,13 @@ export class ContainerReconciler {
     if (this.o.ipam.corrupt && !this.ipamRebuilt) this.rebuildIpam(observed.interfaces);
     const manual = this.manual();
     const errors: AttachError[] = [];
-    // MACs on the bridge by network, minus the container's own port (a gremesh.mac must be free)
-    const bindings = observed.interfaces
-      .filter((i) => i.bridge === this.o.bridge)
-      .map((i) => parseBinding(i.externalIds))
-      .filter((b) => b !== undefined);
-    const macsOfOthers = (id: string) => {
-      const m = new Map<string, Set<string>>();
-      for (const b of bindings)
-        if (b.containerId !== id) (m.get(b.network) ?? m.set(b.network, new Set()).get(b.network)!).add(b.mac);
-      return m;
-    };
+    // who holds each MAC on the bridge, by network: a gremesh.mac must be free (its own port aside)
+    const macHolders = new Map<string, string[]>();
+    for (const i of observed.interfaces) {
+      const b = i.bridge === this.o.bridge ? parseBinding(i.externalIds) : undefined;
+      if (b)
+        macHolders.set(`${b.network}/${b.mac}`, [...(macHolders.get(`${b.network}/${b.mac}`) ?? []), b.containerId]);
+    }
     const wanted = new Set<string>();
     let changed = false;
     const plugged: { c: ContainerInfo; a: AttachSpec; t: AttachTimes }[] = [];
@@ -210,7 +206,9 @@ export class ContainerReconciler {
     for (const c of running) {
       const req = manual[c.id] ?? requestFromLabels(c.labels);
       if (!req) continue;
-      const plan = planAttachment(c, req, snap, this.o.ipam.table, this.o.underlayMtu, macsOfOthers(c.id));
+      const plan = planAttachment(c, req, snap, this.o.ipam.table, this.o.underlayMtu, (network, mac) => {
+        return (macHolders.get(`${network}/${mac}`) ?? []).some((id) => id !== c.id);
+      });
       if ('error' in plan) {
         errors.push({ container: c.name, reason: plan.error });
         if (this.loggedErrors.get(c.id) !== plan.error) {

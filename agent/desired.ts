@@ -1,6 +1,6 @@
 // Pure: from the coordinator's snapshot and what OVS shows, the data plane this host
 // should have (bridge, tunnels, gateways, MTUs), and the OpenFlow pipeline.
-import { cidrContains, formatIp, ipHex, macFromIp, parseCidr, parseIp } from '../common/ipv4.js';
+import { cidrContains, formatIp, ipHex, isUnicastMac, macFromIp, parseCidr, parseIp } from '../common/ipv4.js';
 import { COOKIE, type LocalPort, type OvsInterface, type OvsState, type Snapshot } from './model.js';
 import { IP_KEY, NETWORK_KEY, PEER_KEY, gatewayIds, isOwned, owned, parseBinding, tunnelIds } from './ovs-ids.js';
 import type { OvsOp } from './ovs-ops.js';
@@ -103,15 +103,6 @@ export function localPorts(o: OvsState, bridge: string, d: DesiredPlane): LocalP
     });
   }
   return out.sort((a, b) => a.port.localeCompare(b.port));
-}
-
-/** Pure: a lowercase unicast MAC (not multicast or broadcast, not all zeros). */
-export function isUnicastMac(mac: string): boolean {
-  return (
-    /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(mac) &&
-    (parseInt(mac.slice(0, 2), 16) & 1) === 0 &&
-    mac !== '00:00:00:00:00:00'
-  );
 }
 
 /** The pipeline's tables, by name: the flows are written with these, and trace reads them back. */

@@ -74,3 +74,12 @@ export function macFromIp(ip: number): string {
 export function isDnsLabel(s: string): boolean {
   return /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(s);
 }
+
+/** Pure: a lowercase unicast MAC (not multicast or broadcast, not all zeros). */
+export function isUnicastMac(mac: string): boolean {
+  return (
+    /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(mac) &&
+    (parseInt(mac.slice(0, 2), 16) & 1) === 0 &&
+    mac !== '00:00:00:00:00:00'
+  );
+}

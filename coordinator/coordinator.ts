@@ -2,7 +2,7 @@
 // soft state agents report (tunnel health, endpoints). Durable state lives in the
 // Store, one transaction per change; every committed change bumps the revision and
 // tells the listeners which hosts' peer records changed.
-import { cidrContains, parseCidr, parseIp } from '../common/ipv4.js';
+import { cidrContains, isUnicastMac, parseCidr, parseIp } from '../common/ipv4.js';
 import type { Logger } from '../common/log.js';
 import { silentLogger } from '../common/log.js';
 import {
@@ -675,7 +675,7 @@ export class Coordinator {
         throw invalid(`endpoint MAC "${trunc(e.mac)}" is not a lowercase MAC address`);
       // a group address, or a MAC another host already reported in this network: not passed
       // on (no host may draw another's traffic by claiming its MAC); said in attach errors
-      if ((parseInt(e.mac.slice(0, 2), 16) & 1) === 1 || e.mac === '00:00:00:00:00:00') {
+      if (!isUnicastMac(e.mac)) {
         refused.push({
           container: printable(e.containerId.slice(0, 12), 64),
           reason: `endpoint MAC ${e.mac} is not unicast: not passed to peers`,

@@ -139,7 +139,7 @@ test('MACs: no unicast flow for a MAC two peers claim or for a group address; a 
     s,
     {},
     1500,
-    new Map([['default', new Set(['0a:00:00:00:00:44'])]]),
+    (network, mac) => network === 'default' && mac === '0a:00:00:00:00:44',
   );
   t.regex((local as { error: string }).error, /in use by another container on this host/);
   t.false('error' in planAttachment(c, { network: 'default', mac: '0a:00:00:00:00:45' }, s, {}, 1500));
