@@ -43,6 +43,8 @@ export interface ContainerInfo {
   pid: number;
   networkMode: string;
   labels: Record<string, string>;
+  /** the ids of its Docker endpoints (networks joined through a network driver) */
+  endpoints?: string[];
 }
 
 export function requestFromLabels(labels: Record<string, string>): AttachRequest | undefined {
@@ -60,6 +62,77 @@ export function requestFromLabels(labels: Record<string, string>): AttachRequest
 
 export function hostIfName(containerId: string): string {
   return `gm${containerId.slice(0, 11)}`;
+}
+
+/**
+ * Pure: why a requested MAC cannot be used in a network (undefined: it can): not unicast,
+ * or another container has it, here or on a peer. `what` names the request in the error.
+ */
+export function checkMac(
+  what: string,
+  requested: string | undefined,
+  network: string,
+  s: Snapshot,
+  macTakenHere: (network: string, mac: string) => boolean,
+): string | undefined {
+  if (requested === undefined) return undefined;
+  const mac = requested.toLowerCase();
+  if (!isUnicastMac(mac)) return `${what} ${quoted(requested)} is not a unicast MAC address`;
+  if (macTakenHere(network, mac)) return `${what} ${mac} is in use by another container on this host`;
+  const peer = s.peers.find((p) => p.endpoints.some((e) => e.network === network && e.mac === mac));
+  if (peer) return `${what} ${mac} is in use on ${peer.name}`;
+  return undefined;
+}
+
+/** What Docker asks for one endpoint (the plugin path): the address our IPAM gave it, maybe a MAC. */
+export interface EndpointRequest {
+  network: string;
+  ip: string;
+  /** `docker run --mac-address` */
+  mac?: string;
+  /** the Docker network's com.docker.network.driver.mtu, honoured when smaller */
+  mtu?: number;
+}
+
+export interface EndpointPlan {
+  network: string;
+  ip: string;
+  prefixLen: number;
+  mac: string;
+  mtu: number;
+  gateway: string;
+}
+
+/**
+ * Pure: an endpoint Docker creates on a gremesh network, planned as a labelled container
+ * is (same MAC rule, MTU and gateway); the address comes from our IPAM beforehand.
+ */
+export function planEndpoint(
+  r: EndpointRequest,
+  s: Snapshot,
+  underlayMtu: number,
+  macTakenHere: (network: string, mac: string) => boolean,
+): EndpointPlan | { error: string } {
+  const net = s.networks.find((n) => n.name === r.network);
+  if (!net) return { error: `gremesh network ${quoted(r.network)} no longer exists` };
+  const slice = s.slices.find((x) => x.network === net.name);
+  if (!slice) return { error: `this host has no slice of network ${net.name} yet` };
+  const macError = checkMac('--mac-address', r.mac, net.name, s, macTakenHere);
+  if (macError) return { error: macError };
+  const gw = gatewayOf(slice.cidr, net.cidr);
+  return {
+    network: net.name,
+    ip: r.ip,
+    prefixLen: gw.prefixLen,
+    mac: r.mac?.toLowerCase() ?? macFromIp(parseIp(r.ip)!),
+    mtu: Math.min(containerMtu(net.mtu, underlayMtu), r.mtu ?? Infinity),
+    gateway: gw.ip,
+  };
+}
+
+/** host-side and (until Docker moves it) container-side veth of an endpoint: gm/gn + 11 hex */
+export function endpointIfNames(endpointId: string): { hostIf: string; peerIf: string } {
+  return { hostIf: `gm${endpointId.slice(0, 11)}`, peerIf: `gn${endpointId.slice(0, 11)}` };
 }
 
 const IFACE_RE = /^[A-Za-z0-9_.-]{1,15}$/;
@@ -83,13 +156,8 @@ export function planAttachment(
   const slice = s.slices.find((x) => x.network === net.name);
   if (!slice) return { error: `this host has no slice of network ${net.name} yet` };
   const mac = r.mac?.toLowerCase();
-  if (mac !== undefined && !isUnicastMac(mac))
-    return { error: `gremesh.mac ${quoted(r.mac ?? '')} is not a unicast MAC address` };
-  if (mac !== undefined) {
-    if (macTakenHere(net.name, mac)) return { error: `gremesh.mac ${mac} is in use by another container on this host` };
-    const peer = s.peers.find((p) => p.endpoints.some((e) => e.network === net.name && e.mac === mac));
-    if (peer) return { error: `gremesh.mac ${mac} is in use on ${peer.name}` };
-  }
+  const macError = checkMac('gremesh.mac', r.mac, net.name, s, macTakenHere);
+  if (macError) return { error: macError };
   let mtu = containerMtu(net.mtu, underlayMtu);
   if (r.mtu !== undefined) {
     if (!/^\d+$/.test(r.mtu) || Number(r.mtu) < 576 || Number(r.mtu) > mtu)

@@ -23,6 +23,10 @@ export interface AgentConfig {
   gatewayAllow: GatewayAllow[];
   /** Prometheus endpoint ADDR:PORT; '' = off */
   metrics: string;
+  /** where dockerd discovers plugins: the agent serves DIR/gremesh.sock; 'off' = no plugin */
+  pluginDir: string;
+  /** 'auto': make a Docker network for every gremesh network on this host */
+  dockerNetworks: 'auto' | 'off';
 }
 
 export const AGENT_DEFAULTS: AgentConfig = {
@@ -42,6 +46,8 @@ export const AGENT_DEFAULTS: AgentConfig = {
   insecure: false,
   gatewayAllow: [],
   metrics: '',
+  pluginDir: '/run/docker/plugins',
+  dockerNetworks: 'auto',
 };
 
 /** flag -> [key, env] */
@@ -61,6 +67,8 @@ export const AGENT_KEYS: Record<string, [keyof AgentConfig, string]> = {
   'ca-hash': ['caHash', 'GREMESH_CA_HASH'],
   'gateway-allow': ['gatewayAllow', 'GREMESH_GATEWAY_ALLOW'],
   metrics: ['metrics', 'GREMESH_METRICS'],
+  'plugin-dir': ['pluginDir', 'GREMESH_PLUGIN_DIR'],
+  'docker-networks': ['dockerNetworks', 'GREMESH_DOCKER_NETWORKS'],
 };
 
 export function resolveAgentConfig(
@@ -98,6 +106,12 @@ export function resolveAgentConfig(
     const m = parseMetricsAddr(cfg.metrics);
     if (typeof m === 'string') throw new UsageError(m);
   }
+  if (cfg.pluginDir !== 'off' && !cfg.pluginDir.startsWith('/'))
+    throw new UsageError(`--plugin-dir must be an absolute directory or off, got "${cfg.pluginDir}"`);
+  if (cfg.dockerNetworks !== 'auto' && cfg.dockerNetworks !== 'off')
+    throw new UsageError(`--docker-networks must be auto or off, got "${cfg.dockerNetworks}"`);
+  if (cfg.dockerNetworks === 'auto' && cfg.pluginDir === 'off')
+    throw new UsageError('--docker-networks auto needs the plugin (--plugin-dir is off): pass --docker-networks off');
   if (cfg.datapath !== 'system' && cfg.datapath !== 'netdev')
     throw new UsageError(`--datapath must be system or netdev, got "${cfg.datapath}"`);
   if (!/^[A-Za-z0-9_.-]{1,15}$/.test(cfg.bridge))

@@ -11,8 +11,13 @@ export interface ContainerRuntime {
   existing(): Promise<Set<string>>;
   /** one container by id or name; undefined if none */
   find(ref: string): Promise<(ContainerInfo & { running: boolean }) | undefined>;
-  /** call onEvent on container start/die/destroy; reconnects; returns stop */
+  /**
+   * call onEvent on container start/die/destroy, and `connect`/`disconnect` (with the
+   * container's id) when a running container joins or leaves a network; reconnects; returns stop
+   */
   watch(onEvent: (kind: string, id: string) => void): () => void;
+  /** the ids of every endpoint Docker has on its networks of this driver */
+  endpointsOfDriver(driver: string): Promise<Set<string>>;
 }
 
 export function dockerFromSocket(sock: string): Docker {
@@ -69,6 +74,9 @@ export class DockerRuntime implements ContainerRuntime {
         pid: i.State.Pid,
         running: i.State.Running,
         networkMode: i.HostConfig.NetworkMode ?? '',
+        endpoints: Object.values(i.NetworkSettings?.Networks ?? {})
+          .map((n) => n.EndpointID)
+          .filter((e): e is string => !!e),
         labels: Object.keys(labels).some((k) => k.startsWith('gremesh.'))
           ? ownLabels(labels, await this.labelsOfImage(i.Image))
           : labels,
@@ -77,6 +85,17 @@ export class DockerRuntime implements ContainerRuntime {
       if ((e as { statusCode?: number }).statusCode === 404) return undefined;
       throw e;
     }
+  }
+
+  async endpointsOfDriver(driver: string): Promise<Set<string>> {
+    const out = new Set<string>();
+    for (const n of await this.docker.listNetworks({ filters: { driver: [driver] } })) {
+      const i = (await this.docker.getNetwork(n.Id).inspect()) as {
+        Containers?: Record<string, { EndpointID?: string }>;
+      };
+      for (const c of Object.values(i.Containers ?? {})) if (c.EndpointID) out.add(c.EndpointID);
+    }
+    return out;
   }
 
   private async labelsOfImage(id: string): Promise<Record<string, string>> {
@@ -99,46 +118,53 @@ export class DockerRuntime implements ContainerRuntime {
     let backoff = 200;
     const start = () => {
       if (stopped) return;
-      this.docker.getEvents({ filters: { type: ['container'], event: ['start', 'die', 'destroy'] } }).then(
-        (s) => {
-          stream = s;
-          backoff = 200;
-          onEvent('reconnect', '');
-          let buf = '';
-          s.on('data', (d: Buffer) => {
-            buf += d.toString();
-            let nl;
-            while ((nl = buf.indexOf('\n')) >= 0) {
-              const line = buf.slice(0, nl);
-              buf = buf.slice(nl + 1);
-              try {
-                const e = JSON.parse(line) as {
-                  Action?: string;
-                  status?: string;
-                  id?: string;
-                  Actor?: { ID?: string };
-                };
-                onEvent(e.Action ?? e.status ?? '', e.Actor?.ID ?? e.id ?? '');
-              } catch {
-                /* partial line */
+      this.docker
+        .getEvents({
+          filters: { type: ['container', 'network'], event: ['start', 'die', 'destroy', 'connect', 'disconnect'] },
+        })
+        .then(
+          (s) => {
+            stream = s;
+            backoff = 200;
+            onEvent('reconnect', '');
+            let buf = '';
+            s.on('data', (d: Buffer) => {
+              buf += d.toString();
+              let nl;
+              while ((nl = buf.indexOf('\n')) >= 0) {
+                const line = buf.slice(0, nl);
+                buf = buf.slice(nl + 1);
+                try {
+                  const e = JSON.parse(line) as {
+                    Type?: string;
+                    Action?: string;
+                    status?: string;
+                    id?: string;
+                    Actor?: { ID?: string; Attributes?: Record<string, string> };
+                  };
+                  // a network event's actor is the network; the container is an attribute
+                  if (e.Type === 'network') onEvent(e.Action ?? '', e.Actor?.Attributes?.container ?? '');
+                  else onEvent(e.Action ?? e.status ?? '', e.Actor?.ID ?? e.id ?? '');
+                } catch {
+                  /* partial line */
+                }
               }
-            }
-          });
-          const again = () => {
-            if (!stopped) {
-              setTimeout(start, backoff);
-              backoff = Math.min(backoff * 2, 5000);
-            }
-          };
-          s.on('end', again);
-          s.on('error', again);
-        },
-        (e: Error) => {
-          this.log.warn({ err: e.message, retryMs: backoff }, 'docker events unavailable');
-          setTimeout(start, backoff);
-          backoff = Math.min(backoff * 2, 5000);
-        },
-      );
+            });
+            const again = () => {
+              if (!stopped) {
+                setTimeout(start, backoff);
+                backoff = Math.min(backoff * 2, 5000);
+              }
+            };
+            s.on('end', again);
+            s.on('error', again);
+          },
+          (e: Error) => {
+            this.log.warn({ err: e.message, retryMs: backoff }, 'docker events unavailable');
+            setTimeout(start, backoff);
+            backoff = Math.min(backoff * 2, 5000);
+          },
+        );
     };
     start();
     return () => {

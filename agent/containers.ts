@@ -4,21 +4,46 @@
 // ports that carry a container_id. Docker events only mark it dirty.
 import type { Logger } from '../common/log.js';
 import {
+  endpointIfNames,
   planAttachment,
+  planEndpoint,
   requestFromLabels,
   type AttachRequest,
   type AttachSpec,
   type ContainerInfo,
+  type EndpointPlan,
 } from './attachment.js';
+import { gatewayOf } from './desired.js';
 import type { ContainerRuntime } from './container-runtime.js';
-import { bind, holders, release, type FileIpam } from './ipam.js';
+import { allocate, bind, holders, isContainerHolder, release, type FileIpam } from './ipam.js';
 import type { LinkDriver } from './link-driver.js';
 import type { OvsInterface, Snapshot } from './model.js';
-import { CONTAINER_ID_KEY, containerIds, isOwned, parseBinding } from './ovs-ids.js';
+import { CONTAINER_ID_KEY, ENDPOINT_KEY, containerIds, endpointIds, isOwned, parseBinding } from './ovs-ids.js';
 import type { OvsDriver } from './ovs-driver.js';
 import { Loop } from './loop.js';
 import { printable } from '../common/text.js';
 import { readJson, writeFileAtomic } from './state-file.js';
+
+/**
+ * One of Docker's endpoints on a gremesh network (the network plugin): planned as a
+ * labelled container is, plugged when Docker creates it, kept while Docker has it.
+ */
+export interface DockerEndpoint extends EndpointPlan {
+  id: string;
+  /** the Docker network's id */
+  dockerNetwork: string;
+  hostIf: string;
+  /** the container side until Docker moves it in (then Docker names it eth<N>) */
+  peerIf: string;
+  /** epoch ms */
+  created: number;
+  /** Docker has taken the peer (Join): its veth lives and dies with the container */
+  joined: boolean;
+}
+
+/** an endpoint Docker does not list is dropped only once it is this old (ms): it may be starting */
+const ENDPOINT_GRACE_MS = 60_000;
+const NO_STATE = 'the agent has no desired state yet (coordinator not reached)';
 
 export interface AttachError {
   container: string;
@@ -46,6 +71,8 @@ export interface ContainerReconcilerOptions {
   /** metrics: an attach done (ms from Docker's start event) / a container left unattached (once per reason) */
   onAttached?: (ms: number, network: string) => void;
   onAttachError?: (reason: string) => void;
+  /** the network plugin's name (its socket's): Docker networks of this driver are ours (default gremesh) */
+  pluginName?: string;
   log: Logger;
 }
 
@@ -83,7 +110,14 @@ type ManualTable = Record<string, AttachRequest>;
 export class ContainerReconciler {
   private stopEvents: () => void = () => {};
   private timer: NodeJS.Timeout | undefined;
-  errors: AttachError[] = [];
+  private labelErrors: AttachError[] = [];
+  /** containers left unattached and endpoints left unplugged, with the reason (bounded, printable) */
+  get errors(): AttachError[] {
+    const eps = [...this.endpointErrors].map(([id, reason]) => ({ container: `endpoint ${id.slice(0, 12)}`, reason }));
+    return [...this.labelErrors, ...eps]
+      .slice(0, 1000)
+      .map((e) => ({ container: printable(e.container, 64), reason: printable(e.reason, 256) }));
+  }
   private loggedErrors = new Map<string, string>();
   /** running containers as last seen; events update single entries, a full list only on resync */
   private known = new Map<string, ContainerInfo>();
@@ -97,10 +131,38 @@ export class ContainerReconciler {
   private startSeenAt = new Map<string, number>();
 
   private readonly loop: Loop;
+  /**
+   * Docker's endpoints have their own loop, which never calls Docker: dockerd waits for the
+   * plugin's answers holding the container's lock, so a pass that inspects containers
+   * (the container loop) could wait for dockerd while dockerd waits for it.
+   */
+  private readonly endpointLoop: Loop;
   private ipamRebuilt = false;
+  /** Docker's endpoints by id (docker-endpoints.json) */
+  private eps: Record<string, DockerEndpoint>;
+  /** why an endpoint could not be plugged, by endpoint id */
+  private endpointErrors = new Map<string, string>();
+  /** addresses held by an endpoint that is gone (Docker has not released them yet): since when */
+  private orphanSince = new Map<string, number>();
+  private reservations = 0;
 
   constructor(private readonly o: ContainerReconcilerOptions) {
     this.loop = new Loop({ name: 'container', log: o.log, pass: () => this.pass(), backoffMaxMs: 10_000 });
+    this.endpointLoop = new Loop({
+      name: 'endpoint',
+      log: o.log,
+      pass: () => this.endpointPass(),
+      backoffMaxMs: 10_000,
+    });
+    this.eps = readJson<Record<string, DockerEndpoint>>(this.endpointFile) ?? {};
+  }
+
+  private get endpointFile(): string {
+    return `${this.o.stateDir}/docker-endpoints.json`;
+  }
+  private saveEndpoints(next: Record<string, DockerEndpoint>): void {
+    this.eps = next;
+    writeFileAtomic(this.endpointFile, JSON.stringify(next, null, 1));
   }
 
   private get manualFile(): string {
@@ -123,6 +185,8 @@ export class ContainerReconciler {
         this.started.add(id);
         this.startSeenAt.set(id, Date.now());
         if (this.startSeenAt.size > 1000) this.startSeenAt.delete(this.startSeenAt.keys().next().value!);
+      } else if ((kind === 'connect' || kind === 'disconnect') && id) {
+        this.started.add(id); // a running container joined or left a network: inspect it again
       } else if ((kind === 'die' || kind === 'destroy') && id) {
         this.known.delete(id);
         this.started.delete(id);
@@ -135,12 +199,14 @@ export class ContainerReconciler {
       this.markDirty();
     }, resyncMs);
     this.markDirty();
+    this.endpointLoop.markDirty('start');
   }
 
   stop(): void {
     this.stopEvents();
     if (this.timer) clearInterval(this.timer);
     this.loop.stop();
+    this.endpointLoop.stop();
   }
 
   markDirty(): void {
@@ -155,7 +221,12 @@ export class ContainerReconciler {
   private ports(all: OvsInterface[]): Map<string, OvsInterface> {
     const m = new Map<string, OvsInterface>();
     for (const i of all)
-      if (i.bridge === this.o.bridge && i.externalIds[CONTAINER_ID_KEY] && isOwned(i.externalIds))
+      if (
+        i.bridge === this.o.bridge &&
+        i.externalIds[CONTAINER_ID_KEY] &&
+        !i.externalIds[ENDPOINT_KEY] &&
+        isOwned(i.externalIds)
+      )
         m.set(i.externalIds.container_id, i);
     return m;
   }
@@ -190,13 +261,7 @@ export class ContainerReconciler {
     if (this.o.ipam.corrupt && !this.ipamRebuilt) this.rebuildIpam(observed.interfaces);
     const manual = this.manual();
     const errors: AttachError[] = [];
-    // who holds each MAC on the bridge, by network: a gremesh.mac must be free (its own port aside)
-    const macHolders = new Map<string, string[]>();
-    for (const i of observed.interfaces) {
-      const b = i.bridge === this.o.bridge ? parseBinding(i.externalIds) : undefined;
-      if (b)
-        macHolders.set(`${b.network}/${b.mac}`, [...(macHolders.get(`${b.network}/${b.mac}`) ?? []), b.containerId]);
-    }
+    const macHolders = this.macHolders(observed.interfaces);
     const wanted = new Set<string>();
     let changed = false;
     const plugged: { c: ContainerInfo; a: AttachSpec; t: AttachTimes }[] = [];
@@ -250,6 +315,7 @@ export class ContainerReconciler {
         this.o.onAttachError?.(reason);
       }
     }
+    if (full) await this.sweepEndpoints();
     // ports of containers no longer running (or no longer wanted): port and veth go
     for (const [id, port] of ports) {
       if (wanted.has(id)) continue;
@@ -264,7 +330,7 @@ export class ContainerReconciler {
       const exist = full ? await this.o.runtime.existing() : undefined;
       const gone = (id: string) => (exist ? !exist.has(id) : destroyedNow.includes(id));
       let t = this.o.ipam.table;
-      for (const id of held) if (gone(id)) t = release(t, id);
+      for (const id of held) if (isContainerHolder(id) && gone(id)) t = release(t, id);
       if (t !== this.o.ipam.table) this.o.ipam.save(t);
       const m = this.manual();
       const forgotten = Object.keys(m).filter(gone);
@@ -301,10 +367,9 @@ export class ContainerReconciler {
         await this.unplug(a.hostIf);
       }
     }
-    // reported to the coordinator and shown by coordctl: bounded, whatever a label held
-    this.errors = errors
-      .slice(0, 1000)
-      .map((e) => ({ container: printable(e.container, 64), reason: printable(e.reason, 256) }));
+    this.labelErrors = errors;
+    // the endpoints' ports carry their container's name once Docker has said which it is
+    this.endpointLoop.markDirty('containers seen');
   }
 
   /** The address file was unreadable: the addresses in use are the ones on the bridge's ports. */
@@ -312,7 +377,9 @@ export class ContainerReconciler {
     let t = this.o.ipam.table;
     for (const i of all) {
       const b = i.bridge === this.o.bridge ? parseBinding(i.externalIds) : undefined;
-      if (b?.containerId) t = bind(t, b.network, b.ip, b.containerId);
+      const ep = i.externalIds[ENDPOINT_KEY];
+      if (ep) t = bind(t, b!.network, b!.ip, `ep:${ep}`);
+      else if (b?.containerId) t = bind(t, b.network, b.ip, b.containerId);
     }
     this.o.ipam.save(t);
     this.ipamRebuilt = true;
@@ -323,9 +390,10 @@ export class ContainerReconciler {
   }
 
   private async attach(c: ContainerInfo, a: AttachSpec, old: OvsInterface | undefined, t: AttachTimes): Promise<void> {
-    if (old) await this.unplug(old.name);
-    // the address is bound before anything is plugged: never handed out twice
+    // the address is bound before anything is plugged, in the same turn as it was planned
+    // (Docker's IPAM allocates from the same table in between): never handed out twice
     this.o.ipam.save(bind(this.o.ipam.table, a.network, a.ip, c.id));
+    if (old) await this.unplug(old.name);
     await this.o.links.plugContainer(c.pid, a.hostIf, {
       iface: a.iface,
       mac: a.mac,
@@ -363,6 +431,217 @@ export class ContainerReconciler {
   private async unplug(port: string): Promise<void> {
     await this.o.ovs.apply([{ op: 'delete-port', bridge: this.o.bridge, port }]);
     await this.o.links.deleteLink(port);
+  }
+
+  /** who holds each MAC on the bridge, by network ("network/mac" -> container ids) */
+  private macHolders(all: OvsInterface[]): Map<string, string[]> {
+    const m = new Map<string, string[]>();
+    for (const i of all) {
+      const b = i.bridge === this.o.bridge ? parseBinding(i.externalIds) : undefined;
+      if (b) m.set(`${b.network}/${b.mac}`, [...(m.get(`${b.network}/${b.mac}`) ?? []), b.containerId]);
+    }
+    return m;
+  }
+
+  /**
+   * Docker's endpoints, in the same pass as the labelled containers: a new one gets its veth
+   * pair and port (Docker moves the peer in after Join); a port whose veth vanished after Join
+   * (the container's namespace took it) is forgotten; ports of forgotten endpoints go. On a
+   * full pass, endpoints Docker no longer lists and addresses Docker never released are dropped.
+   */
+  private async endpointPass(): Promise<void> {
+    if (!this.o.snapshot()) return;
+    const all = (await this.o.ovs.observe()).interfaces;
+    const out = { ports: [] as string[], changed: false };
+    const portOf = new Map<string, OvsInterface>();
+    for (const i of all)
+      if (i.bridge === this.o.bridge && i.externalIds[ENDPOINT_KEY] && isOwned(i.externalIds))
+        portOf.set(i.externalIds[ENDPOINT_KEY], i);
+    const containerOf = new Map<string, ContainerInfo>();
+    for (const c of this.known.values()) for (const e of c.endpoints ?? []) containerOf.set(e, c);
+    for (const ep of Object.values(this.eps)) {
+      const port = portOf.get(ep.id);
+      const ids = endpointIds(ep, containerOf.get(ep.id));
+      try {
+        if (port && port.ofport > 0 && !port.error) {
+          // which container it is, once Docker says (status, trace and metrics name it)
+          if (Object.entries(ids).some(([k, v]) => port.externalIds[k] !== v))
+            await this.o.ovs.apply([{ op: 'set-interface', name: port.name, iface: { externalIds: ids } }]);
+          this.endpointErrors.delete(ep.id);
+          continue;
+        }
+        if (ep.joined && !(await this.o.links.linkExists(ep.hostIf))) {
+          this.forgetEndpoint(ep.id, 'its veth is gone with the container');
+          continue;
+        }
+        if (!ep.joined)
+          await this.o.links.makeVeth(ep.hostIf, ep.peerIf, { mac: ep.mac, mtu: ep.mtu, userspace: this.o.userspace });
+        await this.o.ovs.apply([
+          { op: 'add-port', bridge: this.o.bridge, port: ep.hostIf, iface: { externalIds: ids } },
+        ]);
+        this.endpointErrors.delete(ep.id);
+        out.ports.push(ep.hostIf);
+        out.changed = true;
+        this.o.log.info(
+          { endpoint: ep.id.slice(0, 12), ip: ep.ip, mac: ep.mac, mtu: ep.mtu, port: ep.hostIf },
+          'docker endpoint plugged',
+        );
+      } catch (err) {
+        const reason = `plugging failed: ${(err as Error).message}`;
+        this.endpointErrors.set(ep.id, reason);
+        this.o.log.warn({ endpoint: ep.id.slice(0, 12), reason }, `docker endpoint ${ep.id.slice(0, 12)}: ${reason}`);
+      }
+    }
+    for (const [id, port] of portOf) {
+      if (this.eps[id]) continue;
+      await this.unplug(port.name);
+      this.o.log.info({ endpoint: id.slice(0, 12), port: port.name }, 'docker endpoint unplugged');
+      out.changed = true;
+    }
+    // flows for the new ports before Docker is told the endpoint exists
+    if (out.changed) {
+      const numbers = new Map(
+        (await this.o.ovs.observe()).interfaces
+          .filter((i) => i.bridge === this.o.bridge)
+          .map((i) => [i.name, i.ofport]),
+      );
+      await this.o.onChange(new Map(out.ports.map((p) => [p, numbers.get(p) ?? -1])));
+    }
+  }
+
+  private forgetEndpoint(id: string, why: string): void {
+    const next = { ...this.eps };
+    delete next[id];
+    this.saveEndpoints(next);
+    this.endpointErrors.delete(id);
+    this.o.log.info({ endpoint: id.slice(0, 12), why }, 'docker endpoint forgotten');
+  }
+
+  /**
+   * Endpoints Docker no longer has (it removed them while the agent was down) are dropped, and
+   * addresses it never released: held for an endpoint never made (`docker:`) or for one that
+   * is gone (`ep:`), each after a grace in which Docker may still be busy with them.
+   */
+  private async sweepEndpoints(): Promise<void> {
+    const now = Date.now();
+    if (Object.values(this.eps).some((e) => now - e.created > ENDPOINT_GRACE_MS)) {
+      let live: Set<string>;
+      try {
+        live = await this.o.runtime.endpointsOfDriver(this.o.pluginName ?? 'gremesh');
+      } catch {
+        return; // Docker unreachable: keep everything
+      }
+      for (const e of Object.values(this.eps))
+        if (!live.has(e.id) && now - e.created > ENDPOINT_GRACE_MS) {
+          this.forgetEndpoint(e.id, 'Docker no longer has it');
+          this.endpointLoop.markDirty('endpoint forgotten');
+        }
+    }
+    let t = this.o.ipam.table;
+    for (const ips of Object.values(t))
+      for (const holder of Object.values(ips)) {
+        const stale = holder.startsWith('docker:')
+          ? now - Number(holder.split(':')[1]) > ENDPOINT_GRACE_MS
+          : holder.startsWith('ep:') && !this.eps[holder.slice(3)] && this.orphanedFor(holder, now) > ENDPOINT_GRACE_MS;
+        if (stale) t = release(t, holder);
+      }
+    for (const h of this.orphanSince.keys()) if (!holders(t).has(h)) this.orphanSince.delete(h);
+    if (t !== this.o.ipam.table) this.o.ipam.save(t);
+  }
+
+  private orphanedFor(holder: string, now: number): number {
+    if (!this.orphanSince.has(holder)) this.orphanSince.set(holder, now);
+    return now - this.orphanSince.get(holder)!;
+  }
+
+  // ------------------------------------------------------------ for the network plugin
+
+  /** IPAM: an address of this host's slice, held for Docker (`docker:TIME:N`) until its endpoint exists */
+  reserveAddress(network: string, want: string | undefined): { ip: string; prefixLen: number } | { error: string } {
+    const snap = this.o.snapshot();
+    if (!snap) return { error: NO_STATE };
+    const net = snap.networks.find((n) => n.name === network);
+    const slice = snap.slices.find((x) => x.network === network);
+    if (!net || !slice) return { error: `this host has no slice of gremesh network ${network}` };
+    const holder = `docker:${Date.now()}:${++this.reservations}`;
+    const a = allocate(this.o.ipam.table, network, slice.cidr, holder, want, '--ip');
+    if ('error' in a) return a;
+    this.o.ipam.save(bind(this.o.ipam.table, network, a.ip, holder));
+    return { ip: a.ip, prefixLen: gatewayOf(slice.cidr, net.cidr).prefixLen };
+  }
+
+  /**
+   * IPAM: Docker is done with an address. Only Docker's own holders are released, and not
+   * while their endpoint exists (a late release must not take an address from a live one).
+   */
+  releaseAddress(network: string, ip: string): void {
+    const holder = this.o.ipam.table[network]?.[ip];
+    if (!holder || isContainerHolder(holder)) return;
+    if (holder.startsWith('ep:') && this.eps[holder.slice(3)]) return;
+    this.o.ipam.save(release(this.o.ipam.table, holder));
+  }
+
+  endpoint(id: string): DockerEndpoint | undefined {
+    return this.eps[id];
+  }
+
+  /**
+   * NetworkDriver.CreateEndpoint: plan as a labelled container (the address our IPAM gave),
+   * plug it (veth pair, port, flows installed) and remember it; throws the reason it cannot.
+   * Asked again for the same endpoint, answers the same.
+   */
+  async addEndpoint(r: {
+    id: string;
+    dockerNetwork: string;
+    network: string;
+    ip: string;
+    mac?: string;
+    mtu?: number;
+  }): Promise<DockerEndpoint> {
+    const known = this.eps[r.id];
+    if (known) return known;
+    const snap = this.o.snapshot();
+    if (!snap) throw new Error(NO_STATE);
+    const holder = this.o.ipam.table[r.network]?.[r.ip];
+    if (!holder || !(holder.startsWith('docker:') || holder === `ep:${r.id}`))
+      throw new Error(
+        `address ${r.ip} was not handed out by gremesh on this host: create the Docker network with --ipam-driver gremesh`,
+      );
+    const macs = this.macHolders((await this.o.ovs.observe()).interfaces);
+    const plan = planEndpoint(r, snap, this.o.underlayMtu, (n, m) => (macs.get(`${n}/${m}`) ?? []).length > 0);
+    if ('error' in plan) throw new Error(plan.error);
+    const ep: DockerEndpoint = {
+      ...plan,
+      id: r.id,
+      dockerNetwork: r.dockerNetwork,
+      ...endpointIfNames(r.id),
+      created: Date.now(),
+      joined: false,
+    };
+    this.o.ipam.save(bind(this.o.ipam.table, r.network, r.ip, `ep:${r.id}`));
+    this.saveEndpoints({ ...this.eps, [r.id]: ep });
+    await this.endpointLoop.markDirtyAndWait('docker endpoint');
+    const why = this.endpointErrors.get(r.id) ?? this.endpointLoop.lastError?.message;
+    if (why) {
+      this.forgetEndpoint(r.id, why); // Docker rolls back: its ReleaseAddress frees the address
+      await this.endpointLoop.markDirtyAndWait('docker endpoint failed');
+      throw new Error(why);
+    }
+    return ep;
+  }
+
+  /** NetworkDriver.Join: Docker takes the peer now (its veth lives with the container from here). */
+  joinEndpoint(id: string): DockerEndpoint | undefined {
+    const ep = this.eps[id];
+    if (ep && !ep.joined) this.saveEndpoints({ ...this.eps, [id]: { ...ep, joined: true } });
+    return this.eps[id];
+  }
+
+  /** NetworkDriver.DeleteEndpoint: port and veth go; the address waits for Docker's ReleaseAddress. */
+  async removeEndpoint(id: string): Promise<void> {
+    if (!this.eps[id]) return;
+    this.forgetEndpoint(id, 'Docker deleted it');
+    await this.endpointLoop.markDirtyAndWait('docker endpoint deleted');
   }
 
   /** `gremesh-agent attach`: remember the request, then reconcile. */

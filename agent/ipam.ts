@@ -23,17 +23,23 @@ export type Allocation = { ip: string } | { error: string };
  * The address for container `id` in `network`: the one it holds already; else the
  * requested static one if usable and free; else the lowest free one.
  */
-export function allocate(t: IpamTable, network: string, slice: string, id: string, want?: string): Allocation {
+export function allocate(
+  t: IpamTable,
+  network: string,
+  slice: string,
+  id: string,
+  want?: string,
+  /** how the asker names a requested address in errors: the label, or Docker's --ip */
+  what = 'gremesh.ip',
+): Allocation {
   const used = t[network] ?? {};
   // an address held from an earlier slice (the host re-joined and got another) is not kept
   const held = Object.entries(used).find(([ip, c]) => c === id && usable(slice, ip))?.[0];
   if (held && (!want || want === held)) return { ip: held };
   if (want) {
-    if (parseIp(want) === undefined) return { error: `gremesh.ip ${quoted(want)} is not an IPv4 address` };
-    if (!usable(slice, want))
-      return { error: `gremesh.ip ${want} is not a usable address of this host's slice ${slice}` };
-    if (used[want] && used[want] !== id)
-      return { error: `gremesh.ip ${want} is taken by container ${used[want]!.slice(0, 12)}` };
+    if (parseIp(want) === undefined) return { error: `${what} ${quoted(want)} is not an IPv4 address` };
+    if (!usable(slice, want)) return { error: `${what} ${want} is not a usable address of this host's slice ${slice}` };
+    if (used[want] && used[want] !== id) return { error: `${what} ${want} is taken by ${holderName(used[want]!)}` };
     return { ip: want };
   }
   const c = parseCidr(slice)!;
@@ -43,6 +49,21 @@ export function allocate(t: IpamTable, network: string, slice: string, id: strin
     if (!used[ip]) return { ip };
   }
   return { error: `no free address left in this host's slice ${slice} of network ${network}` };
+}
+
+/**
+ * Who holds an address: a container id (labels, attach by hand), `ep:ID` (a Docker
+ * endpoint of the plugin) or `docker:TIME:N` (handed to Docker, its endpoint not made yet).
+ */
+export function holderName(holder: string): string {
+  if (holder.startsWith('ep:')) return `Docker endpoint ${holder.slice(3, 15)}`;
+  if (holder.startsWith('docker:')) return 'a Docker endpoint being created';
+  return `container ${holder.slice(0, 12)}`;
+}
+
+/** Whether a holder is a container (the label path) rather than Docker's plugin path. */
+export function isContainerHolder(holder: string): boolean {
+  return !holder.includes(':');
 }
 
 export function bind(t: IpamTable, network: string, ip: string, id: string): IpamTable {

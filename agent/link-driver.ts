@@ -21,6 +21,11 @@ export interface LinkDriver {
     hostIf: string,
     c: { iface: string; mac: string; mtu: number; cidr: string; gateway: string | undefined; userspace: boolean },
   ): Promise<void>;
+  /**
+   * A veth pair for a Docker endpoint: hostIf here (up, for the bridge), peerIf also here,
+   * down, with the endpoint's MAC and MTU, for Docker to move into the container.
+   */
+  makeVeth(hostIf: string, peerIf: string, c: { mac: string; mtu: number; userspace: boolean }): Promise<void>;
   /** bring the container's interface up and add its default route (after its flows exist) */
   activateContainer(pid: number, iface: string, gateway: string | undefined): Promise<void>;
   /** delete a link; a missing one is fine */
@@ -46,6 +51,18 @@ add() { ip link add "$2" mtu "$5" up type veth peer name "$3" address "$4" mtu "
 add "$@" 2>/dev/null || { ip link del "$2" 2>/dev/null || true; add "$@"; }
 nsenter -t "$1" -n sh -c 'ip addr add "$1" dev "$2" && { [ "$3" != 1 ] || ethtool -K "$2" tx off >/dev/null; }' sh "$6" "$3" "$7"
 [ "$7" != 1 ] || ethtool -K "$2" tx off >/dev/null
+`;
+
+/**
+ * An endpoint's veth pair in one process: $1 host side, $2 peer, $3 MAC, $4 MTU, $5 userspace
+ * datapath (1/0). The peer stays in this namespace, down: Docker moves it into the container,
+ * renames it and sets its address and routes after Join. A leftover pair of the same name
+ * (an agent killed halfway) is replaced.
+ */
+export const VETH_SCRIPT = `set -e
+add() { ip link add "$1" mtu "$4" up type veth peer name "$2" address "$3" mtu "$4"; }
+add "$@" 2>/dev/null || { ip link del "$1" 2>/dev/null || true; ip link del "$2" 2>/dev/null || true; add "$@"; }
+[ "$5" != 1 ] || { ethtool -K "$1" tx off >/dev/null; ethtool -K "$2" tx off >/dev/null; }
 `;
 
 interface IpAddrJson {
@@ -132,6 +149,25 @@ export class IpLinkDriver implements LinkDriver {
         c.mac,
         String(c.mtu),
         c.cidr,
+        c.userspace ? '1' : '0',
+      ]);
+    } catch (e) {
+      await this.deleteLink(hostIf);
+      throw e;
+    }
+  }
+
+  async makeVeth(hostIf: string, peerIf: string, c: { mac: string; mtu: number; userspace: boolean }): Promise<void> {
+    try {
+      await this.run([
+        'sh',
+        '-c',
+        VETH_SCRIPT,
+        'gremesh-veth',
+        hostIf,
+        peerIf,
+        c.mac,
+        String(c.mtu),
         c.userspace ? '1' : '0',
       ]);
     } catch (e) {

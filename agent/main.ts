@@ -15,16 +15,22 @@ import { noMetrics, type AgentMetrics } from './metrics.js';
 
 /** Docker's side (dockerode is the heaviest module): loaded once the bridge's first pass is done. */
 async function loadDocker() {
-  const [containers, runtime, ipam] = await Promise.all([
+  const [containers, runtime, ipam, plugin, server, sync] = await Promise.all([
     import('./containers.js'),
     import('./container-runtime.js'),
     import('./ipam.js'),
+    import('./docker-plugin/driver.js'),
+    import('./docker-plugin/server.js'),
+    import('./docker-plugin/networks-sync.js'),
   ]);
   return {
     ContainerReconciler: containers.ContainerReconciler,
     DockerRuntime: runtime.DockerRuntime,
     dockerFromSocket: runtime.dockerFromSocket,
     FileIpam: ipam.FileIpam,
+    DockerPlugin: plugin.DockerPlugin,
+    servePlugin: server.servePlugin,
+    DockerNetworkSync: sync.DockerNetworkSync,
   };
 }
 
@@ -74,6 +80,10 @@ Usage:
                        [--gateway IP|none] [--iface NAME] [--state-dir DIR]
   gremesh-agent detach CONTAINER [--state-dir DIR]
 
+Docker-native: docker run --network gremesh-default [--ip A.B.C.D] [--mac-address M] IMAGE
+(the agent makes that Docker network; by hand: docker network create -d gremesh
+--ipam-driver gremesh --subnet CIDR-OF-THE-GREMESH-NETWORK NAME).
+
 attach/detach ask the running agent (through STATE_DIR/agent.sock) to plug a container
 that has no gremesh.network label, as "ovs-docker add-port/del-port" would. Containers
 labelled gremesh.network=NAME (and gremesh.ip, .mac, .mtu, .gateway, .iface) and run
@@ -100,6 +110,11 @@ Flags (env GREMESH_<FLAG> works too):
                             beyond ICMP and replies: tcp/PORT, udp/PORT (services on the
                             host), link-local (forwarding to 169.254.0.0/16, e.g. a cloud
                             metadata service); comma-separated (default: nothing)
+  --plugin-dir DIR|off      serve Docker's network + IPAM plugin API on DIR/gremesh.sock
+                            (default /run/docker/plugins, where dockerd finds plugins)
+  --docker-networks auto|off  auto (default): a Docker network for every gremesh network
+                            on this host: NAME, or gremesh-NAME where Docker reserves NAME
+                            (default, bridge, host, none, ingress)
   --metrics ADDR:PORT       serve Prometheus metrics on http://ADDR:PORT/metrics (default off;
                             no authentication: bind it to 127.0.0.1, or firewall the port)
 
@@ -207,6 +222,7 @@ async function run(argv: string[]): Promise<number> {
   const mgmtSocket = ovs.mgmtSocket(cfg.bridge);
   let client: CoordinatorClient | undefined;
   let containers: ContainerReconciler | undefined;
+  let dockerNetworks: { markDirty(): void; stop(): void } | undefined;
   let current: Snapshot | undefined;
   const onPassHooks: ((r: PassResult) => void)[] = [];
   const onPass = (r: PassResult) => {
@@ -268,8 +284,9 @@ async function run(argv: string[]): Promise<number> {
     if (containersStarting) return;
     containersStarting = true;
     const d = await loadDocker();
+    const docker = d.dockerFromSocket(cfg.docker);
     containers = new d.ContainerReconciler({
-      runtime: new d.DockerRuntime(d.dockerFromSocket(cfg.docker), log.child({ part: 'docker' })),
+      runtime: new d.DockerRuntime(docker, log.child({ part: 'docker' })),
       links,
       ovs,
       ipam: new d.FileIpam(`${cfg.stateDir}/ipam.json`),
@@ -285,14 +302,37 @@ async function run(argv: string[]): Promise<number> {
       log: log.child({ part: 'containers' }),
     });
     containers.start(cfg.resyncS * 1000);
+    // Docker's network and IPAM plugin (docker network create -d gremesh, docker run --network)
+    if (cfg.pluginDir !== 'off') {
+      const plugin = new d.DockerPlugin({
+        backend: containers,
+        snapshot: () => current,
+        stateDir: cfg.stateDir,
+        log: log.child({ part: 'plugin' }),
+      });
+      const sock = `${cfg.pluginDir}/gremesh.sock`;
+      d.servePlugin(sock, plugin.handlers(), log.child({ part: 'plugin' }));
+      log.info({ socket: sock }, 'serving the Docker network plugin');
+      if (cfg.dockerNetworks === 'auto') {
+        const sync = new d.DockerNetworkSync({
+          docker,
+          snapshot: () => current,
+          log: log.child({ part: 'docker-networks' }),
+        });
+        sync.start(cfg.resyncS * 1000);
+        dockerNetworks = sync;
+      }
+    }
   };
   onPassHooks.push(() => void startContainers());
   const containersTimer = setTimeout(() => void startContainers(), 2000);
   const setSnapshot = (s: Snapshot) => {
     const first = !current;
+    const networksChanged = JSON.stringify(current?.networks) !== JSON.stringify(s.networks);
     current = s;
     reconciler.setSnapshot(s);
     if (first) containers?.markDirty();
+    if (networksChanged) dockerNetworks?.markDirty();
   };
   const tracer = new Tracer({
     run,
@@ -402,6 +442,7 @@ async function run(argv: string[]): Promise<number> {
   control.close();
   clearTimeout(containersTimer);
   containers?.stop();
+  dockerNetworks?.stop();
   reconciler.stop();
   openflow?.stop();
   metricsServer?.close();

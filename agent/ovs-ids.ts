@@ -13,6 +13,8 @@ export const MAC_KEY = 'gremesh-mac';
 export const CONTAINER_ID_KEY = 'container_id';
 export const PID_KEY = 'gremesh-pid';
 export const CONTAINER_NAME_KEY = 'gremesh-container';
+/** a port plugged for one of Docker's endpoints (the network plugin): its endpoint id */
+export const ENDPOINT_KEY = 'gremesh-endpoint';
 
 export const owned = (): Record<string, string> => ({ [OWNER_KEY]: OWNER });
 
@@ -44,6 +46,27 @@ export function containerIds(b: ContainerBinding & { pid: number; name: string }
     [MAC_KEY]: b.mac,
     [PID_KEY]: String(b.pid),
     [CONTAINER_NAME_KEY]: b.name,
+  };
+}
+
+/**
+ * A Docker endpoint's port (the plugin path): the same binding as a container's, plus the
+ * endpoint id; the container's id, name and PID once Docker has said which container it is.
+ */
+export function endpointIds(
+  e: { id: string; network: string; ip: string; mac: string },
+  c: { id: string; name: string; pid: number } | undefined,
+): Record<string, string> {
+  return {
+    ...containerIds({
+      containerId: c?.id ?? '',
+      network: e.network,
+      ip: e.ip,
+      mac: e.mac,
+      pid: c?.pid ?? 0,
+      name: c?.name ?? '',
+    }),
+    [ENDPOINT_KEY]: e.id,
   };
 }
 

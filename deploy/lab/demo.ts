@@ -49,16 +49,18 @@ async function main(argv: string[]): Promise<number> {
     });
   };
   const ips: Record<string, string> = {};
+  // each agent makes the Docker network gremesh-default (the gremesh network "default") on its host
+  for (const h of hosts) await waitDockerNetwork((cmd, reject) => inNode(h, cmd, reject), h, dir);
+  step(`Docker network ${DOCKER_NETWORK} on every host (made by the agents)`);
   for (const h of hosts) {
     await inNode(h, [
       'docker',
       'run',
       '-d',
-      '--net=none',
+      '--network',
+      DOCKER_NETWORK,
       '--name',
       `web-${h}`,
-      '--label',
-      'gremesh.network=default',
       IMAGE,
       'sleep',
       'infinity',
@@ -130,7 +132,7 @@ async function main(argv: string[]): Promise<number> {
     `try:  GREMESH_DATA_DIR=${coordinatorDir(dir)} node dist/deploy/lab/main.js exec --dir ${dir} ctl -- node dist/coordinator/cli.js --coordinator 198.18.0.2:7420 hosts`,
   );
   say(
-    `      node dist/deploy/lab/main.js exec --dir ${dir} h1 -- docker run --rm --net=none --label gremesh.network=default ${IMAGE} ping -c 3 ${ips.h2}`,
+    `      node dist/deploy/lab/main.js exec --dir ${dir} h1 -- docker run --rm --network ${DOCKER_NETWORK} ${IMAGE} ping -c 3 ${ips.h2}`,
   );
   step(
     fails === 0
@@ -138,6 +140,22 @@ async function main(argv: string[]): Promise<number> {
       : `demo up, but ${fails} pings failed`,
   );
   return fails === 0 ? 0 : 1;
+}
+
+/** the Docker network each agent makes for the gremesh network "default" (--docker-networks auto) */
+const DOCKER_NETWORK = 'gremesh-default';
+
+async function waitDockerNetwork(
+  inNode: (cmd: string[], reject: boolean) => Promise<{ exitCode?: number }>,
+  host: string,
+  dir: string,
+): Promise<void> {
+  const end = Date.now() + 30_000;
+  while ((await inNode(['docker', 'network', 'inspect', DOCKER_NETWORK], false)).exitCode !== 0) {
+    if (Date.now() > end)
+      throw new Error(`no Docker network ${DOCKER_NETWORK} on ${host}: see ${dir}/${host}/agent.log`);
+    await new Promise((res) => setTimeout(res, 100));
+  }
 }
 
 runMain('demo', main);

@@ -425,7 +425,8 @@ export function dockerNetworkFlags(mode: DockerMode): string[] {
 }
 
 /**
- * Starts dockerd for a lab host (own data root, exec root, socket); resolves when its API
+ * Starts dockerd for a lab host (own data root, exec root, socket, mount namespace with its
+ * plugin directory); resolves when its API
  * answers. With the lab's default mode it runs as on a stock Docker host (iptables on,
  * its docker0 bridge on 172.17.0.0/16 inside the host's namespace, off the lab's ranges).
  */
@@ -433,9 +434,21 @@ export async function startDockerd(dir: string, node: LabNode, extra: string[] =
   const mode = readState(dir)?.docker ?? 'bare';
   const p = hostPaths(dir, node.name);
   const log = fs.openSync(p.dockerLog, 'a');
+  fs.mkdirSync(p.dockerPlugins, { recursive: true });
+  // its own mount namespace, where the host's plugin directory is /run/docker/plugins:
+  // this dockerd finds only its own agent's plugin socket (as on a real host)
   const child = spawn(
-    'nsenter',
+    'unshare',
     [
+      '--mount',
+      '--propagation',
+      'private',
+      'sh',
+      '-c',
+      'd=$1; shift; mkdir -p /run/docker/plugins && mount --bind "$d" /run/docker/plugins && exec "$@"',
+      'gremesh-lab-dockerd',
+      p.dockerPlugins,
+      'nsenter',
       `--net=/run/netns/${node.ns}`,
       'dockerd',
       `--data-root=${p.dockerRoot}`,

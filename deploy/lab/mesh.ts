@@ -137,6 +137,8 @@ function labAgentFlags(dir: string, host: string): string[] {
     `unix://${p.dockerSock}`,
     '--state-dir',
     agentStateDir(dir, host),
+    '--plugin-dir',
+    p.dockerPlugins,
   ];
 }
 

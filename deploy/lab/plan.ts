@@ -98,6 +98,8 @@ export interface HostPaths {
   dockerSock: string;
   dockerPid: string;
   dockerLog: string;
+  /** bound over /run/docker/plugins in this host's dockerd (its own mount namespace): the agent's plugin socket */
+  dockerPlugins: string;
 }
 
 export function hostPaths(labDir: string, host: string): HostPaths {
@@ -113,6 +115,7 @@ export function hostPaths(labDir: string, host: string): HostPaths {
     dockerSock: `${root}/docker.sock`,
     dockerPid: `${root}/docker/dockerd.pid`,
     dockerLog: `${root}/docker/dockerd.log`,
+    dockerPlugins: `${root}/plugins`,
   };
 }
 

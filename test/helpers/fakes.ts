@@ -82,6 +82,7 @@ export const fakeLinks: LinkDriver = {
   underlayOf: async () => undefined,
   ensureUnderlay: async () => {},
   plugContainer: async () => {},
+  makeVeth: async () => {},
   activateContainer: async () => {},
   deleteLink: async () => {},
   linkExists: async () => false,

@@ -31,6 +31,11 @@ class FakeRuntime implements ContainerRuntime {
     this.emit = onEvent;
     return () => {};
   }
+  /** the endpoints Docker lists on gremesh networks */
+  dockerEndpoints = new Set<string>();
+  async endpointsOfDriver() {
+    return new Set(this.dockerEndpoints);
+  }
   start(n: number) {
     const id = `${n.toString(16).padStart(11, '0')}${'a'.repeat(53)}`; // ports are named after the first 11 hex digits
     this.containers.set(id, {

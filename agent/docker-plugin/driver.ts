@@ -1,0 +1,180 @@
+// Docker's remote NetworkDriver + IpamDriver, answered by the agent: the decisions are in
+// protocol.ts (pure), the plumbing is the container reconciler's (the same address table,
+// port binding, flows and errors as a labelled container's).
+import type { Logger } from '../../common/log.js';
+import type { DockerEndpoint } from '../containers.js';
+import type { Snapshot } from '../model.js';
+import { readJson, writeFileAtomic } from '../state-file.js';
+import {
+  ADDRESS_SPACE,
+  bindNetwork,
+  choosePool,
+  hostGateway,
+  networkOfPool,
+  type CreateNetworkRequest,
+  type NetworkBinding,
+  type PoolRequest,
+} from './protocol.js';
+
+/** What the plugin needs of the container side (ContainerReconciler). */
+export interface PluginBackend {
+  reserveAddress(network: string, want: string | undefined): { ip: string; prefixLen: number } | { error: string };
+  releaseAddress(network: string, ip: string): void;
+  addEndpoint(r: {
+    id: string;
+    dockerNetwork: string;
+    network: string;
+    ip: string;
+    mac?: string;
+    mtu?: number;
+  }): Promise<DockerEndpoint>;
+  joinEndpoint(id: string): DockerEndpoint | undefined;
+  removeEndpoint(id: string): Promise<void>;
+  endpoint(id: string): DockerEndpoint | undefined;
+}
+
+export type PluginHandler = (body: Record<string, unknown>) => Promise<unknown>;
+
+export class PluginError extends Error {}
+
+const GATEWAY_REQUEST = 'com.docker.network.gateway';
+
+export class DockerPlugin {
+  /** Docker network id -> the gremesh network it is (docker-networks.json: Docker never says it again) */
+  private networks: Record<string, NetworkBinding>;
+
+  constructor(
+    private readonly o: {
+      backend: PluginBackend;
+      snapshot: () => Snapshot | undefined;
+      stateDir: string;
+      log: Logger;
+    },
+  ) {
+    this.networks = readJson<Record<string, NetworkBinding>>(this.file) ?? {};
+  }
+
+  private get file(): string {
+    return `${this.o.stateDir}/docker-networks.json`;
+  }
+  private save(next: Record<string, NetworkBinding>): void {
+    this.networks = next;
+    writeFileAtomic(this.file, JSON.stringify(next, null, 1));
+  }
+
+  /** the gremesh network of a Docker network, by its id */
+  binding(dockerNetwork: string): NetworkBinding | undefined {
+    return this.networks[dockerNetwork];
+  }
+
+  private fail(message: string): never {
+    throw new PluginError(message);
+  }
+
+  /** every path Docker calls, by URL path */
+  handlers(): Record<string, PluginHandler> {
+    const ok = async () => ({});
+    return {
+      '/Plugin.Activate': async () => ({ Implements: ['NetworkDriver', 'IpamDriver'] }),
+      // ---- NetworkDriver
+      '/NetworkDriver.GetCapabilities': async () => ({ Scope: 'local', ConnectivityScope: 'global' }),
+      '/NetworkDriver.CreateNetwork': async (b) => this.createNetwork(b as unknown as CreateNetworkRequest),
+      '/NetworkDriver.DeleteNetwork': async (b) => {
+        const next = { ...this.networks };
+        delete next[String(b.NetworkID)];
+        this.save(next);
+        return {};
+      },
+      '/NetworkDriver.CreateEndpoint': async (b) => this.createEndpoint(b),
+      '/NetworkDriver.EndpointOperInfo': async (b) => {
+        const ep = this.o.backend.endpoint(String(b.EndpointID));
+        return { Value: ep ? { ip: ep.ip, mac: ep.mac, mtu: ep.mtu, port: ep.hostIf, network: ep.network } : {} };
+      },
+      '/NetworkDriver.DeleteEndpoint': async (b) => {
+        await this.o.backend.removeEndpoint(String(b.EndpointID));
+        return {};
+      },
+      '/NetworkDriver.Join': async (b) => {
+        const ep = this.o.backend.joinEndpoint(String(b.EndpointID));
+        if (!ep) this.fail(`unknown endpoint ${String(b.EndpointID).slice(0, 12)} (not created through gremesh)`);
+        return {
+          InterfaceName: { SrcName: ep.peerIf, DstPrefix: 'eth' },
+          Gateway: ep.gateway,
+          DisableGatewayService: true,
+        };
+      },
+      '/NetworkDriver.Leave': ok,
+      '/NetworkDriver.DiscoverNew': ok,
+      '/NetworkDriver.DiscoverDelete': ok,
+      '/NetworkDriver.ProgramExternalConnectivity': ok,
+      '/NetworkDriver.RevokeExternalConnectivity': ok,
+      '/NetworkDriver.AllocateNetwork': async () => ({ Options: {} }),
+      '/NetworkDriver.FreeNetwork': ok,
+      // ---- IpamDriver
+      '/IpamDriver.GetCapabilities': async () => ({ RequiresMACAddress: false, RequiresRequestReplay: false }),
+      '/IpamDriver.GetDefaultAddressSpaces': async () => ({
+        LocalDefaultAddressSpace: ADDRESS_SPACE,
+        GlobalDefaultAddressSpace: ADDRESS_SPACE,
+      }),
+      '/IpamDriver.RequestPool': async (b) => {
+        const p = choosePool(b as PoolRequest, this.o.snapshot());
+        if ('error' in p) this.fail(p.error);
+        return p;
+      },
+      '/IpamDriver.ReleasePool': ok,
+      '/IpamDriver.RequestAddress': async (b) => this.requestAddress(b),
+      '/IpamDriver.ReleaseAddress': async (b) => {
+        const network = networkOfPool(String(b.PoolID ?? ''));
+        if (network) this.o.backend.releaseAddress(network, String(b.Address ?? '').split('/')[0]!);
+        return {};
+      },
+    };
+  }
+
+  private createNetwork(r: CreateNetworkRequest): object {
+    const b = bindNetwork(r, this.o.snapshot());
+    if ('error' in b) this.fail(b.error);
+    this.save({ ...this.networks, [r.NetworkID]: b });
+    this.o.log.info({ dockerNetwork: r.NetworkID.slice(0, 12), ...b }, 'docker network bound');
+    return {};
+  }
+
+  private requestAddress(b: Record<string, unknown>): object {
+    const network = networkOfPool(String(b.PoolID ?? ''));
+    if (!network) this.fail(`pool ${String(b.PoolID)} is not gremesh's`);
+    const want = b.Address ? String(b.Address).split('/')[0] : undefined;
+    const opts = (b.Options ?? {}) as Record<string, string>;
+    if (opts.RequestAddressType === GATEWAY_REQUEST) {
+      const s = this.o.snapshot();
+      const gw = s && hostGateway(s, network);
+      if (!gw) this.fail(`this host has no slice of gremesh network ${network}`);
+      if (want && want !== gw.ip) this.fail(`--gateway ${want}: gremesh sets each host's gateway (here ${gw.ip})`);
+      return { Address: `${gw.ip}/${gw.prefixLen}`, Data: {} };
+    }
+    const a = this.o.backend.reserveAddress(network, want);
+    if ('error' in a) this.fail(a.error);
+    return { Address: `${a.ip}/${a.prefixLen}`, Data: {} };
+  }
+
+  private async createEndpoint(b: Record<string, unknown>): Promise<object> {
+    const dockerNetwork = String(b.NetworkID ?? '');
+    const id = String(b.EndpointID ?? '');
+    const bound = this.networks[dockerNetwork];
+    if (!bound)
+      this.fail(`Docker network ${dockerNetwork.slice(0, 12)} is not known to this agent: remove and create it again`);
+    const iface = (b.Interface ?? {}) as { Address?: string; AddressIPv6?: string; MacAddress?: string };
+    if (iface.AddressIPv6) this.fail('gremesh networks are IPv4 only');
+    const ip = iface.Address?.split('/')[0];
+    if (!ip) this.fail('no IPv4 address given: create the network with --ipam-driver gremesh');
+    const ep = await this.o.backend.addEndpoint({
+      id,
+      dockerNetwork,
+      network: bound.network,
+      ip,
+      mac: iface.MacAddress || undefined,
+      mtu: bound.mtu,
+    });
+    // Docker sets the MAC we answer on the interface; one it was given must not come back
+    return { Interface: iface.MacAddress ? {} : { MacAddress: ep.mac } };
+  }
+}
