@@ -430,25 +430,14 @@ export function dockerNetworkFlags(mode: DockerMode): string[] {
  * answers. With the lab's default mode it runs as on a stock Docker host (iptables on,
  * its docker0 bridge on 172.17.0.0/16 inside the host's namespace, off the lab's ranges).
  */
-export async function startDockerd(dir: string, node: LabNode, extra: string[] = []): Promise<number> {
+export async function startDockerd(dir: string, node: LabNode, mountNs: number, extra: string[] = []): Promise<number> {
   const mode = readState(dir)?.docker ?? 'bare';
   const p = hostPaths(dir, node.name);
   const log = fs.openSync(p.dockerLog, 'a');
-  fs.mkdirSync(p.dockerPlugins, { recursive: true });
-  // its own mount namespace, where the host's plugin directory is /run/docker/plugins:
-  // this dockerd finds only its own agent's plugin socket (as on a real host)
   const child = spawn(
-    'unshare',
+    'nsenter',
     [
-      '--mount',
-      '--propagation',
-      'private',
-      'sh',
-      '-c',
-      'd=$1; shift; mkdir -p /run/docker/plugins && mount --bind "$d" /run/docker/plugins && exec "$@"',
-      'gremesh-lab-dockerd',
-      p.dockerPlugins,
-      'nsenter',
+      `--mount=/proc/${mountNs}/ns/mnt`,
       `--net=/run/netns/${node.ns}`,
       'dockerd',
       `--data-root=${p.dockerRoot}`,
@@ -475,6 +464,44 @@ export async function startDockerd(dir: string, node: LabNode, extra: string[] =
   return child.pid;
 }
 
+/**
+ * A lab host's own mount namespace, held by a `sleep` in the host's network namespace
+ * (recorded as `mount-ns`, ended with the host). There the host's plugin directory is
+ * /run/docker/plugins, so its dockerd finds only its own agent's plugin socket; and a
+ * dockerd started again finds the container network namespaces the earlier one mounted
+ * (live-restore), as on a real host where every dockerd runs in the one mount namespace.
+ */
+export async function startMountNs(dir: string, node: LabNode): Promise<number> {
+  const p = hostPaths(dir, node.name);
+  fs.mkdirSync(p.dockerPlugins, { recursive: true });
+  const child = spawn(
+    'unshare',
+    [
+      '--mount',
+      '--propagation',
+      'private',
+      'sh',
+      '-c',
+      'mkdir -p /run/docker/plugins && mount --bind "$1" /run/docker/plugins && exec nsenter --net="$2" sleep infinity',
+      'gremesh-lab-mount-ns',
+      p.dockerPlugins,
+      `/run/netns/${node.ns}`,
+    ],
+    { detached: true, stdio: 'ignore', env: { ...process.env, PATH: systemPath() } },
+  );
+  child.unref();
+  if (!child.pid) throw new LabError('LAB_DOCKERD_FAILED', `${node.name}: no mount namespace`);
+  const rec = { pid: child.pid, what: 'mount-ns', ns: node.ns, node: node.name };
+  // in place once the holder runs in the host's network namespace (it got there after the mount)
+  const deadline = Date.now() + 10_000;
+  while (!isOurs(rec)) {
+    if (!alive(child.pid) || Date.now() > deadline)
+      throw new LabError('LAB_DOCKERD_FAILED', `${node.name}: the mount namespace for dockerd did not come up`);
+    await sleep(10);
+  }
+  return child.pid;
+}
+
 /** Stop (SIGTERM, as a service manager does) and start a lab host's dockerd with extra flags. */
 export async function restartDockerd(dir: string, host: string, extra: string[] = []): Promise<number> {
   const s = requireState(dir);
@@ -483,7 +510,12 @@ export async function restartDockerd(dir: string, host: string, extra: string[] 
     s.procs.filter((x) => x.node === host && x.what === 'dockerd' && isOurs(x)).map((x) => x.pid),
     20_000,
   );
-  const pid = await startDockerd(dir, node, extra);
+  let mountNs = s.procs.find((x) => x.node === host && x.what === 'mount-ns' && isOurs(x))?.pid;
+  if (!mountNs) {
+    mountNs = await startMountNs(dir, node);
+    recordProcess(dir, { pid: mountNs, what: 'mount-ns', ns: node.ns, node: host });
+  }
+  const pid = await startDockerd(dir, node, mountNs, extra);
   recordProcess(dir, { pid, what: 'dockerd', ns: node.ns, node: host });
   return pid;
 }
@@ -617,7 +649,9 @@ async function buildHost(state: LabState, run: Runner, step: Progress, node: Lab
   await inNs(['ip', 'route', 'add', 'default', 'via', ROUTER_IP, 'dev', PHYS_BRIDGE]);
   step(`${node.name}: ovsdb-server + ovs-vswitchd (netdev), ${PHYS_BRIDGE} ${node.ip}/${UNDERLAY_PREFIX}`);
 
-  const pid = await startDockerd(state.dir, node);
+  const mountNs = await startMountNs(state.dir, node);
+  record(mountNs, 'mount-ns');
+  const pid = await startDockerd(state.dir, node, mountNs);
   record(pid, 'dockerd');
   await run([dockerCli(), 'import', image, IMAGE], { env: { DOCKER_HOST: `unix://${p.dockerSock}` } });
   step(
