@@ -64,7 +64,8 @@ export function choosePool(r: PoolRequest, s: Snapshot | undefined): PoolAnswer 
     return {
       error: `--subnet is required: the CIDR of the gremesh network this Docker network is (known: ${knownNetworks(s)})`,
     };
-  if (!parseCidr(r.Pool)) return { error: `--subnet ${quoted(r.Pool)} is not an IPv4 CIDR` };
+  if (!parseCidr(r.Pool))
+    return { error: `--subnet ${quoted(r.Pool)} is not an IPv4 network (ADDRESS/PREFIX, no host bits set)` };
   const net = s.networks.find((n) => sameCidr(n.cidr, r.Pool!));
   if (!net) return { error: `no gremesh network has the subnet ${r.Pool} (known: ${knownNetworks(s)})` };
   if (named !== undefined && named !== net.name)

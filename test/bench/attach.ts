@@ -2,7 +2,8 @@
 // with the manual recipe (ovs-docker add-port --ipaddress --gateway --mtu on a bridge
 // with a pre-built GRE tunnel) and with OVN (a logical switch port, the veth plugged by
 // ovs-docker and bound by iface-id), in the same lab, interleaved, timed the same way:
-// T0 when `docker run -d --net=none` returns; T1 when a ping from inside the new
+// T0 just before `docker run` is called (with the plugin, attaching is part of `docker
+// run --network` itself; the others attach after it returns); T1 when a ping from inside the new
 // container (probed from its namespace, not docker exec) to a container on the other
 // host is first answered.
 // Then: gremesh's attach phases (from the agent's log), the same with 100 containers
@@ -68,7 +69,8 @@ const ovnMac = (i: number) =>
 /** the veth ovs-docker made for a container (its name is random) */
 const ovsDockerPort = (h: string, name: string) =>
   inHost(h, ['ovs-vsctl', '--bare', '--columns=name', 'find', 'interface', `external_ids:container_id=${name}`]);
-type Kind = 'gremesh' | 'manual' | 'ovn';
+type Kind = 'gremesh' | 'network' | 'manual' | 'ovn';
+const KINDS: Kind[] = ['gremesh', 'network', 'manual', 'ovn'];
 const PHASES = ['inspect', 'veth', 'port', 'flows', 'up'] as const;
 interface Attached {
   container: string;
@@ -177,9 +179,14 @@ try {
   };
   const one = async (kind: Kind, i: number) => {
     const name = `${kind[0]}${i}`;
-    const labels = kind === 'gremesh' ? ['--label', 'gremesh.network=default'] : [];
-    await docker('h1', ['run', '-d', '--net=none', '--name', name, ...labels, IMAGE, 'sleep', 'infinity']);
+    const how =
+      kind === 'gremesh'
+        ? ['--net=none', '--label', 'gremesh.network=default']
+        : kind === 'network'
+          ? ['--network', 'gremesh-default']
+          : ['--net=none'];
     const t0 = performance.now();
+    await docker('h1', ['run', '-d', ...how, '--name', name, IMAGE, 'sleep', 'infinity']);
     startedAt.set(name, Date.now());
     if (kind === 'manual')
       await inHost('h1', [
@@ -194,7 +201,7 @@ try {
       ]);
     if (kind === 'ovn') await ovnPlug('h1', name, 10 + (i % 200));
     const pid = await docker('h1', ['inspect', '-f', '{{.State.Pid}}', name]);
-    await probe(pid, kind === 'gremesh' ? gmTarget : kind === 'manual' ? '198.19.0.2' : '198.19.1.2');
+    await probe(pid, kind === 'manual' ? '198.19.0.2' : kind === 'ovn' ? '198.19.1.2' : gmTarget);
     const ms = performance.now() - t0;
     if (kind === 'manual') await inHost('h1', ['ovs-docker', 'del-port', 'br-man', 'eth0', name]);
     if (kind === 'ovn') {
@@ -212,10 +219,9 @@ try {
     >;
   };
   // warm every path (the first packet over a fresh tunnel waits for address resolution)
-  for (const k of ['gremesh', 'manual', 'ovn'] as const) await one(k, 999);
-  const samples: Record<Kind, number[]> = { gremesh: [], manual: [], ovn: [] };
-  for (let i = 0; i < count; i++)
-    for (const k of ['gremesh', 'manual', 'ovn'] as const) samples[k].push(await one(k, i));
+  for (const k of KINDS) await one(k, 999);
+  const samples: Record<Kind, number[]> = { gremesh: [], network: [], manual: [], ovn: [] };
+  for (let i = 0; i < count; i++) for (const k of KINDS) samples[k].push(await one(k, i));
   const s = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, summarize(v)])) as Record<Kind, Summary>;
   const phases = phasesOf(new Set(Array.from({ length: count }, (_, i) => `g${i}`)));
   // the slow ones: where did the time go?
@@ -225,12 +231,13 @@ try {
   const fmtPhases = (p: Record<string, number>) =>
     PHASES.map((k) => `${k} ${p[k]!.toFixed(0)}`).join(', ') + ' ms (p50 each)';
   console.log(`container start -> first cross-host ping answered (${count} containers each, interleaved):`);
+  console.log(row('gremesh (docker run --network, the plugin attaches)', s.network));
   console.log(row('gremesh (label, agent attaches)', s.gremesh));
   console.log(row('manual recipe (ovs-docker add-port ..., pre-built GRE)', s.manual));
   console.log(row('OVN (lsp-add, ovs-docker add-port, iface-id)', s.ovn));
   console.log(`  gremesh / OVN p50: ${(s.gremesh.p50 / s.ovn.p50).toFixed(2)}`);
   console.log(`  gremesh phases, Docker's start event -> ...: ${fmtPhases(phases)}`);
-  Object.assign(results, { count, gremesh: s.gremesh, manual: s.manual, ovn: s.ovn, phases });
+  Object.assign(results, { count, network: s.network, gremesh: s.gremesh, manual: s.manual, ovn: s.ovn, phases });
 
   // ---- the same with `busy` labelled containers already running on h1
   if (busy > 0) {
