@@ -12,15 +12,15 @@ import type { ContainerReconciler } from './containers.js';
 import type { AttachRequest } from './attachment.js';
 import type { Snapshot } from './model.js';
 import { noMetrics, type AgentMetrics } from './metrics.js';
+import type { PluginHandler } from './docker-plugin/driver.js';
 
 /** Docker's side (dockerode is the heaviest module): loaded once the bridge's first pass is done. */
 async function loadDocker() {
-  const [containers, runtime, ipam, plugin, server, sync] = await Promise.all([
+  const [containers, runtime, ipam, plugin, sync] = await Promise.all([
     import('./containers.js'),
     import('./container-runtime.js'),
     import('./ipam.js'),
     import('./docker-plugin/driver.js'),
-    import('./docker-plugin/server.js'),
     import('./docker-plugin/networks-sync.js'),
   ]);
   return {
@@ -29,7 +29,6 @@ async function loadDocker() {
     dockerFromSocket: runtime.dockerFromSocket,
     FileIpam: ipam.FileIpam,
     DockerPlugin: plugin.DockerPlugin,
-    servePlugin: server.servePlugin,
     DockerNetworkSync: sync.DockerNetworkSync,
   };
 }
@@ -277,6 +276,15 @@ async function run(argv: string[]): Promise<number> {
     },
     gatewayAllow: cfg.gatewayAllow,
   });
+  // the plugin's socket at once (a dockerd started right after the agent finds it); its
+  // calls wait until Docker's side below is up
+  let pluginReady: (h: Record<string, PluginHandler>) => void = () => {};
+  if (cfg.pluginDir !== 'off') {
+    const { servePlugin } = await import('./docker-plugin/server.js');
+    const sock = `${cfg.pluginDir}/gremesh.sock`;
+    servePlugin(sock, new Promise((resolve) => (pluginReady = resolve)), log.child({ part: 'plugin' }));
+    log.info({ socket: sock }, 'serving the Docker network plugin');
+  }
   // Docker's side starts once the bridge has had its first pass (tunnels first: loading
   // dockerode alone takes about as long as the rest of the start), or after 2 s without one
   let containersStarting = false;
@@ -310,9 +318,7 @@ async function run(argv: string[]): Promise<number> {
         stateDir: cfg.stateDir,
         log: log.child({ part: 'plugin' }),
       });
-      const sock = `${cfg.pluginDir}/gremesh.sock`;
-      d.servePlugin(sock, plugin.handlers(), log.child({ part: 'plugin' }));
-      log.info({ socket: sock }, 'serving the Docker network plugin');
+      pluginReady(plugin.handlers());
       if (cfg.dockerNetworks === 'auto') {
         const sync = new d.DockerNetworkSync({
           docker,

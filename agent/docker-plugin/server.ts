@@ -10,7 +10,15 @@ import { PluginError } from './driver.js';
 
 const CONTENT_TYPE = 'application/vnd.docker.plugins.v1.2+json';
 
-export function servePlugin(sock: string, routes: Record<string, PluginHandler>, log: Logger): http.Server {
+/**
+ * Serve the plugin API on sock. `routes` may come later (the agent listens at once, so a
+ * dockerd started right after it finds the socket; calls wait until Docker's side is up).
+ */
+export function servePlugin(
+  sock: string,
+  routes: Record<string, PluginHandler> | Promise<Record<string, PluginHandler>>,
+  log: Logger,
+): http.Server {
   fs.mkdirSync(sock.replace(/\/[^/]+$/, ''), { recursive: true });
   fs.rmSync(sock, { force: true });
   const server = http.createServer((req, res) => {
@@ -21,13 +29,13 @@ export function servePlugin(sock: string, routes: Record<string, PluginHandler>,
       if (size > 1 << 20) req.destroy();
       else chunks.push(d);
     });
-    req.on('end', () => {
+    req.on('end', async () => {
       const path = (req.url ?? '').split('?')[0]!;
       const reply = (code: number, v: unknown) => {
         res.writeHead(code, { 'content-type': CONTENT_TYPE });
         res.end(JSON.stringify(v));
       };
-      const h = routes[path];
+      const h = (await routes)[path];
       if (!h) return reply(404, { Err: `gremesh does not implement ${path}` });
       let body: Record<string, unknown> = {};
       try {

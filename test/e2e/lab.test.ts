@@ -4,7 +4,7 @@ import test from 'ava';
 import * as fs from 'node:fs';
 import { BIN, cli, tempDir, isRoot } from '../helpers/cli.js';
 import { labUp, downAlways } from '../helpers/lab.js';
-import { IMAGE, OUTSIDE_IP, TEST_PREFIX } from '../../deploy/lab/plan.js';
+import { IMAGE, OUTSIDE_IP, TEST_PREFIX, hostPaths } from '../../deploy/lab/plan.js';
 
 const t0 = isRoot ? test : test.skip;
 
@@ -25,6 +25,13 @@ t0(
     }
     t.is(ovsIds.size, 3, 'three distinct ovsdb instances');
     t.is(dockerIds.size, 3, 'three distinct dockerd instances');
+    // each dockerd sees only its own host's plugin directory at /run/docker/plugins
+    for (const h of hosts) fs.writeFileSync(`${hostPaths(lab.dir, h).dockerPlugins}/marker-${h}`, '');
+    for (const h of hosts) {
+      const dockerd = lab.state.procs.find((p) => p.node === h && p.what === 'dockerd')!.pid;
+      const seen = fs.readdirSync(`/proc/${dockerd}/root/run/docker/plugins`);
+      t.deepEqual(seen, [`marker-${h}`], `${h}'s dockerd finds its own plugin directory`);
+    }
 
     const ipOf = (h: string) => lab.state.plan.nodes.find((n) => n.name === h)!.ip;
     for (const a of hosts) {
@@ -47,7 +54,7 @@ t0(
     t.true(
       s.nodes
         .filter((n) => n.name.startsWith('h'))
-        .every((n) => n.processes.length === 3 && n.processes.every((p) => p.running)),
+        .every((n) => n.processes.length === 4 && n.processes.every((p) => p.running)),
     );
 
     const pids = lab.state.procs.map((p) => p.pid);
