@@ -13,7 +13,7 @@ import {
   type ContainerInfo,
   type EndpointPlan,
 } from './attachment.js';
-import { gatewayOf } from './desired.js';
+import { gatewayOf, hostGatewayOf } from './desired.js';
 import type { ContainerRuntime } from './container-runtime.js';
 import { allocate, bind, holders, isContainerHolder, release, type FileIpam } from './ipam.js';
 import type { LinkDriver } from './link-driver.js';
@@ -22,7 +22,7 @@ import { CONTAINER_ID_KEY, ENDPOINT_KEY, containerIds, endpointIds, isOwned, par
 import type { OvsDriver } from './ovs-driver.js';
 import { Loop } from './loop.js';
 import { printable } from '../common/text.js';
-import { readJson, writeFileAtomic } from './state-file.js';
+import { JsonTable, readJson, writeFileAtomic } from './state-file.js';
 
 /**
  * One of Docker's endpoints on a gremesh network (the network plugin): planned as a
@@ -139,12 +139,15 @@ export class ContainerReconciler {
   private readonly endpointLoop: Loop;
   private ipamRebuilt = false;
   /** Docker's endpoints by id (docker-endpoints.json) */
-  private eps: Record<string, DockerEndpoint>;
+  private readonly endpoints: JsonTable<DockerEndpoint>;
   /** why an endpoint could not be plugged, by endpoint id */
   private endpointErrors = new Map<string, string>();
   /** addresses held by an endpoint that is gone (Docker has not released them yet): since when */
   private orphanSince = new Map<string, number>();
   private reservations = 0;
+  private endpointsAdopted = false;
+  /** when Docker's endpoints were last listed (the sweep asks at most once a minute) */
+  private lastSweep = 0;
 
   constructor(private readonly o: ContainerReconcilerOptions) {
     this.loop = new Loop({ name: 'container', log: o.log, pass: () => this.pass(), backoffMaxMs: 10_000 });
@@ -154,15 +157,14 @@ export class ContainerReconciler {
       pass: () => this.endpointPass(),
       backoffMaxMs: 10_000,
     });
-    this.eps = readJson<Record<string, DockerEndpoint>>(this.endpointFile) ?? {};
+    this.endpoints = new JsonTable(`${o.stateDir}/docker-endpoints.json`);
   }
 
-  private get endpointFile(): string {
-    return `${this.o.stateDir}/docker-endpoints.json`;
+  private get eps(): Record<string, DockerEndpoint> {
+    return this.endpoints.value;
   }
   private saveEndpoints(next: Record<string, DockerEndpoint>): void {
-    this.eps = next;
-    writeFileAtomic(this.endpointFile, JSON.stringify(next, null, 1));
+    this.endpoints.save(next);
   }
 
   private get manualFile(): string {
@@ -378,9 +380,11 @@ export class ContainerReconciler {
     for (const i of all) {
       const b = i.bridge === this.o.bridge ? parseBinding(i.externalIds) : undefined;
       const ep = i.externalIds[ENDPOINT_KEY];
-      if (ep) t = bind(t, b!.network, b!.ip, `ep:${ep}`);
+      if (b && ep) t = bind(t, b.network, b.ip, `ep:${ep}`);
       else if (b?.containerId) t = bind(t, b.network, b.ip, b.containerId);
     }
+    // Docker's endpoints not plugged yet hold their addresses too
+    for (const e of Object.values(this.eps)) t = bind(t, e.network, e.ip, `ep:${e.id}`);
     this.o.ipam.save(t);
     this.ipamRebuilt = true;
     this.o.log.error(
@@ -457,6 +461,7 @@ export class ContainerReconciler {
     for (const i of all)
       if (i.bridge === this.o.bridge && i.externalIds[ENDPOINT_KEY] && isOwned(i.externalIds))
         portOf.set(i.externalIds[ENDPOINT_KEY], i);
+    if (!this.endpointsAdopted) this.adoptEndpointPorts(portOf);
     const containerOf = new Map<string, ContainerInfo>();
     for (const c of this.known.values()) for (const e of c.endpoints ?? []) containerOf.set(e, c);
     for (const ep of Object.values(this.eps)) {
@@ -488,15 +493,22 @@ export class ContainerReconciler {
         );
       } catch (err) {
         const reason = `plugging failed: ${(err as Error).message}`;
+        // a pair made for a port that could not be added would outlive the endpoint
+        if (!ep.joined && !port) await this.o.links.deleteLink(ep.hostIf).catch(() => {});
         this.endpointErrors.set(ep.id, reason);
         this.o.log.warn({ endpoint: ep.id.slice(0, 12), reason }, `docker endpoint ${ep.id.slice(0, 12)}: ${reason}`);
       }
     }
     for (const [id, port] of portOf) {
       if (this.eps[id]) continue;
-      await this.unplug(port.name);
-      this.o.log.info({ endpoint: id.slice(0, 12), port: port.name }, 'docker endpoint unplugged');
-      out.changed = true;
+      try {
+        await this.unplug(port.name);
+        this.o.log.info({ endpoint: id.slice(0, 12), port: port.name }, 'docker endpoint unplugged');
+        out.changed = true;
+      } catch (err) {
+        // retried next pass; it must not fail the endpoints being plugged now
+        this.o.log.warn({ endpoint: id.slice(0, 12), err: (err as Error).message }, 'docker endpoint port not removed');
+      }
     }
     // flows for the new ports before Docker is told the endpoint exists
     if (out.changed) {
@@ -506,6 +518,42 @@ export class ContainerReconciler {
           .map((i) => [i.name, i.ofport]),
       );
       await this.o.onChange(new Map(out.ports.map((p) => [p, numbers.get(p) ?? -1])));
+    }
+  }
+
+  /**
+   * The first pass after a start: an endpoint port on the bridge that the table does not know
+   * (its file was lost or unreadable) is taken back from the port's binding rather than
+   * unplugged under a running container; the sweep then drops it if Docker has no such endpoint.
+   */
+  private adoptEndpointPorts(portOf: Map<string, OvsInterface>): void {
+    this.endpointsAdopted = true;
+    const snap = this.o.snapshot();
+    const next = { ...this.eps };
+    let t = this.o.ipam.table;
+    for (const [id, port] of portOf) {
+      const b = parseBinding(port.externalIds);
+      const gw = snap && b ? hostGatewayOf(snap, b.network) : undefined;
+      if (next[id] || !b || !gw) continue;
+      next[id] = {
+        id,
+        dockerNetwork: '',
+        network: b.network,
+        ip: b.ip,
+        prefixLen: gw.prefixLen,
+        mac: b.mac,
+        mtu: port.mtu,
+        gateway: gw.ip,
+        ...endpointIfNames(id),
+        created: Date.now(),
+        joined: true,
+      };
+      t = bind(t, b.network, b.ip, `ep:${id}`);
+      this.o.log.warn({ endpoint: id.slice(0, 12), ip: b.ip }, 'docker endpoint taken back from its port');
+    }
+    if (Object.keys(next).length !== Object.keys(this.eps).length) {
+      this.o.ipam.save(t);
+      this.saveEndpoints(next);
     }
   }
 
@@ -524,7 +572,11 @@ export class ContainerReconciler {
    */
   private async sweepEndpoints(): Promise<void> {
     const now = Date.now();
-    if (Object.values(this.eps).some((e) => now - e.created > ENDPOINT_GRACE_MS)) {
+    if (
+      now - this.lastSweep >= ENDPOINT_GRACE_MS &&
+      Object.values(this.eps).some((e) => now - e.created > ENDPOINT_GRACE_MS)
+    ) {
+      this.lastSweep = now;
       let live: Set<string>;
       try {
         live = await this.o.runtime.endpointsOfDriver(this.o.pluginName ?? 'gremesh');
@@ -560,6 +612,8 @@ export class ContainerReconciler {
   reserveAddress(network: string, want: string | undefined): { ip: string; prefixLen: number } | { error: string } {
     const snap = this.o.snapshot();
     if (!snap) return { error: NO_STATE };
+    if (this.o.ipam.corrupt && !this.ipamRebuilt)
+      return { error: 'the address table is being rebuilt after it was found corrupt; try again in a moment' };
     const net = snap.networks.find((n) => n.name === network);
     const slice = snap.slices.find((x) => x.network === network);
     if (!net || !slice) return { error: `this host has no slice of gremesh network ${network}` };
@@ -581,6 +635,13 @@ export class ContainerReconciler {
     this.o.ipam.save(release(this.o.ipam.table, holder));
   }
 
+  reservedIn(ip: string): string | undefined {
+    const nets = Object.entries(this.o.ipam.table)
+      .filter(([, ips]) => ips[ip]?.startsWith('docker:'))
+      .map(([n]) => n);
+    return nets.length === 1 ? nets[0] : undefined;
+  }
+
   endpoint(id: string): DockerEndpoint | undefined {
     return this.eps[id];
   }
@@ -598,8 +659,20 @@ export class ContainerReconciler {
     mac?: string;
     mtu?: number;
   }): Promise<DockerEndpoint> {
+    const plugged = async () =>
+      (await this.o.ovs.observe()).interfaces.some(
+        (i) => i.bridge === this.o.bridge && i.externalIds[ENDPOINT_KEY] === r.id && i.ofport > 0 && !i.error,
+      );
+    // everything that awaits comes first: the checks and the writes below happen in one turn
+    const macs = this.macHolders((await this.o.ovs.observe()).interfaces);
     const known = this.eps[r.id];
-    if (known) return known;
+    if (known) {
+      // asked again (Docker retried after a lost answer): answer once it is plugged
+      if (!(await plugged())) await this.endpointLoop.markDirtyAndWait('docker endpoint asked again');
+      const why = this.endpointErrors.get(r.id);
+      if (why) throw new Error(why);
+      return known;
+    }
     const snap = this.o.snapshot();
     if (!snap) throw new Error(NO_STATE);
     const holder = this.o.ipam.table[r.network]?.[r.ip];
@@ -607,7 +680,6 @@ export class ContainerReconciler {
       throw new Error(
         `address ${r.ip} was not handed out by gremesh on this host: create the Docker network with --ipam-driver gremesh`,
       );
-    const macs = this.macHolders((await this.o.ovs.observe()).interfaces);
     const plan = planEndpoint(r, snap, this.o.underlayMtu, (n, m) => (macs.get(`${n}/${m}`) ?? []).length > 0);
     if ('error' in plan) throw new Error(plan.error);
     const ep: DockerEndpoint = {
@@ -619,12 +691,14 @@ export class ContainerReconciler {
       joined: false,
     };
     this.o.ipam.save(bind(this.o.ipam.table, r.network, r.ip, `ep:${r.id}`));
+    this.orphanSince.delete(`ep:${r.id}`);
     this.saveEndpoints({ ...this.eps, [r.id]: ep });
     await this.endpointLoop.markDirtyAndWait('docker endpoint');
-    const why = this.endpointErrors.get(r.id) ?? this.endpointLoop.lastError?.message;
-    if (why) {
+    // this endpoint's own outcome: its port is there, or why not
+    if (!(await plugged())) {
+      const why = this.endpointErrors.get(r.id) ?? this.endpointLoop.lastError?.message ?? 'its port was not added';
       this.forgetEndpoint(r.id, why); // Docker rolls back: its ReleaseAddress frees the address
-      await this.endpointLoop.markDirtyAndWait('docker endpoint failed');
+      this.endpointLoop.markDirty('docker endpoint failed');
       throw new Error(why);
     }
     return ep;

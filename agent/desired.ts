@@ -54,6 +54,13 @@ export function gatewayOf(sliceCidr: string, networkCidr: string): { ip: string;
   return { ip: formatIp(s.base + 1), prefixLen: parseCidr(networkCidr)!.prefix };
 }
 
+/** this host's gateway on a network (undefined: no such network or no slice of it yet) */
+export function hostGatewayOf(s: Snapshot, network: string): { ip: string; prefixLen: number } | undefined {
+  const net = s.networks.find((n) => n.name === network);
+  const slice = s.slices.find((x) => x.network === network);
+  return net && slice ? gatewayOf(slice.cidr, net.cidr) : undefined;
+}
+
 export function computeDesired(s: Snapshot, p: AgentParams): DesiredPlane {
   const tunnels = s.peers
     .filter((x) => x.name !== s.host && x.underlayIp !== s.underlayIp && parseIp(x.underlayIp) !== undefined)

@@ -34,3 +34,15 @@ export function writeFileAtomic(file: string, data: string, mode = 0o644, durabl
     fs.closeSync(dir);
   }
 }
+
+/** A JSON table kept in memory and written through, durably, on every change (empty when missing). */
+export class JsonTable<T> {
+  value: Record<string, T>;
+  constructor(private readonly file: string) {
+    this.value = readJson<Record<string, T>>(file) ?? {};
+  }
+  save(next: Record<string, T>): void {
+    this.value = next;
+    writeFileAtomic(this.file, JSON.stringify(next, null, 1));
+  }
+}

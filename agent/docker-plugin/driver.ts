@@ -4,7 +4,7 @@
 import type { Logger } from '../../common/log.js';
 import type { DockerEndpoint } from '../containers.js';
 import type { Snapshot } from '../model.js';
-import { readJson, writeFileAtomic } from '../state-file.js';
+import { JsonTable } from '../state-file.js';
 import {
   ADDRESS_SPACE,
   bindNetwork,
@@ -20,6 +20,8 @@ import {
 export interface PluginBackend {
   reserveAddress(network: string, want: string | undefined): { ip: string; prefixLen: number } | { error: string };
   releaseAddress(network: string, ip: string): void;
+  /** the one gremesh network in which ip is reserved for Docker (not yet an endpoint's), if exactly one */
+  reservedIn(ip: string): string | undefined;
   addEndpoint(r: {
     id: string;
     dockerNetwork: string;
@@ -41,7 +43,7 @@ const GATEWAY_REQUEST = 'com.docker.network.gateway';
 
 export class DockerPlugin {
   /** Docker network id -> the gremesh network it is (docker-networks.json: Docker never says it again) */
-  private networks: Record<string, NetworkBinding>;
+  private readonly bindings: JsonTable<NetworkBinding>;
 
   constructor(
     private readonly o: {
@@ -51,15 +53,14 @@ export class DockerPlugin {
       log: Logger;
     },
   ) {
-    this.networks = readJson<Record<string, NetworkBinding>>(this.file) ?? {};
+    this.bindings = new JsonTable(`${o.stateDir}/docker-networks.json`);
   }
 
-  private get file(): string {
-    return `${this.o.stateDir}/docker-networks.json`;
+  private get networks(): Record<string, NetworkBinding> {
+    return this.bindings.value;
   }
   private save(next: Record<string, NetworkBinding>): void {
-    this.networks = next;
-    writeFileAtomic(this.file, JSON.stringify(next, null, 1));
+    this.bindings.save(next);
   }
 
   /** the gremesh network of a Docker network, by its id */
@@ -159,13 +160,25 @@ export class DockerPlugin {
   private async createEndpoint(b: Record<string, unknown>): Promise<object> {
     const dockerNetwork = String(b.NetworkID ?? '');
     const id = String(b.EndpointID ?? '');
-    const bound = this.networks[dockerNetwork];
-    if (!bound)
-      this.fail(`Docker network ${dockerNetwork.slice(0, 12)} is not known to this agent: remove and create it again`);
     const iface = (b.Interface ?? {}) as { Address?: string; AddressIPv6?: string; MacAddress?: string };
     if (iface.AddressIPv6) this.fail('gremesh networks are IPv4 only');
     const ip = iface.Address?.split('/')[0];
     if (!ip) this.fail('no IPv4 address given: create the network with --ipam-driver gremesh');
+    let bound = this.networks[dockerNetwork];
+    if (!bound) {
+      // its binding was lost with the state dir: the address our IPAM just reserved says which network
+      const network = this.o.backend.reservedIn(ip);
+      if (!network)
+        this.fail(
+          `Docker network ${dockerNetwork.slice(0, 12)} is not known to this agent: remove and create it again`,
+        );
+      bound = { network };
+      this.save({ ...this.networks, [dockerNetwork]: bound });
+      this.o.log.warn(
+        { dockerNetwork: dockerNetwork.slice(0, 12), network },
+        'docker network bound again from its address',
+      );
+    }
     const ep = await this.o.backend.addEndpoint({
       id,
       dockerNetwork,

@@ -31,6 +31,13 @@ export class DockerNetworkSync {
     return this.loop.nextPass();
   }
 
+  /** said once, not every pass */
+  private report(what: string): void {
+    if (this.reported.has(what)) return;
+    this.reported.add(what);
+    this.o.log.warn({ conflict: what }, what);
+  }
+
   private async observe(): Promise<DockerNetworkInfo[]> {
     const list = await this.o.docker.listNetworks();
     return list.map((n) => ({
@@ -48,11 +55,7 @@ export class DockerNetworkSync {
     const snap = this.o.snapshot();
     if (!snap) return;
     const plan = planDockerNetworks(snap.networks, await this.observe());
-    for (const c of plan.conflicts)
-      if (!this.reported.has(c)) {
-        this.reported.add(c);
-        this.o.log.warn({ conflict: c }, c);
-      }
+    for (const c of plan.conflicts) this.report(c);
     for (const c of plan.create) {
       await this.o.docker.createNetwork({
         Name: c.name,
@@ -65,7 +68,14 @@ export class DockerNetworkSync {
       this.o.log.info({ dockerNetwork: c.name, network: c.network, subnet: c.cidr }, 'docker network created');
     }
     for (const d of plan.remove) {
-      await this.o.docker.getNetwork(d.id).remove();
+      // the list does not say who uses a network: ask, and leave one in use alone
+      const n = this.o.docker.getNetwork(d.id);
+      const used = Object.keys(((await n.inspect()) as { Containers?: object }).Containers ?? {}).length;
+      if (used) {
+        this.report(`Docker network ${d.name} is kept while ${used} containers use it (its gremesh network is gone)`);
+        continue;
+      }
+      await n.remove();
       this.o.log.info({ dockerNetwork: d.name }, 'docker network removed (its gremesh network is gone)');
     }
   }

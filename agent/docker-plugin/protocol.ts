@@ -4,7 +4,7 @@
 // gateway this host's gateway, and every address comes from this host's slice.
 import { parseCidr } from '../../common/ipv4.js';
 import { quoted } from '../../common/text.js';
-import { gatewayOf } from '../desired.js';
+import { gatewayOf, hostGatewayOf } from '../desired.js';
 import type { NetworkSpec, Snapshot } from '../model.js';
 
 /** the plugin's name: its socket is DIR/gremesh.sock; `-d gremesh --ipam-driver gremesh` */
@@ -84,11 +84,7 @@ export function networkOfPool(poolId: string): string | undefined {
 }
 
 /** this host's gateway on a gremesh network (undefined: no slice) */
-export function hostGateway(s: Snapshot, network: string): { ip: string; prefixLen: number } | undefined {
-  const net = s.networks.find((n) => n.name === network);
-  const slice = s.slices.find((x) => x.network === network);
-  return net && slice ? gatewayOf(slice.cidr, net.cidr) : undefined;
-}
+export const hostGateway = hostGatewayOf;
 
 export interface IpamData {
   AddressSpace?: string;
@@ -164,7 +160,7 @@ export interface DockerNetworkInfo {
   labels: Record<string, string>;
   options: Record<string, string>;
   subnet: string | undefined;
-  /** containers attached now */
+  /** containers attached now, when known (Docker's network list does not say: 0 there) */
   containers: number;
 }
 

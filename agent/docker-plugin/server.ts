@@ -59,6 +59,7 @@ export function servePlugin(
       );
     });
   });
+  server.on('error', (e) => log.error({ socket: sock, err: e.message }, `cannot serve the Docker plugin on ${sock}`));
   server.listen(sock);
   return server;
 }

@@ -15,7 +15,7 @@ import { planEndpoint } from '../../agent/attachment.js';
 import { ContainerReconciler } from '../../agent/containers.js';
 import type { ContainerRuntime } from '../../agent/container-runtime.js';
 import { FileIpam } from '../../agent/ipam.js';
-import { ENDPOINT_KEY } from '../../agent/ovs-ids.js';
+import { ENDPOINT_KEY, endpointIds } from '../../agent/ovs-ids.js';
 import type { Snapshot } from '../../agent/model.js';
 import { silentLogger } from '../../common/log.js';
 import { tempDir } from '../helpers/cli.js';
@@ -325,5 +325,40 @@ test('after a restart: endpoints Docker no longer lists and addresses it never r
     ovs.state.interfaces.find((i) => i.name === `gm${EP.slice(0, 11)}`),
     'the live endpoint’s port is back, not the gone one’s',
   );
+  rec.stop();
+});
+
+test('an endpoint port the table does not know (its file lost) is taken back, not unplugged under its container; a lost network binding is found from the address', async (t) => {
+  const { ovs, rec, h, dir } = setup(t);
+  await ovs.apply([
+    {
+      op: 'add-port',
+      bridge: 'gremesh0',
+      port: 'gmeeeeeeeeeee',
+      iface: {
+        externalIds: endpointIds(
+          { id: EP, network: 'default', ip: '198.18.65.7', mac: '0a:58:c6:12:41:07' },
+          undefined,
+        ),
+      },
+    },
+  ]);
+  rec.start(3_600_000);
+  await waitFor(() => fs.existsSync(`${dir}/docker-endpoints.json`));
+  t.truthy(
+    ovs.state.interfaces.find((i) => i.name === 'gmeeeeeeeeeee'),
+    'still plugged',
+  );
+  t.is(new FileIpam(`${dir}/ipam.json`).table.default?.['198.18.65.7'], `ep:${EP}`, 'its address is held again');
+  const pool = (await h['/IpamDriver.RequestPool']!({ Pool: '198.18.64.0/18' })) as { PoolID: string };
+  const addr = (await h['/IpamDriver.RequestAddress']!({ PoolID: pool.PoolID })) as { Address: string };
+  t.is(addr.Address, '198.18.65.2/18');
+  // docker-networks.json lost: CreateEndpoint on a network the agent never saw binds it from the address
+  const r = await h['/NetworkDriver.CreateEndpoint']!({
+    NetworkID: 'unseen',
+    EndpointID: 'f'.repeat(64),
+    Interface: { Address: addr.Address },
+  });
+  t.deepEqual(r, { Interface: { MacAddress: '0a:58:c6:12:41:02' } });
   rec.stop();
 });
