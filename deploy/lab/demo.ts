@@ -15,7 +15,8 @@ Usage: node dist/deploy/lab/demo.js [--hosts N] [--dir DIR]     (root; N 2..8, d
 
 Brings up N simulated hosts (network namespaces with their own OVS and dockerd), starts
 the coordinator, joins every host with "coordctl join", starts an agent per host, runs a
-container per host with "docker run --net=none --label gremesh.network=default", and
+container per host with "docker run --network gremesh-default" (the Docker network each
+agent makes for the gremesh network "default"), and
 prints which container pings which. "make demo-down" removes it all.
 `;
 
