@@ -20,6 +20,9 @@ export interface ContainerRuntime {
   endpointsOfDriver(driver: string): Promise<Set<string>>;
 }
 
+/** the network driver whose connect/disconnect events the agent follows (its plugin's name) */
+const NETWORK_DRIVER = 'gremesh';
+
 export function dockerFromSocket(sock: string): Docker {
   const m = /^unix:\/\/(.*)$/.exec(sock);
   if (m) return new Docker({ socketPath: m[1] });
@@ -142,9 +145,13 @@ export class DockerRuntime implements ContainerRuntime {
                     id?: string;
                     Actor?: { ID?: string; Attributes?: Record<string, string> };
                   };
-                  // a network event's actor is the network; the container is an attribute
-                  if (e.Type === 'network') onEvent(e.Action ?? '', e.Actor?.Attributes?.container ?? '');
-                  else onEvent(e.Action ?? e.status ?? '', e.Actor?.ID ?? e.id ?? '');
+                  // a network event's actor is the network; the container is an attribute. Only
+                  // gremesh's networks matter (Docker also reports joins of `none` and `bridge`,
+                  // which would make the container pass look again at a container it is plugging)
+                  if (e.Type === 'network') {
+                    if (e.Actor?.Attributes?.type === NETWORK_DRIVER)
+                      onEvent(e.Action ?? '', e.Actor.Attributes.container ?? '');
+                  } else onEvent(e.Action ?? e.status ?? '', e.Actor?.ID ?? e.id ?? '');
                 } catch {
                   /* partial line */
                 }

@@ -145,6 +145,11 @@ export class ContainerReconciler {
   /** addresses held by an endpoint that is gone (Docker has not released them yet): since when */
   private orphanSince = new Map<string, number>();
   private reservations = 0;
+  /**
+   * containers this process raised (id/pid): their port's link state in the OVSDB replica may
+   * lag by a moment, and "down" there must not make the next pass plug them again
+   */
+  private raised = new Set<string>();
   private endpointsAdopted = false;
   /** when Docker's endpoints were last listed (the sweep asks at most once a minute) */
   private lastSweep = 0;
@@ -270,6 +275,7 @@ export class ContainerReconciler {
     // errors are logged once per container; forget the ones that are gone
     const live = new Set(running.map((c) => c.id));
     for (const id of this.loggedErrors.keys()) if (!live.has(id)) this.loggedErrors.delete(id);
+    for (const k of this.raised) if (!live.has(k.split('/')[0]!)) this.raised.delete(k);
     for (const c of running) {
       const req = manual[c.id] ?? requestFromLabels(c.labels);
       if (!req) continue;
@@ -298,7 +304,7 @@ export class ContainerReconciler {
         port &&
         port.ofport > 0 &&
         !port.error &&
-        port.linkState === 'up' &&
+        (port.linkState === 'up' || this.raised.has(`${c.id}/${c.pid}`)) &&
         e?.['gremesh-ip'] === plan.ip &&
         e?.['gremesh-mac'] === plan.mac &&
         e?.['gremesh-network'] === plan.network &&
@@ -355,6 +361,7 @@ export class ContainerReconciler {
     for (const { c, a, t } of plugged) {
       try {
         await this.o.links.activateContainer(c.pid, a.iface, a.gateway);
+        this.raised.add(`${c.id}/${c.pid}`);
         t.flows = flowsAt;
         t.up = Date.now();
         this.o.log.info(

@@ -4,7 +4,7 @@ import { StoreConflict } from './errors.js';
 import type { HostRec, NetworkRec, SliceRec, TokenRec } from './model.js';
 import type { Store, Tx } from './store.js';
 
-interface State {
+export interface State {
   meta: Map<string, string>;
   networks: Map<string, NetworkRec>;
   hosts: Map<string, HostRec>;
@@ -14,14 +14,12 @@ interface State {
 
 const sliceKey = (network: string, idx: number) => `${network}/${idx}`;
 
+export function emptyState(): State {
+  return { meta: new Map(), networks: new Map(), hosts: new Map(), slices: new Map(), tokens: new Map() };
+}
+
 export class MemoryStore implements Store {
-  private state: State = {
-    meta: new Map(),
-    networks: new Map(),
-    hosts: new Map(),
-    slices: new Map(),
-    tokens: new Map(),
-  };
+  private state: State = emptyState();
 
   tx<T>(fn: (t: Tx) => T): T {
     const s = structuredClone(this.state);
@@ -33,7 +31,8 @@ export class MemoryStore implements Store {
   close(): void {}
 }
 
-class MemoryTx implements Tx {
+/** The Tx over a state's maps: the uniqueness rules, written once (EtcdStore runs it too). */
+export class MemoryTx implements Tx {
   constructor(private s: State) {}
   meta(key: string) {
     return this.s.meta.get(key);

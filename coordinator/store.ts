@@ -32,3 +32,18 @@ export interface Store {
   tx<T>(fn: (t: Tx) => T): T;
   close(): void;
 }
+
+/**
+ * The Store for a backend that answers asynchronously (etcd). `Tx` is the same: fn runs
+ * on one consistent view and its writes land together or not at all. The coordinator still
+ * uses the synchronous Store; moving it over is the next step (docs/ETCD-PLAN.md).
+ */
+export interface AsyncStore {
+  tx<T>(fn: (t: Tx) => T): Promise<T>;
+  close(): void;
+}
+
+/** A synchronous Store seen as an AsyncStore (one contract suite for all of them). */
+export function asAsync(s: Store): AsyncStore {
+  return { tx: async (fn) => s.tx(fn), close: () => s.close() };
+}

@@ -22,6 +22,8 @@ pkgs=(
   util-linux           # nsenter, setsid
   procps               # ps, used by leak checks
   python3              # crafts raw frames in the security tests
+  etcd-server          # etcd 3.4: the EtcdStore's tests (a member on loopback, started by the test)
+  etcd-client          # etcdctl, to look at what the coordinators wrote
 )
 if [ "${1:-}" = bench ]; then pkgs+=(ovn-central ovn-host openssl); fi
 missing=()
@@ -48,4 +50,8 @@ if [ ! -e "$policy" ]; then
   trap '[ "$made" = 1 ] && rm -f "$policy"' EXIT
 fi
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# no system etcd: gremesh's etcd members are started by its tests and lab, never at boot
+if [[ " ${missing[*]} " == *" etcd-server "* ]] && command -v systemctl >/dev/null; then
+  systemctl disable --now etcd >/dev/null 2>&1 || true
+fi
 echo "install-deps: done"

@@ -1,0 +1,214 @@
+// EtcdStore: the Store's records in etcd, for several coordinators on one cluster (issue
+// 18, first part: the store; docs/ETCD-PLAN.md has the rest). Asynchronous, as etcd is.
+//
+// A transaction runs fn on this coordinator's copy of the prefix (MemoryStore's Tx, so the
+// uniqueness rules are the same code), then commits its writes as ONE etcd Txn that also
+// compares the modification revision of a counter key per table it read or wrote
+// (PREFIX/rev/<table>). Every write bumps its tables' counters, so two coordinators can
+// never both commit on the same view of a table: the second one's compare fails, it
+// re-reads the prefix and runs fn again. That is flannel's `If(Version(key)==0) Then
+// Put(key)` widened to whole tables: no slice, GRE key, host or token use twice.
+import { Etcd3, type IOptions, type Namespace } from 'etcd3';
+import { StoreConflict } from './errors.js';
+import { MemoryTx, emptyState, type State } from './memory-store.js';
+import type { HostRec, NetworkRec, SliceRec, TokenRec } from './model.js';
+import type { AsyncStore, Tx } from './store.js';
+
+type Table = keyof State;
+const TABLES: Table[] = ['meta', 'networks', 'hosts', 'slices', 'tokens'];
+
+/** Which table each Tx method touches. */
+const TABLE_OF: Record<keyof Tx, Table> = {
+  meta: 'meta',
+  setMeta: 'meta',
+  networks: 'networks',
+  network: 'networks',
+  putNetwork: 'networks',
+  deleteNetwork: 'networks',
+  hosts: 'hosts',
+  host: 'hosts',
+  putHost: 'hosts',
+  deleteHost: 'hosts',
+  slices: 'slices',
+  putSlice: 'slices',
+  tokens: 'tokens',
+  token: 'tokens',
+  putToken: 'tokens',
+};
+
+/** etcd could not be reached, or refused (no quorum): nothing was written */
+export class StoreUnavailable extends Error {}
+
+export interface EtcdStoreOptions {
+  endpoints: string[];
+  /** key prefix (default /gremesh/) */
+  prefix?: string;
+  /** PEM contents for TLS to etcd */
+  tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer };
+  /** per call (default 5000 ms): a cluster without quorum answers nothing */
+  timeoutMs?: number;
+  /** how often fn may be re-run after a conflicting writer (default 50) */
+  maxAttempts?: number;
+}
+
+/** Pure: the etcd key of a record, under the prefix */
+export function recordKey(table: Table, id: string): string {
+  return `${table}/${encodeURIComponent(id)}`;
+}
+
+function idOf(table: Table, value: unknown, mapKey: string): string {
+  return table === 'slices' ? `${(value as SliceRec).network}/${(value as SliceRec).idx}` : mapKey;
+}
+
+/** Pure: the writes that turn `before` into `after`, per table (puts by key, deletes). */
+export function diffState(
+  before: State,
+  after: State,
+): { puts: Map<string, string>; deletes: string[]; tables: Set<Table> } {
+  const puts = new Map<string, string>();
+  const deletes: string[] = [];
+  const tables = new Set<Table>();
+  for (const table of TABLES) {
+    const a = before[table] as Map<string, unknown>;
+    const b = after[table] as Map<string, unknown>;
+    for (const [k, v] of b) {
+      const text = JSON.stringify(v);
+      if (a.has(k) && JSON.stringify(a.get(k)) === text) continue;
+      puts.set(recordKey(table, idOf(table, v, k)), text);
+      tables.add(table);
+    }
+    for (const [k, v] of a)
+      if (!b.has(k)) {
+        deletes.push(recordKey(table, idOf(table, v, k)));
+        tables.add(table);
+      }
+  }
+  return { puts, deletes, tables };
+}
+
+/** Pure: the records under the prefix (keys relative to it) as the store's state. */
+export function stateFromKvs(kvs: { key: string; value: string }[]): State {
+  const s = emptyState();
+  for (const { key, value } of kvs) {
+    const [table, ...rest] = key.split('/');
+    const id = decodeURIComponent(rest.join('/'));
+    if (table === 'meta') s.meta.set(id, JSON.parse(value) as string);
+    else if (table === 'networks') s.networks.set(id, JSON.parse(value) as NetworkRec);
+    else if (table === 'hosts') s.hosts.set(id, JSON.parse(value) as HostRec);
+    else if (table === 'tokens') s.tokens.set(id, JSON.parse(value) as TokenRec);
+    else if (table === 'slices') s.slices.set(id, JSON.parse(value) as SliceRec);
+  }
+  return s;
+}
+
+export class EtcdStore implements AsyncStore {
+  private readonly client: Etcd3;
+  private readonly ns: Namespace;
+  private state: State = emptyState();
+  /** mod revision of each table's counter as last read (0: never written) */
+  private counters = new Map<Table, number>();
+  private loaded = false;
+  private readonly maxAttempts: number;
+  /** transactions run again because another coordinator had written first (for tests and metrics) */
+  conflicts = 0;
+
+  constructor(o: EtcdStoreOptions) {
+    const timeoutMs = o.timeoutMs ?? 5000;
+    const opts: IOptions = {
+      hosts: o.endpoints,
+      dialTimeout: timeoutMs,
+      defaultCallOptions: () => ({ deadline: Date.now() + timeoutMs }),
+      ...(o.tls
+        ? {
+            credentials: { rootCertificate: o.tls.ca ?? Buffer.alloc(0), certChain: o.tls.cert, privateKey: o.tls.key },
+          }
+        : {}),
+    };
+    this.client = new Etcd3(opts);
+    this.ns = this.client.namespace(o.prefix ?? '/gremesh/');
+    this.maxAttempts = o.maxAttempts ?? 50;
+  }
+
+  /** Read the whole prefix: records and the tables' counters, at one revision. */
+  private async reload(): Promise<void> {
+    const res = await this.unavailableAsError(() => this.ns.getAll().exec());
+    const records: { key: string; value: string }[] = [];
+    const counters = new Map<Table, number>();
+    for (const kv of res.kvs) {
+      const key = kv.key.toString();
+      if (key.startsWith('rev/')) counters.set(key.slice(4) as Table, Number(kv.mod_revision));
+      else records.push({ key, value: kv.value.toString() });
+    }
+    this.state = stateFromKvs(records);
+    this.counters = counters;
+    this.loaded = true;
+  }
+
+  private async unavailableAsError<T>(f: () => Promise<T>): Promise<T> {
+    try {
+      return await f();
+    } catch (e) {
+      throw new StoreUnavailable(`etcd unavailable: ${(e as Error).message.split('\n')[0]}`);
+    }
+  }
+
+  /**
+   * fn may run more than once (after a conflict), so it must only read and write through t.
+   * Transactions of one store run one after the other: conflicts are between coordinators.
+   */
+  tx<T>(fn: (t: Tx) => T): Promise<T> {
+    const run = this.queue.then(() => this.run(fn));
+    this.queue = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
+  private queue: Promise<void> = Promise.resolve();
+
+  private async run<T>(fn: (t: Tx) => T): Promise<T> {
+    if (!this.loaded) await this.reload();
+    for (let attempt = 1; ; attempt++) {
+      const next = structuredClone(this.state);
+      const touched = new Set<Table>();
+      const inner = new MemoryTx(next);
+      const recording = new Proxy(inner, {
+        get(target, prop, receiver) {
+          const table = TABLE_OF[prop as keyof Tx];
+          if (table) touched.add(table);
+          const v = Reflect.get(target, prop, receiver) as unknown;
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+      }) as Tx;
+      const result = fn(recording); // a throw leaves nothing behind: nothing was sent
+      const { puts, deletes, tables } = diffState(this.state, next);
+      for (const t of tables) touched.add(t);
+      const compares = [...touched];
+      let txn = this.ns.if(`rev/${compares[0]}`, 'Mod', '==', this.counters.get(compares[0]!) ?? 0);
+      for (const t of compares.slice(1)) txn = txn.and(`rev/${t}`, 'Mod', '==', this.counters.get(t) ?? 0);
+      const stamp = `${Date.now()}`;
+      const ops = [
+        ...[...puts].map(([k, v]) => this.ns.put(k).value(v)),
+        ...deletes.map((k) => this.ns.delete().key(k)),
+        ...[...tables].map((t) => this.ns.put(`rev/${t}`).value(stamp)),
+      ];
+      const res = await this.unavailableAsError(() => txn.then(...ops).commit());
+      if (res.succeeded) {
+        const rev = Number(res.header.revision);
+        this.state = next;
+        for (const t of tables) this.counters.set(t, rev);
+        return result;
+      }
+      // another coordinator wrote a table this one read or writes: read again, run fn again
+      this.conflicts++;
+      if (attempt >= this.maxAttempts)
+        throw new StoreConflict(`gave up after ${attempt} attempts: other coordinators keep writing the same tables`);
+      await this.reload();
+    }
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}

@@ -1,0 +1,162 @@
+// EtcdStore against a real etcd (Debian's etcd-server 3.4) on loopback: the Store contract,
+// two stores (two coordinators) allocating at once, and etcd away.
+import test from 'ava';
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { EtcdStore, StoreUnavailable } from '../../coordinator/etcd-store.js';
+import { N, H, storeContract } from '../helpers/store-contract.js';
+import type { AsyncStore } from '../../coordinator/store.js';
+
+const ETCD = ['/usr/bin/etcd', '/usr/local/bin/etcd'].find((p) => fs.existsSync(p));
+const serial = ETCD ? test.serial : test.skip;
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+let etcd: ChildProcess | undefined;
+let dir = '';
+let endpoint = '';
+let peer = '';
+
+async function startEtcd(): Promise<void> {
+  etcd = spawn(
+    ETCD!,
+    [
+      '--name=t',
+      `--data-dir=${dir}`,
+      `--listen-client-urls=${endpoint}`,
+      `--advertise-client-urls=${endpoint}`,
+      `--listen-peer-urls=${peer}`,
+      `--initial-advertise-peer-urls=${peer}`,
+      `--initial-cluster=t=${peer}`,
+      '--logger=zap',
+      '--log-level=error',
+    ],
+    { stdio: 'ignore' },
+  );
+  const probe = new EtcdStore({ endpoints: [endpoint], prefix: '/probe/', timeoutMs: 500 });
+  for (const end = Date.now() + 20_000; ;) {
+    try {
+      await probe.tx((x) => x.meta('up'));
+      break;
+    } catch (e) {
+      if (Date.now() > end) throw e;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  probe.close();
+}
+
+async function stopEtcd(): Promise<void> {
+  const p = etcd;
+  etcd = undefined;
+  if (!p || p.exitCode !== null) return;
+  const gone = new Promise((r) => p.once('exit', r));
+  p.kill('SIGKILL');
+  await gone;
+}
+
+test.before(async () => {
+  if (!ETCD) return;
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gmetcd-'));
+  endpoint = `http://127.0.0.1:${await freePort()}`;
+  peer = `http://127.0.0.1:${await freePort()}`;
+  await startEtcd();
+});
+test.after.always(async () => {
+  await stopEtcd();
+  if (dir) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+let prefixes = 0;
+const open = (prefix = `/c${++prefixes}/`, timeoutMs = 5000): EtcdStore =>
+  new EtcdStore({ endpoints: [endpoint], prefix, timeoutMs });
+
+storeContract(serial, 'EtcdStore', async () => open());
+
+serial('EtcdStore: state is etcd’s: a second store (another coordinator) reads what the first wrote', async (t) => {
+  const prefix = `/c${++prefixes}/`;
+  const a = open(prefix);
+  const b = open(prefix);
+  await b.tx((x) => x.networks()); // b has read the prefix before a writes
+  await a.tx((x) => {
+    x.putNetwork(N);
+    x.setMeta('revision', '9');
+  });
+  // (fn may run more than once: assert on what it returns)
+  const seen = await b.tx((x) => ({ networks: x.networks(), revision: x.meta('revision') }));
+  t.deepEqual(seen.networks, [N], 'b sees a’s write, although it had read the prefix before');
+  t.is(seen.revision, '9');
+  a.close();
+  b.close();
+});
+
+/** one allocation as the coordinator makes it: the lowest free slice of the network for a new host */
+const admit = (st: AsyncStore, host: string, ip: string) =>
+  st.tx((x) => {
+    x.putHost(H(host, ip));
+    const taken = new Set(x.slices('default').map((s) => s.idx));
+    let idx = 0;
+    while (taken.has(idx)) idx++;
+    x.putSlice({ network: 'default', idx, host, lastHost: host, releasedMs: null });
+    return idx;
+  });
+
+serial('EtcdStore: two coordinators admitting 100 hosts at once: no slice, underlay IP or GRE key twice', async (t) => {
+  const prefix = `/c${++prefixes}/`;
+  const a = open(prefix);
+  const b = open(prefix);
+  await a.tx((x) => x.putNetwork(N));
+  const idxs = await Promise.all(
+    Array.from({ length: 100 }, (_, i) =>
+      admit(i % 2 ? a : b, `h${i}`, `198.18.${1 + Math.floor(i / 200)}.${i % 200}`),
+    ),
+  );
+  t.is(new Set(idxs).size, 100, 'every host its own slice');
+  t.log(`${a.conflicts + b.conflicts} transactions ran again after the other coordinator had written first`);
+  const after = await a.tx((x) => ({ hosts: x.hosts().length, idx: x.slices('default').map((s) => s.idx) }));
+  t.is(after.hosts, 100);
+  t.deepEqual(
+    after.idx,
+    Array.from({ length: 100 }, (_, i) => i),
+  );
+  // GRE keys: each coordinator creates networks with the next free key, at once
+  const keys = await Promise.all(
+    Array.from({ length: 20 }, (_, i) =>
+      (i % 2 ? a : b).tx((x) => {
+        const greKey = Math.max(0, ...x.networks().map((n) => n.greKey)) + 1;
+        x.putNetwork({ ...N, name: `n${i}`, cidr: `198.19.${i}.0/24`, greKey });
+        return greKey;
+      }),
+    ),
+  );
+  t.is(new Set(keys).size, 20, 'no GRE key twice');
+  a.close();
+  b.close();
+});
+
+serial('EtcdStore: etcd away: a clear error and nothing written; back: it works again', async (t) => {
+  const st = open(undefined, 1000);
+  await st.tx((x) => x.putNetwork(N));
+  await stopEtcd();
+  const err = await t.throwsAsync(
+    st.tx((x) => x.putHost(H('a', '198.18.0.11'))),
+    { instanceOf: StoreUnavailable },
+  );
+  t.regex(err!.message, /^etcd unavailable: /);
+  await startEtcd();
+  const again = open(undefined, 5000);
+  await again.tx((x) => x.setMeta('x', '1'));
+  t.deepEqual(await st.tx((x) => x.hosts()), [], 'the failed write left nothing');
+  st.close();
+  again.close();
+});
