@@ -8,7 +8,14 @@ export interface CoordinatorConfig {
   listen: string;
   advertise: string;
   dataDir: string;
-  store: 'sqlite' | 'memory';
+  store: 'sqlite' | 'memory' | 'etcd';
+  /** --store etcd: client URLs, comma-separated */
+  etcdEndpoints: string;
+  etcdPrefix: string;
+  /** PEM files for TLS to etcd ('' = none) */
+  etcdCa: string;
+  etcdCert: string;
+  etcdKey: string;
   networkName: string;
   networkCidr: string;
   hostPrefixLen: number;
@@ -28,6 +35,11 @@ export const DEFAULTS: CoordinatorConfig = {
   advertise: '',
   dataDir: '/var/lib/gremesh-coordinator',
   store: 'sqlite',
+  etcdEndpoints: '',
+  etcdPrefix: '/gremesh/',
+  etcdCa: '',
+  etcdCert: '',
+  etcdKey: '',
   networkName: 'default',
   networkCidr: '10.212.0.0/16',
   hostPrefixLen: 24,
@@ -46,6 +58,11 @@ export const KEYS: Record<string, [keyof CoordinatorConfig, string]> = {
   advertise: ['advertise', 'GREMESH_ADVERTISE'],
   'data-dir': ['dataDir', 'GREMESH_DATA_DIR'],
   store: ['store', 'GREMESH_STORE'],
+  'etcd-endpoints': ['etcdEndpoints', 'GREMESH_ETCD_ENDPOINTS'],
+  'etcd-prefix': ['etcdPrefix', 'GREMESH_ETCD_PREFIX'],
+  'etcd-ca': ['etcdCa', 'GREMESH_ETCD_CA'],
+  'etcd-cert': ['etcdCert', 'GREMESH_ETCD_CERT'],
+  'etcd-key': ['etcdKey', 'GREMESH_ETCD_KEY'],
   'network-name': ['networkName', 'GREMESH_NETWORK_NAME'],
   'network-cidr': ['networkCidr', 'GREMESH_NETWORK_CIDR'],
   'host-prefix-len': ['hostPrefixLen', 'GREMESH_HOST_PREFIX_LEN'],
@@ -111,8 +128,17 @@ export function resolveConfig(
   for (const [flag, [key]] of Object.entries(KEYS)) set(key, flags[flag], `--${flag}`);
   const cfg = c as unknown as CoordinatorConfig;
   if (!parseHostPort(cfg.listen)) throw new UsageError(`--listen must be ADDR:PORT, got "${cfg.listen}"`);
-  if (cfg.store !== 'sqlite' && cfg.store !== 'memory')
-    throw new UsageError(`--store must be sqlite or memory, got "${cfg.store}"`);
+  if (cfg.store !== 'sqlite' && cfg.store !== 'memory' && cfg.store !== 'etcd')
+    throw new UsageError(`--store must be sqlite, memory or etcd, got "${cfg.store}"`);
+  if (cfg.store === 'etcd') {
+    const urls = cfg.etcdEndpoints.split(',').filter(Boolean);
+    if (!urls.length) throw new UsageError('--store etcd needs --etcd-endpoints URL[,URL...]');
+    for (const u of urls)
+      if (!/^https?:\/\/[^/\s]+:\d{1,5}$/.test(u))
+        throw new UsageError(`--etcd-endpoints: "${u}" is not http(s)://HOST:PORT`);
+    if (!/^\/(.*\/)?$/.test(cfg.etcdPrefix)) throw new UsageError('--etcd-prefix must start and end with "/"');
+    if (!!cfg.etcdCert !== !!cfg.etcdKey) throw new UsageError('--etcd-cert and --etcd-key go together');
+  }
   const bad =
     checkName('network', cfg.networkName) ?? checkNetworkSpec(cfg.networkCidr, cfg.hostPrefixLen, cfg.networkMtu, []);
   if (bad) throw new UsageError(bad);

@@ -170,7 +170,7 @@ export class Coordinator {
   private hostMap = new Map<string, HostRec>();
   private slicesByHost = new Map<string, SliceView[]>();
 
-  constructor(
+  private constructor(
     private readonly store: Store,
     o: CoordinatorOptions = {},
   ) {
@@ -184,17 +184,23 @@ export class Coordinator {
     this.fingerprintOf = o.fingerprintOf;
     this.csrKeyFingerprint = o.csrKeyFingerprint;
     this.validityOf = o.validityOf;
-    this.reload();
+  }
+
+  /** A coordinator on this store, its cache of the store loaded. */
+  static async create(store: Store, o: CoordinatorOptions = {}): Promise<Coordinator> {
+    const c = new Coordinator(store, o);
+    await c.reload();
+    return c;
   }
 
   /** Creates the default network on first start (never again: it may be deleted later). */
-  init(def?: DefaultNetwork): void {
-    const first = this.store.tx((t) => t.meta('initialized') === undefined);
+  async init(def?: DefaultNetwork): Promise<void> {
+    const first = await this.store.tx((t) => t.meta('initialized') === undefined);
     if (!first) return;
     // a start that died between the two commits left the network without the mark: no second create
     if (def && !this.nets.some((n) => n.name === def.name))
-      this.createNetwork(def.name, def.cidr, def.hostPrefixLen, def.mtu);
-    this.store.tx((t) => t.setMeta('initialized', String(this.now())));
+      await this.createNetwork(def.name, def.cidr, def.hostPrefixLen, def.mtu);
+    await this.store.tx((t) => t.setMeta('initialized', String(this.now())));
   }
 
   /** told when a host is admitted with a join token: every stream opened with its earlier identity must end */
@@ -292,23 +298,24 @@ export class Coordinator {
     };
   }
 
-  tokens(): (Omit<TokenRec, 'secretHash' | 'state'> & { state: string })[] {
+  async tokens(): Promise<(Omit<TokenRec, 'secretHash' | 'state'> & { state: string })[]> {
     const now = this.now();
-    return this.store
-      .tx((t) => t.tokens())
-      .map(({ secretHash: _s, ...t }) => ({
-        ...t,
-        state: t.state === 'valid' && t.expiresMs <= now ? 'expired' : t.state,
-      }));
+    return (await this.store.tx((t) => t.tokens())).map(({ secretHash: _s, ...t }) => ({
+      ...t,
+      state: t.state === 'valid' && t.expiresMs <= now ? 'expired' : t.state,
+    }));
   }
 
   // ------------------------------------------------------------ writes
 
   /** One transaction; bumps the revision; reloads the cache; tells listeners. */
-  private change<T>(what: string, fn: (t: Tx) => { result: T; upserts: string[]; removes: string[] }): T {
+  private async change<T>(
+    what: string,
+    fn: (t: Tx) => { result: T; upserts: string[]; removes: string[] },
+  ): Promise<T> {
     let out: { result: T; upserts: string[]; removes: string[] };
     try {
-      out = this.store.tx((t) => {
+      out = await this.store.tx((t) => {
         const r = fn(t);
         t.setMeta('revision', String(Number(t.meta('revision') ?? '0') + 1));
         return r;
@@ -318,38 +325,43 @@ export class Coordinator {
         throw new CoordError('ABORTED', `${what}: conflicting change, try again (${e.message})`);
       throw e;
     }
-    this.reload();
+    await this.reload();
     const c: Change = { revision: this.rev, upserts: out.upserts, removes: out.removes };
     for (const l of this.listeners) l(c);
     return out.result;
   }
 
-  private reload(): void {
-    this.store.tx((t) => {
-      this.rev = Number(t.meta('revision') ?? '0');
-      this.nets = t.networks();
-      this.hostMap = new Map(t.hosts().map((h) => [h.name, h]));
-      const byHost = new Map<string, SliceView[]>();
-      const netByName = new Map(this.nets.map((n) => [n.name, n]));
-      for (const s of t.slices()) {
-        if (s.host === null) continue;
-        const n = netByName.get(s.network)!;
-        const list = byHost.get(s.host) ?? [];
-        list.push({ network: s.network, cidr: sliceCidr(n, s.idx) });
-        byHost.set(s.host, list);
-      }
-      this.slicesByHost = byHost;
-    });
+  private async reload(): Promise<void> {
+    // read in the transaction, set after it: a transaction that runs again leaves no trace
+    const r = await this.store.tx((t) => ({
+      rev: Number(t.meta('revision') ?? '0'),
+      nets: t.networks(),
+      hosts: t.hosts(),
+      slices: t.slices(),
+    }));
+    this.rev = r.rev;
+    this.nets = r.nets;
+    this.hostMap = new Map(r.hosts.map((h) => [h.name, h]));
+    const byHost = new Map<string, SliceView[]>();
+    const netByName = new Map(this.nets.map((n) => [n.name, n]));
+    for (const s of r.slices) {
+      if (s.host === null) continue;
+      const n = netByName.get(s.network)!;
+      const list = byHost.get(s.host) ?? [];
+      list.push({ network: s.network, cidr: sliceCidr(n, s.idx) });
+      byHost.set(s.host, list);
+    }
+    this.slicesByHost = byHost;
   }
 
-  joinHost(name: string, ttlS = 0): { token: string; expiresMs: number } {
+  async joinHost(name: string, ttlS = 0): Promise<{ token: string; expiresMs: number }> {
     const bad = checkName('host', name);
     if (bad) throw invalid(bad);
     if (!Number.isInteger(ttlS) || ttlS < 0 || ttlS > MAX_TTL_SECONDS)
       throw invalid(`token TTL must be 1..${MAX_TTL_SECONDS} seconds`);
     const tk = newToken();
     const expiresMs = this.now() + (ttlS || this.defaultTtlS) * 1000;
-    this.store.tx((t) => {
+    await this.store.tx((t) => {
       if (t.token(tk.id)) throw new CoordError('ABORTED', 'token id collision, try again');
       t.putToken({
         id: tk.id,
@@ -364,8 +376,8 @@ export class Coordinator {
     return { token: tk.token, expiresMs };
   }
 
-  revokeToken(id: string): void {
-    const found = this.store.tx((t) => {
+  async revokeToken(id: string): Promise<void> {
+    const found = await this.store.tx((t) => {
       const tok = t.token(id);
       if (!tok) return undefined;
       if (tok.state === 'valid') t.putToken({ ...tok, state: 'revoked' });
@@ -406,14 +418,14 @@ export class Coordinator {
     if (r.agentVersion.length > 64) throw invalid('agent version longer than 64 characters');
     if (callerFingerprint) {
       this.authenticateCert(r.name, callerFingerprint);
-      this.reRegister(r);
+      await this.reRegister(r);
       return { credential: '', certificate: '' };
     }
     if (r.credential) {
       if (this.signCsr)
         throw unauthenticated('this coordinator uses TLS: re-register with the host certificate, not a credential');
       this.authenticate(r.name, r.credential);
-      this.reRegister(r);
+      await this.reRegister(r);
       return { credential: r.credential, certificate: '' };
     }
     if (!r.token) throw unauthenticated('Register needs a join token, or the host certificate');
@@ -428,7 +440,7 @@ export class Coordinator {
       // a join whose reply was lost (coordinator killed, or too slow, after the commit) is
       // retried with the same token: a used token passes here, and the commit below takes it
       // only with the key the host was admitted with
-      const tok = this.store.tx((t) => this.checkToken(t, parsed.id, parsed.secret, r.name, true));
+      const tok = await this.store.tx((t) => this.checkToken(t, parsed.id, parsed.secret, r.name, true));
       // a used token signs nothing for another key: compare the CSR's key first
       if (tok.state === 'used') {
         let key = '';
@@ -449,7 +461,7 @@ export class Coordinator {
       keyFingerprint = fp.key;
     }
     const credential = newCredential();
-    this.change('register', (t) => {
+    await this.change('register', (t) => {
       const tok = this.checkToken(t, parsed.id, parsed.secret, r.name, !!keyFingerprint);
       if (tok.state === 'used' && t.host(r.name)?.keyFingerprint !== keyFingerprint) throw usedToken(tok.id);
       if (tok.state === 'used')
@@ -517,24 +529,24 @@ export class Coordinator {
       throw invalid(`the certificate request could not be signed: ${(e as Error).message.split('\n')[0]}`);
     }
     const fp = this.fingerprintOf(certificate);
-    this.store.tx((t) => {
+    await this.store.tx((t) => {
       const h = t.host(name);
       if (!h || h.certFingerprint !== callerFingerprint)
         throw unauthenticated(`certificate for host "${trunc(name)}" is not current (host removed or re-joined)`);
       t.putHost({ ...h, certFingerprint: fp.cert, keyFingerprint: fp.key });
     });
-    this.reload();
+    await this.reload();
     this.touch(name);
     if (this.validityOf) this.soft.get(name)!.cert = this.validityOf(certificate);
     this.log.info({ host: name }, 'host certificate renewed');
     return certificate;
   }
 
-  private reRegister(r: { name: string; underlayIp: string; agentVersion: string }): void {
+  private async reRegister(r: { name: string; underlayIp: string; agentVersion: string }): Promise<void> {
     const h = this.hostMap.get(r.name)!;
     const missing = this.nets.some((n) => !this.slicesOf(r.name).some((s) => s.network === n.name));
     if (h.underlayIp !== r.underlayIp || h.agentVersion !== r.agentVersion || missing) {
-      this.change('register', (t) => {
+      await this.change('register', (t) => {
         const other = t.hosts().find((x) => x.underlayIp === r.underlayIp && x.name !== r.name);
         if (other) throw exists(`underlay IP ${r.underlayIp} is already used by host ${other.name}`);
         for (const n of t.networks()) this.allocate(t, n, r.name);
@@ -566,9 +578,9 @@ export class Coordinator {
     return h;
   }
 
-  removeHost(name: string): void {
+  async removeHost(name: string): Promise<void> {
     if (!this.hostMap.has(name)) throw notFound(`no host named "${trunc(name)}"`);
-    this.change('leave', (t) => {
+    await this.change('leave', (t) => {
       if (!t.host(name)) throw notFound(`no host named "${trunc(name)}"`);
       for (const s of t.slices()) {
         if (s.host === name) t.putSlice({ ...s, host: null, lastHost: name, releasedMs: this.now() });
@@ -584,10 +596,10 @@ export class Coordinator {
     this.events.add({ timeMs: this.now(), kind: 'host-left', host: name, peer: '', detail: 'coordctl leave' });
   }
 
-  createNetwork(name: string, cidr: string, hostPrefixLen: number, mtu: number): NetworkView {
+  async createNetwork(name: string, cidr: string, hostPrefixLen: number, mtu: number): Promise<NetworkView> {
     const bad = checkName('network', name) ?? checkNetworkSpec(cidr, hostPrefixLen, mtu, []);
     if (bad) throw invalid(bad);
-    const net = this.change('network create', (t) => {
+    const net = await this.change('network create', (t) => {
       if (t.network(name)) throw exists(`network ${name} already exists`);
       const overlap =
         checkNetworkSpec(cidr, hostPrefixLen, mtu, t.networks()) ??
@@ -617,7 +629,7 @@ export class Coordinator {
     return view;
   }
 
-  deleteNetwork(name: string): void {
+  async deleteNetwork(name: string): Promise<void> {
     if (!this.nets.some((n) => n.name === name)) throw notFound(`no network named "${trunc(name)}"`);
     const attached = [...this.soft.entries()].flatMap(([h, s]) =>
       s.endpoints.filter((e) => e.network === name).map(() => h),
@@ -627,7 +639,7 @@ export class Coordinator {
         `network ${name} still has ${attached.length} attached containers (on ${[...new Set(attached)].join(', ')})`,
       );
     }
-    this.change('network delete', (t) => {
+    await this.change('network delete', (t) => {
       t.deleteNetwork(name);
       return { result: undefined, upserts: t.hosts().map((h) => h.name), removes: [] };
     });
@@ -643,7 +655,7 @@ export class Coordinator {
   }
 
   /** the caller must already be authenticated as host `name` (certificate or credential) */
-  reportStatus(
+  async reportStatus(
     name: string,
     r: {
       tunnels: (Omit<TunnelView, 'bfdDiagnostic' | 'bfdFlaps'> & { bfdDiagnostic?: string; bfdFlaps?: number })[];
@@ -652,7 +664,7 @@ export class Coordinator {
       certNotBeforeMs?: number;
       certNotAfterMs?: number;
     },
-  ): void {
+  ): Promise<void> {
     if (!this.hostMap.has(name)) throw notFound(`no host named "${trunc(name)}"`);
     if (r.tunnels.length > 10_000 || r.endpoints.length > 65_536 || r.attachErrors.length > 10_000)
       throw invalid('status report too large');
@@ -728,6 +740,6 @@ export class Coordinator {
     );
     const changed = JSON.stringify(s.endpoints) !== JSON.stringify(endpoints);
     s.endpoints = endpoints;
-    if (changed) this.change('endpoints', () => ({ result: undefined, upserts: [name], removes: [] }));
+    if (changed) await this.change('endpoints', () => ({ result: undefined, upserts: [name], removes: [] }));
   }
 }

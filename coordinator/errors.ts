@@ -11,6 +11,7 @@ export type CoordErrorCode =
   | 'UNAUTHENTICATED'
   | 'PERMISSION_DENIED'
   | 'ABORTED'
+  | 'UNAVAILABLE'
   | 'INTERNAL';
 
 export class CoordError extends Error {
@@ -49,5 +50,6 @@ export const GRPC_STATUS: Record<CoordErrorCode, status> = {
   UNAUTHENTICATED: status.UNAUTHENTICATED,
   PERMISSION_DENIED: status.PERMISSION_DENIED,
   ABORTED: status.ABORTED,
+  UNAVAILABLE: status.UNAVAILABLE,
   INTERNAL: status.INTERNAL,
 };

@@ -9,10 +9,10 @@
 // re-reads the prefix and runs fn again. That is flannel's `If(Version(key)==0) Then
 // Put(key)` widened to whole tables: no slice, GRE key, host or token use twice.
 import { Etcd3, type IOptions, type Namespace } from 'etcd3';
-import { StoreConflict } from './errors.js';
+import { CoordError, StoreConflict } from './errors.js';
 import { MemoryTx, emptyState, type State } from './memory-store.js';
 import type { HostRec, NetworkRec, SliceRec, TokenRec } from './model.js';
-import type { AsyncStore, Tx } from './store.js';
+import type { Store, Tx } from './store.js';
 
 type Table = keyof State;
 const TABLES: Table[] = ['meta', 'networks', 'hosts', 'slices', 'tokens'];
@@ -36,8 +36,12 @@ const TABLE_OF: Record<keyof Tx, Table> = {
   putToken: 'tokens',
 };
 
-/** etcd could not be reached, or refused (no quorum): nothing was written */
-export class StoreUnavailable extends Error {}
+/** etcd could not be reached, or did not answer (no quorum): nothing was written; callers see UNAVAILABLE */
+export class StoreUnavailable extends CoordError {
+  constructor(message: string) {
+    super('UNAVAILABLE', message);
+  }
+}
 
 export interface EtcdStoreOptions {
   endpoints: string[];
@@ -101,7 +105,7 @@ export function stateFromKvs(kvs: { key: string; value: string }[]): State {
   return s;
 }
 
-export class EtcdStore implements AsyncStore {
+export class EtcdStore implements Store {
   private readonly client: Etcd3;
   private readonly ns: Namespace;
   private state: State = emptyState();

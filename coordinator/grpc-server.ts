@@ -287,13 +287,13 @@ export function createServer(coord: Coordinator, hub: WatchHub, o: ServerOptions
             asHost(call as AnyCall, call.request.name, call.request.credential);
             return undefined;
           },
-          (req: ReportStatusRequest) => {
+          async (req: ReportStatusRequest) => {
             if (!reports.take(req.name))
               throw new CoordError(
                 'RESOURCE_EXHAUSTED',
                 `ReportStatus from ${req.name} faster than ${REPORT_RATE.perSecond}/s (burst ${REPORT_RATE.burst}): slow down`,
               );
-            coord.reportStatus(req.name, req);
+            await coord.reportStatus(req.name, req);
             return {};
           },
         ),
@@ -329,12 +329,12 @@ export function createServer(coord: Coordinator, hub: WatchHub, o: ServerOptions
     adminService,
     counted(
       {
-        joinHost: unary(admin, (req: { name: string; ttlSeconds: number }) => {
-          const r = coord.joinHost(req.name, req.ttlSeconds);
+        joinHost: unary(admin, async (req: { name: string; ttlSeconds: number }) => {
+          const r = await coord.joinHost(req.name, req.ttlSeconds);
           return { token: r.token, expiresMs: r.expiresMs, coordinator: o.advertise(), caHash: o.pki?.caHash ?? '' };
         }),
-        removeHost: unary(admin, (req: { name: string }) => {
-          coord.removeHost(req.name);
+        removeHost: unary(admin, async (req: { name: string }) => {
+          await coord.removeHost(req.name);
           return {};
         }),
         listHosts: unary(admin, () => ({ hosts: coord.hosts().map(hostInfo) })),
@@ -343,8 +343,8 @@ export function createServer(coord: Coordinator, hub: WatchHub, o: ServerOptions
           coord.createNetwork(req.name, req.cidr, req.hostPrefixLen, req.mtu),
         ),
         listNetworks: unary(admin, () => ({ networks: coord.networks() })),
-        deleteNetwork: unary(admin, (req: { name: string }) => {
-          coord.deleteNetwork(req.name);
+        deleteNetwork: unary(admin, async (req: { name: string }) => {
+          await coord.deleteNetwork(req.name);
           return {};
         }),
         getStatus: unary(admin, () => ({
@@ -354,9 +354,9 @@ export function createServer(coord: Coordinator, hub: WatchHub, o: ServerOptions
           watchers: hub.count(),
           certificates: o.pki?.certificates ?? [],
         })),
-        listTokens: unary(admin, () => ({ tokens: coord.tokens() })),
-        revokeToken: unary(admin, (req: { id: string }) => {
-          coord.revokeToken(req.id);
+        listTokens: unary(admin, async () => ({ tokens: await coord.tokens() })),
+        revokeToken: unary(admin, async (req: { id: string }) => {
+          await coord.revokeToken(req.id);
           return {};
         }),
         trace: unary(admin, (req: TraceRequestAdmin) =>

@@ -23,6 +23,8 @@ async function loadDaemon() {
     tlsServerCredentials: grpcServer.tlsServerCredentials,
     MemoryStore: memory.MemoryStore,
     SqliteStore: sqlite.SqliteStore,
+    /** etcd3 is loaded only for --store etcd */
+    EtcdStore: async () => (await import('./etcd-store.js')).EtcdStore,
     WatchHub: hub.WatchHub,
     ensurePki: pki.ensurePki,
     fingerprint: pki.fingerprint,
@@ -32,6 +34,7 @@ async function loadDaemon() {
   };
 }
 import { parseIp } from '../common/ipv4.js';
+import * as fs from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 
 const HELP = `gremesh-coordinator: the gremesh control plane (gRPC)
@@ -41,7 +44,11 @@ Usage: gremesh-coordinator [flags]
   --listen ADDR:PORT        where to serve (default 0.0.0.0:7420)        env GREMESH_LISTEN
   --advertise ADDR:PORT     address agents dial, printed by coordctl join (default --listen)
   --data-dir DIR            state (SQLite) lives here (default /var/lib/gremesh-coordinator)
-  --store sqlite|memory     memory: nothing persists (tests only)
+  --store sqlite|memory|etcd  memory: nothing persists (tests only); etcd: the records in an
+                            etcd cluster (several coordinators can share it)
+  --etcd-endpoints URLS     --store etcd: http(s)://HOST:PORT,... of the cluster's members
+  --etcd-prefix P           key prefix (default /gremesh/)
+  --etcd-ca/--etcd-cert/--etcd-key FILE  TLS to etcd (PEM files)
   --network-name NAME       the network created on first start (default "default")
   --network-cidr CIDR       its CIDR (default 10.212.0.0/16)
   --host-prefix-len N       each host's slice (default 24)
@@ -86,6 +93,7 @@ async function main(argv: string[]): Promise<number> {
     tlsServerCredentials,
     MemoryStore,
     SqliteStore,
+    EtcdStore,
     WatchHub,
     ensurePki,
     fingerprint,
@@ -112,9 +120,22 @@ async function main(argv: string[]): Promise<number> {
       .filter(Boolean);
     pki = await ensurePki(`${cfg.dataDir}/pki`, [...hosts, ...extra].map(sanOf));
   }
-  const store = cfg.store === 'memory' ? new MemoryStore() : new SqliteStore(`${cfg.dataDir}/coordinator.db`);
+  const read = (f: string) => (f ? fs.readFileSync(f) : undefined);
+  const store =
+    cfg.store === 'memory'
+      ? new MemoryStore()
+      : cfg.store === 'etcd'
+        ? new (await EtcdStore())({
+            endpoints: cfg.etcdEndpoints.split(',').filter(Boolean),
+            prefix: cfg.etcdPrefix,
+            tls:
+              cfg.etcdCa || cfg.etcdCert
+                ? { ca: read(cfg.etcdCa), cert: read(cfg.etcdCert), key: read(cfg.etcdKey) }
+                : undefined,
+          })
+        : new SqliteStore(`${cfg.dataDir}/coordinator.db`);
   const tlsPki = pki;
-  const coord = new Coordinator(store, {
+  const coord = await Coordinator.create(store, {
     downAfterMs: cfg.downAfterS * 1000,
     ownAddresses: [cfg.listen, cfg.advertise]
       .map((a) => a.replace(/:\d+$/, ''))
@@ -133,7 +154,12 @@ async function main(argv: string[]): Promise<number> {
         }
       : {}),
   });
-  coord.init({ name: cfg.networkName, cidr: cfg.networkCidr, hostPrefixLen: cfg.hostPrefixLen, mtu: cfg.networkMtu });
+  await coord.init({
+    name: cfg.networkName,
+    cidr: cfg.networkCidr,
+    hostPrefixLen: cfg.hostPrefixLen,
+    mtu: cfg.networkMtu,
+  });
   const hub = new WatchHub(coord);
   coord.isConnected = (h) => hub.isConnected(h);
   coord.onChange((c) => hub.changed(c));

@@ -21,7 +21,7 @@ export function emptyState(): State {
 export class MemoryStore implements Store {
   private state: State = emptyState();
 
-  tx<T>(fn: (t: Tx) => T): T {
+  async tx<T>(fn: (t: Tx) => T): Promise<T> {
     const s = structuredClone(this.state);
     const r = fn(new MemoryTx(s));
     this.state = s;

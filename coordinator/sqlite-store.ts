@@ -95,7 +95,7 @@ export class SqliteStore implements Store {
     this.t = new SqliteTx(this.db);
   }
 
-  tx<T>(fn: (t: Tx) => T): T {
+  async tx<T>(fn: (t: Tx) => T): Promise<T> {
     return this.db.transaction(() => fn(this.t)).immediate();
   }
 

@@ -28,22 +28,10 @@ export interface Tx {
 }
 
 export interface Store {
-  /** Runs fn atomically: all its writes land, or none (fn threw). */
-  tx<T>(fn: (t: Tx) => T): T;
-  close(): void;
-}
-
-/**
- * The Store for a backend that answers asynchronously (etcd). `Tx` is the same: fn runs
- * on one consistent view and its writes land together or not at all. The coordinator still
- * uses the synchronous Store; moving it over is the next step (docs/ETCD-PLAN.md).
- */
-export interface AsyncStore {
+  /**
+   * Runs fn atomically: all its writes land, or none (fn threw). fn may run more than once
+   * (etcd: after another coordinator wrote first), so it only reads and writes through t.
+   */
   tx<T>(fn: (t: Tx) => T): Promise<T>;
   close(): void;
-}
-
-/** A synchronous Store seen as an AsyncStore (one contract suite for all of them). */
-export function asAsync(s: Store): AsyncStore {
-  return { tx: async (fn) => s.tx(fn), close: () => s.close() };
 }

@@ -1,9 +1,9 @@
 // The Store contract, one suite for every implementation (memory, SQLite, etcd): written
-// against AsyncStore; the synchronous ones run through asAsync. (Assertions inside fn are
+// against the Store, which is asynchronous for all of them. (Assertions inside fn are
 // fine here: a single store never has to run fn twice.)
 import type { ExecutionContext } from 'ava';
 import { StoreConflict } from '../../coordinator/errors.js';
-import type { AsyncStore } from '../../coordinator/store.js';
+import type { Store } from '../../coordinator/store.js';
 
 export const N = { name: 'default', cidr: '198.18.64.0/18', hostPrefixLen: 24, greKey: 1, mtu: 0, createdMs: 1 };
 export const H = (name: string, ip: string) => ({
@@ -19,7 +19,7 @@ export const H = (name: string, ip: string) => ({
 /** how a suite registers a test: ava's test, test.serial or test.skip */
 type Register = (title: string, fn: (t: ExecutionContext) => Promise<void>) => void;
 
-export function storeContract(test: Register, name: string, make: () => Promise<AsyncStore>): void {
+export function storeContract(test: Register, name: string, make: () => Promise<Store>): void {
   test(`${name}: round-trips every record`, async (t) => {
     const st = await make();
     await st.tx((x) => {

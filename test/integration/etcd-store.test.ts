@@ -1,80 +1,22 @@
 // EtcdStore against a real etcd (Debian's etcd-server 3.4) on loopback: the Store contract,
 // two stores (two coordinators) allocating at once, and etcd away.
 import test from 'ava';
-import { spawn, type ChildProcess } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as net from 'node:net';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { EtcdStore, StoreUnavailable } from '../../coordinator/etcd-store.js';
 import { N, H, storeContract } from '../helpers/store-contract.js';
-import type { AsyncStore } from '../../coordinator/store.js';
+import type { Store } from '../../coordinator/store.js';
+import { ETCD_BIN, EtcdMember } from '../helpers/etcd.js';
 
-const ETCD = ['/usr/bin/etcd', '/usr/local/bin/etcd'].find((p) => fs.existsSync(p));
-const serial = ETCD ? test.serial : test.skip;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
-
-let etcd: ChildProcess | undefined;
-let dir = '';
+const serial = ETCD_BIN ? test.serial : test.skip;
+let etcd: EtcdMember | undefined;
 let endpoint = '';
-let peer = '';
-
-async function startEtcd(): Promise<void> {
-  etcd = spawn(
-    ETCD!,
-    [
-      '--name=t',
-      `--data-dir=${dir}`,
-      `--listen-client-urls=${endpoint}`,
-      `--advertise-client-urls=${endpoint}`,
-      `--listen-peer-urls=${peer}`,
-      `--initial-advertise-peer-urls=${peer}`,
-      `--initial-cluster=t=${peer}`,
-      '--logger=zap',
-      '--log-level=error',
-    ],
-    { stdio: 'ignore' },
-  );
-  const probe = new EtcdStore({ endpoints: [endpoint], prefix: '/probe/', timeoutMs: 500 });
-  for (const end = Date.now() + 20_000; ;) {
-    try {
-      await probe.tx((x) => x.meta('up'));
-      break;
-    } catch (e) {
-      if (Date.now() > end) throw e;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-  probe.close();
-}
-
-async function stopEtcd(): Promise<void> {
-  const p = etcd;
-  etcd = undefined;
-  if (!p || p.exitCode !== null) return;
-  const gone = new Promise((r) => p.once('exit', r));
-  p.kill('SIGKILL');
-  await gone;
-}
 
 test.before(async () => {
-  if (!ETCD) return;
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gmetcd-'));
-  endpoint = `http://127.0.0.1:${await freePort()}`;
-  peer = `http://127.0.0.1:${await freePort()}`;
-  await startEtcd();
+  if (!ETCD_BIN) return;
+  etcd = await EtcdMember.start();
+  endpoint = etcd.endpoint;
 });
 test.after.always(async () => {
-  await stopEtcd();
-  if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  await etcd?.remove();
 });
 
 let prefixes = 0;
@@ -101,7 +43,7 @@ serial('EtcdStore: state is etcd’s: a second store (another coordinator) reads
 });
 
 /** one allocation as the coordinator makes it: the lowest free slice of the network for a new host */
-const admit = (st: AsyncStore, host: string, ip: string) =>
+const admit = (st: Store, host: string, ip: string) =>
   st.tx((x) => {
     x.putHost(H(host, ip));
     const taken = new Set(x.slices('default').map((s) => s.idx));
@@ -147,13 +89,13 @@ serial('EtcdStore: two coordinators admitting 100 hosts at once: no slice, under
 serial('EtcdStore: etcd away: a clear error and nothing written; back: it works again', async (t) => {
   const st = open(undefined, 1000);
   await st.tx((x) => x.putNetwork(N));
-  await stopEtcd();
+  await etcd!.kill();
   const err = await t.throwsAsync(
     st.tx((x) => x.putHost(H('a', '198.18.0.11'))),
     { instanceOf: StoreUnavailable },
   );
   t.regex(err!.message, /^etcd unavailable: /);
-  await startEtcd();
+  await etcd!.run();
   const again = open(undefined, 5000);
   await again.tx((x) => x.setMeta('x', '1'));
   t.deepEqual(await st.tx((x) => x.hosts()), [], 'the failed write left nothing');

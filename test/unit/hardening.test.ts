@@ -46,16 +46,16 @@ test('a label value reaches an error message escaped and short: no terminal sequ
 });
 
 test('the coordinator keeps attach errors printable and bounded, whatever an agent sends', async (t) => {
-  const co = new Coordinator(new MemoryStore());
-  co.init({ name: 'default', cidr: '198.18.64.0/22', hostPrefixLen: 24, mtu: 0 });
+  const co = await Coordinator.create(new MemoryStore());
+  await co.init({ name: 'default', cidr: '198.18.64.0/22', hostPrefixLen: 24, mtu: 0 });
   await co.register({
     name: 'h1',
-    token: co.joinHost('h1').token,
+    token: (await co.joinHost('h1')).token,
     credential: '',
     underlayIp: '198.18.0.11',
     agentVersion: '',
   });
-  co.reportStatus('h1', {
+  await co.reportStatus('h1', {
     tunnels: [],
     endpoints: [],
     attachErrors: Array.from({ length: 5000 }, (_, i) => ({
@@ -88,12 +88,12 @@ test('labels from the image are not the container’s: an image cannot pick its 
   t.deepEqual(ownLabels({ 'gremesh.network': 'default' }, {}), { 'gremesh.network': 'default' });
 });
 
-test('a first start that died between creating the default network and marking the store starts next time', (t) => {
+test('a first start that died between creating the default network and marking the store starts next time', async (t) => {
   const store = new MemoryStore();
-  const a = new Coordinator(store);
-  a.createNetwork('default', '198.18.64.0/22', 24, 0); // the first commit of init, then the crash
-  const b = new Coordinator(store);
-  t.notThrows(() => b.init({ name: 'default', cidr: '198.18.64.0/22', hostPrefixLen: 24, mtu: 0 }));
+  const a = await Coordinator.create(store);
+  await a.createNetwork('default', '198.18.64.0/22', 24, 0); // the first commit of init, then the crash
+  const b = await Coordinator.create(store);
+  await t.notThrowsAsync(() => b.init({ name: 'default', cidr: '198.18.64.0/22', hostPrefixLen: 24, mtu: 0 }));
   t.deepEqual(
     b.networks().map((n) => n.name),
     ['default'],
@@ -146,20 +146,26 @@ test('MACs: no unicast flow for a MAC two peers claim or for a group address; a 
 });
 
 test('the coordinator passes on no group MAC and no MAC another host already reported', async (t) => {
-  const co = new Coordinator(new MemoryStore());
-  co.init({ name: 'default', cidr: '198.18.64.0/22', hostPrefixLen: 24, mtu: 0 });
+  const co = await Coordinator.create(new MemoryStore());
+  await co.init({ name: 'default', cidr: '198.18.64.0/22', hostPrefixLen: 24, mtu: 0 });
   for (const [h, ip] of [
     ['h1', '198.18.0.11'],
     ['h2', '198.18.0.12'],
   ])
-    await co.register({ name: h!, token: co.joinHost(h!).token, credential: '', underlayIp: ip!, agentVersion: '' });
+    await co.register({
+      name: h!,
+      token: (await co.joinHost(h!)).token,
+      credential: '',
+      underlayIp: ip!,
+      agentVersion: '',
+    });
   const sliceIp = (h: string, n: number) => co.slicesOf(h)[0]!.cidr.replace(/0\/24$/, String(n));
-  co.reportStatus('h1', {
+  await co.reportStatus('h1', {
     tunnels: [],
     attachErrors: [],
     endpoints: [ep('h1', '0a:00:00:00:00:11', sliceIp('h1', 2))],
   });
-  co.reportStatus('h2', {
+  await co.reportStatus('h2', {
     tunnels: [],
     attachErrors: [],
     endpoints: [

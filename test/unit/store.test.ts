@@ -5,23 +5,22 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { MemoryStore } from '../../coordinator/memory-store.js';
 import { SqliteStore } from '../../coordinator/sqlite-store.js';
-import { asAsync } from '../../coordinator/store.js';
 import { N, storeContract } from '../helpers/store-contract.js';
 
 const tmp = () => path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'gmstore-')), 'c.db');
-storeContract(test, 'MemoryStore', async () => asAsync(new MemoryStore()));
-storeContract(test, 'SqliteStore', async () => asAsync(new SqliteStore(tmp())));
+storeContract(test, 'MemoryStore', async () => new MemoryStore());
+storeContract(test, 'SqliteStore', async () => new SqliteStore(tmp()));
 
-test('SqliteStore: state survives reopening the file', (t) => {
+test('SqliteStore: state survives reopening the file', async (t) => {
   const f = tmp();
   const a = new SqliteStore(f);
-  a.tx((x) => {
+  await a.tx((x) => {
     x.putNetwork(N);
     x.setMeta('revision', '3');
   });
   a.close();
   const b = new SqliteStore(f);
-  b.tx((x) => {
+  await b.tx((x) => {
     t.is(x.meta('revision'), '3');
     t.is(x.networks().length, 1);
   });

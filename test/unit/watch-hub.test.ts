@@ -4,13 +4,13 @@ import { MemoryStore } from '../../coordinator/memory-store.js';
 import { WatchHub, frameField } from '../../coordinator/watch-hub.js';
 import { DesiredState } from '../../proto/gen/gremesh/v1/gremesh.js';
 
-function setup() {
-  const c = new Coordinator(new MemoryStore());
-  c.init({ name: 'default', cidr: '198.18.64.0/18', hostPrefixLen: 24, mtu: 0 });
+async function setup() {
+  const c = await Coordinator.create(new MemoryStore());
+  await c.init({ name: 'default', cidr: '198.18.64.0/18', hostPrefixLen: 24, mtu: 0 });
   const hub = new WatchHub(c);
   c.onChange((x) => hub.changed(x));
-  const admit = (name: string, ip: string) =>
-    c.register({ name, token: c.joinHost(name).token, credential: '', underlayIp: ip, agentVersion: '' });
+  const admit = async (name: string, ip: string) =>
+    c.register({ name, token: (await c.joinHost(name)).token, credential: '', underlayIp: ip, agentVersion: '' });
   return { c, hub, admit };
 }
 
@@ -43,7 +43,7 @@ test('frameField encodes a length-delimited field', (t) => {
 });
 
 test('a new stream gets a full snapshot without itself; then deltas with upserts and removals', async (t) => {
-  const { c, hub, admit } = setup();
+  const { c, hub, admit } = await setup();
   await admit('h1', '198.18.0.11');
   await admit('h2', '198.18.0.12');
   const a = sink();
@@ -67,7 +67,7 @@ test('a new stream gets a full snapshot without itself; then deltas with upserts
     d.peers.map((p) => p.name),
     ['h3'],
   );
-  c.removeHost('h2');
+  await c.removeHost('h2');
   await tick();
   await tick();
   t.deepEqual(a.msgs.at(-1)!.removedPeers, ['h2']);
@@ -75,7 +75,7 @@ test('a new stream gets a full snapshot without itself; then deltas with upserts
 });
 
 test('a stuck stream never delays the others, and gets only the latest state when it drains', async (t) => {
-  const { c, hub, admit } = setup();
+  const { c, hub, admit } = await setup();
   await admit('h1', '198.18.0.11');
   await admit('h2', '198.18.0.12');
   const stuck = sink(true);
@@ -100,11 +100,11 @@ test('a stuck stream never delays the others, and gets only the latest state whe
 });
 
 test('the removed host’s own stream is ended', async (t) => {
-  const { c, hub, admit } = setup();
+  const { c, hub, admit } = await setup();
   await admit('h1', '198.18.0.11');
   const a = sink();
   hub.add('h1', a.s);
-  c.removeHost('h1');
+  await c.removeHost('h1');
   t.true(a.isGone());
   t.false(hub.isConnected('h1'));
 });
