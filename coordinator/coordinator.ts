@@ -190,7 +190,29 @@ export class Coordinator {
   static async create(store: Store, o: CoordinatorOptions = {}): Promise<Coordinator> {
     const c = new Coordinator(store, o);
     await c.reload();
+    await store.watchExternal?.(() => void c.externalChange());
     return c;
+  }
+
+  /** the revision listeners were last told of */
+  private notified = 0;
+
+  /**
+   * Another coordinator on the same store committed a change: reload and tell the listeners
+   * (the WatchHub fans it out to the agents watching this one). Which hosts changed is not
+   * known here: every host is sent again, and the hosts that are gone are removed.
+   */
+  private async externalChange(): Promise<void> {
+    const before = new Set(this.hostMap.keys());
+    await this.reload();
+    if (this.rev <= this.notified) return;
+    this.notified = this.rev;
+    const c: Change = {
+      revision: this.rev,
+      upserts: [...this.hostMap.keys()],
+      removes: [...before].filter((h) => !this.hostMap.has(h)),
+    };
+    for (const l of this.listeners) l(c);
   }
 
   /** Creates the default network on first start (never again: it may be deleted later). */
@@ -326,6 +348,7 @@ export class Coordinator {
       throw e;
     }
     await this.reload();
+    this.notified = Math.max(this.notified, this.rev);
     const c: Change = { revision: this.rev, upserts: out.upserts, removes: out.removes };
     for (const l of this.listeners) l(c);
     return out.result;

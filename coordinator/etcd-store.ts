@@ -8,7 +8,7 @@
 // never both commit on the same view of a table: the second one's compare fails, it
 // re-reads the prefix and runs fn again. That is flannel's `If(Version(key)==0) Then
 // Put(key)` widened to whole tables: no slice, GRE key, host or token use twice.
-import { Etcd3, type IOptions, type Namespace } from 'etcd3';
+import { Etcd3, type IOptions, type Namespace, type Watcher } from 'etcd3';
 import { CoordError, StoreConflict } from './errors.js';
 import { MemoryTx, emptyState, type State } from './memory-store.js';
 import type { HostRec, NetworkRec, SliceRec, TokenRec } from './model.js';
@@ -115,6 +115,11 @@ export class EtcdStore implements Store {
   private readonly maxAttempts: number;
   /** transactions run again because another coordinator had written first (for tests and metrics) */
   conflicts = 0;
+  /** the etcd revision the copy is at (a reload's, or this store's last commit) */
+  private appliedRev = 0;
+  private watcher: Watcher | undefined;
+  private externalListeners: (() => void)[] = [];
+  private externalTimer: NodeJS.Timeout | undefined;
 
   constructor(o: EtcdStoreOptions) {
     const timeoutMs = o.timeoutMs ?? 5000;
@@ -146,6 +151,7 @@ export class EtcdStore implements Store {
     this.state = stateFromKvs(records);
     this.counters = counters;
     this.loaded = true;
+    this.appliedRev = Number(res.header.revision);
   }
 
   private async unavailableAsError<T>(f: () => Promise<T>): Promise<T> {
@@ -202,6 +208,7 @@ export class EtcdStore implements Store {
         const rev = Number(res.header.revision);
         this.state = next;
         for (const t of tables) this.counters.set(t, rev);
+        this.appliedRev = Math.max(this.appliedRev, rev);
         return result;
       }
       // another coordinator wrote a table this one read or writes: read again, run fn again
@@ -212,7 +219,52 @@ export class EtcdStore implements Store {
     }
   }
 
+  /**
+   * f after writes others made (another coordinator), once this store's copy has them: an
+   * etcd watch on the prefix from the copy's revision; events this store wrote itself are
+   * already in the copy and call nothing. A burst is one reload (20 ms).
+   */
+  async watchExternal(f: () => void): Promise<void> {
+    this.externalListeners.push(f);
+    if (this.watcher) return;
+    if (!this.loaded) await this.reload();
+    const w = await this.unavailableAsError(() =>
+      this.ns
+        .watch()
+        .prefix('')
+        .startRevision(String(this.appliedRev + 1))
+        .create(),
+    );
+    w.on('data', (res) => {
+      const newest = Math.max(0, ...res.events.map((e) => Number(e.kv.mod_revision)));
+      if (newest > this.appliedRev) this.scheduleExternal();
+    });
+    w.on('error', () => {
+      /* the client re-establishes watchers by itself */
+    });
+    this.watcher = w;
+  }
+
+  private scheduleExternal(): void {
+    if (this.externalTimer) return;
+    this.externalTimer = setTimeout(() => {
+      this.externalTimer = undefined;
+      const run = this.queue.then(() => this.reload());
+      this.queue = run.catch(() => undefined);
+      run.then(
+        () => {
+          for (const f of this.externalListeners) f();
+        },
+        () => {
+          /* etcd away: the next event (or the next transaction) reads again */
+        },
+      );
+    }, 20);
+  }
+
   close(): void {
+    if (this.externalTimer) clearTimeout(this.externalTimer);
+    void this.watcher?.cancel().catch(() => {});
     this.client.close();
   }
 }

@@ -33,5 +33,7 @@ export interface Store {
    * (etcd: after another coordinator wrote first), so it only reads and writes through t.
    */
   tx<T>(fn: (t: Tx) => T): Promise<T>;
+  /** stores several coordinators share (etcd): f after a change another one made */
+  watchExternal?(f: () => void): Promise<void>;
   close(): void;
 }

@@ -5,7 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import { admin, agentClient, startCoordinator, unary, removeDir } from '../helpers/coordinator.js';
 import { ETCD_BIN, EtcdMember } from '../helpers/etcd.js';
 import { cidrsOverlap, parseCidr } from '../../common/ipv4.js';
-import type { HostInfo } from '../../proto/gen/gremesh/v1/gremesh.js';
+import type { DesiredState, HostInfo } from '../../proto/gen/gremesh/v1/gremesh.js';
 
 const serial = ETCD_BIN ? test.serial : test.skip;
 let etcd: EtcdMember | undefined;
@@ -126,4 +126,62 @@ serial('etcd away: a write is refused with UNAVAILABLE and the reason; etcd back
     'the refused write left nothing',
   );
   await unary(a, 'joinHost', { name: 'h2', ttlSeconds: 0 });
+});
+
+serial('a host admitted through coordinator A reaches an agent watching coordinator B (B watches etcd)', async (t) => {
+  const args = ['--store', 'etcd', '--etcd-endpoints', etcd!.endpoint, '--etcd-prefix', '/fan/'];
+  const a = await startCoordinator({ args: [...args, '--network-cidr', '198.18.64.0/18'] });
+  const b = await startCoordinator({ args: [...args, '--network-cidr', '198.18.64.0/18'] });
+  t.teardown(async () => {
+    await a.stop();
+    await b.stop();
+    removeDir(a.dataDir);
+    removeDir(b.dataDir);
+  });
+  const reg = async (addr: string, name: string, ip: string) => {
+    const ad = admin(addr);
+    const g = agentClient(addr);
+    try {
+      const j = await unary<{ token: string }>(ad, 'joinHost', { name, ttlSeconds: 0 });
+      return await unary<{ credential: string }>(g, 'register', {
+        name,
+        token: j.token,
+        credential: '',
+        underlayIp: ip,
+        agentVersion: 't',
+        csr: '',
+      });
+    } finally {
+      ad.close();
+      g.close();
+    }
+  };
+  const h1 = await reg(b.addr, 'h1', '198.18.0.11');
+  const g = agentClient(b.addr);
+  const msgs: DesiredState[] = [];
+  const stream = g.watch({ name: 'h1', credential: h1.credential, knownRevision: 0 });
+  stream.on('data', (m: DesiredState) => msgs.push(m));
+  stream.on('error', () => {});
+  t.teardown(() => {
+    stream.cancel();
+    g.close();
+  });
+  const until = async (f: () => boolean, ms = 5000) => {
+    const end = Date.now() + ms;
+    while (!f() && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+    return f();
+  };
+  t.true(await until(() => msgs.length >= 1), 'a first snapshot from B');
+  const t0 = Date.now();
+  await reg(a.addr, 'h2', '198.18.0.12');
+  t.true(
+    await until(() => msgs.some((m) => m.peers.some((p) => p.name === 'h2' && p.slices.length === 1))),
+    'h2, admitted through A, reaches h1 through B',
+  );
+  t.log(`h2 admitted through A -> in h1's watch on B after ${Date.now() - t0} ms`);
+  // and a host removed through A drops out through B
+  const ad = admin(a.addr);
+  await unary(ad, 'removeHost', { name: 'h2' });
+  ad.close();
+  t.true(await until(() => msgs.some((m) => m.removedPeers.includes('h2'))), 'h2 removed through A drops out at B');
 });
