@@ -94,8 +94,9 @@ export function resolveAgentConfig(
   if (cfg.caHash && !/^sha256:[0-9a-f]{64}$/.test(cfg.caHash))
     throw new UsageError('--ca-hash must be sha256:<64 hex digits>, as coordctl join prints it');
   if (!cfg.coordinator) throw new UsageError('--coordinator ADDR:PORT is required');
-  if (!/^[^:]+:\d{1,5}$/.test(cfg.coordinator))
-    throw new UsageError(`--coordinator must be ADDR:PORT, got "${cfg.coordinator}"`);
+  for (const c of cfg.coordinator.split(','))
+    if (!/^[^:,]+:\d{1,5}$/.test(c))
+      throw new UsageError(`--coordinator must be ADDR:PORT[,ADDR:PORT...], got "${cfg.coordinator}"`);
   if (!isDnsLabel(cfg.name))
     throw new UsageError(cfg.name ? `--name "${cfg.name}" is not a DNS label` : '--name is required');
   if (cfg.joinToken && !/^[a-z0-9]{6}\.[a-z0-9]{16}$/.test(cfg.joinToken))

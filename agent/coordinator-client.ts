@@ -32,6 +32,7 @@ export function finishKeySwap(stateDir: string): void {
 export const MAX_SNAPSHOT_BYTES = 64 * 1024 * 1024;
 
 export interface ClientOptions {
+  /** ADDR:PORT, or several comma-separated (coordinators sharing one etcd): tried in turn */
   coordinator: string;
   name: string;
   token: string;
@@ -63,10 +64,14 @@ export class CoordinatorClient {
   connected = false;
 
   private renewTimer: NodeJS.Timeout | undefined;
+  /** the coordinators to try, and the one in use */
+  private readonly addresses: string[];
+  private current = 0;
   /** the client certificate's validity (TLS), reported for coordctl status */
   private certValidity: { notBeforeMs: number; notAfterMs: number } | undefined;
 
   constructor(private readonly o: ClientOptions) {
+    this.addresses = o.coordinator.split(',').filter(Boolean);
     if (o.tls) finishKeySwap(o.stateDir);
     this.client = this.makeClient();
     this.credential = fs.existsSync(this.credFile) ? fs.readFileSync(this.credFile, 'utf8').trim() : undefined;
@@ -83,11 +88,11 @@ export class CoordinatorClient {
         const ca = fs.readFileSync(f.ca);
         dial =
           fs.existsSync(f.cert) && fs.existsSync(f.key)
-            ? coordinatorTls(this.o.coordinator, ca, fs.readFileSync(f.key), fs.readFileSync(f.cert))
-            : coordinatorTls(this.o.coordinator, ca);
+            ? coordinatorTls(this.address, ca, fs.readFileSync(f.key), fs.readFileSync(f.cert))
+            : coordinatorTls(this.address, ca);
       }
     }
-    return new AgentServiceClient(this.o.coordinator, dial.credentials, {
+    return new AgentServiceClient(this.address, dial.credentials, {
       ...dial.options,
       // a full snapshot carries every endpoint of every host: 50k endpoints are ~4 MiB, over
       // grpc's default receive limit (4 MiB); the coordinator caps endpoints per host
@@ -98,6 +103,21 @@ export class CoordinatorClient {
       'grpc.initial_reconnect_backoff_ms': 200,
       'grpc.max_reconnect_backoff_ms': 2_000,
     });
+  }
+
+  /** the coordinator in use */
+  get address(): string {
+    return this.addresses[this.current]!;
+  }
+
+  /** the next coordinator of the list (after a failure); false when there is only one */
+  private failOver(): boolean {
+    if (this.addresses.length < 2) return false;
+    const from = this.address;
+    this.current = (this.current + 1) % this.addresses.length;
+    this.reconnectClient();
+    this.o.log.warn({ from, to: this.address }, `coordinator ${from} failed; trying ${this.address}`);
+    return true;
   }
 
   private reconnectClient(): void {
@@ -211,7 +231,7 @@ export class CoordinatorClient {
       throw new Error('no host certificate in the state dir and no --join-token: run "coordctl join" for this host');
     if (!fs.existsSync(f.ca)) {
       if (!t.caHash) throw new Error('--ca-hash is needed on first start (coordctl join prints it), or --insecure');
-      writeFileAtomic(f.ca, await fetchPinnedCa(this.o.coordinator, t.caHash));
+      writeFileAtomic(f.ca, await fetchPinnedCa(this.address, t.caHash));
       this.o.log.info({ caHash: t.caHash }, 'coordinator CA pinned');
       this.reconnectClient();
     }
@@ -223,7 +243,7 @@ export class CoordinatorClient {
       );
     writeFileAtomic(f.cert, r.certificate);
     this.reconnectClient();
-    this.o.log.info({ coordinator: this.o.coordinator }, 'registered with the coordinator; client certificate saved');
+    this.o.log.info({ coordinator: this.address }, 'registered with the coordinator; client certificate saved');
     return '';
   }
 
@@ -244,7 +264,7 @@ export class CoordinatorClient {
     writeFileAtomic(this.credFile, cred, 0o600);
     this.credential = cred;
     this.o.log.info(
-      { coordinator: this.o.coordinator, uptimeMs: Math.round(performance.now()) },
+      { coordinator: this.address, uptimeMs: Math.round(performance.now()) },
       'registered with the coordinator',
     );
     return cred;
@@ -254,6 +274,8 @@ export class CoordinatorClient {
     const min = this.o.backoffMinMs ?? 200;
     const max = this.o.backoffMaxMs ?? 5_000;
     let backoff = min;
+    /** coordinators tried since the last one that answered */
+    let failedInARow = 0;
     while (!this.stopped) {
       let gotData = false;
       try {
@@ -262,13 +284,20 @@ export class CoordinatorClient {
       } catch (e) {
         const err = e as grpc.ServiceError;
         this.o.log.warn(
-          { err: err.details ?? err.message, retryMs: backoff },
+          { coordinator: this.address, err: err.details ?? err.message, retryMs: backoff },
           'coordinator unreachable or refused; data plane keeps its last state',
         );
       }
       this.connected = false;
       if (this.stopped) break;
-      backoff = gotData ? min : nextBackoff(backoff, min, max);
+      failedInARow = gotData ? 0 : failedInARow + 1;
+      // another coordinator at once; back off only once every one of them has failed
+      const movedOn = this.failOver();
+      backoff = gotData
+        ? min
+        : movedOn && failedInARow % this.addresses.length !== 0
+          ? min
+          : nextBackoff(backoff, min, max);
       await new Promise((r) => setTimeout(r, backoff));
     }
   }

@@ -89,7 +89,8 @@ labelled gremesh.network=NAME (and gremesh.ip, .mac, .mtu, .gateway, .iface) and
 with --net=none are attached automatically.
 
 Flags (env GREMESH_<FLAG> works too):
-  --coordinator ADDR:PORT   the coordinator (required)
+  --coordinator ADDR:PORT   the coordinator (required); several comma-separated (coordinators
+                            sharing one etcd): the agent moves to the next when one fails
   --name NAME               this host's name, as given to "coordctl join" (required)
   --join-token TOKEN        one-time token from "coordctl join" (first start only)
   --underlay-ip IP          this host's tunnel address (default: the source address
@@ -203,7 +204,7 @@ async function run(argv: string[]): Promise<number> {
   const links = new IpLinkDriver(run);
   let underlayIp = cfg.underlayIp;
   if (!underlayIp) {
-    underlayIp = (await links.sourceFor(cfg.coordinator.replace(/:\d+$/, ''))) ?? '';
+    underlayIp = (await links.sourceFor(cfg.coordinator.split(',')[0]!.replace(/:\d+$/, ''))) ?? '';
     if (!underlayIp) throw new Error(`cannot find a local address that reaches ${cfg.coordinator}; pass --underlay-ip`);
   }
   // the underlay device, its address and gateway routes, remembered across restarts

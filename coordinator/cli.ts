@@ -38,7 +38,8 @@ Commands:
                                              BFD's diagnostic), failed attachments
 
 Flags:
-  --coordinator ADDR:PORT   default $GREMESH_COORDINATOR or 127.0.0.1:7420
+  --coordinator ADDR:PORT   default $GREMESH_COORDINATOR or 127.0.0.1:7420; several comma-
+                            separated: a call goes to the next when one cannot be reached
   --cert FILE --key FILE --ca FILE
                             the admin client certificate, its key, and the coordinator CA
                             (default DATA_DIR/pki/admin.crt, admin.key, ca.crt, with DATA_DIR
@@ -73,7 +74,9 @@ function call<Req, Res>(
     fn(req, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (e, r) => {
       if (!e) return resolve(r);
       if (e.code === grpc.status.UNAVAILABLE)
-        return reject(new Error(`cannot reach coordinator at ${addr}: ${e.details}`));
+        return reject(
+          Object.assign(new Error(`cannot reach coordinator at ${addr}: ${e.details}`), { unreachable: true }),
+        );
       if (e.code === grpc.status.DEADLINE_EXCEEDED)
         return reject(new Error(`coordinator at ${addr} did not answer within ${timeoutMs} ms`));
       reject(new Error(e.details || e.message));
@@ -182,10 +185,22 @@ async function main(argv: string[]): Promise<number> {
   ]);
   grpc = grpcModule;
   coordinatorTls = tlsModule.coordinatorTls;
-  const dial = credentials(values, addr);
-  const client = new proto.AdminServiceClient(addr, dial.credentials, dial.options);
-  const rpc = <Res>(m: keyof AdminServiceClient, req: unknown) =>
-    call<unknown, Res>(client, m, req, timeoutS * 1000, addr);
+  // several coordinators (sharing one etcd): a call goes to the next one when one cannot be reached
+  const addresses = addr.split(',').filter(Boolean);
+  const clients = addresses.map((a) => {
+    const d = credentials(values, a);
+    return new proto.AdminServiceClient(a, d.credentials, d.options);
+  });
+  const client = clients[0]!;
+  const rpc = async <Res>(m: keyof AdminServiceClient, req: unknown): Promise<Res> => {
+    for (let i = 0; ; i++) {
+      try {
+        return await call<unknown, Res>(clients[i]!, m, req, timeoutS * 1000, addresses[i]!);
+      } catch (e) {
+        if (!(e as { unreachable?: boolean }).unreachable || i === clients.length - 1) throw e;
+      }
+    }
+  };
   const out = (v: unknown, text: () => string) =>
     process.stdout.write(fmt === 'json' ? `${JSON.stringify(v, null, 2)}\n` : `${text()}\n`);
   try {
@@ -413,7 +428,7 @@ async function main(argv: string[]): Promise<number> {
     }
     return 2;
   } finally {
-    client.close();
+    for (const c of clients) c.close();
   }
 }
 

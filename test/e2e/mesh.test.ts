@@ -191,12 +191,13 @@ serial('ovs-vswitchd killed and restarted: bridge, ports and flows restored, tra
 });
 
 serial(
-  'coordinator stopped for 30 s: pings keep working; agents reconnect and pick up a change made while one was away',
+  'coordinator stopped for 15 s: pings keep working; agents reconnect and pick up a change made while one was away',
   async (t) => {
-    const ping = pingCount(eps.a1!, eps.a3!.ip, 330, 0.1);
+    // (the 30 s and 300 s outages are the fault suite's: make test, make soak)
+    const ping = pingCount(eps.a1!, eps.a3!.ip, 180, 0.1);
     await new Promise((r) => setTimeout(r, 1000));
     await stopProcess(lab.dir, 'ctl', 'coordinator', 'SIGKILL');
-    await new Promise((r) => setTimeout(r, 30_000));
+    await new Promise((r) => setTimeout(r, 15_000));
     await startCoordinator(lab.dir);
     const r = await ping;
     t.is(r.received, r.sent, `${r.sent - r.received} of ${r.sent} pings lost while the coordinator was away`);

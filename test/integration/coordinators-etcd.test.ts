@@ -4,6 +4,10 @@ import test from 'ava';
 import * as grpc from '@grpc/grpc-js';
 import { admin, agentClient, startCoordinator, unary, removeDir } from '../helpers/coordinator.js';
 import { ETCD_BIN, EtcdMember } from '../helpers/etcd.js';
+import { BIN, cli, tempDir } from '../helpers/cli.js';
+import { CoordinatorClient } from '../../agent/coordinator-client.js';
+import type { Snapshot } from '../../agent/model.js';
+import { silentLogger } from '../../common/log.js';
 import { cidrsOverlap, parseCidr } from '../../common/ipv4.js';
 import type { DesiredState, HostInfo } from '../../proto/gen/gremesh/v1/gremesh.js';
 
@@ -115,17 +119,27 @@ serial('etcd away: a write is refused with UNAVAILABLE and the reason; etcd back
   t.teardown(() => a.close());
   await unary(a, 'joinHost', { name: 'h1', ttlSeconds: 0 });
   await etcd!.kill();
-  const err = await t.throwsAsync<grpc.ServiceError>(unary(a, 'joinHost', { name: 'h2', ttlSeconds: 0 }, 20_000));
-  t.is(err!.code, grpc.status.UNAVAILABLE);
-  t.regex(err!.details, /^etcd unavailable: /);
-  await etcd!.run();
+  try {
+    const err = await t.throwsAsync<grpc.ServiceError>(unary(a, 'joinHost', { name: 'hx', ttlSeconds: 0 }, 20_000));
+    t.is(err?.code, grpc.status.UNAVAILABLE);
+    t.regex(err?.details ?? '', /^etcd unavailable: /);
+  } finally {
+    await etcd!.run();
+  }
+  // works again once the coordinator's etcd client has reconnected
+  let back = false;
+  for (const end = Date.now() + 30_000; !back && Date.now() < end;) {
+    back = await unary(a, 'joinHost', { name: 'h2', ttlSeconds: 0 }).then(
+      () => true,
+      async () => {
+        await new Promise((r) => setTimeout(r, 200));
+        return false;
+      },
+    );
+  }
+  t.true(back, 'writes work again with etcd back');
   const tokens = await unary<{ tokens: { host: string }[] }>(a, 'listTokens', {});
-  t.deepEqual(
-    tokens.tokens.map((x) => x.host),
-    ['h1'],
-    'the refused write left nothing',
-  );
-  await unary(a, 'joinHost', { name: 'h2', ttlSeconds: 0 });
+  t.deepEqual(tokens.tokens.map((x) => x.host).sort(), ['h1', 'h2'], 'the refused write left nothing');
 });
 
 serial('a host admitted through coordinator A reaches an agent watching coordinator B (B watches etcd)', async (t) => {
@@ -184,4 +198,79 @@ serial('a host admitted through coordinator A reaches an agent watching coordina
   await unary(ad, 'removeHost', { name: 'h2' });
   ad.close();
   t.true(await until(() => msgs.some((m) => m.removedPeers.includes('h2'))), 'h2 removed through A drops out at B');
+});
+
+serial(
+  'an agent given both coordinators (--coordinator A,B) moves to B when A is killed, and follows changes made there',
+  async (t) => {
+    const args = ['--store', 'etcd', '--etcd-endpoints', etcd!.endpoint, '--etcd-prefix', '/failover/'];
+    const a = await startCoordinator({ args: [...args, '--network-cidr', '198.18.64.0/18'] });
+    const b = await startCoordinator({ args: [...args, '--network-cidr', '198.18.64.0/18'] });
+    const dir = tempDir('gmfo');
+    t.teardown(async () => {
+      await a.kill9();
+      await b.stop();
+      removeDir(a.dataDir);
+      removeDir(b.dataDir);
+      removeDir(dir);
+    });
+    const ad = admin(a.addr);
+    const { token } = await unary<{ token: string }>(ad, 'joinHost', { name: 'h1', ttlSeconds: 0 });
+    ad.close();
+    const snaps: Snapshot[] = [];
+    const client = new CoordinatorClient({
+      coordinator: `${a.addr},${b.addr}`,
+      name: 'h1',
+      token,
+      underlayIp: '198.18.0.11',
+      stateDir: dir,
+      version: 't',
+      log: silentLogger,
+      onSnapshot: (s) => snaps.push(s),
+      backoffMinMs: 100,
+    });
+    client.start();
+    t.teardown(() => client.stop());
+    const until = async (f: () => boolean, ms = 10_000) => {
+      const end = Date.now() + ms;
+      while (!f() && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+      return f();
+    };
+    t.true(await until(() => snaps.length > 0 && client.connected), 'registered and watching through A');
+    t.is(client.address, a.addr);
+    await a.kill9();
+    const t0 = Date.now();
+    t.true(await until(() => client.connected && client.address === b.addr), 'watching through B');
+    const failover = Date.now() - t0;
+    const bd = admin(b.addr);
+    const j2 = await unary<{ token: string }>(bd, 'joinHost', { name: 'h2', ttlSeconds: 0 });
+    bd.close();
+    const g = agentClient(b.addr);
+    await unary(g, 'register', {
+      name: 'h2',
+      token: j2.token,
+      credential: '',
+      underlayIp: '198.18.0.12',
+      agentVersion: 't',
+      csr: '',
+    });
+    g.close();
+    t.true(await until(() => snaps.at(-1)!.peers.some((p) => p.name === 'h2')), 'h2, admitted through B, reaches it');
+    t.log(`coordinator A killed -> the agent watching through B after ${failover} ms`);
+  },
+);
+
+serial('coordctl --coordinator A,B: with A down, the call goes to B', async (t) => {
+  const args = ['--store', 'etcd', '--etcd-endpoints', etcd!.endpoint, '--etcd-prefix', '/ctl/'];
+  const b = await startCoordinator({ args: [...args, '--network-cidr', '198.18.64.0/18'] });
+  t.teardown(async () => {
+    await b.stop();
+    removeDir(b.dataDir);
+  });
+  const r = await cli(BIN.coordctl, ['--coordinator', `127.0.0.1:9,${b.addr}`, '--insecure', 'networks', '-o', 'json']);
+  t.is(r.exitCode, 0, r.stderr);
+  t.regex(r.stdout, /198\.18\.64\.0\/18/);
+  const none = await cli(BIN.coordctl, ['--coordinator', '127.0.0.1:9,127.0.0.1:10', '--insecure', 'networks']);
+  t.is(none.exitCode, 1);
+  t.regex(none.stderr, /cannot reach coordinator at 127\.0\.0\.1:10/);
 });
