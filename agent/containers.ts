@@ -12,6 +12,7 @@ import {
   type AttachSpec,
   type ContainerInfo,
   type EndpointPlan,
+  type EndpointRequest,
 } from './attachment.js';
 import { gatewayOf, hostGatewayOf } from './desired.js';
 import type { ContainerRuntime } from './container-runtime.js';
@@ -40,6 +41,9 @@ export interface DockerEndpoint extends EndpointPlan {
   /** Docker has taken the peer (Join): its veth lives and dies with the container */
   joined: boolean;
 }
+
+/** NetworkDriver.CreateEndpoint, as the plugin passes it on: the endpoint and its Docker network */
+export type AddEndpoint = EndpointRequest & { id: string; dockerNetwork: string };
 
 /** an endpoint Docker does not list is dropped only once it is this old (ms): it may be starting */
 const ENDPOINT_GRACE_MS = 60_000;
@@ -350,12 +354,7 @@ export class ContainerReconciler {
     // the flows for new ports first, then the containers' interfaces come up: no
     // container ever sees a link that silently drops its first packets
     if (changed) {
-      const numbers = new Map(
-        (await this.o.ovs.observe()).interfaces
-          .filter((i) => i.bridge === this.o.bridge)
-          .map((i) => [i.name, i.ofport]),
-      );
-      await this.o.onChange(new Map(plugged.map(({ a }) => [a.hostIf, numbers.get(a.hostIf) ?? -1])));
+      await this.o.onChange(await this.portNumbers(plugged.map(({ a }) => a.hostIf)));
     }
     const flowsAt = Date.now();
     for (const { c, a, t } of plugged) {
@@ -444,6 +443,14 @@ export class ContainerReconciler {
     await this.o.links.deleteLink(port);
   }
 
+  /** these new ports' OpenFlow numbers (-1: none yet), as onChange wants them */
+  private async portNumbers(ports: string[]): Promise<Map<string, number>> {
+    const numbers = new Map(
+      (await this.o.ovs.observe()).interfaces.filter((i) => i.bridge === this.o.bridge).map((i) => [i.name, i.ofport]),
+    );
+    return new Map(ports.map((p) => [p, numbers.get(p) ?? -1]));
+  }
+
   /** who holds each MAC on the bridge, by network ("network/mac" -> container ids) */
   private macHolders(all: OvsInterface[]): Map<string, string[]> {
     const m = new Map<string, string[]>();
@@ -519,12 +526,7 @@ export class ContainerReconciler {
     }
     // flows for the new ports before Docker is told the endpoint exists
     if (out.changed) {
-      const numbers = new Map(
-        (await this.o.ovs.observe()).interfaces
-          .filter((i) => i.bridge === this.o.bridge)
-          .map((i) => [i.name, i.ofport]),
-      );
-      await this.o.onChange(new Map(out.ports.map((p) => [p, numbers.get(p) ?? -1])));
+      await this.o.onChange(await this.portNumbers(out.ports));
     }
   }
 
@@ -658,14 +660,7 @@ export class ContainerReconciler {
    * plug it (veth pair, port, flows installed) and remember it; throws the reason it cannot.
    * Asked again for the same endpoint, answers the same.
    */
-  async addEndpoint(r: {
-    id: string;
-    dockerNetwork: string;
-    network: string;
-    ip: string;
-    mac?: string;
-    mtu?: number;
-  }): Promise<DockerEndpoint> {
+  async addEndpoint(r: AddEndpoint): Promise<DockerEndpoint> {
     const plugged = async () =>
       (await this.o.ovs.observe()).interfaces.some(
         (i) => i.bridge === this.o.bridge && i.externalIds[ENDPOINT_KEY] === r.id && i.ofport > 0 && !i.error,

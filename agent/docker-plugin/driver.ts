@@ -2,14 +2,14 @@
 // protocol.ts (pure), the plumbing is the container reconciler's (the same address table,
 // port binding, flows and errors as a labelled container's).
 import type { Logger } from '../../common/log.js';
-import type { DockerEndpoint } from '../containers.js';
+import type { AddEndpoint, DockerEndpoint } from '../containers.js';
 import type { Snapshot } from '../model.js';
 import { JsonTable } from '../state-file.js';
+import { hostGatewayOf } from '../desired.js';
 import {
   ADDRESS_SPACE,
   bindNetwork,
   choosePool,
-  hostGateway,
   networkOfPool,
   type CreateNetworkRequest,
   type NetworkBinding,
@@ -22,14 +22,7 @@ export interface PluginBackend {
   releaseAddress(network: string, ip: string): void;
   /** the one gremesh network in which ip is reserved for Docker (not yet an endpoint's), if exactly one */
   reservedIn(ip: string): string | undefined;
-  addEndpoint(r: {
-    id: string;
-    dockerNetwork: string;
-    network: string;
-    ip: string;
-    mac?: string;
-    mtu?: number;
-  }): Promise<DockerEndpoint>;
+  addEndpoint(r: AddEndpoint): Promise<DockerEndpoint>;
   joinEndpoint(id: string): DockerEndpoint | undefined;
   removeEndpoint(id: string): Promise<void>;
   endpoint(id: string): DockerEndpoint | undefined;
@@ -147,7 +140,7 @@ export class DockerPlugin {
     const opts = (b.Options ?? {}) as Record<string, string>;
     if (opts.RequestAddressType === GATEWAY_REQUEST) {
       const s = this.o.snapshot();
-      const gw = s && hostGateway(s, network);
+      const gw = s && hostGatewayOf(s, network);
       if (!gw) this.fail(`this host has no slice of gremesh network ${network}`);
       if (want && want !== gw.ip) this.fail(`--gateway ${want}: gremesh sets each host's gateway (here ${gw.ip})`);
       return { Address: `${gw.ip}/${gw.prefixLen}`, Data: {} };

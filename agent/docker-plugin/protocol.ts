@@ -83,9 +83,6 @@ export function networkOfPool(poolId: string): string | undefined {
   return /^gremesh\/(.+)$/.exec(poolId)?.[1];
 }
 
-/** this host's gateway on a gremesh network (undefined: no slice) */
-export const hostGateway = hostGatewayOf;
-
 export interface IpamData {
   AddressSpace?: string;
   Pool?: string;
@@ -136,7 +133,7 @@ export function bindNetwork(r: CreateNetworkRequest, s: Snapshot | undefined): N
     return {
       error: `subnet ${pool} comes from IPAM driver address space ${quoted(v4[0]!.AddressSpace ?? '')}: create the network with --ipam-driver gremesh (two hosts' Docker IPAMs would hand out the same addresses)`,
     };
-  const gw = hostGateway(s, net.name);
+  const gw = hostGatewayOf(s, net.name);
   if (!gw) return { error: `this host has no slice of gremesh network ${net.name} yet` };
   const given = v4[0]!.Gateway?.split('/')[0];
   if (given && given !== gw.ip)

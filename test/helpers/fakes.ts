@@ -2,6 +2,8 @@
 // that typed operations change (ports get OpenFlow numbers), recording transactions and
 // flow writes. fakeLinks: a kernel that accepts every link operation.
 import type { LinkDriver } from '../../agent/link-driver.js';
+import type { ContainerRuntime } from '../../agent/container-runtime.js';
+import type { ContainerInfo } from '../../agent/attachment.js';
 import type { OvsDriver } from '../../agent/ovs-driver.js';
 import type { OvsOp } from '../../agent/ovs-ops.js';
 import type { OvsState } from '../../agent/model.js';
@@ -88,3 +90,43 @@ export const fakeLinks: LinkDriver = {
   linkExists: async () => false,
   sysctl: async () => {},
 };
+
+/** Docker as the container reconciler sees it: containers started by hand, events emitted by hand */
+export class FakeRuntime implements ContainerRuntime {
+  containers = new Map<string, ContainerInfo & { running: boolean }>();
+  calls = { running: 0, existing: 0, find: [] as string[] };
+  emit: (kind: string, id: string) => void = () => {};
+  async running() {
+    this.calls.running++;
+    return [...this.containers.values()].filter((c) => c.running);
+  }
+  async existing() {
+    this.calls.existing++;
+    return new Set(this.containers.keys());
+  }
+  async find(ref: string) {
+    this.calls.find.push(ref);
+    return this.containers.get(ref);
+  }
+  watch(onEvent: (kind: string, id: string) => void) {
+    this.emit = onEvent;
+    return () => {};
+  }
+  /** the endpoints Docker lists on gremesh networks */
+  dockerEndpoints = new Set<string>();
+  async endpointsOfDriver() {
+    return new Set(this.dockerEndpoints);
+  }
+  start(n: number) {
+    const id = `${n.toString(16).padStart(11, '0')}${'a'.repeat(53)}`; // ports are named after the first 11 hex digits
+    this.containers.set(id, {
+      id,
+      name: `web${n}`,
+      pid: 1000 + n,
+      running: true,
+      networkMode: 'none',
+      labels: { 'gremesh.network': 'default' },
+    });
+    return id;
+  }
+}

@@ -3,52 +3,11 @@
 import test from 'ava';
 import * as fs from 'node:fs';
 import { ContainerReconciler } from '../../agent/containers.js';
-import type { ContainerRuntime } from '../../agent/container-runtime.js';
-import type { ContainerInfo } from '../../agent/attachment.js';
 import type { Snapshot } from '../../agent/model.js';
 import { FileIpam } from '../../agent/ipam.js';
 import { silentLogger } from '../../common/log.js';
 import { tempDir } from '../helpers/cli.js';
-import { FakeOvsDriver, fakeLinks as links } from '../helpers/fakes.js';
-
-class FakeRuntime implements ContainerRuntime {
-  containers = new Map<string, ContainerInfo & { running: boolean }>();
-  calls = { running: 0, existing: 0, find: [] as string[] };
-  emit: (kind: string, id: string) => void = () => {};
-  async running() {
-    this.calls.running++;
-    return [...this.containers.values()].filter((c) => c.running);
-  }
-  async existing() {
-    this.calls.existing++;
-    return new Set(this.containers.keys());
-  }
-  async find(ref: string) {
-    this.calls.find.push(ref);
-    return this.containers.get(ref);
-  }
-  watch(onEvent: (kind: string, id: string) => void) {
-    this.emit = onEvent;
-    return () => {};
-  }
-  /** the endpoints Docker lists on gremesh networks */
-  dockerEndpoints = new Set<string>();
-  async endpointsOfDriver() {
-    return new Set(this.dockerEndpoints);
-  }
-  start(n: number) {
-    const id = `${n.toString(16).padStart(11, '0')}${'a'.repeat(53)}`; // ports are named after the first 11 hex digits
-    this.containers.set(id, {
-      id,
-      name: `web${n}`,
-      pid: 1000 + n,
-      running: true,
-      networkMode: 'none',
-      labels: { 'gremesh.network': 'default' },
-    });
-    return id;
-  }
-}
+import { FakeOvsDriver, FakeRuntime, fakeLinks as links } from '../helpers/fakes.js';
 
 const snap: Snapshot = {
   revision: 1,

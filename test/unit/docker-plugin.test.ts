@@ -13,13 +13,12 @@ import {
 import { DockerPlugin } from '../../agent/docker-plugin/driver.js';
 import { planEndpoint } from '../../agent/attachment.js';
 import { ContainerReconciler } from '../../agent/containers.js';
-import type { ContainerRuntime } from '../../agent/container-runtime.js';
 import { FileIpam } from '../../agent/ipam.js';
 import { ENDPOINT_KEY, endpointIds } from '../../agent/ovs-ids.js';
 import type { Snapshot } from '../../agent/model.js';
 import { silentLogger } from '../../common/log.js';
 import { tempDir } from '../helpers/cli.js';
-import { FakeOvsDriver, fakeLinks } from '../helpers/fakes.js';
+import { FakeOvsDriver, FakeRuntime, fakeLinks } from '../helpers/fakes.js';
 
 const snap: Snapshot = {
   revision: 1,
@@ -151,25 +150,6 @@ test('planEndpoint: as a labelled container (MTU, gateway, MAC from the address)
   t.regex('error' in group ? group.error : '', /not a unicast MAC/);
 });
 
-class QuietRuntime implements ContainerRuntime {
-  dockerEndpoints = new Set<string>();
-  async running() {
-    return [];
-  }
-  async existing() {
-    return new Set<string>();
-  }
-  async find() {
-    return undefined;
-  }
-  watch() {
-    return () => {};
-  }
-  async endpointsOfDriver() {
-    return new Set(this.dockerEndpoints);
-  }
-}
-
 const EP = 'e'.repeat(64);
 
 async function waitFor(f: () => boolean, ms = 5000): Promise<void> {
@@ -179,7 +159,7 @@ async function waitFor(f: () => boolean, ms = 5000): Promise<void> {
 function setup(t: { teardown(f: () => void): void }, dir = tempDir('gmpl'), vethsThere = new Set<string>()) {
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   const ovs = new FakeOvsDriver();
-  const runtime = new QuietRuntime();
+  const runtime = new FakeRuntime();
   const made: string[] = [];
   const rec = new ContainerReconciler({
     runtime,
