@@ -16,6 +16,8 @@ export interface CoordinatorConfig {
   etcdCa: string;
   etcdCert: string;
   etcdKey: string;
+  /** --store etcd: the key that seals the shared CA key ('' = DATA_DIR/secrets.key) */
+  secretsKeyFile: string;
   networkName: string;
   networkCidr: string;
   hostPrefixLen: number;
@@ -40,6 +42,7 @@ export const DEFAULTS: CoordinatorConfig = {
   etcdCa: '',
   etcdCert: '',
   etcdKey: '',
+  secretsKeyFile: '',
   networkName: 'default',
   networkCidr: '10.212.0.0/16',
   hostPrefixLen: 24,
@@ -63,6 +66,7 @@ export const KEYS: Record<string, [keyof CoordinatorConfig, string]> = {
   'etcd-ca': ['etcdCa', 'GREMESH_ETCD_CA'],
   'etcd-cert': ['etcdCert', 'GREMESH_ETCD_CERT'],
   'etcd-key': ['etcdKey', 'GREMESH_ETCD_KEY'],
+  'secrets-key-file': ['secretsKeyFile', 'GREMESH_SECRETS_KEY_FILE'],
   'network-name': ['networkName', 'GREMESH_NETWORK_NAME'],
   'network-cidr': ['networkCidr', 'GREMESH_NETWORK_CIDR'],
   'host-prefix-len': ['hostPrefixLen', 'GREMESH_HOST_PREFIX_LEN'],

@@ -30,6 +30,7 @@ import {
 } from './validate.js';
 import { EventLog, attachEvents, tunnelEvents } from './events.js';
 import { printable } from '../common/text.js';
+import { randomBytes } from 'node:crypto';
 
 /** endpoints one host may report: every agent's snapshot carries every host's */
 export const MAX_ENDPOINTS_PER_HOST = 4096;
@@ -136,6 +137,9 @@ export interface DefaultNetwork {
   mtu: number;
 }
 
+/** a Soft as written to a shared store: by which coordinator, names as pairs */
+type SoftRecord = Omit<Soft, 'names'> & { by: string; names: [string, string][] };
+
 interface Soft {
   lastSeenMs: number;
   tunnels: TunnelView[];
@@ -191,7 +195,50 @@ export class Coordinator {
     const c = new Coordinator(store, o);
     await c.reload();
     await store.watchExternal?.(() => void c.externalChange());
+    await store.soft?.watch((host, value) => c.remoteSoft(host, value));
     return c;
+  }
+
+  /** this process, in the soft records it writes to a shared store */
+  private readonly id = randomBytes(6).toString('hex');
+
+  /**
+   * A shared store (etcd): what agents reported here, for every other coordinator. Failing to
+   * write it fails nothing here: the next report writes it again.
+   */
+  private async publishSoft(name: string): Promise<void> {
+    const s = this.soft.get(name);
+    if (!this.store.soft || !s) return;
+    const rec: SoftRecord = { ...s, by: this.id, names: [...(s.names ?? [])] };
+    await this.store.soft.publish(name, JSON.stringify(rec)).catch((e: Error) => {
+      this.log.warn({ host: name, err: e.message }, 'soft state not shared');
+    });
+  }
+
+  /**
+   * A soft record another coordinator wrote (an agent reporting there). Kept unless this
+   * coordinator has newer news of the host itself; a record gone (its writer's lease ran out)
+   * changes nothing: the host ages into "down" unless it reports somewhere.
+   */
+  private remoteSoft(host: string, value: string | undefined): void {
+    if (value === undefined) return;
+    let rec: SoftRecord;
+    try {
+      rec = JSON.parse(value) as SoftRecord;
+    } catch {
+      return;
+    }
+    if (rec.by === this.id) return;
+    const mine = this.soft.get(host);
+    if (mine && (this.isConnected(host) || mine.lastSeenMs > rec.lastSeenMs)) return;
+    this.soft.set(host, {
+      lastSeenMs: rec.lastSeenMs,
+      tunnels: rec.tunnels ?? [],
+      endpoints: rec.endpoints ?? [],
+      attachErrors: rec.attachErrors ?? [],
+      names: new Map(rec.names ?? []),
+      cert: rec.cert,
+    });
   }
 
   /** the revision listeners were last told of */
@@ -205,6 +252,7 @@ export class Coordinator {
   private async externalChange(): Promise<void> {
     const before = new Set(this.hostMap.keys());
     await this.reload();
+    for (const h of this.soft.keys()) if (!this.hostMap.has(h)) this.soft.delete(h);
     if (this.rev <= this.notified) return;
     this.notified = this.rev;
     const c: Change = {
@@ -511,6 +559,7 @@ export class Coordinator {
     this.touch(r.name);
     this.log.info({ host: r.name, underlayIp: r.underlayIp, slices: this.slicesOf(r.name) }, 'host admitted');
     if (certificate && this.validityOf) this.soft.get(r.name)!.cert = this.validityOf(certificate);
+    await this.publishSoft(r.name);
     this.onAdmitted(r.name);
     this.events.add({
       timeMs: this.now(),
@@ -561,6 +610,7 @@ export class Coordinator {
     await this.reload();
     this.touch(name);
     if (this.validityOf) this.soft.get(name)!.cert = this.validityOf(certificate);
+    await this.publishSoft(name);
     this.log.info({ host: name }, 'host certificate renewed');
     return certificate;
   }
@@ -614,6 +664,7 @@ export class Coordinator {
       return { result: undefined, upserts: [], removes: [name] };
     });
     this.soft.delete(name);
+    await this.store.soft?.remove(name).catch(() => {});
     this.liveness.delete(name);
     this.log.info({ host: name }, 'host removed');
     this.events.add({ timeMs: this.now(), kind: 'host-left', host: name, peer: '', detail: 'coordctl leave' });
@@ -763,6 +814,8 @@ export class Coordinator {
     );
     const changed = JSON.stringify(s.endpoints) !== JSON.stringify(endpoints);
     s.endpoints = endpoints;
+    // shared before the change: a coordinator that hears of the change has the endpoints already
+    await this.publishSoft(name);
     if (changed) await this.change('endpoints', () => ({ result: undefined, upserts: [name], removes: [] }));
   }
 }

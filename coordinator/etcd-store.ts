@@ -8,11 +8,11 @@
 // never both commit on the same view of a table: the second one's compare fails, it
 // re-reads the prefix and runs fn again. That is flannel's `If(Version(key)==0) Then
 // Put(key)` widened to whole tables: no slice, GRE key, host or token use twice.
-import { Etcd3, type IOptions, type Namespace, type Watcher } from 'etcd3';
+import { Etcd3, type IOptions, type Lease, type Namespace, type Watcher } from 'etcd3';
 import { CoordError, StoreConflict } from './errors.js';
 import { MemoryTx, emptyState, type State } from './memory-store.js';
 import type { HostRec, NetworkRec, SliceRec, TokenRec } from './model.js';
-import type { Store, Tx } from './store.js';
+import type { CoordinatorMembers, SharedSecrets, SharedSoftState, Store, Tx } from './store.js';
 
 type Table = keyof State;
 const TABLES: Table[] = ['meta', 'networks', 'hosts', 'slices', 'tokens'];
@@ -53,6 +53,20 @@ export interface EtcdStoreOptions {
   timeoutMs?: number;
   /** how often fn may be re-run after a conflicting writer (default 50) */
   maxAttempts?: number;
+}
+
+/** soft records live this long after their coordinator stopped renewing its lease */
+export const SOFT_TTL_S = 15;
+
+/** Pure: the end of the key range of everything that starts with key (etcd's prefix range) */
+export function prefixEnd(key: Buffer): Buffer {
+  const end = Buffer.from(key);
+  for (let i = end.length - 1; i >= 0; i--)
+    if (end[i]! < 0xff) {
+      end[i]!++;
+      return end.subarray(0, i + 1);
+    }
+  return Buffer.from([0]);
 }
 
 /** Pure: the etcd key of a record, under the prefix */
@@ -108,6 +122,11 @@ export function stateFromKvs(kvs: { key: string; value: string }[]): State {
 export class EtcdStore implements Store {
   private readonly client: Etcd3;
   private readonly ns: Namespace;
+  private readonly prefix: Buffer;
+  /** revisions of this store's own commits not yet covered by a reload: their watch events are no news */
+  private ownRevs = new Set<number>();
+  /** the revision of the last full read (the copy may be newer, by this store's own commits) */
+  private readAt = 0;
   private state: State = emptyState();
   /** mod revision of each table's counter as last read (0: never written) */
   private counters = new Map<Table, number>();
@@ -134,24 +153,46 @@ export class EtcdStore implements Store {
         : {}),
     };
     this.client = new Etcd3(opts);
-    this.ns = this.client.namespace(o.prefix ?? '/gremesh/');
+    this.prefix = Buffer.from(o.prefix ?? '/gremesh/');
+    this.ns = this.client.namespace(this.prefix);
     this.maxAttempts = o.maxAttempts ?? 50;
   }
 
-  /** Read the whole prefix: records and the tables' counters, at one revision. */
+  /** every key under the prefix that starts with p, as ranges in one etcd request */
+  private range(p: string) {
+    const key = Buffer.concat([this.prefix, Buffer.from(p)]);
+    return { request_range: { key, range_end: prefixEnd(key) } };
+  }
+
+  /** Several prefixes read at one revision: [key relative to the prefix, value][] per prefix. */
+  private async readPrefixes(prefixes: string[]): Promise<{ revision: number; kvs: [string, Buffer, number][][] }> {
+    const res = await this.unavailableAsError(() => this.ns.kv.txn({ success: prefixes.map((p) => this.range(p)) }));
+    return {
+      revision: Number(res.header.revision),
+      kvs: res.responses.map((r) =>
+        (r.response_range?.kvs ?? []).map(
+          (kv) =>
+            [kv.key.subarray(this.prefix.length).toString(), kv.value, Number(kv.mod_revision)] as [
+              string,
+              Buffer,
+              number,
+            ],
+        ),
+      ),
+    };
+  }
+
+  /** Read the records and the tables' counters, at one revision (the soft records and secrets are not read). */
   private async reload(): Promise<void> {
-    const res = await this.unavailableAsError(() => this.ns.getAll().exec());
-    const records: { key: string; value: string }[] = [];
+    const { revision, kvs } = await this.readPrefixes(['rev/', ...TABLES.map((t) => `${t}/`)]);
     const counters = new Map<Table, number>();
-    for (const kv of res.kvs) {
-      const key = kv.key.toString();
-      if (key.startsWith('rev/')) counters.set(key.slice(4) as Table, Number(kv.mod_revision));
-      else records.push({ key, value: kv.value.toString() });
-    }
-    this.state = stateFromKvs(records);
+    for (const [key, , mod] of kvs[0]!) counters.set(key.slice(4) as Table, mod);
+    this.state = stateFromKvs(kvs.slice(1).flatMap((l) => l.map(([key, v]) => ({ key, value: v.toString() }))));
     this.counters = counters;
     this.loaded = true;
-    this.appliedRev = Number(res.header.revision);
+    this.appliedRev = revision;
+    this.readAt = revision;
+    for (const r of this.ownRevs) if (r <= revision) this.ownRevs.delete(r);
   }
 
   private async unavailableAsError<T>(f: () => Promise<T>): Promise<T> {
@@ -209,6 +250,7 @@ export class EtcdStore implements Store {
         this.state = next;
         for (const t of tables) this.counters.set(t, rev);
         this.appliedRev = Math.max(this.appliedRev, rev);
+        this.ownRevs.add(rev);
         return result;
       }
       // another coordinator wrote a table this one read or writes: read again, run fn again
@@ -226,6 +268,10 @@ export class EtcdStore implements Store {
    */
   async watchExternal(f: () => void): Promise<void> {
     this.externalListeners.push(f);
+    await this.ensureWatcher();
+  }
+
+  private async ensureWatcher(): Promise<void> {
     if (this.watcher) return;
     if (!this.loaded) await this.reload();
     const w = await this.unavailableAsError(() =>
@@ -235,15 +281,100 @@ export class EtcdStore implements Store {
         .startRevision(String(this.appliedRev + 1))
         .create(),
     );
+    if (this.watcher) {
+      void w.cancel().catch(() => {});
+      return;
+    }
     w.on('data', (res) => {
-      const newest = Math.max(0, ...res.events.map((e) => Number(e.kv.mod_revision)));
-      if (newest > this.appliedRev) this.scheduleExternal();
+      let news = false;
+      for (const e of res.events) {
+        const key = e.kv.key.toString();
+        if (key.startsWith('soft/')) {
+          const host = decodeURIComponent(key.slice(5));
+          const value = e.type === 'Delete' ? undefined : e.kv.value.toString();
+          for (const l of this.softListeners) l(host, value);
+        } else if (key.startsWith('rev/') || TABLES.some((t) => key.startsWith(`${t}/`))) {
+          const rev = Number(e.kv.mod_revision);
+          if (rev > this.readAt && !this.ownRevs.has(rev)) news = true;
+        }
+      }
+      if (news && this.externalListeners.length) this.scheduleExternal();
     });
     w.on('error', () => {
       /* the client re-establishes watchers by itself */
     });
     this.watcher = w;
   }
+
+  private softListeners: ((host: string, value: string | undefined) => void)[] = [];
+  private lease: Lease | undefined;
+
+  /** the lease this coordinator's soft records hang on (kept alive by the client; a lost one is replaced) */
+  private softLease(): Lease {
+    if (!this.lease || this.lease.revoked()) {
+      const l = this.ns.lease(SOFT_TTL_S);
+      l.on('lost', () => {
+        if (this.lease === l) this.lease = undefined;
+      });
+      this.lease = l;
+    }
+    return this.lease;
+  }
+
+  readonly soft: SharedSoftState = {
+    publish: async (host, value) => {
+      await this.unavailableAsError(() =>
+        this.softLease()
+          .put(`soft/${encodeURIComponent(host)}`)
+          .value(value)
+          .exec(),
+      );
+    },
+    remove: async (host) => {
+      await this.unavailableAsError(() =>
+        this.ns
+          .delete()
+          .key(`soft/${encodeURIComponent(host)}`)
+          .exec(),
+      );
+    },
+    watch: async (f) => {
+      this.softListeners.push(f);
+      await this.ensureWatcher();
+      const { kvs } = await this.readPrefixes(['soft/']);
+      for (const [key, value] of kvs[0]!) f(decodeURIComponent(key.slice(5)), value.toString());
+    },
+  };
+
+  readonly members: CoordinatorMembers = {
+    announce: async (id, address) => {
+      await this.unavailableAsError(() =>
+        this.softLease()
+          .put(`coordinators/${encodeURIComponent(id)}`)
+          .value(address)
+          .exec(),
+      );
+    },
+    list: async () => {
+      const { kvs } = await this.readPrefixes(['coordinators/']);
+      return kvs[0]!.map(([, v]) => v.toString());
+    },
+  };
+
+  readonly secrets: SharedSecrets = {
+    get: async (name) => {
+      const key = `secrets/${encodeURIComponent(name)}`;
+      return (await this.unavailableAsError(() => this.ns.get(key).string())) ?? undefined;
+    },
+    putIfAbsent: async (name, value) => {
+      const key = `secrets/${encodeURIComponent(name)}`;
+      const res = await this.unavailableAsError(() =>
+        this.ns.if(key, 'Version', '==', 0).then(this.ns.put(key).value(value)).else(this.ns.get(key)).commit(),
+      );
+      if (res.succeeded) return value;
+      return res.responses[0]!.response_range!.kvs[0]!.value.toString();
+    },
+  };
 
   private scheduleExternal(): void {
     if (this.externalTimer) return;
@@ -264,6 +395,7 @@ export class EtcdStore implements Store {
 
   close(): void {
     if (this.externalTimer) clearTimeout(this.externalTimer);
+    this.lease?.release();
     void this.watcher?.cancel().catch(() => {});
     this.client.close();
   }

@@ -25,8 +25,8 @@ import { ADMIN_CN, hostCn, type Pki } from './pki.js';
 
 export interface ServerOptions {
   maxMessageBytes: number;
-  /** the address agents should dial, printed by `coordctl join` */
-  advertise: () => string;
+  /** the address(es) agents should dial, printed by `coordctl join` */
+  advertise: () => string | Promise<string>;
   log: Logger;
   /** TLS material; undefined: --insecure (no TLS, credentials instead of certificates) */
   pki?: Pki;
@@ -331,7 +331,12 @@ export function createServer(coord: Coordinator, hub: WatchHub, o: ServerOptions
       {
         joinHost: unary(admin, async (req: { name: string; ttlSeconds: number }) => {
           const r = await coord.joinHost(req.name, req.ttlSeconds);
-          return { token: r.token, expiresMs: r.expiresMs, coordinator: o.advertise(), caHash: o.pki?.caHash ?? '' };
+          return {
+            token: r.token,
+            expiresMs: r.expiresMs,
+            coordinator: await o.advertise(),
+            caHash: o.pki?.caHash ?? '',
+          };
         }),
         removeHost: unary(admin, async (req: { name: string }) => {
           await coord.removeHost(req.name);

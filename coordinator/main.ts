@@ -6,7 +6,7 @@ import { parseHostPort } from './config.js';
 
 /** gRPC, SQLite and the PKI load only once the flags are good: --help and usage errors answer at once */
 async function loadDaemon() {
-  const [log, coordinator, grpcServer, memory, sqlite, hub, pki] = await Promise.all([
+  const [log, coordinator, grpcServer, memory, sqlite, hub, pki, sharedPki] = await Promise.all([
     import('../common/log.js'),
     import('./coordinator.js'),
     import('./grpc-server.js'),
@@ -14,6 +14,7 @@ async function loadDaemon() {
     import('./sqlite-store.js'),
     import('./watch-hub.js'),
     import('./pki.js'),
+    import('./shared-pki.js'),
   ]);
   return {
     createLogger: log.createLogger,
@@ -31,24 +32,30 @@ async function loadDaemon() {
     keyFingerprint: pki.keyFingerprint,
     csrKeyFingerprint: pki.csrKeyFingerprint,
     signHostCsr: pki.signHostCsr,
+    sharedPkiMaterial: sharedPki.sharedPkiMaterial,
   };
 }
 import { parseIp } from '../common/ipv4.js';
+import type { Store } from './store.js';
 import * as fs from 'node:fs';
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, randomUUID } from 'node:crypto';
 
 const HELP = `gremesh-coordinator: the gremesh control plane (gRPC)
 
 Usage: gremesh-coordinator [flags]
 
   --listen ADDR:PORT        where to serve (default 0.0.0.0:7420)        env GREMESH_LISTEN
-  --advertise ADDR:PORT     address agents dial, printed by coordctl join (default --listen)
+  --advertise ADDR:PORT     address agents dial, printed by coordctl join (default --listen);
+                            on etcd, join prints every coordinator serving, this one first
   --data-dir DIR            state (SQLite) lives here (default /var/lib/gremesh-coordinator)
   --store sqlite|memory|etcd  memory: nothing persists (tests only); etcd: the records in an
                             etcd cluster (several coordinators can share it)
   --etcd-endpoints URLS     --store etcd: http(s)://HOST:PORT,... of the cluster's members
   --etcd-prefix P           key prefix (default /gremesh/)
   --etcd-ca/--etcd-cert/--etcd-key FILE  TLS to etcd (PEM files)
+  --secrets-key-file FILE   --store etcd: the key sealing the CA's and admin's private keys
+                            in etcd (default DATA_DIR/secrets.key; the first coordinator makes
+                            it, every other one needs a copy of it)
   --network-name NAME       the network created on first start (default "default")
   --network-cidr CIDR       its CIDR (default 10.212.0.0/16)
   --host-prefix-len N       each host's slice (default 24)
@@ -69,6 +76,9 @@ Usage: gremesh-coordinator [flags]
 TLS (the default): on first start a CA, the serving certificate and an admin client
 certificate (for coordctl) are made in DATA_DIR/pki (keys mode 0600). "coordctl join"
 prints the CA's SHA-256 hash; agents pin it and get a client certificate for their name.
+With --store etcd the CA and the admin credentials live in etcd (private keys sealed with
+AES-256-GCM under --secrets-key-file), so every coordinator signs and checks the same
+identities; each one issues its own serving certificate.
 
 Precedence: defaults < --config file < environment (GREMESH_<FLAG>) < flags.
 `;
@@ -100,9 +110,24 @@ async function main(argv: string[]): Promise<number> {
     keyFingerprint,
     csrKeyFingerprint,
     signHostCsr,
+    sharedPkiMaterial,
   } = await loadDaemon();
   const log = createLogger('coordinator', cfg.logLevel);
   const insecure = values.insecure === true || process.env.GREMESH_INSECURE === '1';
+  const read = (f: string) => (f ? fs.readFileSync(f) : undefined);
+  const store: Store =
+    cfg.store === 'memory'
+      ? new MemoryStore()
+      : cfg.store === 'etcd'
+        ? new (await EtcdStore())({
+            endpoints: cfg.etcdEndpoints.split(',').filter(Boolean),
+            prefix: cfg.etcdPrefix,
+            tls:
+              cfg.etcdCa || cfg.etcdCert
+                ? { ca: read(cfg.etcdCa), cert: read(cfg.etcdCert), key: read(cfg.etcdKey) }
+                : undefined,
+          })
+        : new SqliteStore(`${cfg.dataDir}/coordinator.db`);
   let pki;
   if (insecure) {
     process.stderr.write(
@@ -118,22 +143,15 @@ async function main(argv: string[]): Promise<number> {
       .split(',')
       .map((x) => x.trim())
       .filter(Boolean);
-    pki = await ensurePki(`${cfg.dataDir}/pki`, [...hosts, ...extra].map(sanOf));
+    let shared;
+    if (store.secrets) {
+      const keyFile = cfg.secretsKeyFile || `${cfg.dataDir}/secrets.key`;
+      const r = await sharedPkiMaterial(store.secrets, keyFile, `${cfg.dataDir}/pki`);
+      shared = r.material;
+      log.info({ keyFile }, r.made ? 'CA and admin credentials stored in etcd (keys sealed)' : 'CA read from etcd');
+    }
+    pki = await ensurePki(`${cfg.dataDir}/pki`, [...hosts, ...extra].map(sanOf), shared);
   }
-  const read = (f: string) => (f ? fs.readFileSync(f) : undefined);
-  const store =
-    cfg.store === 'memory'
-      ? new MemoryStore()
-      : cfg.store === 'etcd'
-        ? new (await EtcdStore())({
-            endpoints: cfg.etcdEndpoints.split(',').filter(Boolean),
-            prefix: cfg.etcdPrefix,
-            tls:
-              cfg.etcdCa || cfg.etcdCert
-                ? { ca: read(cfg.etcdCa), cert: read(cfg.etcdCert), key: read(cfg.etcdKey) }
-                : undefined,
-          })
-        : new SqliteStore(`${cfg.dataDir}/coordinator.db`);
   const tlsPki = pki;
   const coord = await Coordinator.create(store, {
     downAfterMs: cfg.downAfterS * 1000,
@@ -179,10 +197,15 @@ async function main(argv: string[]): Promise<number> {
     log.info({ metrics: `http://${cfg.metrics}/metrics` }, 'serving Prometheus metrics');
   }
   const advertise = { value: cfg.advertise };
+  // on etcd, `coordctl join` prints every coordinator serving (this one first): agents fail over among them
+  let siblings: string[] = [];
   const server = createServer(coord, hub, {
     onRpcError: metrics ? (m, c) => metrics.rpcError(m, c) : undefined,
     maxMessageBytes: cfg.maxMessageBytes,
-    advertise: () => advertise.value,
+    advertise: async () => {
+      if (membership) siblings = await store.members!.list().catch(() => siblings);
+      return [advertise.value, ...siblings.filter((a) => a !== advertise.value).sort()].join(',');
+    },
     log,
     pki,
   });
@@ -201,12 +224,28 @@ async function main(argv: string[]): Promise<number> {
     'coordinator serving',
   );
   if (pki) log.info({ caHash: pki.caHash, pki: pki.dir }, 'TLS on: agents pin this CA hash');
+  let membership: NodeJS.Timeout | undefined;
+  const members = store.members;
+  if (members && !/^(0\.0\.0\.0|\[?::\]?):/.test(advertise.value)) {
+    const id = randomUUID();
+    const refresh = async () => {
+      try {
+        await members.announce(id, advertise.value);
+        siblings = await members.list();
+      } catch (e) {
+        log.debug({ err: (e as Error).message }, 'coordinator list not refreshed');
+      }
+    };
+    await refresh();
+    membership = setInterval(() => void refresh(), 5000);
+  }
   // a line on stdout for scripts that start it with port 0
   process.stdout.write(`gremesh-coordinator listening on ${cfg.listen.replace(/:\d+$/, `:${port}`)}\n`);
   await new Promise<void>((resolve) => {
     // Watch streams never end by themselves: close them, agents reconnect to the next coordinator
     const stop = () => {
       clearInterval(liveness);
+      clearInterval(membership);
       metricsServer?.close();
       server.forceShutdown();
       resolve();

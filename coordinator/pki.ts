@@ -63,30 +63,70 @@ export async function csrKeyFingerprint(csrPem: string): Promise<string> {
   return createHash('sha256').update(Buffer.from(key.rawData)).digest('hex');
 }
 
-/** key (0600) then certificate, each written whole */
-function writeKeyAndCert(keyFile: string, keyPem: string, certFile: string, certPem: string): void {
-  fs.writeFileSync(`${keyFile}.tmp`, keyPem, { mode: 0o600 });
-  fs.renameSync(`${keyFile}.tmp`, keyFile);
-  fs.writeFileSync(`${certFile}.tmp`, certPem);
-  fs.renameSync(`${certFile}.tmp`, certFile);
+/** a file written whole (a temporary file renamed over it) */
+function writeWhole(file: string, text: string, mode = 0o644): void {
+  fs.writeFileSync(`${file}.tmp`, text, { mode });
+  fs.renameSync(`${file}.tmp`, file);
 }
 
-/** Creates the CA and the serving and admin certificates on first start; loads them after. */
-export async function ensurePki(dir: string, sans: string[]): Promise<Pki> {
+/** key (0600) then certificate, each written whole */
+function writeKeyAndCert(keyFile: string, keyPem: string, certFile: string, certPem: string): void {
+  writeWhole(keyFile, keyPem, 0o600);
+  writeWhole(certFile, certPem);
+}
+
+/** The CA and the admin client credentials (PEM): what coordinators on a shared store share. */
+export interface PkiMaterial {
+  caCert: string;
+  caKey: string;
+  adminCert: string;
+  adminKey: string;
+}
+
+const newCa = async () => {
+  const keys = await newKeyPair();
+  return { keys, certPem: await selfSignedCa(keys, subject('gremesh coordinator CA'), 3650) };
+};
+const newAdmin = async (issuer: Issuer) => {
+  const keys = await newKeyPair();
+  const cert = await issue(issuer, keys.publicKey, { subject: subject(ADMIN_CN), days: 825, usage: 'client' });
+  return { keyPem: await privateKeyPem(keys), cert };
+};
+
+/** A new CA and an admin client certificate it signed. */
+export async function newPkiMaterial(): Promise<PkiMaterial> {
+  const ca = await newCa();
+  const admin = await newAdmin(ca);
+  return { caCert: ca.certPem, caKey: await privateKeyPem(ca.keys), adminCert: admin.cert, adminKey: admin.keyPem };
+}
+
+/** true if pem was signed by the CA caPem */
+function issuedBy(pem: string, caPem: string): boolean {
+  const ca = new X509Certificate(caPem);
+  const c = new X509Certificate(pem);
+  return c.checkIssued(ca) && c.verify(ca.publicKey);
+}
+
+/**
+ * Creates the CA and the serving and admin certificates on first start; loads them after.
+ * With shared material (coordinators on etcd), the CA and admin credentials are those; the
+ * CA's key stays in memory, and the serving certificate is this coordinator's own.
+ */
+export async function ensurePki(dir: string, sans: string[], shared?: PkiMaterial): Promise<Pki> {
   const p = paths(dir);
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  if (!fs.existsSync(p.caCrt) || !fs.existsSync(p.caKey)) {
-    const keys = await newKeyPair();
-    writeKeyAndCert(
-      p.caKey,
-      await privateKeyPem(keys),
-      p.caCrt,
-      await selfSignedCa(keys, subject('gremesh coordinator CA'), 3650),
-    );
+  const read = (f: string) => (fs.existsSync(f) ? fs.readFileSync(f, 'utf8') : '');
+  if (shared) {
+    if (read(p.caCrt) !== shared.caCert) writeWhole(p.caCrt, shared.caCert);
+    if (read(p.adminCrt) !== shared.adminCert || read(p.adminKey) !== shared.adminKey)
+      writeKeyAndCert(p.adminKey, shared.adminKey, p.adminCrt, shared.adminCert);
+  } else if (!fs.existsSync(p.caCrt) || !fs.existsSync(p.caKey)) {
+    const ca = await newCa();
+    writeKeyAndCert(p.caKey, await privateKeyPem(ca.keys), p.caCrt, ca.certPem);
   }
   const issuer: Issuer = {
-    certPem: fs.readFileSync(p.caCrt, 'utf8'),
-    keys: await keyPairFromPem(fs.readFileSync(p.caKey, 'utf8')),
+    certPem: shared?.caCert ?? fs.readFileSync(p.caCrt, 'utf8'),
+    keys: await keyPairFromPem(shared?.caKey ?? fs.readFileSync(p.caKey, 'utf8')),
   };
   const sanList = [...new Set(['DNS:localhost', 'IP:127.0.0.1', ...sans])];
   const wantSan = `${p.serverCrt}.san`;
@@ -99,6 +139,7 @@ export async function ensurePki(dir: string, sans: string[]): Promise<Pki> {
   if (
     !fs.existsSync(p.serverCrt) ||
     late(p.serverCrt) ||
+    !issuedBy(fs.readFileSync(p.serverCrt, 'utf8'), issuer.certPem) ||
     (fs.existsSync(wantSan) ? fs.readFileSync(wantSan, 'utf8') : '') !== sanList.join(',')
   ) {
     const keys = await newKeyPair();
@@ -111,12 +152,12 @@ export async function ensurePki(dir: string, sans: string[]): Promise<Pki> {
     writeKeyAndCert(p.serverKey, await privateKeyPem(keys), p.serverCrt, cert);
     fs.writeFileSync(wantSan, sanList.join(','));
   }
-  if (!fs.existsSync(p.adminCrt) || late(p.adminCrt)) {
-    const keys = await newKeyPair();
-    const cert = await issue(issuer, keys.publicKey, { subject: subject(ADMIN_CN), days: 825, usage: 'client' });
-    writeKeyAndCert(p.adminKey, await privateKeyPem(keys), p.adminCrt, cert);
+  // shared admin credentials are the store's (made once, by the first coordinator)
+  if (!shared && (!fs.existsSync(p.adminCrt) || late(p.adminCrt))) {
+    const admin = await newAdmin(issuer);
+    writeKeyAndCert(p.adminKey, admin.keyPem, p.adminCrt, admin.cert);
   }
-  for (const k of [p.caKey, p.serverKey, p.adminKey]) fs.chmodSync(k, 0o600);
+  for (const k of [p.caKey, p.serverKey, p.adminKey]) if (fs.existsSync(k)) fs.chmodSync(k, 0o600);
   const caPem = issuer.certPem;
   const validity = (f: string) => {
     const c = new X509Certificate(fs.readFileSync(f));

@@ -1,5 +1,5 @@
 // The Store: the coordinator's durable state. Every change happens inside one
-// synchronous transaction; implementations enforce the same uniqueness rules
+// transaction; implementations enforce the same uniqueness rules
 // (one slice per host per network, one host per underlay IP, one network per GRE key)
 // and throw StoreConflict when a write would break one.
 import type { HostRec, NetworkRec, SliceRec, TokenRec } from './model.js';
@@ -35,5 +35,37 @@ export interface Store {
   tx<T>(fn: (t: Tx) => T): Promise<T>;
   /** stores several coordinators share (etcd): f after a change another one made */
   watchExternal?(f: () => void): Promise<void>;
+  /** stores several coordinators share (etcd): soft state every coordinator sees */
+  soft?: SharedSoftState;
+  /** stores several coordinators share (etcd): the CA and admin credentials, written once */
+  secrets?: SharedSecrets;
+  /** stores several coordinators share (etcd): the coordinators serving now, by the address agents dial */
+  members?: CoordinatorMembers;
   close(): void;
+}
+
+/**
+ * What agents report (tunnel health, endpoints, last seen), one record per host, written by
+ * the coordinator the agent reports to. Records outlive their writer only briefly (an etcd
+ * lease): a coordinator that dies takes its records with it once the lease runs out.
+ */
+export interface SharedSoftState {
+  publish(host: string, value: string): Promise<void>;
+  remove(host: string): Promise<void>;
+  /** f for every record there is now, then for every record written or gone later */
+  watch(f: (host: string, value: string | undefined) => void): Promise<void>;
+}
+
+/** Values written once and never changed: the first writer wins, the others read its value. */
+export interface SharedSecrets {
+  get(name: string): Promise<string | undefined>;
+  /** value if nothing was stored under name; the stored one otherwise */
+  putIfAbsent(name: string, value: string): Promise<string>;
+}
+
+/** The coordinators on one store, each under a lease: one gone stops being listed soon after. */
+export interface CoordinatorMembers {
+  announce(id: string, address: string): Promise<void>;
+  /** the addresses of the coordinators announced now (this one among them) */
+  list(): Promise<string[]>;
 }

@@ -8,6 +8,9 @@ import { randomBytes } from 'node:crypto';
 import { createRunner, ExecError, systemPath, which, type Runner } from '../../common/exec.js';
 import {
   computePlan,
+  etcdArgs,
+  etcdEndpoints,
+  validateControlPlane,
   hostEnv,
   hostPaths,
   labIdFrom,
@@ -247,6 +250,10 @@ export interface UpOptions {
   prefix?: string;
   /** dockerd as on a stock Docker host (default) or without networking of its own (`bare`) */
   docker?: DockerMode;
+  /** etcd members in namespaces of their own (e1.., 198.18.0.3..), started with the lab (default 0) */
+  etcd?: number;
+  /** namespaces for coordinators: ctl, then ctl2, ctl3 (198.18.0.8, .9) (default 1) */
+  coordinators?: number;
   progress: Progress;
   run?: Runner;
 }
@@ -258,9 +265,17 @@ export async function up(o: UpOptions): Promise<LabState> {
   const prefix = o.prefix ?? DEFAULT_PREFIX;
   const prefixErr = validatePrefix(prefix);
   if (prefixErr) throw new LabError('LAB_BAD_PREFIX', prefixErr);
+  const control = { etcd: o.etcd ?? 0, coordinators: o.coordinators ?? 1 };
+  const controlErr = validateControlPlane(control.etcd, control.coordinators);
+  if (controlErr) throw new LabError('LAB_BAD_CONTROL_PLANE', controlErr);
   if (process.getuid?.() !== 0)
     throw new LabError('LAB_NOT_ROOT', 'the lab needs root (network namespaces, OVS, dockerd)');
   await checkTools();
+  if (control.etcd && !(await which('etcd')))
+    throw new LabError(
+      'LAB_MISSING_TOOL',
+      'missing etcd (Debian package etcd-server): run deploy/install-deps.sh as root',
+    );
   const existing = readState(o.dir);
   if (existing)
     throw new LabError(
@@ -285,7 +300,7 @@ export async function up(o: UpOptions): Promise<LabState> {
   }
   let id = labIdFrom(randomBytes(2));
   while (fs.existsSync(`${NETNS_DIR}/${labNs(prefix, id, 'sw')}`)) id = labIdFrom(randomBytes(2));
-  const plan = computePlan(id, o.hosts, prefix);
+  const plan = computePlan(id, o.hosts, prefix, control);
   const state: LabState = {
     version: 1,
     id,
@@ -368,12 +383,22 @@ async function buildLab(state: LabState, run: Runner, step: Progress): Promise<v
     if (node.role === 'outside') {
       await inNs('ip', 'addr', 'add', `${ROUTER_IP}/${UNDERLAY_PREFIX}`, 'dev', UNDERLAY_IFACE);
       await inNs('ip', 'addr', 'add', `${OUTSIDE_IP}/${OUTSIDE_PREFIX}`, 'dev', UNDERLAY_IFACE);
-    } else if (node.role === 'ctl') {
+    } else if (node.role === 'ctl' || node.role === 'etcd') {
       await inNs('ip', 'addr', 'add', `${node.ip}/${UNDERLAY_PREFIX}`, 'dev', UNDERLAY_IFACE);
       await inNs('ip', 'route', 'add', 'default', 'via', ROUTER_IP);
     }
   }
   step(`${plan.nodes.length} namespaces wired to the switch (outside ${OUTSIDE_IP}, ctl ${plan.nodes[1]!.ip})`);
+
+  const members = plan.nodes.filter((n) => n.role === 'etcd');
+  if (members.length) {
+    for (const m of members) {
+      state.procs.push({ pid: startEtcdMember(dir, plan, m), what: 'etcd', ns: m.ns, node: m.name });
+      writeState(state);
+    }
+    await waitEtcdHealthy(plan, 60_000);
+    step(`etcd: ${members.length} members, healthy (${etcdEndpoints(plan)})`);
+  }
 
   const image = `${dir}/image.tar`;
   await buildImageTar(run, dir, image);
@@ -396,6 +421,59 @@ async function buildImageTar(run: Runner, dir: string, tarPath: string): Promise
   fs.writeFileSync(`${root}/etc/group`, 'root:x:0:\n');
   await run(['tar', '-C', root, '-cf', tarPath, '.']);
   fs.rmSync(root, { recursive: true, force: true });
+}
+
+/** Starts an etcd member of the lab's cluster in its namespace (its data dir survives a restart); returns its PID. */
+export function startEtcdMember(dir: string, plan: LabPlan, node: LabNode): number {
+  const data = `${dir}/${node.name}`;
+  fs.mkdirSync(data, { recursive: true, mode: 0o700 });
+  const log = fs.openSync(`${data}/etcd.log`, 'a');
+  const child = spawn('nsenter', [`--net=${NETNS_DIR}/${node.ns}`, 'etcd', ...etcdArgs(plan, node, `${data}/data`)], {
+    detached: true,
+    stdio: ['ignore', log, log],
+    env: { PATH: systemPath() },
+  });
+  fs.closeSync(log);
+  child.unref();
+  if (!child.pid) throw new LabError('LAB_ETCD_FAILED', `${node.name}: etcd did not start`);
+  return child.pid;
+}
+
+/** The members' health as etcdctl reports it from the ctl namespace: endpoint -> healthy. */
+export async function etcdHealth(plan: LabPlan): Promise<Record<string, boolean>> {
+  const ctl = plan.nodes.find((n) => n.name === 'ctl')!;
+  const r = await createRunner({ timeoutMs: 15_000 })(
+    [
+      ...nsPrefix(ctl.ns),
+      'etcdctl',
+      '--endpoints',
+      etcdEndpoints(plan),
+      '--command-timeout=2s',
+      'endpoint',
+      'health',
+      '-w',
+      'json',
+    ],
+    { env: { ETCDCTL_API: '3' }, okCodes: [1] },
+  );
+  try {
+    const list = JSON.parse(r.stdout) as { endpoint: string; health: boolean }[];
+    return Object.fromEntries(list.map((x) => [x.endpoint, x.health]));
+  } catch {
+    return {};
+  }
+}
+
+async function waitEtcdHealthy(plan: LabPlan, ms: number): Promise<void> {
+  const want = plan.nodes.filter((n) => n.role === 'etcd').length;
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const h = await etcdHealth(plan);
+    if (Object.values(h).filter(Boolean).length === want) return;
+    if (Date.now() > deadline)
+      throw new LabError('LAB_ETCD_FAILED', `etcd not healthy after ${ms / 1000} s: ${JSON.stringify(h)}`);
+    await sleep(200);
+  }
 }
 
 /** Starts ovsdb-server on a lab host's existing conf.db; returns its PID. */

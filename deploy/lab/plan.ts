@@ -13,7 +13,61 @@ export const UNDERLAY_IFACE = 'eth0';
 export const PHYS_BRIDGE = 'br-phy';
 export const IMAGE = 'gremesh/busybox:lab';
 
-export type NodeRole = 'host' | 'ctl' | 'outside';
+export type NodeRole = 'host' | 'ctl' | 'outside' | 'etcd';
+
+/** etcd members: 0 (none: the coordinator's own SQLite), or an odd cluster size */
+export const ETCD_SIZES = [0, 1, 3, 5];
+export const MAX_COORDINATORS = 3;
+export const ETCD_CLIENT_PORT = 2379;
+export const ETCD_PEER_PORT = 2380;
+
+/** etcd member i (1-based) on the underlay: 198.18.0.3 .. 198.18.0.7 */
+export function etcdIp(i: number): string {
+  return formatIp(parseIp(UNDERLAY_NET)! + 2 + i);
+}
+
+/** coordinator k (1-based): "ctl" on 198.18.0.2, then "ctl2", "ctl3" on 198.18.0.8, .9 */
+export function ctlName(k: number): string {
+  return k === 1 ? 'ctl' : `ctl${k}`;
+}
+export function ctlIp(k: number): string {
+  return k === 1 ? CTL_IP : formatIp(parseIp(UNDERLAY_NET)! + 6 + k);
+}
+
+export function validateControlPlane(etcd: number, coordinators: number): string | undefined {
+  if (!ETCD_SIZES.includes(etcd)) return `--etcd must be one of ${ETCD_SIZES.join(', ')} (members), got ${etcd}`;
+  if (!Number.isInteger(coordinators) || coordinators < 1 || coordinators > MAX_COORDINATORS)
+    return `--coordinators must be a whole number from 1 to ${MAX_COORDINATORS}, got ${coordinators}`;
+  if (coordinators > 1 && etcd === 0)
+    return '--coordinators above 1 needs --etcd (coordinators share their state there)';
+  return undefined;
+}
+
+/** Pure: the client URLs of a plan's etcd members ('' when it has none) */
+export function etcdEndpoints(plan: LabPlan): string {
+  return plan.nodes
+    .filter((n) => n.role === 'etcd')
+    .map((n) => `http://${n.ip}:${ETCD_CLIENT_PORT}`)
+    .join(',');
+}
+
+/** Pure: the flags of etcd member `node` of the plan's cluster */
+export function etcdArgs(plan: LabPlan, node: LabNode, dataDir: string): string[] {
+  const members = plan.nodes.filter((n) => n.role === 'etcd');
+  return [
+    `--name=${node.name}`,
+    `--data-dir=${dataDir}`,
+    `--listen-client-urls=http://${node.ip}:${ETCD_CLIENT_PORT}`,
+    `--advertise-client-urls=http://${node.ip}:${ETCD_CLIENT_PORT}`,
+    `--listen-peer-urls=http://${node.ip}:${ETCD_PEER_PORT}`,
+    `--initial-advertise-peer-urls=http://${node.ip}:${ETCD_PEER_PORT}`,
+    `--initial-cluster=${members.map((m) => `${m.name}=http://${m.ip}:${ETCD_PEER_PORT}`).join(',')}`,
+    `--initial-cluster-token=gremesh-lab-${plan.id}`,
+    '--initial-cluster-state=new',
+    '--logger=zap',
+    '--log-level=warn',
+  ];
+}
 
 export interface LabNode {
   /** lab-wide name: h1..hN, ctl, out */
@@ -65,8 +119,14 @@ export function validatePrefix(prefix: string): string | undefined {
   return undefined;
 }
 
-export function computePlan(id: string, hosts: number, prefix = DEFAULT_PREFIX): LabPlan {
-  const err = validateHostCount(hosts) ?? validatePrefix(prefix);
+export function computePlan(
+  id: string,
+  hosts: number,
+  prefix = DEFAULT_PREFIX,
+  control: { etcd: number; coordinators: number } = { etcd: 0, coordinators: 1 },
+): LabPlan {
+  const err =
+    validateHostCount(hosts) ?? validatePrefix(prefix) ?? validateControlPlane(control.etcd, control.coordinators);
   if (err) throw new RangeError(err);
   if (!/^[0-9a-f]{4}$/.test(id)) throw new RangeError(`lab id must be 4 hex digits, got ${id}`);
   const ns = (n: string) => labNs(prefix, id, n);
@@ -74,6 +134,10 @@ export function computePlan(id: string, hosts: number, prefix = DEFAULT_PREFIX):
     { name: 'out', role: 'outside', ns: ns('out'), ip: ROUTER_IP, switchPort: 'p-out' },
     { name: 'ctl', role: 'ctl', ns: ns('ctl'), ip: CTL_IP, switchPort: 'p-ctl' },
   ];
+  for (let k = 2; k <= control.coordinators; k++)
+    nodes.push({ name: ctlName(k), role: 'ctl', ns: ns(ctlName(k)), ip: ctlIp(k), switchPort: `p-${ctlName(k)}` });
+  for (let i = 1; i <= control.etcd; i++)
+    nodes.push({ name: `e${i}`, role: 'etcd', ns: ns(`e${i}`), ip: etcdIp(i), switchPort: `p-e${i}` });
   for (let i = 1; i <= hosts; i++) {
     const name = hostName(i);
     nodes.push({ name, role: 'host', ns: ns(name), ip: hostIp(i), switchPort: `p-${name}` });

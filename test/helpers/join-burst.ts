@@ -3,7 +3,9 @@
 // whatever fails the way an agent does (backoff, same token, same key) until admitted.
 // The fault suite runs it inside the lab's ctl namespace and kills the coordinator
 // under it. One JSON line per admitted host on stdout, then a summary line.
-// Usage: node dist/test/helpers/join-burst.js --coordinator ADDR --pki DIR --count N
+// With several coordinators (A,B: one etcd), name i starts at coordinator i mod n and a call
+// that finds its coordinator unreachable goes to the next one, as agents and coordctl do.
+// Usage: node dist/test/helpers/join-burst.js --coordinator ADDR[,ADDR...] --pki DIR --count N
 //          [--prefix b] [--underlay-base 198.18.0.100] [--concurrency 10] [--timeout 120]
 //        node dist/test/helpers/join-burst.js --leave ... (RemoveHost for the same names)
 import * as grpc from '@grpc/grpc-js';
@@ -35,7 +37,7 @@ if (values.help || !values.coordinator || !values.pki) {
   );
   process.exit(values.help ? 0 : 2);
 }
-const addr = values.coordinator;
+const addrs = values.coordinator.split(',').filter(Boolean);
 const pki = values.pki;
 const count = Number(values.count);
 const base = parseIp(values['underlay-base']!)!;
@@ -47,10 +49,16 @@ const chanOpts = {
   'grpc.max_reconnect_backoff_ms': 1000,
   'grpc.use_local_subchannel_pool': 1,
 };
-const admTls = coordinatorTls(addr, ca, fs.readFileSync(`${pki}/admin.key`), fs.readFileSync(`${pki}/admin.crt`));
-const adm = new AdminServiceClient(addr, admTls.credentials, { ...chanOpts, ...admTls.options });
-const agtTls = coordinatorTls(addr, ca);
-const agt = new AgentServiceClient(addr, agtTls.credentials, { ...chanOpts, ...agtTls.options });
+const adms = addrs.map((addr) => {
+  const tls = coordinatorTls(addr, ca, fs.readFileSync(`${pki}/admin.key`), fs.readFileSync(`${pki}/admin.crt`));
+  return new AdminServiceClient(addr, tls.credentials, { ...chanOpts, ...tls.options });
+});
+const agts = addrs.map((addr) => {
+  const tls = coordinatorTls(addr, ca);
+  return new AgentServiceClient(addr, tls.credentials, { ...chanOpts, ...tls.options });
+});
+/** the coordinator could not be reached: the next one gets the call */
+const unreachable = (c: string) => c === 'UNAVAILABLE' || c === 'DEADLINE_EXCEEDED';
 const out = (o: object) => process.stdout.write(`${JSON.stringify(o)}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const code = (e: unknown) => grpc.status[(e as grpc.ServiceError).code] ?? String(e);
@@ -61,6 +69,7 @@ async function retry<T>(
   f: () => Promise<T>,
   fatal: (c: string) => boolean,
   stats: { attempts: number; errors: Record<string, number> },
+  onError: (c: string) => void = () => {},
 ): Promise<T> {
   let backoff = 200;
   for (;;) {
@@ -72,6 +81,7 @@ async function retry<T>(
       stats.errors[c] = (stats.errors[c] ?? 0) + 1;
       if (fatal(c) || Date.now() > deadline)
         throw new Error(`${what}: ${c}: ${(e as grpc.ServiceError).details ?? (e as Error).message}`);
+      onError(c);
       await sleep(backoff);
       backoff = Math.min(backoff * 2, 2000);
     }
@@ -90,30 +100,37 @@ async function one(i: number): Promise<void> {
   const name = names[i]!;
   const stats = { attempts: 0, errors: {} as Record<string, number> };
   const t = Date.now();
+  // spread over the coordinators; the next one when this one cannot be reached
+  let at = i % addrs.length;
+  const moveOn = (c: string) => {
+    if (unreachable(c)) at = (at + 1) % addrs.length;
+  };
   try {
     if (values.leave) {
       await retry(
         `leave ${name}`,
         () =>
-          unary(adm, 'removeHost', { name }, 5000).catch((e) => {
+          unary(adms[at]!, 'removeHost', { name }, 5000).catch((e) => {
             if (code(e) !== 'NOT_FOUND') throw e;
           }),
         (c) => c === 'PERMISSION_DENIED',
         stats,
+        moveOn,
       );
     } else {
       const { token } = await retry(
         `join ${name}`,
-        () => unary<{ token: string }>(adm, 'joinHost', { name, ttlSeconds: 0 }, 5000),
+        () => unary<{ token: string }>(adms[at]!, 'joinHost', { name, ttlSeconds: 0 }, 5000),
         (c) => c === 'INVALID_ARGUMENT' || c === 'PERMISSION_DENIED',
         stats,
+        moveOn,
       );
       // the same token and key on every attempt, as gremesh-agent does
       await retry(
         `register ${name}`,
         () =>
           unary(
-            agt,
+            agts[at]!,
             'register',
             { name, token, credential: '', underlayIp: formatIp(base + i), agentVersion: 'burst', csr },
             5000,
@@ -125,6 +142,7 @@ async function one(i: number): Promise<void> {
           c === 'ALREADY_EXISTS' ||
           (c === 'UNAUTHENTICATED' && (stats.errors.UNAUTHENTICATED ?? 0) >= 3),
         stats,
+        moveOn,
       );
     }
     done++;
@@ -149,7 +167,6 @@ await Promise.all(
   }),
 );
 out({ event: 'done', ok: done, failed, ms: Date.now() - t0, ...totals });
-adm.close();
-agt.close();
+for (const c of [...adms, ...agts]) c.close();
 fs.rmSync(keyDir, { recursive: true, force: true });
 process.exit(failed ? 1 : 0);

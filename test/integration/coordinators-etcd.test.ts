@@ -4,6 +4,8 @@ import test from 'ava';
 import * as grpc from '@grpc/grpc-js';
 import { admin, agentClient, startCoordinator, unary, removeDir } from '../helpers/coordinator.js';
 import { ETCD_BIN, EtcdMember } from '../helpers/etcd.js';
+import { EtcdStore } from '../../coordinator/etcd-store.js';
+import * as fs from 'node:fs';
 import { BIN, cli, tempDir } from '../helpers/cli.js';
 import { CoordinatorClient } from '../../agent/coordinator-client.js';
 import type { Snapshot } from '../../agent/model.js';
@@ -274,3 +276,179 @@ serial('coordctl --coordinator A,B: with A down, the call goes to B', async (t) 
   t.is(none.exitCode, 1);
   t.regex(none.stderr, /cannot reach coordinator at 127\.0\.0\.1:10/);
 });
+
+serial(
+  'soft state through etcd: endpoints and health an agent reports to A are seen through B (peers and coordctl)',
+  async (t) => {
+    const args = ['--store', 'etcd', '--etcd-endpoints', etcd!.endpoint, '--etcd-prefix', '/soft/'];
+    const a = await startCoordinator({ args: [...args, '--network-cidr', '198.18.64.0/18'] });
+    const b = await startCoordinator({ args: [...args, '--network-cidr', '198.18.64.0/18'] });
+    t.teardown(async () => {
+      await a.stop();
+      await b.stop();
+      removeDir(a.dataDir);
+      removeDir(b.dataDir);
+    });
+    const reg = async (addr: string, name: string, ip: string) => {
+      const ad = admin(addr);
+      const g = agentClient(addr);
+      try {
+        const j = await unary<{ token: string }>(ad, 'joinHost', { name, ttlSeconds: 0 });
+        return await unary<{ credential: string }>(g, 'register', {
+          name,
+          token: j.token,
+          credential: '',
+          underlayIp: ip,
+          agentVersion: 't',
+          csr: '',
+        });
+      } finally {
+        ad.close();
+        g.close();
+      }
+    };
+    const h1 = await reg(a.addr, 'h1', '198.18.0.11');
+    const h2 = await reg(b.addr, 'h2', '198.18.0.12');
+    const g = agentClient(b.addr);
+    const msgs: DesiredState[] = [];
+    const stream = g.watch({ name: 'h2', credential: h2.credential, knownRevision: 0 });
+    stream.on('data', (m: DesiredState) => msgs.push(m));
+    stream.on('error', () => {});
+    t.teardown(() => {
+      stream.cancel();
+      g.close();
+    });
+    const until = async (f: () => boolean, ms = 5000) => {
+      const end = Date.now() + ms;
+      while (!f() && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+      return f();
+    };
+    t.true(await until(() => msgs.some((m) => m.peers.some((p) => p.name === 'h1'))), 'h1 is h2 peer');
+    const slice = msgs.flatMap((m) => m.peers).find((p) => p.name === 'h1')!.slices[0]!.cidr;
+    const ip = slice.replace(/\.0\/\d+$/, '.5');
+    const ga = agentClient(a.addr);
+    t.teardown(() => ga.close());
+    const t0 = Date.now();
+    await unary(ga, 'reportStatus', {
+      name: 'h1',
+      credential: h1.credential,
+      tunnels: [
+        {
+          peer: 'h2',
+          remoteIp: '198.18.0.12',
+          port: 'gre-h2',
+          bfdState: 'up',
+          forwarding: true,
+          bfdDiagnostic: '',
+          bfdFlaps: 0,
+        },
+      ],
+      endpoints: [
+        { network: 'default', host: 'h1', mac: '02:00:00:00:00:05', ip, containerId: 'c1', containerName: 'web' },
+      ],
+      attachErrors: [],
+      certNotBeforeMs: 0,
+      certNotAfterMs: 0,
+    });
+    t.true(
+      await until(() => msgs.some((m) => m.peers.some((p) => p.name === 'h1' && p.endpoints.some((e) => e.ip === ip)))),
+      "h1's endpoint, reported to A, is in h2's watch on B",
+    );
+    t.log(`endpoint reported to A -> in the watch on B after ${Date.now() - t0} ms`);
+    const bd = admin(b.addr);
+    t.teardown(() => bd.close());
+    const hosts = (await unary<{ hosts: HostInfo[] }>(bd, 'listHosts', {})).hosts;
+    const h1AtB = hosts.find((h) => h.name === 'h1')!;
+    t.is(h1AtB.state, 'up', 'h1, reporting to A, is up at B');
+    t.is(Number(h1AtB.endpoints), 1);
+    t.is(h1AtB.tunnels[0]?.bfdState, 'up');
+    // the MAC is h1's everywhere: h2 claiming it through B is refused there
+    await unary(agentClient(b.addr), 'reportStatus', {
+      name: 'h2',
+      credential: h2.credential,
+      tunnels: [],
+      endpoints: [
+        {
+          network: 'default',
+          host: 'h2',
+          mac: '02:00:00:00:00:05',
+          ip: msgs.flatMap((m) => m.slices)[0]!.cidr.replace(/\.0\/\d+$/, '.9'),
+          containerId: 'c2',
+          containerName: 'x',
+        },
+      ],
+      attachErrors: [],
+      certNotBeforeMs: 0,
+      certNotAfterMs: 0,
+    });
+    const h2AtB = (await unary<{ hosts: HostInfo[] }>(bd, 'listHosts', {})).hosts.find((h) => h.name === 'h2')!;
+    t.regex(h2AtB.attachErrors[0]?.reason ?? '', /already h1's/);
+  },
+);
+
+serial(
+  'TLS on etcd: the CA and admin credentials are in etcd (keys sealed); B signs and checks the identities A made',
+  async (t) => {
+    const args = ['--store', 'etcd', '--etcd-endpoints', etcd!.endpoint, '--etcd-prefix', '/pki/'];
+    const a = await startCoordinator({ tls: true, args: [...args, '--network-cidr', '198.18.64.0/18'] });
+    const bDir = tempDir('gmcb');
+    const dir = tempDir('gmfo');
+    t.teardown(async () => {
+      await a.kill9();
+      removeDir(a.dataDir);
+      removeDir(bDir);
+      removeDir(dir);
+    });
+    const noKey = await t.throwsAsync(startCoordinator({ tls: true, dataDir: bDir, args }));
+    t.regex(noKey!.message, /the CA in the store is sealed: copy the secrets key file/);
+    fs.writeFileSync(`${bDir}/other.key`, `${'ab'.repeat(32)}\n`);
+    const wrongKey = await t.throwsAsync(
+      startCoordinator({ tls: true, dataDir: bDir, args: [...args, '--secrets-key-file', `${bDir}/other.key`] }),
+    );
+    t.regex(wrongKey!.message, /sealed with another secrets key/);
+    fs.copyFileSync(`${a.dataDir}/secrets.key`, `${bDir}/secrets.key`);
+    const b = await startCoordinator({ tls: true, dataDir: bDir, args });
+    t.teardown(() => b.stop());
+    for (const f of ['ca.crt', 'admin.crt', 'admin.key'])
+      t.is(fs.readFileSync(`${bDir}/pki/${f}`, 'utf8'), fs.readFileSync(`${a.dataDir}/pki/${f}`, 'utf8'), f);
+    t.false(fs.existsSync(`${bDir}/pki/ca.key`), "the CA's key is not written to B's disk");
+    const probe = new EtcdStore({ endpoints: [etcd!.endpoint], prefix: '/pki/' });
+    const stored = (await probe.secrets.get('pki'))!;
+    probe.close();
+    t.false(stored.includes('PRIVATE KEY'), 'no private key in etcd in the clear');
+    // coordctl with A's admin certificate, at B
+    const ctl = await cli(BIN.coordctl, ['--coordinator', a.addr, ...a.ctlArgs, 'join', 'h1', '-o', 'json']);
+    t.is(ctl.exitCode, 0, ctl.stderr);
+    const j = JSON.parse(ctl.stdout) as { token: string; caHash: string; command: string };
+    t.regex(j.command, new RegExp(`--coordinator ${a.addr},${b.addr} `), 'join names every coordinator serving');
+    const snaps: Snapshot[] = [];
+    const client = new CoordinatorClient({
+      coordinator: `${a.addr},${b.addr}`,
+      name: 'h1',
+      token: j.token,
+      underlayIp: '198.18.0.11',
+      stateDir: dir,
+      version: 't',
+      log: silentLogger,
+      onSnapshot: (s) => snaps.push(s),
+      backoffMinMs: 100,
+      tls: { caHash: j.caHash },
+    });
+    client.start();
+    t.teardown(() => client.stop());
+    const until = async (f: () => boolean, ms = 10_000) => {
+      const end = Date.now() + ms;
+      while (!f() && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+      return f();
+    };
+    t.true(await until(() => snaps.length > 0 && client.connected), 'admitted through A over TLS');
+    await a.kill9();
+    t.true(
+      await until(() => client.connected && client.address === b.addr),
+      'the certificate A signed is taken by B (mutual TLS)',
+    );
+    const hosts = await cli(BIN.coordctl, ['--coordinator', b.addr, ...a.ctlArgs, 'hosts', '-o', 'json']);
+    t.is(hosts.exitCode, 0, hosts.stderr);
+    t.regex(hosts.stdout, /"h1"/);
+  },
+);
