@@ -140,13 +140,14 @@ async function status(argv: string[]): Promise<number> {
     host: string;
     revision: number;
     connected: boolean;
+    coordinator?: string;
     updated: string;
     tunnels: { peer: string; port: string; bfdState: string }[];
     endpoints: { port: string; network: string; ip: string; mac: string }[];
     mtu: Record<string, number>;
   };
   const lines = [
-    `${st.host}: revision ${st.revision}, coordinator ${st.connected ? 'connected' : 'NOT connected'}, updated ${st.updated}`,
+    `${st.host}: revision ${st.revision}, coordinator ${st.coordinator ? `${st.coordinator} ` : ''}${st.connected ? 'connected' : 'NOT connected'}, updated ${st.updated}`,
     `mtu: ${Object.entries(st.mtu)
       .map(([n, m]) => `${n}=${m}`)
       .join(' ')}`,
@@ -235,6 +236,7 @@ async function run(argv: string[]): Promise<number> {
           host: cfg.name,
           revision: r.revision,
           connected: client?.connected ?? false,
+          coordinator: client?.address ?? '',
           updated: new Date().toISOString(),
           underlayIp,
           mtu: r.desired.mtu,

@@ -73,6 +73,9 @@ function call<Req, Res>(
   return new Promise((resolve, reject) => {
     fn(req, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (e, r) => {
       if (!e) return resolve(r);
+      // the coordinator answered that its store (etcd) cannot be reached: the next one may reach it
+      if (e.code === grpc.status.UNAVAILABLE && e.details.startsWith('etcd unavailable'))
+        return reject(Object.assign(new Error(`coordinator at ${addr}: ${e.details}`), { unreachable: true }));
       if (e.code === grpc.status.UNAVAILABLE)
         return reject(
           Object.assign(new Error(`cannot reach coordinator at ${addr}: ${e.details}`), { unreachable: true }),

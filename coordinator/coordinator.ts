@@ -151,6 +151,27 @@ interface Soft {
   cert?: { notBeforeMs: number; notAfterMs: number };
 }
 
+/** Pure: the change c plus every host whose record or slices differ between two caches, and those gone. */
+export function changedHosts(
+  before: { hosts: Map<string, HostRec>; slices: Map<string, SliceView[]> },
+  after: { hostMap: Map<string, HostRec>; slicesByHost: Map<string, SliceView[]> },
+  c: { upserts: string[]; removes: string[] },
+): { upserts: string[]; removes: string[] } {
+  const upserts = new Set(c.upserts);
+  const removes = new Set(c.removes);
+  for (const [name, h] of after.hostMap) {
+    const old = before.hosts.get(name);
+    if (
+      !old ||
+      old.underlayIp !== h.underlayIp ||
+      JSON.stringify(before.slices.get(name)) !== JSON.stringify(after.slicesByHost.get(name))
+    )
+      upserts.add(name);
+  }
+  for (const name of before.hosts.keys()) if (!after.hostMap.has(name)) removes.add(name);
+  return { upserts: [...upserts], removes: [...removes] };
+}
+
 export class Coordinator {
   private readonly now: () => number;
   private readonly downAfterMs: number;
@@ -194,7 +215,9 @@ export class Coordinator {
   static async create(store: Store, o: CoordinatorOptions = {}): Promise<Coordinator> {
     const c = new Coordinator(store, o);
     await c.reload();
-    await store.watchExternal?.(() => void c.externalChange());
+    await store.watchExternal?.(() =>
+      c.externalChange().catch((e: Error) => c.log.warn({ err: e.message }, 'change made elsewhere not taken in')),
+    );
     await store.soft?.watch((host, value) => c.remoteSoft(host, value));
     return c;
   }
@@ -395,21 +418,28 @@ export class Coordinator {
         throw new CoordError('ABORTED', `${what}: conflicting change, try again (${e.message})`);
       throw e;
     }
+    const before = { hosts: this.hostMap, slices: this.slicesByHost };
     await this.reload();
     this.notified = Math.max(this.notified, this.rev);
     const c: Change = { revision: this.rev, upserts: out.upserts, removes: out.removes };
+    // a shared store: the transaction may have run again on a copy that took in other
+    // coordinators' changes (a conflict); those hosts change for the listeners too
+    if (this.store.watchExternal)
+      Object.assign(c, changedHosts(before, { hostMap: this.hostMap, slicesByHost: this.slicesByHost }, c));
     for (const l of this.listeners) l(c);
     return out.result;
   }
 
   private async reload(): Promise<void> {
     // read in the transaction, set after it: a transaction that runs again leaves no trace
-    const r = await this.store.tx((t) => ({
+    const read = (t: Tx) => ({
       rev: Number(t.meta('revision') ?? '0'),
       nets: t.networks(),
       hosts: t.hosts(),
       slices: t.slices(),
-    }));
+    });
+    // a shared store's copy is what its watch brought in: no round trip (none either without quorum)
+    const r = this.store.cached?.(read) ?? (await this.store.tx(read));
     this.rev = r.rev;
     this.nets = r.nets;
     this.hostMap = new Map(r.hosts.map((h) => [h.name, h]));

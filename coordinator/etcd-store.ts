@@ -8,7 +8,7 @@
 // never both commit on the same view of a table: the second one's compare fails, it
 // re-reads the prefix and runs fn again. That is flannel's `If(Version(key)==0) Then
 // Put(key)` widened to whole tables: no slice, GRE key, host or token use twice.
-import { Etcd3, type IOptions, type Lease, type Namespace, type Watcher } from 'etcd3';
+import { Etcd3, isRecoverableError, type IOptions, type Lease, type Namespace, type Watcher } from 'etcd3';
 import { CoordError, StoreConflict } from './errors.js';
 import { MemoryTx, emptyState, type State } from './memory-store.js';
 import type { HostRec, NetworkRec, SliceRec, TokenRec } from './model.js';
@@ -74,11 +74,11 @@ export function recordKey(table: Table, id: string): string {
   return `${table}/${encodeURIComponent(id)}`;
 }
 
-function idOf(table: Table, value: unknown, mapKey: string): string {
-  return table === 'slices' ? `${(value as SliceRec).network}/${(value as SliceRec).idx}` : mapKey;
-}
-
-/** Pure: the writes that turn `before` into `after`, per table (puts by key, deletes). */
+/**
+ * Pure: the writes that turn `before` into `after`, per table (puts by key, deletes). A
+ * network's slices are one record (slices/NETWORK, all of them): creating a network for
+ * 1000 hosts is then a handful of operations, not 1000 (etcd takes 128 per transaction).
+ */
 export function diffState(
   before: State,
   after: State,
@@ -87,21 +87,48 @@ export function diffState(
   const deletes: string[] = [];
   const tables = new Set<Table>();
   for (const table of TABLES) {
+    if (table === 'slices') continue;
     const a = before[table] as Map<string, unknown>;
     const b = after[table] as Map<string, unknown>;
     for (const [k, v] of b) {
       const text = JSON.stringify(v);
       if (a.has(k) && JSON.stringify(a.get(k)) === text) continue;
-      puts.set(recordKey(table, idOf(table, v, k)), text);
+      puts.set(recordKey(table, k), text);
       tables.add(table);
     }
-    for (const [k, v] of a)
+    for (const k of a.keys())
       if (!b.has(k)) {
-        deletes.push(recordKey(table, idOf(table, v, k)));
+        deletes.push(recordKey(table, k));
         tables.add(table);
       }
   }
+  const a = slicesByNetwork(before);
+  const b = slicesByNetwork(after);
+  for (const [net, list] of b) {
+    const text = JSON.stringify(list);
+    if (a.get(net) === undefined || JSON.stringify(a.get(net)) !== text) {
+      puts.set(recordKey('slices', net), text);
+      tables.add('slices');
+    }
+  }
+  for (const net of a.keys())
+    if (!b.has(net)) {
+      deletes.push(recordKey('slices', net));
+      tables.add('slices');
+    }
   return { puts, deletes, tables };
+}
+
+/** Pure: each network's slices, by index */
+function slicesByNetwork(s: State): Map<string, SliceRec[]> {
+  const out = new Map<string, SliceRec[]>();
+  for (const x of s.slices.values()) {
+    const l = out.get(x.network) ?? [];
+    l.push(x);
+    out.set(x.network, l);
+  }
+  for (const l of out.values()) l.sort((p, q) => p.idx - q.idx);
+  return out;
 }
 
 /** Pure: the records under the prefix (keys relative to it) as the store's state. */
@@ -114,9 +141,18 @@ export function stateFromKvs(kvs: { key: string; value: string }[]): State {
     else if (table === 'networks') s.networks.set(id, JSON.parse(value) as NetworkRec);
     else if (table === 'hosts') s.hosts.set(id, JSON.parse(value) as HostRec);
     else if (table === 'tokens') s.tokens.set(id, JSON.parse(value) as TokenRec);
-    else if (table === 'slices') s.slices.set(id, JSON.parse(value) as SliceRec);
+    else if (table === 'slices')
+      for (const x of JSON.parse(value) as SliceRec[]) s.slices.set(`${x.network}/${x.idx}`, x);
   }
   return s;
+}
+
+/** Pure: what went wrong talking to etcd, in one line (a deadline: the likely reason) */
+export function etcdErrorText(e: Error, timeoutMs: number): string {
+  const first = e.message.split('\n')[0]!.replace(/\s*Resolution note:.*$/, '');
+  if (/DEADLINE_EXCEEDED|deadline exceeded/i.test(first))
+    return `no answer within ${timeoutMs / 1000} s (a cluster without quorum answers nothing): ${first}`;
+  return first;
 }
 
 export class EtcdStore implements Store {
@@ -132,6 +168,7 @@ export class EtcdStore implements Store {
   private counters = new Map<Table, number>();
   private loaded = false;
   private readonly maxAttempts: number;
+  private readonly timeoutMs: number;
   /** transactions run again because another coordinator had written first (for tests and metrics) */
   conflicts = 0;
   /** the etcd revision the copy is at (a reload's, or this store's last commit) */
@@ -142,6 +179,7 @@ export class EtcdStore implements Store {
 
   constructor(o: EtcdStoreOptions) {
     const timeoutMs = o.timeoutMs ?? 5000;
+    this.timeoutMs = timeoutMs;
     const opts: IOptions = {
       hosts: o.endpoints,
       dialTimeout: timeoutMs,
@@ -195,20 +233,54 @@ export class EtcdStore implements Store {
     for (const r of this.ownRevs) if (r <= revision) this.ownRevs.delete(r);
   }
 
+  /**
+   * f, or StoreUnavailable once etcd has not answered within the timeout in all (the client
+   * retries on other members, each try with its own deadline). A write given up on may still
+   * land: the watch then brings it in as news, and a caller's retry finds it done.
+   */
   private async unavailableAsError<T>(f: () => Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
     try {
-      return await f();
+      return await Promise.race([
+        f(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error('DEADLINE_EXCEEDED: no answer')), this.timeoutMs);
+        }),
+      ]);
     } catch (e) {
-      throw new StoreUnavailable(`etcd unavailable: ${(e as Error).message.split('\n')[0]}`);
+      const text = etcdErrorText(e as Error, this.timeoutMs);
+      // etcd answered, and refused (too large, permission): not a matter of reaching it
+      if (
+        !isRecoverableError(e as Error) &&
+        /INVALID_ARGUMENT|PERMISSION_DENIED|RESOURCE_EXHAUSTED|FAILED_PRECONDITION|UNAUTHENTICATED|too many operations|too large/i.test(
+          text,
+        )
+      )
+        throw new CoordError('INTERNAL', `etcd refused the request: ${text}`);
+      const err = new StoreUnavailable(`etcd unavailable: ${text}`);
+      this.lastUnavailable = { at: Date.now(), err };
+      throw err;
+    } finally {
+      clearTimeout(timer);
     }
   }
+
+  /** the last time etcd could not be reached: transactions queued before it fail with it at once */
+  private lastUnavailable: { at: number; err: StoreUnavailable } | undefined;
 
   /**
    * fn may run more than once (after a conflict), so it must only read and write through t.
    * Transactions of one store run one after the other: conflicts are between coordinators.
    */
   tx<T>(fn: (t: Tx) => T): Promise<T> {
-    const run = this.queue.then(() => this.run(fn));
+    const queuedAt = Date.now();
+    // one that waited behind a call etcd did not answer fails with it (the caller retries):
+    // a queue of callers each waiting out its own timeout answers nobody in time
+    const run = this.queue.then(() => {
+      const u = this.lastUnavailable;
+      if (u && u.at >= queuedAt) throw new StoreUnavailable(u.err.message);
+      return this.run(fn);
+    });
     this.queue = run.then(
       () => undefined,
       () => undefined,
@@ -217,6 +289,11 @@ export class EtcdStore implements Store {
   }
 
   private queue: Promise<void> = Promise.resolve();
+
+  /** fn on the copy as it is (as current as the watch), without asking etcd: answers also without quorum */
+  cached<T>(fn: (t: Tx) => T): T | undefined {
+    return this.loaded ? fn(new MemoryTx(structuredClone(this.state))) : undefined;
+  }
 
   private async run<T>(fn: (t: Tx) => T): Promise<T> {
     if (!this.loaded) await this.reload();

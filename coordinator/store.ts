@@ -33,6 +33,11 @@ export interface Store {
    * (etcd: after another coordinator wrote first), so it only reads and writes through t.
    */
   tx<T>(fn: (t: Tx) => T): Promise<T>;
+  /**
+   * stores several coordinators share (etcd): fn on this process's copy, without a round trip
+   * (as current as the watch; undefined before the first read). For caches, not for checks.
+   */
+  cached?<T>(fn: (t: Tx) => T): T | undefined;
   /** stores several coordinators share (etcd): f after a change another one made */
   watchExternal?(f: () => void): Promise<void>;
   /** stores several coordinators share (etcd): soft state every coordinator sees */

@@ -5,18 +5,28 @@ import { spawn } from 'node:child_process';
 import { parse, outputFormat, runMain, table, UsageError } from '../../common/cli.js';
 import { systemPath } from '../../common/exec.js';
 import * as os from 'node:os';
-import { hostEnv, DEFAULT_PREFIX, TEST_PREFIX } from './plan.js';
+import { hostEnv, validateControlPlane, DEFAULT_PREFIX, TEST_PREFIX } from './plan.js';
 import { DEFAULT_DIR, down, nodeByName, nsPrefix, requireState, status, sweep, up } from './lab.js';
+import { coordinatorAddrs, startCoordinators } from './mesh.js';
 
 const HELP = `gremesh-lab: simulated multi-host lab on one machine (root)
 
 Usage:
   gremesh-lab up [--hosts N] [--dir DIR] [--prefix P] [--bare-docker]
+                 [--etcd M] [--coordinators K [--coordinator-flags "FLAGS"]]
                                               create N hosts (1..32, default 3); namespaces
                                               are named P-ID-NODE (P default ${DEFAULT_PREFIX}); each
                                               host's dockerd runs with Docker's defaults
                                               (iptables on, docker0), or with --bare-docker
-                                              without networking of its own
+                                              without networking of its own.
+                                              --etcd M (1, 3 or 5): an etcd cluster, members
+                                              e1..eM on 198.18.0.3.. in namespaces of their own.
+                                              --coordinators K (1..3): start K coordinators
+                                              (ctl 198.18.0.2, ctl2 .8, ctl3 .9), on the etcd
+                                              cluster when there is one; without the flag no
+                                              coordinator is started. --coordinator-flags:
+                                              more gremesh-coordinator flags for each of them
+                                              (--coordinator-flags="--host-prefix-len 26")
   gremesh-lab down [--dir DIR]                stop and remove everything the lab made
   gremesh-lab sweep --prefix P [--tmp DIR]    remove every lab with prefix P whose dir is
                                               DIR/P-* (default the OS temp dir), also ones
@@ -49,6 +59,9 @@ async function main(argv: string[]): Promise<number> {
           hosts: { type: 'string', short: 'n' },
           prefix: { type: 'string' },
           'bare-docker': { type: 'boolean' },
+          etcd: { type: 'string' },
+          coordinators: { type: 'string' },
+          'coordinator-flags': { type: 'string' },
         },
         false,
       );
@@ -59,13 +72,39 @@ async function main(argv: string[]): Promise<number> {
       void positionals;
       const raw = (values.hosts as string | undefined) ?? '3';
       if (!/^\d+$/.test(raw)) throw new UsageError(`--hosts must be a whole number from 1 to 32, got ${raw}`);
+      const whole = (flag: string, v: unknown, dflt: number) => {
+        if (v === undefined) return dflt;
+        if (!/^\d+$/.test(String(v))) throw new UsageError(`--${flag} must be a whole number, got ${String(v)}`);
+        return Number(v);
+      };
+      const etcd = whole('etcd', values.etcd, 0);
+      const coordinators = whole('coordinators', values.coordinators, 1);
+      const err = validateControlPlane(etcd, coordinators);
+      if (err) throw new UsageError(err);
+      const coordFlags = ((values['coordinator-flags'] as string | undefined) ?? '').split(/\s+/).filter(Boolean);
+      if (coordFlags.length && values.coordinators === undefined)
+        throw new UsageError('--coordinator-flags needs --coordinators');
+      const dir = dirOf(values.dir);
+      const progress = (l: string) => process.stdout.write(`${l}\n`);
       await up({
-        dir: dirOf(values.dir),
+        dir,
         hosts: Number(raw),
         prefix: values.prefix as string | undefined,
         docker: values['bare-docker'] ? 'bare' : 'default',
-        progress: (l) => process.stdout.write(`${l}\n`),
+        etcd,
+        coordinators,
+        progress,
       });
+      if (values.coordinators !== undefined) {
+        try {
+          await startCoordinators(dir, coordFlags);
+        } catch (e) {
+          progress(`coordinators failed: ${(e as Error).message}; removing the lab`);
+          await down({ dir, progress: () => {} });
+          throw e;
+        }
+        progress(`${coordinators} coordinator(s) serving${etcd ? ' on etcd' : ''}: ${coordinatorAddrs(dir)}`);
+      }
       return 0;
     }
     case 'sweep': {

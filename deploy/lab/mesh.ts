@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
-import { CTL_IP, hostPaths } from './plan.js';
+import { CTL_IP, ctlIp, ctlName, etcdEndpoints, hostPaths } from './plan.js';
 import { isOurs, requireState, spawnInNode, stopPids } from './lab.js';
 
 export const COORD_PORT = 7420;
@@ -19,8 +19,19 @@ export const BINS = {
   agent: `${DIST}/agent/main.js`,
 };
 
-export function coordinatorDir(dir: string): string {
-  return `${dir}/ctl/coordinator`;
+/** coordinator k's data dir (k = 1: the ctl namespace's) */
+export function coordinatorDir(dir: string, k = 1): string {
+  return `${dir}/${ctlName(k)}/coordinator`;
+}
+
+export function coordinatorAddr(k: number): string {
+  return `${ctlIp(k)}:${COORD_PORT}`;
+}
+
+/** the lab's coordinators (ctl, ctl2, ...), as agents and coordctl take them: A,B */
+export function coordinatorAddrs(dir: string): string {
+  const n = requireState(dir).plan.nodes.filter((x) => x.role === 'ctl').length;
+  return Array.from({ length: n }, (_, i) => coordinatorAddr(i + 1)).join(',');
 }
 export function agentStateDir(dir: string, host: string): string {
   return `${hostPaths(dir, host).root}/agent`;
@@ -37,22 +48,30 @@ async function waitFor(f: () => boolean | Promise<boolean>, ms: number, what: st
   }
 }
 
-/** Starts gremesh-coordinator in the ctl namespace; resolves when it listens. */
-export async function startCoordinator(dir: string, extra: string[] = []): Promise<number> {
-  const data = coordinatorDir(dir);
+/**
+ * Starts gremesh-coordinator k (1: in the ctl namespace, k: in ctlK); resolves when it
+ * listens. In a lab with etcd members it runs on them (--store etcd); coordinator k > 1
+ * gets a copy of the first one's secrets key (the shared CA in etcd is sealed with it).
+ */
+export async function startCoordinator(dir: string, extra: string[] = [], k = 1): Promise<number> {
+  const data = coordinatorDir(dir, k);
   fs.mkdirSync(data, { recursive: true });
-  const log = `${dir}/ctl/coordinator.log`;
-  fs.writeFileSync(`${dir}/ctl/mode`, extra.includes('--insecure') ? 'insecure' : 'tls');
+  const log = `${dir}/${ctlName(k)}/coordinator.log`;
+  if (k === 1) fs.writeFileSync(`${dir}/ctl/mode`, extra.includes('--insecure') ? 'insecure' : 'tls');
+  const key = `${coordinatorDir(dir)}/secrets.key`;
+  if (k > 1 && fs.existsSync(key) && !fs.existsSync(`${data}/secrets.key`))
+    fs.copyFileSync(key, `${data}/secrets.key`);
+  const etcd = etcdEndpoints(requireState(dir).plan);
   const before = fs.existsSync(log) ? fs.readFileSync(log, 'utf8').length : 0;
   const pid = spawnInNode(
     dir,
-    'ctl',
+    ctlName(k),
     'coordinator',
     [
       'node',
       BINS.coordinator,
       '--listen',
-      COORD_ADDR,
+      coordinatorAddr(k),
       '--data-dir',
       data,
       '--network-cidr',
@@ -61,16 +80,39 @@ export async function startCoordinator(dir: string, extra: string[] = []): Promi
       '24',
       '--down-after',
       '10s',
+      ...(etcd ? ['--store', 'etcd', '--etcd-endpoints', etcd] : []),
       ...extra,
     ],
     log,
   );
   await waitFor(
-    () => fs.readFileSync(log, 'utf8').slice(before).includes('listening on'),
+    () => {
+      const text = fs.readFileSync(log, 'utf8').slice(before);
+      if (!running(pid))
+        throw new Error(`coordinator ${ctlName(k)} exited: ${text.trim().split('\n').slice(-3).join(' | ')}`);
+      return text.includes('listening on');
+    },
     20_000,
-    'the coordinator to listen',
+    `the coordinator in ${ctlName(k)} to listen`,
   );
   return pid;
+}
+
+/** Starts the lab's coordinators, one after the other (the first one makes the CA). */
+export async function startCoordinators(dir: string, extra: string[] = []): Promise<number[]> {
+  const n = requireState(dir).plan.nodes.filter((x) => x.role === 'ctl').length;
+  const pids: number[] = [];
+  for (let k = 1; k <= n; k++) pids.push(await startCoordinator(dir, extra, k));
+  return pids;
+}
+
+function running(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export async function stopProcess(
@@ -100,7 +142,7 @@ export function coordctlCommand(dir: string, args: string[]): { argv: string[]; 
       'node',
       BINS.coordctl,
       '--coordinator',
-      COORD_ADDR,
+      coordinatorAddrs(dir),
       ...(insecure ? ['--insecure'] : []),
       ...args,
     ],
@@ -186,9 +228,15 @@ export function startAgentFromEnvFile(dir: string, host: string, envFile: string
 }
 
 /** Join every host and start its agent; resolves when every agent has reported a pass. */
-export async function joinAll(dir: string, hosts: string[], extra: string[] = []): Promise<Record<string, string[]>> {
+export async function joinAll(
+  dir: string,
+  hosts: string[],
+  extra: string[] = [],
+  /** the agent's argv from the join command, changed before it starts (e.g. which coordinator first) */
+  rewrite: (host: string, args: string[]) => string[] = (_h, a) => a,
+): Promise<Record<string, string[]>> {
   const args: Record<string, string[]> = {};
-  for (const h of hosts) args[h] = await join(dir, h);
+  for (const h of hosts) args[h] = rewrite(h, await join(dir, h));
   // one after the other, each once registered: h1 gets the first slice, h2 the next...
   for (const h of hosts) {
     startAgent(dir, h, args[h]!, extra);
@@ -208,6 +256,8 @@ export async function joinAll(dir: string, hosts: string[], extra: string[] = []
 export interface AgentStatusFile {
   revision: number;
   connected: boolean;
+  /** the coordinator it watches through */
+  coordinator?: string;
   tunnels: { peer: string; port: string; bfdState: string }[];
   endpoints: { port: string; ip: string; mac: string; network: string }[];
   mtu: Record<string, number>;

@@ -19,9 +19,15 @@ export interface TestLab {
   down(): Promise<void>;
 }
 
-export async function labUp(hosts: number): Promise<TestLab> {
+/** extra: more `gremesh-lab up` flags (--etcd 3, ...) */
+export async function labUp(hosts: number, extra: string[] = []): Promise<TestLab> {
   const dir = tempDir(TEST_PREFIX);
-  const r = await cli(BIN.lab, ['up', '--hosts', String(hosts), '--dir', dir, '--prefix', TEST_PREFIX], {}, 300_000);
+  const r = await cli(
+    BIN.lab,
+    ['up', '--hosts', String(hosts), '--dir', dir, '--prefix', TEST_PREFIX, ...extra],
+    {},
+    300_000,
+  );
   if (r.exitCode !== 0) throw new Error(`lab up failed (${r.exitCode}): ${r.stderr}\n${r.stdout}`);
   const state = readState(dir)!;
   let isDown = false;
