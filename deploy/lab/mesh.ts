@@ -59,8 +59,7 @@ export async function startCoordinator(dir: string, extra: string[] = [], k = 1)
   const log = `${dir}/${ctlName(k)}/coordinator.log`;
   if (k === 1) fs.writeFileSync(`${dir}/ctl/mode`, extra.includes('--insecure') ? 'insecure' : 'tls');
   const key = `${coordinatorDir(dir)}/secrets.key`;
-  if (k > 1 && fs.existsSync(key) && !fs.existsSync(`${data}/secrets.key`))
-    fs.copyFileSync(key, `${data}/secrets.key`);
+  if (k > 1 && fs.existsSync(key) && !fs.existsSync(`${data}/secrets.key`)) fs.copyFileSync(key, `${data}/secrets.key`);
   const etcd = etcdEndpoints(requireState(dir).plan);
   const before = fs.existsSync(log) ? fs.readFileSync(log, 'utf8').length : 0;
   const pid = spawnInNode(
