@@ -254,6 +254,7 @@ export class Coordinator {
     if (rec.by === this.id) return;
     const mine = this.soft.get(host);
     if (mine && (this.isConnected(host) || mine.lastSeenMs > rec.lastSeenMs)) return;
+    if (JSON.stringify(mine?.endpoints ?? []) !== JSON.stringify(rec.endpoints ?? [])) this.endpointsChanged.add(host);
     this.soft.set(host, {
       lastSeenMs: rec.lastSeenMs,
       tunnels: rec.tunnels ?? [],
@@ -269,22 +270,28 @@ export class Coordinator {
 
   /**
    * Another coordinator on the same store committed a change: reload and tell the listeners
-   * (the WatchHub fans it out to the agents watching this one). Which hosts changed is not
-   * known here: every host is sent again, and the hosts that are gone are removed.
+   * (the WatchHub fans it out to the agents watching this one) which hosts changed: by the
+   * difference of the cache, and by the endpoints other coordinators shared.
    */
   private async externalChange(): Promise<void> {
-    const before = new Set(this.hostMap.keys());
+    const before = { hosts: this.hostMap, slices: this.slicesByHost };
     await this.reload();
     for (const h of this.soft.keys()) if (!this.hostMap.has(h)) this.soft.delete(h);
     if (this.rev <= this.notified) return;
     this.notified = this.rev;
-    const c: Change = {
-      revision: this.rev,
-      upserts: [...this.hostMap.keys()],
-      removes: [...before].filter((h) => !this.hostMap.has(h)),
-    };
+    // the hosts whose record or slices changed, and those whose endpoints another coordinator shared
+    const diff = changedHosts(
+      before,
+      { hostMap: this.hostMap, slicesByHost: this.slicesByHost },
+      { upserts: [...this.endpointsChanged].filter((h) => this.hostMap.has(h)), removes: [] },
+    );
+    this.endpointsChanged.clear();
+    const c: Change = { revision: this.rev, ...diff };
     for (const l of this.listeners) l(c);
   }
+
+  /** hosts whose endpoints came in from another coordinator since the last fan-out of its changes */
+  private endpointsChanged = new Set<string>();
 
   /** Creates the default network on first start (never again: it may be deleted later). */
   async init(def?: DefaultNetwork): Promise<void> {

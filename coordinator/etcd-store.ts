@@ -341,7 +341,7 @@ export class EtcdStore implements Store {
   /**
    * f after writes others made (another coordinator), once this store's copy has them: an
    * etcd watch on the prefix from the copy's revision; events this store wrote itself are
-   * already in the copy and call nothing. A burst is one reload (20 ms).
+   * already in the copy and call nothing. A burst is one reload (5 ms).
    */
   async watchExternal(f: () => void): Promise<void> {
     this.externalListeners.push(f);
@@ -467,7 +467,7 @@ export class EtcdStore implements Store {
           /* etcd away: the next event (or the next transaction) reads again */
         },
       );
-    }, 20);
+    }, 5);
   }
 
   close(): void {

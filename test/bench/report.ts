@@ -17,6 +17,11 @@ const benches: { name: string; script: string; args: string[] }[] = [
   { name: 'lab', script: 'lab-updown.js', args: ['--repeat', q ? '1' : '3'] },
   { name: 'fanout', script: 'fanout.js', args: ['--repeat', q ? '5' : '20'] },
   { name: 'fanoutTls', script: 'fanout.js', args: ['--repeat', q ? '5' : '20', '--tls'] },
+  {
+    name: 'fanoutEtcd',
+    script: 'fanout.js',
+    args: ['--repeat', q ? '5' : '20', '--store', 'both', '--sizes', '100,1000'],
+  },
   { name: 'converge', script: 'converge.js', args: ['--repeat', q ? '2' : '5'] },
   { name: 'convergeInsecure', script: 'converge.js', args: ['--repeat', q ? '2' : '5', '--insecure'] },
   { name: 'joins', script: 'joins.js', args: ['--count', '100'] },
@@ -78,6 +83,19 @@ if (out.fanout || out.fanoutTls) {
   for (const r of [...(out.fanout ?? []), ...(out.fanoutTls ?? [])].sort((a, b) => a.n - b.n))
     lines.push(
       `| ${r.n} | ${r.tls ? 'mTLS' : 'plaintext'} | ${r.perAgent.p50.toFixed(1)} ms | ${r.perAgent.p99.toFixed(1)} ms | ${r.allAgents.p50.toFixed(1)} ms | ${r.allAgents.p99.toFixed(1)} ms | ${Math.round(r.rssMb)} MB |`,
+    );
+  lines.push('');
+}
+if (out.fanoutEtcd) {
+  lines.push(
+    `**Fan-out on etcd**: the same, with two coordinators on one etcd 3.4 (loopback), half the agents watching each and the new host registered at the first, beside SQLite's one coordinator, in one run (${cmd('fanout.js', argsOf('fanoutEtcd').args)}):`,
+    '',
+    '| N agents | store | per agent p50 | per agent p99 | all N hold it p50 | all N p99 | first coordinator RSS |',
+    '|---|---|---|---|---|---|---|',
+  );
+  for (const r of out.fanoutEtcd)
+    lines.push(
+      `| ${r.n} | ${r.store === 'etcd' ? 'etcd, 2 coordinators' : 'SQLite, 1 coordinator'} | ${r.perAgent.p50.toFixed(1)} ms | ${r.perAgent.p99.toFixed(1)} ms | ${r.allAgents.p50.toFixed(1)} ms | ${r.allAgents.p99.toFixed(1)} ms | ${Math.round(r.rssMb)} MB |`,
     );
   lines.push('');
 }

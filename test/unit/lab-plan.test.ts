@@ -10,6 +10,10 @@ import {
   validatePrefix,
   MAX_HOSTS,
   TEST_PREFIX,
+  DEFAULT_PREFIX,
+  etcdArgs,
+  etcdEndpoints,
+  validateControlPlane,
 } from '../../deploy/lab/plan.js';
 
 test('host count must be 1..32', (t) => {
@@ -61,4 +65,32 @@ test('host env points docker and OVS clients at the host daemons', (t) => {
 test('socket paths under the default dir stay within the unix limit', (t) => {
   t.true(longestSocketPath('/run/gremesh-lab', 'h32') < 100);
   t.true(longestSocketPath(`/tmp/${'x'.repeat(80)}`, 'h32') > 100);
+});
+
+test('control plane: etcd members and coordinators get namespaces and addresses of their own', (t) => {
+  const p = computePlan('1a2b', 2, DEFAULT_PREFIX, { etcd: 3, coordinators: 2 });
+  const by = (role: string) => p.nodes.filter((n) => n.role === role).map((n) => `${n.name}@${n.ip}`);
+  t.deepEqual(by('etcd'), ['e1@198.18.0.3', 'e2@198.18.0.4', 'e3@198.18.0.5']);
+  t.deepEqual(by('ctl'), ['ctl@198.18.0.2', 'ctl2@198.18.0.8']);
+  t.deepEqual(by('host'), ['h1@198.18.0.11', 'h2@198.18.0.12']);
+  t.is(new Set(p.nodes.map((n) => n.ip)).size, p.nodes.length, 'no address twice');
+  t.is(etcdEndpoints(p), 'http://198.18.0.3:2379,http://198.18.0.4:2379,http://198.18.0.5:2379');
+  const args = etcdArgs(
+    p,
+    p.nodes.find((n) => n.name === 'e2')!,
+    '/d',
+  );
+  t.true(args.includes('--listen-client-urls=http://198.18.0.4:2379'));
+  t.true(
+    args.includes('--initial-cluster=e1=http://198.18.0.3:2380,e2=http://198.18.0.4:2380,e3=http://198.18.0.5:2380'),
+  );
+  t.is(etcdEndpoints(computePlan('1a2b', 2)), '');
+});
+
+test('control plane: bad sizes are refused with the reason', (t) => {
+  t.regex(validateControlPlane(2, 1)!, /--etcd must be one of 0, 1, 3, 5/);
+  t.regex(validateControlPlane(3, 4)!, /--coordinators must be a whole number from 1 to 3/);
+  t.regex(validateControlPlane(0, 2)!, /needs --etcd/);
+  t.is(validateControlPlane(3, 2), undefined);
+  t.throws(() => computePlan('1a2b', 2, DEFAULT_PREFIX, { etcd: 2, coordinators: 1 }), { instanceOf: RangeError });
 });
