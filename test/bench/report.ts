@@ -22,6 +22,7 @@ const benches: { name: string; script: string; args: string[] }[] = [
     script: 'fanout.js',
     args: ['--repeat', q ? '5' : '20', '--store', 'both', '--sizes', '100,1000'],
   },
+  { name: 'failover', script: 'failover.js', args: ['--agents', '100', '--repeat', q ? '1' : '3'] },
   { name: 'converge', script: 'converge.js', args: ['--repeat', q ? '2' : '5'] },
   { name: 'convergeInsecure', script: 'converge.js', args: ['--repeat', q ? '2' : '5', '--insecure'] },
   { name: 'joins', script: 'joins.js', args: ['--count', '100'] },
@@ -96,6 +97,19 @@ if (out.fanoutEtcd) {
   for (const r of out.fanoutEtcd)
     lines.push(
       `| ${r.n} | ${r.store === 'etcd' ? 'etcd, 2 coordinators' : 'SQLite, 1 coordinator'} | ${r.perAgent.p50.toFixed(1)} ms | ${r.perAgent.p99.toFixed(1)} ms | ${r.allAgents.p50.toFixed(1)} ms | ${r.allAgents.p99.toFixed(1)} ms | ${Math.round(r.rssMb)} MB |`,
+    );
+  lines.push('');
+}
+if (out.failover) {
+  lines.push(
+    `**Coordinator failover**: 100 agents (the agent's own coordinator client, no OVS) watching; their coordinator is killed (-9); time until each watches again. With etcd the agents move to the second coordinator; the anchor is one SQLite coordinator that a supervisor starts again at once (${cmd('failover.js', argsOf('failover').args)}); target ≤ 2 s:`,
+    '',
+    '| setup | agent moves | watching again p50 | p99 | max |',
+    '|---|---|---|---|---|',
+  );
+  for (const r of out.failover)
+    lines.push(
+      `| ${r.store === 'etcd' ? 'etcd, 2 coordinators (A killed, agents move to B)' : 'SQLite, 1 coordinator (killed, started again at once)'} | ${r.moves} | ${Math.round(r.watchingAgain.p50)} ms | ${Math.round(r.watchingAgain.p99)} ms | ${Math.round(r.maxMs)} ms |`,
     );
   lines.push('');
 }
