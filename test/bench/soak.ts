@@ -17,7 +17,7 @@ export interface SoakCase {
 }
 
 /** the test files the soak runs at full length (ava names them this way) */
-export const SOAK_FILES = ['faults', 'renewal'];
+export const SOAK_FILES = ['faults', 'renewal', 'etcd'];
 
 /** Pure: an ava duration ("557ms", "5.6s", "3m 20.1s", "5m") in seconds. */
 export function avaDuration(d: string): number {
