@@ -53,7 +53,9 @@ export function runMain(prog: string, main: (argv: string[]) => Promise<number |
       const err = e as Error & { code?: string };
       process.stderr.write(`${prog}: ${err?.message ?? String(e)}\n`);
       if (process.env.GREMESH_DEBUG) process.stderr.write(`${err?.stack}\n`);
-      process.exitCode = err instanceof UsageError ? 2 : 1;
+      // exit now: a daemon that failed halfway through its start may hold open handles
+      // (an etcd watch, a gRPC channel) that would keep it running without serving
+      process.exit(err instanceof UsageError ? 2 : 1);
     },
   );
 }

@@ -274,20 +274,38 @@ export class Coordinator {
    * difference of the cache, and by the endpoints other coordinators shared.
    */
   private async externalChange(): Promise<void> {
+    await this.reloadAndTell({ upserts: [], removes: [] }, false);
+  }
+
+  /**
+   * The cache read again, and the listeners told of the change c (always, with force) plus,
+   * on a shared store, of every host whose record or slices differ from the cache before
+   * (another coordinator's change, taken in by this read or by a transaction that ran again)
+   * and every host whose endpoints another coordinator shared. A host admitted anew elsewhere
+   * (a new credential) loses the streams it had here.
+   */
+  private async reloadAndTell(c: { upserts: string[]; removes: string[] }, force: boolean): Promise<void> {
     const before = { hosts: this.hostMap, slices: this.slicesByHost };
     await this.reload();
-    for (const h of this.soft.keys()) if (!this.hostMap.has(h)) this.soft.delete(h);
-    if (this.rev <= this.notified) return;
-    this.notified = this.rev;
-    // the hosts whose record or slices changed, and those whose endpoints another coordinator shared
-    const diff = changedHosts(
-      before,
-      { hostMap: this.hostMap, slicesByHost: this.slicesByHost },
-      { upserts: [...this.endpointsChanged].filter((h) => this.hostMap.has(h)), removes: [] },
-    );
-    this.endpointsChanged.clear();
-    const c: Change = { revision: this.rev, ...diff };
-    for (const l of this.listeners) l(c);
+    let { upserts, removes } = c;
+    if (this.store.watchExternal) {
+      for (const h of this.soft.keys()) if (!this.hostMap.has(h)) this.soft.delete(h);
+      const shared = [...this.endpointsChanged].filter((h) => this.hostMap.has(h));
+      this.endpointsChanged.clear();
+      ({ upserts, removes } = changedHosts(
+        before,
+        { hostMap: this.hostMap, slicesByHost: this.slicesByHost },
+        { upserts: [...upserts, ...shared], removes },
+      ));
+      for (const [name, h] of this.hostMap) {
+        const old = before.hosts.get(name);
+        if (old && old.credentialHash !== h.credentialHash && !c.upserts.includes(name)) this.onAdmitted(name);
+      }
+    }
+    if (!force && this.rev <= this.notified && upserts.length === 0 && removes.length === 0) return;
+    this.notified = Math.max(this.notified, this.rev);
+    const change: Change = { revision: this.rev, upserts, removes };
+    for (const l of this.listeners) l(change);
   }
 
   /** hosts whose endpoints came in from another coordinator since the last fan-out of its changes */
@@ -425,15 +443,7 @@ export class Coordinator {
         throw new CoordError('ABORTED', `${what}: conflicting change, try again (${e.message})`);
       throw e;
     }
-    const before = { hosts: this.hostMap, slices: this.slicesByHost };
-    await this.reload();
-    this.notified = Math.max(this.notified, this.rev);
-    const c: Change = { revision: this.rev, upserts: out.upserts, removes: out.removes };
-    // a shared store: the transaction may have run again on a copy that took in other
-    // coordinators' changes (a conflict); those hosts change for the listeners too
-    if (this.store.watchExternal)
-      Object.assign(c, changedHosts(before, { hostMap: this.hostMap, slicesByHost: this.slicesByHost }, c));
-    for (const l of this.listeners) l(c);
+    await this.reloadAndTell({ upserts: out.upserts, removes: out.removes }, true);
     return out.result;
   }
 
@@ -644,7 +654,7 @@ export class Coordinator {
         throw unauthenticated(`certificate for host "${trunc(name)}" is not current (host removed or re-joined)`);
       t.putHost({ ...h, certFingerprint: fp.cert, keyFingerprint: fp.key });
     });
-    await this.reload();
+    await this.reloadAndTell({ upserts: [], removes: [] }, false);
     this.touch(name);
     if (this.validityOf) this.soft.get(name)!.cert = this.validityOf(certificate);
     await this.publishSoft(name);

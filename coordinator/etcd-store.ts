@@ -141,8 +141,14 @@ export function stateFromKvs(kvs: { key: string; value: string }[]): State {
     else if (table === 'networks') s.networks.set(id, JSON.parse(value) as NetworkRec);
     else if (table === 'hosts') s.hosts.set(id, JSON.parse(value) as HostRec);
     else if (table === 'tokens') s.tokens.set(id, JSON.parse(value) as TokenRec);
-    else if (table === 'slices')
-      for (const x of JSON.parse(value) as SliceRec[]) s.slices.set(`${x.network}/${x.idx}`, x);
+    else if (table === 'slices') {
+      const v = JSON.parse(value) as SliceRec[] | SliceRec;
+      if (!Array.isArray(v))
+        throw new Error(
+          `record ${key} holds one slice: the layout of a development build before slices were kept per network; start on a new --etcd-prefix`,
+        );
+      for (const x of v) s.slices.set(`${x.network}/${x.idx}`, x);
+    }
   }
   return s;
 }
@@ -238,7 +244,7 @@ export class EtcdStore implements Store {
    * retries on other members, each try with its own deadline). A write given up on may still
    * land: the watch then brings it in as news, and a caller's retry finds it done.
    */
-  private async unavailableAsError<T>(f: () => Promise<T>): Promise<T> {
+  private async unavailableAsError<T>(f: () => Promise<T>, record = true): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
     try {
       return await Promise.race([
@@ -258,7 +264,7 @@ export class EtcdStore implements Store {
       )
         throw new CoordError('INTERNAL', `etcd refused the request: ${text}`);
       const err = new StoreUnavailable(`etcd unavailable: ${text}`);
-      this.lastUnavailable = { at: Date.now(), err };
+      if (record) this.lastUnavailable = { at: Date.now(), err };
       throw err;
     } finally {
       clearTimeout(timer);
@@ -323,6 +329,8 @@ export class EtcdStore implements Store {
       ];
       const res = await this.unavailableAsError(() => txn.then(...ops).commit());
       if (res.succeeded) {
+        // a read commits nothing: the revision in the answer is someone else's last write
+        if (ops.length === 0) return result;
         const rev = Number(res.header.revision);
         this.state = next;
         for (const t of tables) this.counters.set(t, rev);
@@ -335,6 +343,8 @@ export class EtcdStore implements Store {
       if (attempt >= this.maxAttempts)
         throw new StoreConflict(`gave up after ${attempt} attempts: other coordinators keep writing the same tables`);
       await this.reload();
+      // what the read brought in is news for the listeners too (its watch events are now old)
+      this.scheduleExternal(false);
     }
   }
 
@@ -364,23 +374,58 @@ export class EtcdStore implements Store {
     }
     w.on('data', (res) => {
       let news = false;
+      const ownSeen = new Set<number>();
       for (const e of res.events) {
-        const key = e.kv.key.toString();
-        if (key.startsWith('soft/')) {
-          const host = decodeURIComponent(key.slice(5));
-          const value = e.type === 'Delete' ? undefined : e.kv.value.toString();
-          for (const l of this.softListeners) l(host, value);
-        } else if (key.startsWith('rev/') || TABLES.some((t) => key.startsWith(`${t}/`))) {
-          const rev = Number(e.kv.mod_revision);
-          if (rev > this.readAt && !this.ownRevs.has(rev)) news = true;
+        try {
+          const key = e.kv.key.toString();
+          if (key.startsWith('soft/')) {
+            const host = decodeURIComponent(key.slice(5));
+            const value = e.type === 'Delete' ? undefined : e.kv.value.toString();
+            for (const l of this.softListeners) l(host, value);
+          } else if (key.startsWith('rev/') || TABLES.some((t) => key.startsWith(`${t}/`))) {
+            const rev = Number(e.kv.mod_revision);
+            if (this.ownRevs.has(rev))
+              ownSeen.add(rev); // this store's own commit: in the copy already
+            else if (rev > this.readAt) news = true;
+          }
+        } catch {
+          /* a record this version cannot read: the next full read takes what it can */
         }
       }
+      for (const r of ownSeen) this.ownRevs.delete(r);
       if (news && this.externalListeners.length) this.scheduleExternal();
     });
-    w.on('error', () => {
-      /* the client re-establishes watchers by itself */
-    });
+    // the client re-attaches a watch after a disconnect by itself, but not one etcd cancelled
+    // (its start revision compacted away, after a long partition): read all again, watch anew
+    const lost = () => {
+      if (this.watcher !== w || this.closed) return;
+      this.watcher = undefined;
+      void w.cancel().catch(() => {});
+      this.rewatch(500);
+    };
+    w.on('error', lost);
+    w.on('end', lost);
     this.watcher = w;
+  }
+
+  private closed = false;
+
+  /** a new watch from a full read, then the listeners told (changes and soft records may have been missed) */
+  private rewatch(delayMs: number): void {
+    setTimeout(() => {
+      if (this.closed) return;
+      const run = this.queue.then(() => this.reload());
+      this.queue = run.catch(() => undefined);
+      run
+        .then(() => this.ensureWatcher())
+        .then(async () => {
+          for (const f of this.externalListeners) f();
+          const { kvs } = await this.readPrefixes(['soft/']);
+          for (const [key, value] of kvs[0]!)
+            for (const l of this.softListeners) l(decodeURIComponent(key.slice(5)), value.toString());
+        })
+        .catch(() => this.rewatch(Math.min(delayMs * 2, 10_000)));
+    }, delayMs).unref();
   }
 
   private softListeners: ((host: string, value: string | undefined) => void)[] = [];
@@ -398,21 +443,34 @@ export class EtcdStore implements Store {
     return this.lease;
   }
 
+  /**
+   * key = value on this store's lease. Not a transaction: a failure here does not fail the
+   * transactions queued behind it. A lease etcd no longer knows (it ran out while etcd was
+   * away; the client says so only later) is replaced, once.
+   */
+  private async putOnLease(key: string, value: string): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.unavailableAsError(() => this.softLease().put(key).value(value).exec(), false);
+        return;
+      } catch (e) {
+        if (attempt > 1 || !/lease not found/i.test((e as Error).message)) throw e;
+        this.lease?.release();
+        this.lease = undefined;
+      }
+    }
+  }
+
   readonly soft: SharedSoftState = {
-    publish: async (host, value) => {
-      await this.unavailableAsError(() =>
-        this.softLease()
-          .put(`soft/${encodeURIComponent(host)}`)
-          .value(value)
-          .exec(),
-      );
-    },
+    publish: (host, value) => this.putOnLease(`soft/${encodeURIComponent(host)}`, value),
     remove: async (host) => {
-      await this.unavailableAsError(() =>
-        this.ns
-          .delete()
-          .key(`soft/${encodeURIComponent(host)}`)
-          .exec(),
+      await this.unavailableAsError(
+        () =>
+          this.ns
+            .delete()
+            .key(`soft/${encodeURIComponent(host)}`)
+            .exec(),
+        false,
       );
     },
     watch: async (f) => {
@@ -424,14 +482,7 @@ export class EtcdStore implements Store {
   };
 
   readonly members: CoordinatorMembers = {
-    announce: async (id, address) => {
-      await this.unavailableAsError(() =>
-        this.softLease()
-          .put(`coordinators/${encodeURIComponent(id)}`)
-          .value(address)
-          .exec(),
-      );
-    },
+    announce: (id, address) => this.putOnLease(`coordinators/${encodeURIComponent(id)}`, address),
     list: async () => {
       const { kvs } = await this.readPrefixes(['coordinators/']);
       return kvs[0]!.map(([, v]) => v.toString());
@@ -453,24 +504,27 @@ export class EtcdStore implements Store {
     },
   };
 
-  private scheduleExternal(): void {
-    if (this.externalTimer) return;
+  /** the listeners told, after a read of everything (unless the copy is current already); retried until etcd answers */
+  private scheduleExternal(read = true): void {
+    if (this.externalTimer || this.closed) return;
     this.externalTimer = setTimeout(() => {
       this.externalTimer = undefined;
-      const run = this.queue.then(() => this.reload());
+      const run = this.queue.then(() => (read ? this.reload() : undefined));
       this.queue = run.catch(() => undefined);
       run.then(
         () => {
           for (const f of this.externalListeners) f();
         },
         () => {
-          /* etcd away: the next event (or the next transaction) reads again */
+          // etcd away: read again later (a quiet cluster sends no next event)
+          setTimeout(() => this.scheduleExternal(), 1000).unref();
         },
       );
     }, 5);
   }
 
   close(): void {
+    this.closed = true;
     if (this.externalTimer) clearTimeout(this.externalTimer);
     this.lease?.release();
     void this.watcher?.cancel().catch(() => {});

@@ -1,10 +1,19 @@
 // The CA and the admin credentials in a store several coordinators share (etcd), so every
 // coordinator signs and verifies the same identities. Certificates are stored as they are;
 // the two private keys are sealed with AES-256-GCM under a key file every coordinator is
-// given (--secrets-key-file): what is in etcd, or in a backup of it, signs nothing alone.
+// given (--secrets-key-file, mode 0600): what is in etcd, or in a backup of it, signs
+// nothing alone; each sealed key is bound to its certificate (a certificate swapped in etcd
+// opens nothing). The shared admin certificate is not renewed (825 days).
 // The first coordinator makes the material (or takes its own local pki/ along) and stores
 // it with a write that only succeeds where nothing is stored yet; every later one reads it.
-import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import {
+  X509Certificate,
+  createCipheriv,
+  createDecipheriv,
+  createHash,
+  createPublicKey,
+  randomBytes,
+} from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { newPkiMaterial, paths, type PkiMaterial } from './pki.js';
@@ -48,9 +57,21 @@ export function readSecretsKey(file: string, create: boolean): Buffer | undefine
     fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
     fs.writeFileSync(file, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600, flag: 'wx' });
   }
+  const mode = fs.statSync(file).mode & 0o777;
+  if (mode & 0o077)
+    throw new Error(`secrets key file ${file} is open to others (mode ${mode.toString(8)}): chmod 600 ${file}`);
   const text = fs.readFileSync(file, 'utf8').trim();
   if (!/^[0-9a-f]{64}$/.test(text)) throw new Error(`secrets key file ${file}: want 64 hex digits (32 random bytes)`);
   return Buffer.from(text, 'hex');
+}
+
+/** what a sealed key is bound to: its name and its certificate (a certificate swapped in etcd opens nothing) */
+const aadOf = (name: string, certPem: string) => `${name}:${createHash('sha256').update(certPem).digest('hex')}`;
+
+/** true if the private key (PEM) is the one of the certificate */
+function keyMatches(keyPem: string, certPem: string): boolean {
+  const spki = (k: { export(o: { type: 'spki'; format: 'der' }): Buffer }) => k.export({ type: 'spki', format: 'der' });
+  return spki(createPublicKey(keyPem)).equals(spki(new X509Certificate(certPem).publicKey));
 }
 
 function open(stored: StoredPki, key: Buffer, keyFile: string): PkiMaterial {
@@ -58,12 +79,20 @@ function open(stored: StoredPki, key: Buffer, keyFile: string): PkiMaterial {
     throw new Error(
       `the CA in the store was sealed with another secrets key than ${keyFile}: copy the key file of the coordinator that made it`,
     );
-  return {
-    caCert: stored.caCert,
-    adminCert: stored.adminCert,
-    caKey: openSecret(key, 'ca.key', stored.caKey),
-    adminKey: openSecret(key, 'admin.key', stored.adminKey),
-  };
+  let m: PkiMaterial;
+  try {
+    m = {
+      caCert: stored.caCert,
+      adminCert: stored.adminCert,
+      caKey: openSecret(key, aadOf('ca.key', stored.caCert), stored.caKey),
+      adminKey: openSecret(key, aadOf('admin.key', stored.adminCert), stored.adminKey),
+    };
+  } catch {
+    throw new Error(`the CA record in the store does not open with ${keyFile}: it was changed after it was sealed`);
+  }
+  if (!keyMatches(m.caKey, m.caCert) || !keyMatches(m.adminKey, m.adminCert))
+    throw new Error('the CA record in the store does not hold matching keys and certificates');
+  return m;
 }
 
 /** The material in a directory made by a coordinator that ran alone (taken along on its first start on etcd). */
@@ -96,8 +125,8 @@ export async function sharedPkiMaterial(
     keyId: keyIdOf(key),
     caCert: m.caCert,
     adminCert: m.adminCert,
-    caKey: sealSecret(key, 'ca.key', m.caKey),
-    adminKey: sealSecret(key, 'admin.key', m.adminKey),
+    caKey: sealSecret(key, aadOf('ca.key', m.caCert), m.caKey),
+    adminKey: sealSecret(key, aadOf('admin.key', m.adminCert), m.adminKey),
   };
   const mineText = JSON.stringify(mine);
   const stored = await secrets.putIfAbsent(PKI_SECRET, mineText);

@@ -103,7 +103,10 @@ async function coordinatorsFor(store: string, n: number): Promise<RunningCoordin
   ];
   const a = await startCoordinator({ tls: useTls, args: shared });
   const dir = fs.mkdtempSync(`${os.tmpdir()}/gmc-`);
-  if (useTls) fs.copyFileSync(`${a.dataDir}/secrets.key`, `${dir}/secrets.key`);
+  if (useTls) {
+    fs.copyFileSync(`${a.dataDir}/secrets.key`, `${dir}/secrets.key`);
+    fs.chmodSync(`${dir}/secrets.key`, 0o600);
+  }
   return [a, await startCoordinator({ tls: useTls, dataDir: dir, args: shared })];
 }
 

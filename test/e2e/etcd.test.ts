@@ -392,17 +392,6 @@ serial(
     t.is(refused.exitCode, 1);
     t.regex(refused.stderr, /etcd unavailable/);
     t.log(`join refused after ${Date.now() - t0} ms: ${refused.stderr.trim()}`);
-    const net = await coordctlAt(B, [
-      'network',
-      'create',
-      'nq',
-      '--cidr',
-      '198.18.128.0/18',
-      '--host-prefix-len',
-      '27',
-    ]);
-    t.is(net.exitCode, 1);
-    t.regex(net.stderr, /etcd unavailable/);
     const read = await coordctl(lab.dir, ['hosts', '-o', 'json']);
     t.is(read.exitCode, 0, 'reads are served from the coordinator');
     await sleep(Math.max(0, 3000 - (Date.now() - from.at)));
@@ -429,7 +418,7 @@ serial(
       '--host-prefix-len',
       '27',
     ]);
-    t.is(nets.exitCode, 0, `the network refused during the loss is made now: ${nets.stderr}`);
+    t.is(nets.exitCode, 0, `a network is made through B again: ${nets.stderr}`);
     t.deepEqual(await bothServe(), [0, 0], 'both coordinators served through it');
   },
 );

@@ -38,7 +38,7 @@ const serial = isRoot ? test.serial : test.skip;
  */
 const SOAK = process.env.GREMESH_SOAK === '1';
 const size = (env: string, test: number, soak: number) => Number(process.env[env] ?? (SOAK ? soak : test));
-const OUTAGE_S = size('GREMESH_FAULT_OUTAGE_S', 30, 300);
+const OUTAGE_S = size('GREMESH_FAULT_OUTAGE_S', 20, 300);
 const CYCLES = size('GREMESH_FAULT_CYCLES', 100, 1000);
 /** containers started on one host while its agent is killed */
 const ATTACH_BURST = size('GREMESH_FAULT_ATTACH_BURST', 40, 100);

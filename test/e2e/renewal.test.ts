@@ -12,8 +12,8 @@ import { IMAGE } from '../../deploy/lab/plan.js';
 
 const serial = isRoot ? test.serial : test.skip;
 const SOAK = process.env.GREMESH_SOAK === '1';
-const TTL_S = Number(process.env.GREMESH_RENEW_TTL_S ?? (SOAK ? 30 : 20));
-const RUN_S = Number(process.env.GREMESH_RENEW_RUN_S ?? (SOAK ? 180 : 40));
+const TTL_S = Number(process.env.GREMESH_RENEW_TTL_S ?? (SOAK ? 30 : 15));
+const RUN_S = Number(process.env.GREMESH_RENEW_RUN_S ?? (SOAK ? 180 : 30));
 let lab: TestLab;
 
 test.before(async () => {

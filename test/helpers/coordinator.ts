@@ -20,6 +20,12 @@ export interface RunningCoordinator {
   tls: boolean;
 }
 
+/** coordinators still running when this process exits (a benchmark or test that threw) go with it */
+const running = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const p of running) p.kill('SIGKILL');
+});
+
 /** tls: false (the default here) starts it with --insecure; the TLS suite passes true */
 export async function startCoordinator(
   o: { dataDir?: string; port?: number; args?: string[]; host?: string; netns?: string; tls?: boolean } = {},
@@ -63,7 +69,13 @@ export async function startCoordinator(
       reject(new Error(`coordinator exited ${code}: ${err}`));
     });
   });
-  const exited = new Promise<void>((r) => proc.on('exit', () => r()));
+  running.add(proc);
+  const exited = new Promise<void>((r) =>
+    proc.on('exit', () => {
+      running.delete(proc);
+      r();
+    }),
+  );
   return {
     addr: `${host}:${port}`,
     port,

@@ -18,6 +18,12 @@ async function freePort(): Promise<number> {
   });
 }
 
+/** members still running when this process exits (a benchmark or test that threw) go with it */
+const members = new Set<EtcdMember>();
+process.on('exit', () => {
+  for (const m of members) m.killNow();
+});
+
 export class EtcdMember {
   private proc: ChildProcess | undefined;
   private constructor(
@@ -32,6 +38,7 @@ export class EtcdMember {
       `http://127.0.0.1:${await freePort()}`,
       `http://127.0.0.1:${await freePort()}`,
     );
+    members.add(m);
     await m.run();
     return m;
   }
@@ -79,7 +86,14 @@ export class EtcdMember {
     await gone;
   }
 
+  /** SIGKILL and the data dir removed, at once (at exit) */
+  killNow(): void {
+    this.proc?.kill('SIGKILL');
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+
   async remove(): Promise<void> {
+    members.delete(this);
     await this.kill();
     fs.rmSync(this.dir, { recursive: true, force: true });
   }

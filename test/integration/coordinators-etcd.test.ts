@@ -401,12 +401,18 @@ serial(
     });
     const noKey = await t.throwsAsync(startCoordinator({ tls: true, dataDir: bDir, args }));
     t.regex(noKey!.message, /the CA in the store is sealed: copy the secrets key file/);
-    fs.writeFileSync(`${bDir}/other.key`, `${'ab'.repeat(32)}\n`);
+    fs.writeFileSync(`${bDir}/other.key`, `${'ab'.repeat(32)}\n`, { mode: 0o644 });
+    const openKey = await t.throwsAsync(
+      startCoordinator({ tls: true, dataDir: bDir, args: [...args, '--secrets-key-file', `${bDir}/other.key`] }),
+    );
+    t.regex(openKey!.message, /is open to others \(mode 644\): chmod 600/);
+    fs.chmodSync(`${bDir}/other.key`, 0o600);
     const wrongKey = await t.throwsAsync(
       startCoordinator({ tls: true, dataDir: bDir, args: [...args, '--secrets-key-file', `${bDir}/other.key`] }),
     );
     t.regex(wrongKey!.message, /sealed with another secrets key/);
     fs.copyFileSync(`${a.dataDir}/secrets.key`, `${bDir}/secrets.key`);
+    fs.chmodSync(`${bDir}/secrets.key`, 0o600);
     const b = await startCoordinator({ tls: true, dataDir: bDir, args });
     t.teardown(() => b.stop());
     for (const f of ['ca.crt', 'admin.crt', 'admin.key'])

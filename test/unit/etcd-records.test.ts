@@ -1,6 +1,7 @@
 // The EtcdStore's pure parts: records as etcd keys and back, and how many operations a change takes.
 import test from 'ava';
 import { diffState, etcdErrorText, prefixEnd, stateFromKvs } from '../../coordinator/etcd-store.js';
+import { openSecret, sealSecret } from '../../coordinator/shared-pki.js';
 import { MemoryTx, emptyState } from '../../coordinator/memory-store.js';
 
 const kvsOf = (puts: Map<string, string>) => [...puts].map(([key, value]) => ({ key, value }));
@@ -58,4 +59,17 @@ test('prefix ranges and error text', (t) => {
     etcdErrorText(new Error('14 UNAVAILABLE: No connection established. Resolution note: x'), 5000),
     '14 UNAVAILABLE: No connection established.',
   );
+});
+
+test('sealed secrets open only with the same key and the same binding', (t) => {
+  const key = Buffer.alloc(32, 7);
+  const sealed = sealSecret(key, 'ca.key:abc', 'PRIVATE');
+  t.false(sealed.includes('PRIVATE'));
+  t.is(openSecret(key, 'ca.key:abc', sealed), 'PRIVATE');
+  t.throws(() => openSecret(Buffer.alloc(32, 8), 'ca.key:abc', sealed));
+  t.throws(() => openSecret(key, 'ca.key:abd', sealed), undefined, 'bound to its certificate');
+  const raw = Buffer.from(sealed, 'base64');
+  raw[raw.length - 1]! ^= 1;
+  t.throws(() => openSecret(key, 'ca.key:abc', raw.toString('base64')), undefined, 'a changed byte');
+  t.not(sealSecret(key, 'x', 'same'), sealSecret(key, 'x', 'same'), 'a fresh nonce each time');
 });
