@@ -239,8 +239,8 @@ export class Coordinator {
   }
 
   /**
-   * A soft record another coordinator wrote (an agent reporting there). Kept unless this
-   * coordinator has newer news of the host itself; a record gone (its writer's lease ran out)
+   * A soft record another coordinator wrote (an agent reporting there). Kept unless the agent
+   * watches through this coordinator; a record gone (its writer's lease ran out)
    * changes nothing: the host ages into "down" unless it reports somewhere.
    */
   private remoteSoft(host: string, value: string | undefined): void {
@@ -252,8 +252,11 @@ export class Coordinator {
       return;
     }
     if (rec.by === this.id) return;
+    // the agent reports to one coordinator at a time, and the watch brings records in the
+    // order etcd took them: the newest is the one to keep, unless the agent is here now
+    // (no clocks compared: coordinators' clocks may differ)
     const mine = this.soft.get(host);
-    if (mine && (this.isConnected(host) || mine.lastSeenMs > rec.lastSeenMs)) return;
+    if (this.isConnected(host)) return;
     if (JSON.stringify(mine?.endpoints ?? []) !== JSON.stringify(rec.endpoints ?? [])) this.endpointsChanged.add(host);
     this.soft.set(host, {
       lastSeenMs: rec.lastSeenMs,
