@@ -315,7 +315,20 @@ export class EtcdStore implements Store {
           return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
         },
       }) as Tx;
-      const result = fn(recording); // a throw leaves nothing behind: nothing was sent
+      let result: T;
+      try {
+        result = fn(recording); // a throw leaves nothing behind: nothing was sent
+      } catch (e) {
+        // a refusal on a copy that lags (a token another coordinator issued a moment ago)
+        // is no refusal: read again and run fn again; on a current copy it stands
+        if (attempt < this.maxAttempts && (await this.behind(touched))) {
+          this.conflicts++;
+          await this.reload();
+          this.scheduleExternal(false);
+          continue;
+        }
+        throw e;
+      }
       const { puts, deletes, tables } = diffState(this.state, next);
       for (const t of tables) touched.add(t);
       const compares = [...touched];
@@ -346,6 +359,13 @@ export class EtcdStore implements Store {
       // what the read brought in is news for the listeners too (its watch events are now old)
       this.scheduleExternal(false);
     }
+  }
+
+  /** true if etcd holds a newer version of one of these tables than the copy (one read of the counters) */
+  private async behind(tables: Set<Table>): Promise<boolean> {
+    const { kvs } = await this.readPrefixes(['rev/']);
+    const now = new Map(kvs[0]!.map(([key, , mod]) => [key.slice(4) as Table, mod]));
+    return [...tables].some((t) => (now.get(t) ?? 0) !== (this.counters.get(t) ?? 0));
   }
 
   /**

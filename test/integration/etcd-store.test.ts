@@ -102,3 +102,34 @@ serial('EtcdStore: etcd away: a clear error and nothing written; back: it works 
   st.close();
   again.close();
 });
+
+serial(
+  'EtcdStore: a refusal on a copy that lags is checked against etcd (a token issued by another coordinator a moment ago)',
+  async (t) => {
+    const prefix = `/c${++prefixes}/`;
+    const a = open(prefix);
+    const b = open(prefix);
+    t.teardown(() => {
+      a.close();
+      b.close();
+    });
+    await b.tx((x) => x.tokens()); // b's copy: no token yet (and no watch brings it in)
+    await a.tx((x) =>
+      x.putToken({ id: 'tk1', secretHash: 'h', host: 'h1', expiresMs: 1, state: 'valid', createdMs: 1 }),
+    );
+    const used = await b.tx((x) => {
+      const tok = x.token('tk1');
+      if (!tok) throw new Error('unknown join token tk1');
+      x.putToken({ ...tok, state: 'used' });
+      return tok.id;
+    });
+    t.is(used, 'tk1', 'b read again and found it');
+    // on a current copy a refusal stands
+    await t.throwsAsync(
+      b.tx((x) => {
+        if (!x.token('nope')) throw new Error('unknown join token nope');
+      }),
+      { message: 'unknown join token nope' },
+    );
+  },
+);
