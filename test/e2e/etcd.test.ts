@@ -61,6 +61,12 @@ const hostsJson = async () => {
   return JSON.parse(r.stdout) as HostJson[];
 };
 const coordctlAt = (addr: string, args: string[]) => coordctl(lab.dir, ['--coordinator', addr, ...args]);
+/** the host list once it has n hosts (a coordinator lists what another admitted once its watch brought it in: ms) */
+const hostsWhen = async (n: number) => {
+  let hosts: HostJson[] = [];
+  await waitUntil(async () => (hosts = await hostsJson()).length === n, 10_000, 50);
+  return hosts;
+};
 
 /** no slice twice in any network, no underlay address twice */
 function uniqueness(hosts: HostJson[]): { slicesTwice: number; underlayTwice: number } {
@@ -281,7 +287,7 @@ serial(
       `${SPREAD} joins over A and B: ${b.summary()?.ms} ms, errors seen by the clients ${JSON.stringify(b.summary()?.errors)}`,
     );
     for (const r of await Promise.all(nets)) t.is(r.exitCode, 0, r.stderr);
-    const hosts = await hostsJson();
+    const hosts = await hostsWhen(before + SPREAD + 10);
     const dupWon = Array.from({ length: 10 }, (_, i) =>
       [`da${i}`, `db${i}`].filter((n) => hosts.some((h) => h.name === n)),
     );
@@ -303,10 +309,13 @@ serial(
     t.is(new Set(networks.map((n) => n.greKey)).size, 5, 'no GRE key twice');
     for (const h of hosts) t.is(h.slices.length, 5, `${h.name} has a slice of every network`);
     // B's view is A's view
-    const atB = JSON.parse((await coordctlAt(B, ['hosts', '-o', 'json'])).stdout) as HostJson[];
-    const atA = JSON.parse((await coordctlAt(A, ['hosts', '-o', 'json'])).stdout) as HostJson[];
     const key = (l: HostJson[]) => JSON.stringify(l.map((h) => [h.name, h.underlayIp, h.slices]).sort());
-    t.is(key(atA), key(atB), 'both coordinators list the same hosts and slices');
+    const listAt = async (c: string) =>
+      key(JSON.parse((await coordctlAt(c, ['hosts', '-o', 'json'])).stdout) as HostJson[]);
+    let atA = '';
+    let atB = '';
+    await waitUntil(async () => (atA = await listAt(A)) === (atB = await listAt(B)), 10_000, 50);
+    t.is(atA, atB, 'both coordinators list the same hosts and slices');
     t.true(await agentsHoldAll(60_000), `both agents hold every host (${await greCounts()})`);
   },
 );
@@ -336,7 +345,7 @@ serial(
     t.is(exit, 0, JSON.stringify(b.events.filter((e) => e.event === 'failed').slice(0, 3)));
     t.is(b.summary()?.ok, BURST, 'every join finished');
     t.log(`burst: ${JSON.stringify(b.summary())}`);
-    const hosts = await hostsJson();
+    const hosts = await hostsWhen(count + BURST);
     t.is(hosts.length, count + BURST);
     t.deepEqual(uniqueness(hosts), { slicesTwice: 0, underlayTwice: 0 });
     // every real agent holds every host: a tunnel port per peer
@@ -369,7 +378,7 @@ serial(
     t.is(b.summary()?.ok, BURST, 'every join finished');
     t.log(`burst: ${JSON.stringify(b.summary())}`);
     t.is(await etcdHealthy(), 2, 'two members serve on');
-    const hosts = await hostsJson();
+    const hosts = await hostsWhen(count + BURST);
     t.is(hosts.length, count + BURST);
     t.deepEqual(uniqueness(hosts), { slicesTwice: 0, underlayTwice: 0 });
     for (const h of HOSTS) t.true(agentStatus(lab.dir, h)?.connected, `${h}'s agent watches`);
@@ -404,7 +413,15 @@ serial(
     t.not(back, undefined, 'join tokens are issued again');
     const q = burst('q', 2, '198.18.6.1');
     t.is(await q.done, 0, JSON.stringify(q.events.filter((e) => e.event === 'failed')));
-    t.truthy((await hostsJson()).find((h) => h.name === 'q1'));
+    // listed by A too once its watch brought in q1 (admitted through B)
+    const lists = async (addr: string) => {
+      const names = (JSON.parse((await coordctlAt(addr, ['hosts', '-o', 'json'])).stdout) as HostJson[]).map(
+        (h) => h.name,
+      );
+      return names.includes('q0') && names.includes('q1');
+    };
+    const listed = await waitUntil(async () => (await lists(A)) && (await lists(B)), 10_000, 50);
+    t.not(listed, undefined, 'both coordinators list the hosts admitted after quorum came back');
     t.true(
       await agentsHoldAll(60_000),
       `hosts admitted after quorum came back reach both agents (${await greCounts()})`,
