@@ -30,6 +30,8 @@ process.on('exit', () => {
 export async function startCoordinator(
   o: { dataDir?: string; port?: number; args?: string[]; host?: string; netns?: string; tls?: boolean } = {},
 ): Promise<RunningCoordinator> {
+  const ownDir = o.dataDir === undefined;
+  let listening = false;
   const dataDir = o.dataDir ?? tempDir('gmc');
   const host = o.host ?? '127.0.0.1';
   const tls = o.tls === true;
@@ -61,11 +63,14 @@ export async function startCoordinator(
       const m = /listening on .*:(\d+)/.exec(out);
       if (m) {
         clearTimeout(timer);
+        listening = true;
         resolve(Number(m[1]));
       }
     });
     proc.on('exit', (code) => {
       clearTimeout(timer);
+      // a start that failed leaves no data dir this helper made
+      if (ownDir && !listening) removeDir(dataDir);
       reject(new Error(`coordinator exited ${code}: ${err}`));
     });
   });

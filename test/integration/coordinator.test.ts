@@ -282,7 +282,10 @@ test.serial(
   '50k endpoints: an agent still gets its full snapshot; a short reconnect gets a delta, not the world',
   async (t) => {
     const c = await startCoordinator({ args: ['--network-cidr', '198.18.0.0/15', '--host-prefix-len', '20'] });
-    t.teardown(() => c.stop());
+    t.teardown(async () => {
+      await c.stop();
+      removeDir(c.dataDir);
+    });
     const HOSTS = 32;
     const PER = 1600;
     const creds: string[] = [];
@@ -373,7 +376,10 @@ test.serial(
 
 test.serial('a host admitted anew: the stream opened with its earlier identity ends at once', async (t) => {
   const c = await startCoordinator();
-  t.teardown(() => c.stop());
+  t.teardown(async () => {
+    await c.stop();
+    removeDir(c.dataDir);
+  });
   const first = await joinAndRegister(c.addr, 'r1', '198.51.100.77');
   const w = agentClient(c.addr);
   const st = w.watch({ name: 'r1', credential: first.credential, knownRevision: 0 });
