@@ -6,6 +6,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { EtcdStore } from '../../coordinator/etcd-store.js';
+import { issue, newKeyPair, privateKeyPem, selfSignedCa } from '../../common/certs.js';
 
 export const ETCD_BIN = ['/usr/bin/etcd', '/usr/local/bin/etcd'].find((p) => fs.existsSync(p));
 
@@ -24,20 +25,60 @@ process.on('exit', () => {
   for (const m of members) m.killNow();
 });
 
+/** PEM files for a member with TLS: its CA, and a client certificate and key it accepts */
+export interface EtcdClientTls {
+  ca: string;
+  cert: string;
+  key: string;
+}
+
+/** A CA, a serving certificate for 127.0.0.1 and a client certificate, in dir (made in process) */
+async function makeTls(dir: string): Promise<{ server: { cert: string; key: string }; client: EtcdClientTls }> {
+  const caKeys = await newKeyPair();
+  const ca = { certPem: await selfSignedCa(caKeys, 'O=gremesh-test, CN=etcd CA', 1), keys: caKeys };
+  const files = (name: string) => ({ cert: `${dir}/${name}.crt`, key: `${dir}/${name}.key` });
+  for (const [name, usage] of [
+    ['server', 'server'],
+    ['client', 'client'],
+  ] as const) {
+    const keys = await newKeyPair();
+    const cert = await issue(ca, keys.publicKey, {
+      subject: `O=gremesh-test, CN=${name}`,
+      days: 1,
+      usage,
+      sans: ['IP:127.0.0.1'],
+    });
+    fs.writeFileSync(files(name).cert, cert);
+    fs.writeFileSync(files(name).key, await privateKeyPem(keys), { mode: 0o600 });
+  }
+  fs.writeFileSync(`${dir}/ca.crt`, ca.certPem);
+  return { server: files('server'), client: { ca: `${dir}/ca.crt`, ...files('client') } };
+}
+
 export class EtcdMember {
   private proc: ChildProcess | undefined;
+  private serverTls: { cert: string; key: string; ca: string } | undefined;
+  /** with TLS: what a client needs (the member asks for a client certificate) */
+  clientTls: EtcdClientTls | undefined;
   private constructor(
     readonly dir: string,
     readonly endpoint: string,
     private readonly peer: string,
   ) {}
 
-  static async start(): Promise<EtcdMember> {
+  /** tls: clients speak TLS and show a certificate of the member's CA (--client-cert-auth) */
+  static async start(o: { tls?: boolean } = {}): Promise<EtcdMember> {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gmetcd-'));
     const m = new EtcdMember(
-      fs.mkdtempSync(path.join(os.tmpdir(), 'gmetcd-')),
-      `http://127.0.0.1:${await freePort()}`,
+      dir,
+      `${o.tls ? 'https' : 'http'}://127.0.0.1:${await freePort()}`,
       `http://127.0.0.1:${await freePort()}`,
     );
+    if (o.tls) {
+      const t = await makeTls(dir);
+      m.serverTls = { ...t.server, ca: t.client.ca };
+      m.clientTls = t.client;
+    }
     members.add(m);
     await m.run();
     return m;
@@ -57,10 +98,24 @@ export class EtcdMember {
         `--initial-cluster=t=${this.peer}`,
         '--logger=zap',
         '--log-level=error',
+        ...(this.serverTls
+          ? [
+              `--cert-file=${this.serverTls.cert}`,
+              `--key-file=${this.serverTls.key}`,
+              `--trusted-ca-file=${this.serverTls.ca}`,
+              '--client-cert-auth',
+            ]
+          : []),
       ],
       { stdio: 'ignore' },
     );
-    const probe = new EtcdStore({ endpoints: [this.endpoint], prefix: '/probe/', timeoutMs: 500 });
+    const c = this.clientTls;
+    const probe = new EtcdStore({
+      endpoints: [this.endpoint],
+      prefix: '/probe/',
+      timeoutMs: 500,
+      tls: c ? { ca: fs.readFileSync(c.ca), cert: fs.readFileSync(c.cert), key: fs.readFileSync(c.key) } : undefined,
+    });
     try {
       for (const end = Date.now() + 20_000; ;) {
         try {

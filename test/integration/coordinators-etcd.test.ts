@@ -458,3 +458,39 @@ serial(
     t.regex(hosts.stdout, /"h1"/);
   },
 );
+
+serial(
+  'TLS to etcd (--etcd-ca/--etcd-cert/--etcd-key): served with the client certificate; without it, a clear error',
+  async (t) => {
+    const secure = await EtcdMember.start({ tls: true });
+    t.teardown(() => secure.remove());
+    const c = secure.clientTls!;
+    const base = ['--store', 'etcd', '--etcd-endpoints', secure.endpoint, '--etcd-prefix', '/tls/'];
+    const coord = await startCoordinator({
+      args: [...base, '--etcd-ca', c.ca, '--etcd-cert', c.cert, '--etcd-key', c.key],
+    });
+    t.teardown(async () => {
+      await coord.stop();
+      removeDir(coord.dataDir);
+    });
+    const a = admin(coord.addr);
+    t.teardown(() => a.close());
+    const j = await unary<{ token: string }>(a, 'joinHost', { name: 'h1', ttlSeconds: 0 });
+    t.regex(j.token, /^[a-z0-9]{6}\./, 'a write through etcd over mutual TLS');
+    const noCert = await t.throwsAsync(startCoordinator({ args: [...base, '--etcd-ca', c.ca] }));
+    t.regex(noCert!.message, /etcd unavailable/);
+    const noTls = await t.throwsAsync(
+      startCoordinator({
+        args: [
+          '--store',
+          'etcd',
+          '--etcd-endpoints',
+          secure.endpoint.replace('https', 'http'),
+          '--etcd-prefix',
+          '/tls/',
+        ],
+      }),
+    );
+    t.regex(noTls!.message, /etcd unavailable/);
+  },
+);
