@@ -253,7 +253,8 @@ async function main(argv: string[]): Promise<number> {
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
   });
-  store.close();
+  if (store.shutdown) await store.shutdown();
+  else store.close();
   process.exit(0);
 }
 

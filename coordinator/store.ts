@@ -47,6 +47,8 @@ export interface Store {
   /** stores several coordinators share (etcd): the coordinators serving now, by the address agents dial */
   members?: CoordinatorMembers;
   close(): void;
+  /** a clean stop: what this process holds in a shared store (its lease) let go at once, then close */
+  shutdown?(): Promise<void>;
 }
 
 /**

@@ -383,6 +383,16 @@ serial(
     });
     const h2AtB = (await unary<{ hosts: HostInfo[] }>(bd, 'listHosts', {})).hosts.find((h) => h.name === 'h2')!;
     t.regex(h2AtB.attachErrors[0]?.reason ?? '', /already h1's/);
+    // a coordinator stopped cleanly lets go of its lease: join through A names A alone at once
+    const joinAt = async () => {
+      const ad = admin(a.addr);
+      const r = await unary<{ coordinator: string }>(ad, 'joinHost', { name: 'h9', ttlSeconds: 0 });
+      ad.close();
+      return r.coordinator;
+    };
+    t.is(await joinAt(), `${a.addr},${b.addr}`);
+    await b.stop();
+    t.is(await joinAt(), a.addr, 'B is no longer listed');
   },
 );
 
