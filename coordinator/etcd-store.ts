@@ -440,15 +440,19 @@ export class EtcdStore implements Store {
         .then(() => this.ensureWatcher())
         .then(async () => {
           for (const f of this.externalListeners) f();
-          const { kvs } = await this.readPrefixes(['soft/']);
-          for (const [key, value] of kvs[0]!)
-            for (const l of this.softListeners) l(decodeURIComponent(key.slice(5)), value.toString());
+          await this.replaySoft(this.softListeners);
         })
         .catch(() => this.rewatch(Math.min(delayMs * 2, 10_000)));
     }, delayMs).unref();
   }
 
   private softListeners: ((host: string, value: string | undefined) => void)[] = [];
+
+  /** every soft record there is now, to these listeners */
+  private async replaySoft(to: ((host: string, value: string | undefined) => void)[]): Promise<void> {
+    const { kvs } = await this.readPrefixes(['soft/']);
+    for (const [key, value] of kvs[0]!) for (const l of to) l(decodeURIComponent(key.slice(5)), value.toString());
+  }
   private lease: Lease | undefined;
 
   /** the lease this coordinator's soft records hang on (kept alive by the client; a lost one is replaced) */
@@ -496,8 +500,7 @@ export class EtcdStore implements Store {
     watch: async (f) => {
       this.softListeners.push(f);
       await this.ensureWatcher();
-      const { kvs } = await this.readPrefixes(['soft/']);
-      for (const [key, value] of kvs[0]!) f(decodeURIComponent(key.slice(5)), value.toString());
+      await this.replaySoft([f]);
     },
   };
 

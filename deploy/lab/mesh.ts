@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { CTL_IP, ctlIp, ctlName, etcdEndpoints, hostPaths } from './plan.js';
-import { isOurs, requireState, spawnInNode, stopPids } from './lab.js';
+import { alive, isOurs, requireState, spawnInNode, stopPids } from './lab.js';
 
 export const COORD_PORT = 7420;
 export const COORD_ADDR = `${CTL_IP}:${COORD_PORT}`;
@@ -87,7 +87,7 @@ export async function startCoordinator(dir: string, extra: string[] = [], k = 1)
   await waitFor(
     () => {
       const text = fs.readFileSync(log, 'utf8').slice(before);
-      if (!running(pid))
+      if (!alive(pid))
         throw new Error(`coordinator ${ctlName(k)} exited: ${text.trim().split('\n').slice(-3).join(' | ')}`);
       return text.includes('listening on');
     },
@@ -103,15 +103,6 @@ export async function startCoordinators(dir: string, extra: string[] = []): Prom
   const pids: number[] = [];
   for (let k = 1; k <= n; k++) pids.push(await startCoordinator(dir, extra, k));
   return pids;
-}
-
-function running(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 export async function stopProcess(

@@ -4,12 +4,10 @@
 // container on each in a ping mesh. Joins are made by the burst helper from the ctl
 // namespace, spread over both coordinators. Real etcd 3.4, real OVS, real packets.
 import test from 'ava';
-import { spawn } from 'node:child_process';
-import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { isRoot } from '../helpers/cli.js';
 import { labUp, type TestLab } from '../helpers/lab.js';
 import { sh, waitUntil } from '../helpers/endpoint.js';
+import { startJoinBurst } from '../helpers/burst.js';
 import { PingMesh, type Loss } from '../helpers/ping-mesh.js';
 import {
   agentStatus,
@@ -35,7 +33,6 @@ const A = coordinatorAddr(1);
 const B = coordinatorAddr(2);
 // /27 slices: room for the real hosts, the spread and the bursts
 const COORD_FLAGS = ['--host-prefix-len', '27'];
-const JOIN_BURST = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../helpers/join-burst.js');
 /** OVS's userspace datapath can drop a packet on a host's other ports when ports are added: see faults.test.ts */
 const OPS_PER_LOST_PACKET = 20;
 
@@ -75,59 +72,24 @@ function uniqueness(hosts: HostJson[]): { slicesTwice: number; underlayTwice: nu
   return { slicesTwice: slices.length - new Set(slices).size, underlayTwice: ips.length - new Set(ips).size };
 }
 
-interface BurstEvent {
-  event: string;
-  name: string;
-  ok?: number;
-  failed?: number;
-  attempts?: number;
-  errors?: Record<string, number>;
-  error?: string;
-  ms?: number;
-}
-
-/** count joins (names PREFIX0..), spread over A and B, from the ctl namespace; resolves its events as they come */
-function burst(prefix: string, count: number, underlayBase: string, concurrency = 10, order = `${A},${B}`) {
-  const events: BurstEvent[] = [];
-  const p = spawn(
-    'nsenter',
-    [
-      `--net=/run/netns/${node('ctl').ns}`,
-      'node',
-      JOIN_BURST,
-      '--coordinator',
-      order,
-      '--pki',
-      `${coordinatorDir(lab.dir)}/pki`,
-      '--count',
-      String(count),
-      '--prefix',
-      prefix,
-      '--underlay-base',
-      underlayBase,
-      '--concurrency',
-      String(concurrency),
-      '--timeout',
-      '600',
-    ],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  let buf = '';
-  p.stdout!.on('data', (d) => {
-    buf += String(d);
-    const l = buf.split('\n');
-    buf = l.pop()!;
-    for (const x of l) if (x.trim()) events.push(JSON.parse(x) as BurstEvent);
-  });
-  const done = new Promise<number>((r) => p.on('exit', (c) => r(c ?? -1)));
-  return {
-    events,
-    admitted: () => events.filter((e) => e.event === 'admitted').length,
-    done,
-    summary: () => events.find((e) => e.event === 'done'),
-    kill: () => p.kill('SIGKILL'),
-  };
-}
+/** count joins (names PREFIX0..), spread over A and B (or in order), from the ctl namespace */
+const burst = (prefix: string, count: number, underlayBase: string, concurrency = 10, order = `${A},${B}`) =>
+  startJoinBurst(node('ctl').ns, [
+    '--coordinator',
+    order,
+    '--pki',
+    `${coordinatorDir(lab.dir)}/pki`,
+    '--count',
+    String(count),
+    '--prefix',
+    prefix,
+    '--underlay-base',
+    underlayBase,
+    '--concurrency',
+    String(concurrency),
+    '--timeout',
+    '600',
+  ]);
 
 /** the pairs lost no more than the userspace datapath's port-add budget (ops port additions per host) */
 function lossWithinChurn(t: { true(a: boolean, m?: string): void; log(...a: unknown[]): void }, l: Loss, ops: number) {
@@ -327,8 +289,8 @@ serial(
     const count = (await hostsJson()).length;
     const from = mesh.mark();
     const b = burst('k', BURST, '198.18.4.0');
-    await waitUntil(() => b.admitted() >= Math.ceil(BURST * 0.3) || b.summary() !== undefined, 300_000, 5);
-    t.true(b.admitted() < BURST, `killed mid-burst (${b.admitted()} of ${BURST} acknowledged)`);
+    await waitUntil(() => b.admitted().length >= Math.ceil(BURST * 0.3) || b.summary() !== undefined, 300_000, 5);
+    t.true(b.admitted().length < BURST, `killed mid-burst (${b.admitted().length} of ${BURST} acknowledged)`);
     await stopProcess(lab.dir, 'ctl', 'coordinator', 'SIGKILL');
     const t0 = Date.now();
     const moved = await waitUntil(
@@ -369,8 +331,8 @@ serial(
     const count = (await hostsJson()).length;
     const from = mesh.mark();
     const b = burst('l', BURST, '198.18.5.0');
-    await waitUntil(() => b.admitted() >= Math.ceil(BURST * 0.3) || b.summary() !== undefined, 300_000, 5);
-    t.true(b.admitted() < BURST, `killed mid-burst (${b.admitted()} of ${BURST} acknowledged)`);
+    await waitUntil(() => b.admitted().length >= Math.ceil(BURST * 0.3) || b.summary() !== undefined, 300_000, 5);
+    t.true(b.admitted().length < BURST, `killed mid-burst (${b.admitted().length} of ${BURST} acknowledged)`);
     await stopProcess(lab.dir, leader, 'etcd', 'SIGKILL');
     t.log(`etcd leader ${leader} killed`);
     const exit = await b.done;

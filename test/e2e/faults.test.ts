@@ -6,9 +6,7 @@
 // userspace datapath bypasses the hosts' own netfilter.
 import test from 'ava';
 import * as fs from 'node:fs';
-import { spawn } from 'node:child_process';
-import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { JOIN_BURST, startJoinBurst } from '../helpers/burst.js';
 import { PingMesh, type Loss } from '../helpers/ping-mesh.js';
 import { heapSnapshotOptions, liveHeap } from '../helpers/heap.js';
 import { cidrContains, parseCidr, parseIp } from '../../common/ipv4.js';
@@ -48,7 +46,6 @@ const JOIN_BURST_CONTAINERS = size('GREMESH_FAULT_JOIN_BURST_CONTAINERS', 10, 25
 // /25 slices: room for the burst of 100 extra hosts next to the 4 real ones
 const COORD_ARGS = ['--host-prefix-len', '25'];
 const startCoordinator = (dir: string) => startCoordinatorIn(dir, COORD_ARGS);
-const JOIN_BURST = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../helpers/join-burst.js');
 let lab: TestLab;
 let args: Record<string, string[]> = {};
 const HOSTS = ['h1', 'h2', 'h3', 'h4'];
@@ -495,42 +492,19 @@ serial(
     const n = JOIN_BURST_N;
     const perHost = JOIN_BURST_CONTAINERS;
     // n joins from another process in the ctl namespace: JoinHost, then Register with a CSR, retried like an agent
-    const burst = spawn(
-      'nsenter',
-      [
-        `--net=/run/netns/${ctlNs}`,
-        'node',
-        JOIN_BURST,
-        '--coordinator',
-        COORD_ADDR,
-        '--pki',
-        `${coordinatorDir(lab.dir)}/pki`,
-        '--count',
-        String(n),
-        '--concurrency',
-        '10',
-        '--timeout',
-        '900',
-      ],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
-    );
-    const events: {
-      event: string;
-      name: string;
-      ok?: number;
-      failed?: number;
-      attempts?: number;
-      errors?: Record<string, number>;
-      error?: string;
-    }[] = [];
-    let buf = '';
-    burst.stdout!.on('data', (d) => {
-      buf += String(d);
-      const l = buf.split('\n');
-      buf = l.pop()!;
-      for (const x of l) if (x.trim()) events.push(JSON.parse(x));
-    });
-    const burstDone = new Promise<number>((r) => burst.on('exit', (c) => r(c ?? -1)));
+    const burst = startJoinBurst(ctlNs, [
+      '--coordinator',
+      COORD_ADDR,
+      '--pki',
+      `${coordinatorDir(lab.dir)}/pki`,
+      '--count',
+      String(n),
+      '--concurrency',
+      '10',
+      '--timeout',
+      '900',
+    ]);
+    const { events, admitted } = burst;
     // perHost container starts on each host, 5 at a time
     const cname = (h: string, i: number) => `jb-${h}-${i}`;
     const burstNames = (h: string) => Array.from({ length: perHost }, (_, i) => cname(h, i));
@@ -540,11 +514,10 @@ serial(
         for (let i = 0; i < mine.length; i += 5) await Promise.all(mine.slice(i, i + 5).map((c) => runC(h, c)));
       }),
     );
-    const admitted = () => events.filter((e) => e.event === 'admitted');
     // the kill comes once 30% of the joins are acknowledged, however long that takes here
     // (each TLS join signs a certificate while containers start on the same 2 cores)
     const killAt = Math.ceil(n * 0.3);
-    const going = await waitUntil(() => admitted().length >= killAt || burst.exitCode !== null, 600_000, 5);
+    const going = await waitUntil(() => admitted().length >= killAt || burst.exited(), 600_000, 5);
     t.true(
       going !== undefined && admitted().length >= killAt && admitted().length < n,
       `the burst gets going (${admitted().length} of ${n} joins acknowledged)`,
@@ -559,8 +532,8 @@ serial(
     await sleep(3000);
     await startCoordinator(lab.dir);
     await starts;
-    const exit = await burstDone;
-    const done = events.find((e) => e.event === 'done')!;
+    const exit = await burst.done;
+    const done = burst.summary()!;
     t.log(
       `joins: ${done.ok} admitted, ${done.failed} failed, ${done.attempts} attempts, errors seen by the clients ${JSON.stringify(done.errors)}`,
     );

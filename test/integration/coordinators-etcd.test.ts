@@ -1,8 +1,15 @@
 // Coordinators on etcd (--store etcd): two of them on one etcd admit hosts at once through
 // gRPC; no slice is handed out twice, and a coordinator started afterwards sees every host.
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import * as grpc from '@grpc/grpc-js';
-import { admin, agentClient, startCoordinator, unary, removeDir } from '../helpers/coordinator.js';
+import {
+  admin,
+  agentClient,
+  startCoordinator,
+  unary,
+  removeDir,
+  type RunningCoordinator,
+} from '../helpers/coordinator.js';
 import { ETCD_BIN, EtcdMember } from '../helpers/etcd.js';
 import { EtcdStore } from '../../coordinator/etcd-store.js';
 import * as fs from 'node:fs';
@@ -25,17 +32,51 @@ test.after.always(async () => {
 
 const ipOf = (i: number) => `198.19.${Math.floor(i / 250)}.${(i % 250) + 1}`;
 
-/** a token from one coordinator, the registration at another */
-async function joinAt(joinAddr: string, registerAddr: string, name: string, ip: string): Promise<void> {
+/** a token from one coordinator, the registration at another (the same one: a host admitted there) */
+async function joinAt(
+  joinAddr: string,
+  registerAddr: string,
+  name: string,
+  ip: string,
+): Promise<{ credential: string }> {
   const a = admin(joinAddr);
   const g = agentClient(registerAddr);
   try {
     const j = await unary<{ token: string }>(a, 'joinHost', { name, ttlSeconds: 0 });
-    await unary(g, 'register', { name, token: j.token, credential: '', underlayIp: ip, agentVersion: 't', csr: '' });
+    return await unary<{ credential: string }>(g, 'register', {
+      name,
+      token: j.token,
+      credential: '',
+      underlayIp: ip,
+      agentVersion: 't',
+      csr: '',
+    });
   } finally {
     a.close();
     g.close();
   }
+}
+const reg = (addr: string, name: string, ip: string) => joinAt(addr, addr, name, ip);
+
+/** f() once it holds, or false after ms */
+async function until(f: () => boolean, ms = 5000): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (!f() && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+  return f();
+}
+
+/** coordinators A and B (insecure) on the test's etcd under prefix, stopped and removed when the test ends */
+async function twoCoordinators(t: ExecutionContext, prefix: string): Promise<[RunningCoordinator, RunningCoordinator]> {
+  const args = ['--store', 'etcd', '--etcd-endpoints', etcd!.endpoint, '--etcd-prefix', prefix];
+  const a = await startCoordinator({ args: [...args, '--network-cidr', '198.18.64.0/18'] });
+  const b = await startCoordinator({ args: [...args, '--network-cidr', '198.18.64.0/18'] });
+  t.teardown(async () => {
+    await a.stop();
+    await b.stop();
+    removeDir(a.dataDir);
+    removeDir(b.dataDir);
+  });
+  return [a, b];
 }
 
 serial(
@@ -145,33 +186,7 @@ serial('etcd away: a write is refused with UNAVAILABLE and the reason; etcd back
 });
 
 serial('a host admitted through coordinator A reaches an agent watching coordinator B (B watches etcd)', async (t) => {
-  const args = ['--store', 'etcd', '--etcd-endpoints', etcd!.endpoint, '--etcd-prefix', '/fan/'];
-  const a = await startCoordinator({ args: [...args, '--network-cidr', '198.18.64.0/18'] });
-  const b = await startCoordinator({ args: [...args, '--network-cidr', '198.18.64.0/18'] });
-  t.teardown(async () => {
-    await a.stop();
-    await b.stop();
-    removeDir(a.dataDir);
-    removeDir(b.dataDir);
-  });
-  const reg = async (addr: string, name: string, ip: string) => {
-    const ad = admin(addr);
-    const g = agentClient(addr);
-    try {
-      const j = await unary<{ token: string }>(ad, 'joinHost', { name, ttlSeconds: 0 });
-      return await unary<{ credential: string }>(g, 'register', {
-        name,
-        token: j.token,
-        credential: '',
-        underlayIp: ip,
-        agentVersion: 't',
-        csr: '',
-      });
-    } finally {
-      ad.close();
-      g.close();
-    }
-  };
+  const [a, b] = await twoCoordinators(t, '/fan/');
   const h1 = await reg(b.addr, 'h1', '198.18.0.11');
   const g = agentClient(b.addr);
   const msgs: DesiredState[] = [];
@@ -182,11 +197,6 @@ serial('a host admitted through coordinator A reaches an agent watching coordina
     stream.cancel();
     g.close();
   });
-  const until = async (f: () => boolean, ms = 5000) => {
-    const end = Date.now() + ms;
-    while (!f() && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
-    return f();
-  };
   t.true(await until(() => msgs.length >= 1), 'a first snapshot from B');
   const t0 = Date.now();
   await reg(a.addr, 'h2', '198.18.0.12');
@@ -205,17 +215,9 @@ serial('a host admitted through coordinator A reaches an agent watching coordina
 serial(
   'an agent given both coordinators (--coordinator A,B) moves to B when A is killed, and follows changes made there',
   async (t) => {
-    const args = ['--store', 'etcd', '--etcd-endpoints', etcd!.endpoint, '--etcd-prefix', '/failover/'];
-    const a = await startCoordinator({ args: [...args, '--network-cidr', '198.18.64.0/18'] });
-    const b = await startCoordinator({ args: [...args, '--network-cidr', '198.18.64.0/18'] });
+    const [a, b] = await twoCoordinators(t, '/failover/');
     const dir = tempDir('gmfo');
-    t.teardown(async () => {
-      await a.kill9();
-      await b.stop();
-      removeDir(a.dataDir);
-      removeDir(b.dataDir);
-      removeDir(dir);
-    });
+    t.teardown(() => removeDir(dir));
     const ad = admin(a.addr);
     const { token } = await unary<{ token: string }>(ad, 'joinHost', { name: 'h1', ttlSeconds: 0 });
     ad.close();
@@ -233,16 +235,11 @@ serial(
     });
     client.start();
     t.teardown(() => client.stop());
-    const until = async (f: () => boolean, ms = 10_000) => {
-      const end = Date.now() + ms;
-      while (!f() && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
-      return f();
-    };
-    t.true(await until(() => snaps.length > 0 && client.connected), 'registered and watching through A');
+    t.true(await until(() => snaps.length > 0 && client.connected, 10_000), 'registered and watching through A');
     t.is(client.address, a.addr);
     await a.kill9();
     const t0 = Date.now();
-    t.true(await until(() => client.connected && client.address === b.addr), 'watching through B');
+    t.true(await until(() => client.connected && client.address === b.addr, 10_000), 'watching through B');
     const failover = Date.now() - t0;
     const bd = admin(b.addr);
     const j2 = await unary<{ token: string }>(bd, 'joinHost', { name: 'h2', ttlSeconds: 0 });
@@ -257,7 +254,10 @@ serial(
       csr: '',
     });
     g.close();
-    t.true(await until(() => snaps.at(-1)!.peers.some((p) => p.name === 'h2')), 'h2, admitted through B, reaches it');
+    t.true(
+      await until(() => snaps.at(-1)!.peers.some((p) => p.name === 'h2'), 10_000),
+      'h2, admitted through B, reaches it',
+    );
     t.log(`coordinator A killed -> the agent watching through B after ${failover} ms`);
   },
 );
@@ -280,33 +280,7 @@ serial('coordctl --coordinator A,B: with A down, the call goes to B', async (t) 
 serial(
   'soft state through etcd: endpoints and health an agent reports to A are seen through B (peers and coordctl)',
   async (t) => {
-    const args = ['--store', 'etcd', '--etcd-endpoints', etcd!.endpoint, '--etcd-prefix', '/soft/'];
-    const a = await startCoordinator({ args: [...args, '--network-cidr', '198.18.64.0/18'] });
-    const b = await startCoordinator({ args: [...args, '--network-cidr', '198.18.64.0/18'] });
-    t.teardown(async () => {
-      await a.stop();
-      await b.stop();
-      removeDir(a.dataDir);
-      removeDir(b.dataDir);
-    });
-    const reg = async (addr: string, name: string, ip: string) => {
-      const ad = admin(addr);
-      const g = agentClient(addr);
-      try {
-        const j = await unary<{ token: string }>(ad, 'joinHost', { name, ttlSeconds: 0 });
-        return await unary<{ credential: string }>(g, 'register', {
-          name,
-          token: j.token,
-          credential: '',
-          underlayIp: ip,
-          agentVersion: 't',
-          csr: '',
-        });
-      } finally {
-        ad.close();
-        g.close();
-      }
-    };
+    const [a, b] = await twoCoordinators(t, '/soft/');
     const h1 = await reg(a.addr, 'h1', '198.18.0.11');
     const h2 = await reg(b.addr, 'h2', '198.18.0.12');
     const g = agentClient(b.addr);
@@ -318,11 +292,6 @@ serial(
       stream.cancel();
       g.close();
     });
-    const until = async (f: () => boolean, ms = 5000) => {
-      const end = Date.now() + ms;
-      while (!f() && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
-      return f();
-    };
     t.true(await until(() => msgs.some((m) => m.peers.some((p) => p.name === 'h1'))), 'h1 is h2 peer');
     const slice = msgs.flatMap((m) => m.peers).find((p) => p.name === 'h1')!.slices[0]!.cidr;
     const ip = slice.replace(/\.0\/\d+$/, '.5');
@@ -452,15 +421,10 @@ serial(
     });
     client.start();
     t.teardown(() => client.stop());
-    const until = async (f: () => boolean, ms = 10_000) => {
-      const end = Date.now() + ms;
-      while (!f() && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
-      return f();
-    };
-    t.true(await until(() => snaps.length > 0 && client.connected), 'admitted through A over TLS');
+    t.true(await until(() => snaps.length > 0 && client.connected, 10_000), 'admitted through A over TLS');
     await a.kill9();
     t.true(
-      await until(() => client.connected && client.address === b.addr),
+      await until(() => client.connected && client.address === b.addr, 10_000),
       'the certificate A signed is taken by B (mutual TLS)',
     );
     const hosts = await cli(BIN.coordctl, ['--coordinator', b.addr, ...a.ctlArgs, 'hosts', '-o', 'json']);
