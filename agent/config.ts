@@ -1,7 +1,7 @@
 // Agent configuration: defaults < environment < flags, validated once.
 import { UsageError } from '../common/cli.js';
 import { isDnsLabel, parseIp } from '../common/ipv4.js';
-import { parseGatewayAllow, type GatewayAllow } from './nat.js';
+import { parseGatewayAllow, type GatewayAllow } from './net/nat.js';
 import { parseMetricsAddr } from '../common/metrics.js';
 
 export interface AgentConfig {

@@ -6,22 +6,22 @@ import { parse, runMain, UsageError } from '../common/cli.js';
 import { AGENT_KEYS, resolveAgentConfig } from './config.js';
 import { callControl, controlSocket } from './control.js';
 import { readJson, writeFileAtomic } from './state-file.js';
-import type { PassResult, UnderlayKeeper } from './reconciler.js';
-import type { CoordinatorClient } from './coordinator-client.js';
-import type { ContainerReconciler } from './containers.js';
-import type { AttachRequest } from './attachment.js';
+import type { PassResult, UnderlayKeeper } from './bridge/reconciler.js';
+import type { CoordinatorClient } from './control-plane/coordinator-client.js';
+import type { ContainerReconciler } from './docker/containers.js';
+import type { AttachRequest } from './docker/attachment.js';
 import type { Snapshot } from './model.js';
 import { noMetrics, type AgentMetrics } from './metrics.js';
-import type { PluginHandler } from './docker-plugin/driver.js';
+import type { PluginHandler } from './docker/plugin/driver.js';
 
 /** Docker's side (dockerode is the heaviest module): loaded once the bridge's first pass is done. */
 async function loadDocker() {
   const [containers, runtime, ipam, plugin, sync] = await Promise.all([
-    import('./containers.js'),
-    import('./container-runtime.js'),
-    import('./ipam.js'),
-    import('./docker-plugin/driver.js'),
-    import('./docker-plugin/networks-sync.js'),
+    import('./docker/containers.js'),
+    import('./docker/runtime.js'),
+    import('./docker/ipam.js'),
+    import('./docker/plugin/driver.js'),
+    import('./docker/plugin/networks-sync.js'),
   ]);
   return {
     ContainerReconciler: containers.ContainerReconciler,
@@ -42,16 +42,16 @@ async function loadDaemon() {
   const [exec, log, client, links, ovs, rec, version, desired, control, fw, ofw, trace] = await Promise.all([
     import('../common/exec.js'),
     import('../common/log.js'),
-    import('./coordinator-client.js'),
-    import('./link-driver.js'),
-    import('./ovs-driver.js'),
-    import('./reconciler.js'),
+    import('./control-plane/coordinator-client.js'),
+    import('./net/link-driver.js'),
+    import('./ovs/driver.js'),
+    import('./bridge/reconciler.js'),
     import('./version.js'),
-    import('./desired.js'),
+    import('./bridge/desired.js'),
     import('./control.js'),
-    import('./docker-firewall.js'),
-    import('./openflow/connection.js'),
-    import('./trace.js'),
+    import('./net/docker-firewall.js'),
+    import('./ovs/openflow/connection.js'),
+    import('./bridge/trace.js'),
   ]);
   return {
     createRunner: exec.createRunner,
@@ -283,7 +283,7 @@ async function run(argv: string[]): Promise<number> {
   // calls wait until Docker's side below is up
   let pluginReady: (h: Record<string, PluginHandler>) => void = () => {};
   if (cfg.pluginDir !== 'off') {
-    const { servePlugin } = await import('./docker-plugin/server.js');
+    const { servePlugin } = await import('./docker/plugin/server.js');
     const sock = `${cfg.pluginDir}/gremesh.sock`;
     servePlugin(sock, new Promise((resolve) => (pluginReady = resolve)), log.child({ part: 'plugin' }));
     log.info({ socket: sock }, 'serving the Docker network plugin');

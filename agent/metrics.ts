@@ -1,7 +1,7 @@
 // The agent's Prometheus metrics (`--metrics ADDR:PORT`): tunnel state and BFD flaps per
 // peer, attach latency and errors, reconcile passes, flows, containers per network.
 import type { MetricsServer } from '../common/metrics.js';
-import type { PassResult } from './reconciler.js';
+import type { PassResult } from './bridge/reconciler.js';
 
 export interface AgentMetrics {
   pass(r: PassResult): void;

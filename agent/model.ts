@@ -80,5 +80,5 @@ export interface LocalPort {
   containerName?: string;
 }
 
-export { OWNER_KEY, OWNER } from './ovs-ids.js';
+export { OWNER_KEY, OWNER } from './ovs/ids.js';
 export const COOKIE = '0x67726d';

@@ -1,7 +1,9 @@
 // SqliteStore: the embedded default. WAL mode; every tx is one SQLite transaction
 // (BEGIN IMMEDIATE), so a kill -9 leaves either all of it or none. Uniqueness rules
-// are table constraints.
-import Database from 'better-sqlite3';
+// are table constraints. The binding is @photostructure/sqlite: node:sqlite's DatabaseSync
+// API for Node 20, with its binary prebuilt in the npm package (nothing compiled at
+// `npm ci`; better-sqlite3 compiled SQLite from source on every fresh clone here, ~60 s).
+import { DatabaseSync, type DatabaseSyncInstance, type StatementSyncInstance } from '@photostructure/sqlite';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { StoreConflict } from './errors.js';
@@ -63,28 +65,29 @@ function conflict<T>(f: () => T): T {
   try {
     return f();
   } catch (e) {
-    const code = (e as { code?: string }).code ?? '';
-    if (code.startsWith('SQLITE_CONSTRAINT')) throw new StoreConflict((e as Error).message);
+    // SQLITE_CONSTRAINT (19) and its extended codes (UNIQUE 2067, PRIMARYKEY 1555, ...)
+    const errcode = (e as { errcode?: number }).errcode;
+    if (errcode !== undefined && (errcode & 0xff) === 19) throw new StoreConflict((e as Error).message);
     throw e;
   }
 }
 
 export class SqliteStore implements Store {
-  private db: Database.Database;
+  private db: DatabaseSyncInstance;
   private t: SqliteTx;
 
   /** file: a path, or ':memory:' */
   constructor(file: string) {
     if (file !== ':memory:') fs.mkdirSync(path.dirname(file), { recursive: true });
-    this.db = new Database(file);
-    this.db.pragma('journal_mode = WAL');
+    this.db = new DatabaseSync(file);
+    this.db.exec('PRAGMA journal_mode = WAL');
     // FULL: every commit is on disk when it returns, also across a power cut (NORMAL with WAL
     // survives kill -9 but may lose the last commits on power loss: an admission the agent
     // already holds a certificate for). Commits are rare (joins, leaves, networks; endpoint
     // reports are soft state, never written), so the fsync costs nothing that matters.
-    this.db.pragma('synchronous = FULL');
-    this.db.pragma('foreign_keys = ON');
-    this.db.pragma('busy_timeout = 5000');
+    this.db.exec('PRAGMA synchronous = FULL');
+    this.db.exec('PRAGMA foreign_keys = ON');
+    this.db.exec('PRAGMA busy_timeout = 5000');
     this.db.exec(SCHEMA);
     // databases made before hosts had certificates
     const cols = (this.db.prepare('PRAGMA table_info(hosts)').all() as { name: string }[]).map((c) => c.name);
@@ -96,7 +99,15 @@ export class SqliteStore implements Store {
   }
 
   async tx<T>(fn: (t: Tx) => T): Promise<T> {
-    return this.db.transaction(() => fn(this.t)).immediate();
+    this.db.exec('BEGIN IMMEDIATE');
+    try {
+      const r = fn(this.t);
+      this.db.exec('COMMIT');
+      return r;
+    } catch (e) {
+      this.db.exec('ROLLBACK');
+      throw e;
+    }
   }
 
   close(): void {
@@ -105,8 +116,8 @@ export class SqliteStore implements Store {
 }
 
 class SqliteTx implements Tx {
-  private q: Record<string, Database.Statement>;
-  constructor(db: Database.Database) {
+  private q: Record<string, StatementSyncInstance>;
+  constructor(db: DatabaseSyncInstance) {
     const p = (s: string) => db.prepare(s);
     this.q = {
       meta: p('SELECT value FROM meta WHERE key = ?'),
@@ -149,7 +160,7 @@ class SqliteTx implements Tx {
     return r && net(r);
   }
   putNetwork(n: NetworkRec) {
-    conflict(() => this.q.putNetwork!.run(n));
+    conflict(() => this.q.putNetwork!.run({ ...n }));
   }
   deleteNetwork(name: string) {
     this.q.deleteNetwork!.run(name);
@@ -162,7 +173,7 @@ class SqliteTx implements Tx {
     return r && host(r);
   }
   putHost(h: HostRec) {
-    conflict(() => this.q.putHost!.run(h));
+    conflict(() => this.q.putHost!.run({ ...h }));
   }
   deleteHost(name: string) {
     this.q.deleteHost!.run(name);
@@ -171,7 +182,7 @@ class SqliteTx implements Tx {
     return ((network === undefined ? this.q.slicesAll!.all() : this.q.slicesOf!.all(network)) as Row[]).map(slice);
   }
   putSlice(s: SliceRec) {
-    conflict(() => this.q.putSlice!.run(s));
+    conflict(() => this.q.putSlice!.run({ ...s }));
   }
   tokens() {
     return (this.q.tokens!.all() as Row[]).map(token);
@@ -181,6 +192,6 @@ class SqliteTx implements Tx {
     return r && token(r);
   }
   putToken(t: TokenRec) {
-    conflict(() => this.q.putToken!.run(t));
+    conflict(() => this.q.putToken!.run({ ...t }));
   }
 }

@@ -8,7 +8,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { parseArgs } from 'node:util';
-import { CoordinatorClient } from '../../agent/coordinator-client.js';
+import { CoordinatorClient } from '../../agent/control-plane/coordinator-client.js';
 import { silentLogger } from '../../common/log.js';
 import { admin, removeDir, startCoordinator, unary, type RunningCoordinator } from '../helpers/coordinator.js';
 import { EtcdMember } from '../helpers/etcd.js';

@@ -12,7 +12,7 @@ import { AdminServiceClient, AgentServiceClient, type DesiredState } from '../..
 import { removeDir, startCoordinator, unary } from '../helpers/coordinator.js';
 import { summarize } from './stats.js';
 import * as os from 'node:os';
-import { ensureKeyAndCsr } from '../../agent/tls.js';
+import { ensureKeyAndCsr } from '../../agent/control-plane/tls.js';
 import { EtcdMember } from '../helpers/etcd.js';
 import type { RunningCoordinator } from '../helpers/coordinator.js';
 

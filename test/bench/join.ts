@@ -15,10 +15,10 @@ import { readState } from '../../deploy/lab/lab.js';
 import { join, joinAll, startAgent, startCoordinator, stopProcess } from '../../deploy/lab/mesh.js';
 import { hostIp, hostPaths } from '../../deploy/lab/plan.js';
 import { configureChassis, startOvnCentral, startOvnController as startOvnControllerOn } from './ovn.js';
-import { OvsdbClient } from '../../agent/ovsdb/client.js';
+import { OvsdbClient } from '../../agent/ovs/ovsdb/client.js';
 import { silentLogger } from '../../common/log.js';
 import { createRunner } from '../../common/exec.js';
-import { toMap } from '../../agent/ovsdb-json.js';
+import { toMap } from '../../agent/ovs/ovsdb/rows.js';
 import { summarize } from './stats.js';
 
 const { values } = parseArgs({ options: { hosts: { type: 'string', default: '8' } } });

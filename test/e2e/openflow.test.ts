@@ -4,9 +4,9 @@
 import test from 'ava';
 import { isRoot } from '../helpers/cli.js';
 import { labUp, type TestLab } from '../helpers/lab.js';
-import { computeDesired, computeFlows } from '../../agent/desired.js';
-import { resolvePortNames, flowKey } from '../../agent/ovs-driver.js';
-import { OpenflowConnection } from '../../agent/openflow/connection.js';
+import { computeDesired, computeFlows } from '../../agent/bridge/desired.js';
+import { resolvePortNames, flowKey } from '../../agent/ovs/driver.js';
+import { OpenflowConnection } from '../../agent/ovs/openflow/connection.js';
 import { silentLogger } from '../../common/log.js';
 import type { LocalPort, Snapshot } from '../../agent/model.js';
 

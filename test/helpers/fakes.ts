@@ -1,11 +1,11 @@
 // Fakes at the agent's driver boundaries for unit tests. FakeOvsDriver: an in-memory OVS
 // that typed operations change (ports get OpenFlow numbers), recording transactions and
 // flow writes. fakeLinks: a kernel that accepts every link operation.
-import type { LinkDriver } from '../../agent/link-driver.js';
-import type { ContainerRuntime } from '../../agent/container-runtime.js';
-import type { ContainerInfo } from '../../agent/attachment.js';
-import type { OvsDriver } from '../../agent/ovs-driver.js';
-import type { OvsOp } from '../../agent/ovs-ops.js';
+import type { LinkDriver } from '../../agent/net/link-driver.js';
+import type { ContainerRuntime } from '../../agent/docker/runtime.js';
+import type { ContainerInfo } from '../../agent/docker/attachment.js';
+import type { OvsDriver } from '../../agent/ovs/driver.js';
+import type { OvsOp } from '../../agent/ovs/ops.js';
 import type { OvsState } from '../../agent/model.js';
 
 /** FakeOvsDriver: applies typed operations to an in-memory OVS, records transactions and flow changes. */

@@ -14,7 +14,7 @@ import * as os from 'node:os';
 import { parseArgs } from 'node:util';
 import { AdminServiceClient, AgentServiceClient } from '../../proto/gen/gremesh/v1/gremesh.js';
 import { formatIp, parseIp } from '../../common/ipv4.js';
-import { ensureKeyAndCsr } from '../../agent/tls.js';
+import { ensureKeyAndCsr } from '../../agent/control-plane/tls.js';
 import { unary } from './coordinator.js';
 import { coordinatorTls } from '../../common/grpc-tls.js';
 

@@ -13,7 +13,7 @@ import {
 } from '../helpers/coordinator.js';
 import { parseCidr, cidrsOverlap } from '../../common/ipv4.js';
 import { AgentServiceClient, type DesiredState, type HostInfo } from '../../proto/gen/gremesh/v1/gremesh.js';
-import { MAX_SNAPSHOT_BYTES } from '../../agent/coordinator-client.js';
+import { MAX_SNAPSHOT_BYTES } from '../../agent/control-plane/coordinator-client.js';
 
 const ctl = (c: RunningCoordinator, ...args: string[]) =>
   cli(BIN.coordctl, ['--coordinator', c.addr, ...c.ctlArgs, ...args]);

@@ -14,7 +14,7 @@ import { ETCD_BIN, EtcdMember } from '../helpers/etcd.js';
 import { EtcdStore } from '../../coordinator/etcd-store.js';
 import * as fs from 'node:fs';
 import { BIN, cli, tempDir } from '../helpers/cli.js';
-import { CoordinatorClient } from '../../agent/coordinator-client.js';
+import { CoordinatorClient } from '../../agent/control-plane/coordinator-client.js';
 import type { Snapshot } from '../../agent/model.js';
 import { silentLogger } from '../../common/log.js';
 import { cidrsOverlap, parseCidr } from '../../common/ipv4.js';

@@ -7,8 +7,8 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { tempDir } from '../helpers/cli.js';
 import { silentLogger } from '../../common/log.js';
-import { OvsdbClient } from '../../agent/ovsdb/client.js';
-import { MONITORED, OvsdbOvsDriver } from '../../agent/ovs-driver.js';
+import { OvsdbClient } from '../../agent/ovs/ovsdb/client.js';
+import { MONITORED, OvsdbOvsDriver } from '../../agent/ovs/driver.js';
 import { systemPath } from '../../common/exec.js';
 
 const SCHEMA = '/usr/share/openvswitch/vswitch.ovsschema';

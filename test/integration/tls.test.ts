@@ -17,7 +17,7 @@ import {
   type RunningCoordinator,
 } from '../helpers/coordinator.js';
 import { createRunner } from '../../common/exec.js';
-import { ensureKeyAndCsr, fetchPinnedCa, tlsFiles } from '../../agent/tls.js';
+import { ensureKeyAndCsr, fetchPinnedCa, tlsFiles } from '../../agent/control-plane/tls.js';
 import { CreateNetworkRequest, JoinHostRequest, RegisterRequest } from '../../proto/gen/gremesh/v1/gremesh.js';
 
 const run = createRunner();

@@ -2,9 +2,9 @@
 // Docker is read in O(what changed).
 import test from 'ava';
 import * as fs from 'node:fs';
-import { ContainerReconciler } from '../../agent/containers.js';
+import { ContainerReconciler } from '../../agent/docker/containers.js';
 import type { Snapshot } from '../../agent/model.js';
-import { FileIpam } from '../../agent/ipam.js';
+import { FileIpam } from '../../agent/docker/ipam.js';
 import { silentLogger } from '../../common/log.js';
 import { tempDir } from '../helpers/cli.js';
 import { FakeOvsDriver, FakeRuntime, fakeLinks as links } from '../helpers/fakes.js';

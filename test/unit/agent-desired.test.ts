@@ -7,7 +7,7 @@ import {
   gatewayOf,
   localPorts,
   tunnelPortName,
-} from '../../agent/desired.js';
+} from '../../agent/bridge/desired.js';
 import type { OvsInterface, OvsState, Snapshot } from '../../agent/model.js';
 
 const snap = (peers = 3): Snapshot => ({
@@ -249,7 +249,7 @@ test('diffOvs: removes only stale ports it owns; never a port made by someone el
 });
 
 test('reportableEndpoints: only endpoints inside this host’s slice of their network', async (t) => {
-  const { reportableEndpoints } = await import('../../agent/desired.js');
+  const { reportableEndpoints } = await import('../../agent/bridge/desired.js');
   const l = (ip: string, network = 'default') => ({
     port: ip,
     network,
@@ -269,7 +269,7 @@ test('reportableEndpoints: only endpoints inside this host’s slice of their ne
 });
 
 test('nft ruleset: masquerade out of the network, replies only back in, no GRE from containers, no forwarding between networks', async (t) => {
-  const { computeNftRuleset } = await import('../../agent/nat.js');
+  const { computeNftRuleset } = await import('../../agent/net/nat.js');
   const r = computeNftRuleset([
     {
       port: 'gmgw1',

@@ -1,6 +1,6 @@
 // The reconcile loop against a fake OVS at the driver boundary.
 import test from 'ava';
-import { Reconciler } from '../../agent/reconciler.js';
+import { Reconciler } from '../../agent/bridge/reconciler.js';
 import { FakeOvsDriver, fakeLinks as links } from '../helpers/fakes.js';
 import type { Snapshot } from '../../agent/model.js';
 import { silentLogger } from '../../common/log.js';

@@ -1,6 +1,6 @@
 // The pure parts of trace, events and metrics.
 import test from 'ava';
-import { parseTrace, verdict, traceFlow, natRule, type PortInfo } from '../../agent/trace.js';
+import { parseTrace, verdict, traceFlow, natRule, type PortInfo } from '../../agent/bridge/trace.js';
 import { resolveEnd } from '../../coordinator/trace.js';
 import { attachEvents, tunnelEvents } from '../../coordinator/events.js';
 import { reasonClass } from '../../agent/metrics.js';

@@ -9,12 +9,12 @@ import {
   networkOfPool,
   planDockerNetworks,
   type DockerNetworkInfo,
-} from '../../agent/docker-plugin/protocol.js';
-import { DockerPlugin } from '../../agent/docker-plugin/driver.js';
-import { planEndpoint } from '../../agent/attachment.js';
-import { ContainerReconciler } from '../../agent/containers.js';
-import { FileIpam } from '../../agent/ipam.js';
-import { ENDPOINT_KEY, endpointIds } from '../../agent/ovs-ids.js';
+} from '../../agent/docker/plugin/protocol.js';
+import { DockerPlugin } from '../../agent/docker/plugin/driver.js';
+import { planEndpoint } from '../../agent/docker/attachment.js';
+import { ContainerReconciler } from '../../agent/docker/containers.js';
+import { FileIpam } from '../../agent/docker/ipam.js';
+import { ENDPOINT_KEY, endpointIds } from '../../agent/ovs/ids.js';
 import type { Snapshot } from '../../agent/model.js';
 import { silentLogger } from '../../common/log.js';
 import { tempDir } from '../helpers/cli.js';

@@ -5,17 +5,17 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { lateInLife, renewAt } from '../../common/renewal.js';
 import { certWarnings } from '../../coordinator/trace-format.js';
-import { finishKeySwap } from '../../agent/coordinator-client.js';
-import { tlsFiles } from '../../agent/tls.js';
+import { finishKeySwap } from '../../agent/control-plane/coordinator-client.js';
+import { tlsFiles } from '../../agent/control-plane/tls.js';
 import { printable } from '../../common/text.js';
-import { planAttachment } from '../../agent/attachment.js';
-import { allocate, bind } from '../../agent/ipam.js';
-import { computeDesired, computeFlows } from '../../agent/desired.js';
+import { planAttachment } from '../../agent/docker/attachment.js';
+import { allocate, bind } from '../../agent/docker/ipam.js';
+import { computeDesired, computeFlows } from '../../agent/bridge/desired.js';
 import { Coordinator } from '../../coordinator/coordinator.js';
 import { MemoryStore } from '../../coordinator/memory-store.js';
 import { RateLimiter } from '../../coordinator/rate-limit.js';
 import { MAX_WATCH_PER_HOST, WatchHub } from '../../coordinator/watch-hub.js';
-import { ownLabels } from '../../agent/container-runtime.js';
+import { ownLabels } from '../../agent/docker/runtime.js';
 
 const snap = {
   revision: 1,

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { bundleAdd, bundleControl, flowMod, parseFlow, splitMessages, OFPT } from '../../agent/openflow/codec.js';
+import { bundleAdd, bundleControl, flowMod, parseFlow, splitMessages, OFPT } from '../../agent/ovs/openflow/codec.js';
 
 test('parseFlow reads every match and action computeFlows writes, prerequisites first', (t) => {
   const f = parseFlow(

@@ -1,10 +1,10 @@
 // Typed OVS operations into RFC 7047 transactions, flow deltas, and the JSON-RPC framing.
 import test from 'ava';
-import { toTransaction, type OvsOp } from '../../agent/ovs-ops.js';
-import { flowDelta, flowKey, resolvePortNames } from '../../agent/ovs-driver.js';
-import { JsonSplitter } from '../../agent/ovsdb/jsonrpc.js';
-import { applyUpdates, type Table } from '../../agent/ovsdb/client.js';
-import { containerIds, parseBinding } from '../../agent/ovs-ids.js';
+import { toTransaction, type OvsOp } from '../../agent/ovs/ops.js';
+import { flowDelta, flowKey, resolvePortNames } from '../../agent/ovs/driver.js';
+import { JsonSplitter } from '../../agent/ovs/ovsdb/jsonrpc.js';
+import { applyUpdates, type Table } from '../../agent/ovs/ovsdb/client.js';
+import { containerIds, parseBinding } from '../../agent/ovs/ids.js';
 
 const none = { bridgeExists: () => false, portUuid: () => undefined };
 

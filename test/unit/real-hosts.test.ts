@@ -1,7 +1,7 @@
 // Stock Docker hosts and the real-host install path: the pure parts.
 import test from 'ava';
-import { computeDockerUserRules, diffDockerUser, IptablesDockerFirewall } from '../../agent/docker-firewall.js';
-import { computeNftRuleset, parseGatewayAllow } from '../../agent/nat.js';
+import { computeDockerUserRules, diffDockerUser, IptablesDockerFirewall } from '../../agent/net/docker-firewall.js';
+import { computeNftRuleset, parseGatewayAllow } from '../../agent/net/nat.js';
 import { resolveAgentConfig } from '../../agent/config.js';
 import { agentEnvFile } from '../../coordinator/agent-env.js';
 import { parseEnvFile } from '../../deploy/lab/mesh.js';

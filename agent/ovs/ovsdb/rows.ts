@@ -1,6 +1,6 @@
 // Pure: OVSDB's JSON values (RFC 7047 §5.1: atoms, ["set", ...], ["map", ...]) and
 // the agent's view of OVS built from replicated rows.
-import type { OvsBridge, OvsInterface, OvsState } from './model.js';
+import type { OvsBridge, OvsInterface, OvsState } from '../../model.js';
 
 type Atom = string | number | boolean | ['uuid', string] | ['named-uuid', string];
 type Datum = Atom | ['set', Atom[]] | ['map', [Atom, Atom][]];

@@ -1,9 +1,9 @@
 // Pure: from the coordinator's snapshot and what OVS shows, the data plane this host
 // should have (bridge, tunnels, gateways, MTUs), and the OpenFlow pipeline.
-import { cidrContains, formatIp, ipHex, isUnicastMac, macFromIp, parseCidr, parseIp } from '../common/ipv4.js';
-import { COOKIE, type LocalPort, type OvsInterface, type OvsState, type Snapshot } from './model.js';
-import { IP_KEY, NETWORK_KEY, PEER_KEY, gatewayIds, isOwned, owned, parseBinding, tunnelIds } from './ovs-ids.js';
-import type { OvsOp } from './ovs-ops.js';
+import { cidrContains, formatIp, ipHex, isUnicastMac, macFromIp, parseCidr, parseIp } from '../../common/ipv4.js';
+import { COOKIE, type LocalPort, type OvsInterface, type OvsState, type Snapshot } from '../model.js';
+import { IP_KEY, NETWORK_KEY, PEER_KEY, gatewayIds, isOwned, owned, parseBinding, tunnelIds } from '../ovs/ids.js';
+import type { OvsOp } from '../ovs/ops.js';
 
 /** outer IPv4 20 + GRE with key 8 + inner Ethernet 14 */
 export const GRE_OVERHEAD = 42;

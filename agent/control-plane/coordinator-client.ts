@@ -4,19 +4,19 @@
 import * as grpc from '@grpc/grpc-js';
 import * as fs from 'node:fs';
 import { X509Certificate } from 'node:crypto';
-import type { Logger } from '../common/log.js';
+import type { Logger } from '../../common/log.js';
 import { ensureKeyAndCsr, fetchPinnedCa, tlsFiles } from './tls.js';
-import { renewAt } from '../common/renewal.js';
-import { readJson, writeFileAtomic } from './state-file.js';
-import { coordinatorTls, type DialTls } from '../common/grpc-tls.js';
+import { renewAt } from '../../common/renewal.js';
+import { readJson, writeFileAtomic } from '../state-file.js';
+import { coordinatorTls, type DialTls } from '../../common/grpc-tls.js';
 import {
   AgentServiceClient,
   type DesiredState,
   type ReportStatusRequest,
   type TraceHop,
   type TraceRequest,
-} from '../proto/gen/gremesh/v1/gremesh.js';
-import type { Snapshot } from './model.js';
+} from '../../proto/gen/gremesh/v1/gremesh.js';
+import type { Snapshot } from '../model.js';
 import { applyWatchMessage } from './snapshot.js';
 
 /** A renewal's new key and certificate, written aside, become the current ones (also after a crash halfway). */
@@ -157,7 +157,7 @@ export class CoordinatorClient {
    */
   private async renew(): Promise<void> {
     const f = tlsFiles(this.o.stateDir);
-    const { keyPairFromPem, makeCsr, newKeyPair, privateKeyPem } = await import('../common/certs.js');
+    const { keyPairFromPem, makeCsr, newKeyPair, privateKeyPem } = await import('../../common/certs.js');
     const keys = await newKeyPair();
     const keyPem = await privateKeyPem(keys);
     fs.writeFileSync(`${f.key}.next`, keyPem, { mode: 0o600 });

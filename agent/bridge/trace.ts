@@ -5,13 +5,13 @@
 // the NAT step, which ofproto/trace cannot see.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Runner } from '../common/exec.js';
-import { cidrContains, parseCidr, parseIp } from '../common/ipv4.js';
-import type { TraceHop, TraceRequest, TraceStep } from '../proto/gen/gremesh/v1/gremesh.js';
+import type { Runner } from '../../common/exec.js';
+import { cidrContains, parseCidr, parseIp } from '../../common/ipv4.js';
+import type { TraceHop, TraceRequest, TraceStep } from '../../proto/gen/gremesh/v1/gremesh.js';
 import { TABLE, TABLE_NAMES } from './desired.js';
-import type { OvsState, Snapshot } from './model.js';
-import { LINK_LOCAL, NFT_TABLE } from './nat.js';
-import { MAC_KEY, NETWORK_KEY, PEER_KEY, parseBinding } from './ovs-ids.js';
+import type { OvsState, Snapshot } from '../model.js';
+import { LINK_LOCAL, NFT_TABLE } from '../net/nat.js';
+import { MAC_KEY, NETWORK_KEY, PEER_KEY, parseBinding } from '../ovs/ids.js';
 import type { TunnelHealth } from './reconciler.js';
 
 export interface ParsedTrace {

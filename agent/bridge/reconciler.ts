@@ -3,13 +3,13 @@
 // applies the difference in one OVSDB transaction and the flows that changed in one
 // OpenFlow bundle (all of them after a start, a failure, ovs-vswitchd losing them, or
 // the periodic repair).
-import type { Logger } from '../common/log.js';
+import type { Logger } from '../../common/log.js';
 import { computeDesired, computeFlows, diffOvs, localPorts, type AgentParams, type DesiredPlane } from './desired.js';
-import type { LinkDriver } from './link-driver.js';
-import type { LocalPort, OvsState, Snapshot } from './model.js';
-import { flowDelta, resolvePortNames, type OvsDriver } from './ovs-driver.js';
-import { Loop } from './loop.js';
-import { computeNftRuleset, type GatewayAllow } from './nat.js';
+import type { LinkDriver } from '../net/link-driver.js';
+import type { LocalPort, OvsState, Snapshot } from '../model.js';
+import { flowDelta, resolvePortNames, type OvsDriver } from '../ovs/driver.js';
+import { Loop } from '../loop.js';
+import { computeNftRuleset, type GatewayAllow } from '../net/nat.js';
 
 export interface TunnelHealth {
   peer: string;

@@ -1,11 +1,11 @@
 // Docker's remote NetworkDriver + IpamDriver, answered by the agent: the decisions are in
 // protocol.ts (pure), the plumbing is the container reconciler's (the same address table,
 // port binding, flows and errors as a labelled container's).
-import type { Logger } from '../../common/log.js';
+import type { Logger } from '../../../common/log.js';
 import type { AddEndpoint, DockerEndpoint } from '../containers.js';
-import type { Snapshot } from '../model.js';
-import { JsonTable } from '../state-file.js';
-import { hostGatewayOf } from '../desired.js';
+import type { Snapshot } from '../../model.js';
+import { JsonTable } from '../../state-file.js';
+import { hostGatewayOf } from '../../bridge/desired.js';
 import {
   ADDRESS_SPACE,
   bindNetwork,

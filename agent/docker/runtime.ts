@@ -1,7 +1,7 @@
 // ContainerRuntime: what the agent needs of Docker. DockerRuntime talks to dockerd
 // through dockerode.
 import Docker from 'dockerode';
-import type { Logger } from '../common/log.js';
+import type { Logger } from '../../common/log.js';
 import type { ContainerInfo } from './attachment.js';
 
 export interface ContainerRuntime {

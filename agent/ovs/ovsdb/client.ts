@@ -3,7 +3,7 @@
 // `transact` for writes. It reconnects by itself with backoff and rebuilds the replica
 // from the new monitor's initial contents; `onChange` is told after every update and
 // after every (re)connect. libovsdb's client/cache are the model.
-import type { Logger } from '../../common/log.js';
+import type { Logger } from '../../../common/log.js';
 import { JsonRpcConnection, JsonRpcError } from './jsonrpc.js';
 
 export type Row = Record<string, unknown> & { _uuid: string };

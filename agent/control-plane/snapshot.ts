@@ -1,5 +1,5 @@
 // Pure: apply a Watch message (full snapshot or delta) to the cached snapshot.
-import type { Snapshot, PeerSpec } from './model.js';
+import type { Snapshot, PeerSpec } from '../model.js';
 
 export interface WatchMessage {
   revision: number;

@@ -2,7 +2,7 @@
 // contract (DESIGN.md): ANY port whose Interface carries gremesh-network, gremesh-ip and
 // gremesh-mac is a container port and gets the container flows, whoever plugged it; the
 // agent only ever deletes ports it owns (gremesh-owner=agent).
-import { parseIp } from '../common/ipv4.js';
+import { parseIp } from '../../common/ipv4.js';
 
 export const OWNER_KEY = 'gremesh-owner';
 export const OWNER = 'agent';

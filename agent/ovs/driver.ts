@@ -5,11 +5,11 @@
 // persistent connection (agent/openflow/), the whole table (start, repair) and the
 // fallback with ovs-ofctl bundles.
 import * as path from 'node:path';
-import type { Runner } from '../common/exec.js';
-import type { Logger } from '../common/log.js';
-import { COOKIE, type OvsState } from './model.js';
-import { stateFromRows } from './ovsdb-json.js';
-import { toTransaction, type OvsOp } from './ovs-ops.js';
+import type { Runner } from '../../common/exec.js';
+import type { Logger } from '../../common/log.js';
+import { COOKIE, type OvsState } from '../model.js';
+import { stateFromRows } from './ovsdb/rows.js';
+import { toTransaction, type OvsOp } from './ops.js';
 import { OvsdbClient, type MonitorSpec } from './ovsdb/client.js';
 import type { OpenflowConnection } from './openflow/connection.js';
 

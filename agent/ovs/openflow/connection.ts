@@ -5,7 +5,7 @@
 // (vswitchd restarted, or the bridge was made again) every flow must be installed
 // again: `onReconnect` says so. Antrea and ovn-controller replay flows on the same signal.
 import * as net from 'node:net';
-import type { Logger } from '../../common/log.js';
+import type { Logger } from '../../../common/log.js';
 import {
   bundleAdd,
   bundleControl,

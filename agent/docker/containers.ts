@@ -2,7 +2,7 @@
 // container labelled gremesh.network=NAME (or attached by `gremesh-agent attach`)
 // has a veth into its namespace and a port on the bridge. Observed: the bridge's
 // ports that carry a container_id. Docker events only mark it dirty.
-import type { Logger } from '../common/log.js';
+import type { Logger } from '../../common/log.js';
 import {
   endpointIfNames,
   planAttachment,
@@ -14,16 +14,16 @@ import {
   type EndpointPlan,
   type EndpointRequest,
 } from './attachment.js';
-import { gatewayOf, hostGatewayOf } from './desired.js';
-import type { ContainerRuntime } from './container-runtime.js';
+import { gatewayOf, hostGatewayOf } from '../bridge/desired.js';
+import type { ContainerRuntime } from './runtime.js';
 import { allocate, bind, holders, isContainerHolder, release, type FileIpam } from './ipam.js';
-import type { LinkDriver } from './link-driver.js';
-import type { OvsInterface, Snapshot } from './model.js';
-import { CONTAINER_ID_KEY, ENDPOINT_KEY, containerIds, endpointIds, isOwned, parseBinding } from './ovs-ids.js';
-import type { OvsDriver } from './ovs-driver.js';
-import { Loop } from './loop.js';
-import { printable } from '../common/text.js';
-import { JsonTable, readJson, writeFileAtomic } from './state-file.js';
+import type { LinkDriver } from '../net/link-driver.js';
+import type { OvsInterface, Snapshot } from '../model.js';
+import { CONTAINER_ID_KEY, ENDPOINT_KEY, containerIds, endpointIds, isOwned, parseBinding } from '../ovs/ids.js';
+import type { OvsDriver } from '../ovs/driver.js';
+import { Loop } from '../loop.js';
+import { printable } from '../../common/text.js';
+import { JsonTable, readJson, writeFileAtomic } from '../state-file.js';
 
 /**
  * One of Docker's endpoints on a gremesh network (the network plugin): planned as a

@@ -1,10 +1,10 @@
 // Pure: what a container's attachment should be, from its labels (or an explicit
 // `gremesh-agent attach` request) and this host's desired state.
-import { isUnicastMac, macFromIp, parseIp } from '../common/ipv4.js';
-import { quoted } from '../common/text.js';
-import type { Snapshot } from './model.js';
+import { isUnicastMac, macFromIp, parseIp } from '../../common/ipv4.js';
+import { quoted } from '../../common/text.js';
+import type { Snapshot } from '../model.js';
 import { allocate, type IpamTable } from './ipam.js';
-import { containerMtu, gatewayOf } from './desired.js';
+import { containerMtu, gatewayOf } from '../bridge/desired.js';
 
 export const LABEL = {
   network: 'gremesh.network',

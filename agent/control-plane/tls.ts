@@ -73,7 +73,7 @@ export function fetchPinnedCa(addr: string, pinned: string, timeoutMs = 10_000):
 
 /** A P-256 key (mode 0600) and a CSR for this host, made in process; the key stays in the state dir. */
 export async function ensureKeyAndCsr(dir: string, name: string): Promise<string> {
-  const { keyPairFromPem, makeCsr, newKeyPair, privateKeyPem } = await import('../common/certs.js');
+  const { keyPairFromPem, makeCsr, newKeyPair, privateKeyPem } = await import('../../common/certs.js');
   const f = tlsFiles(dir);
   if (!fs.existsSync(f.key)) {
     const keys = await newKeyPair();

@@ -1,9 +1,9 @@
 // Local address management: which container holds which address of this host's
 // slice. Pure allocation; the table persists as one JSON file in the state dir.
-import { quoted } from '../common/text.js';
+import { quoted } from '../../common/text.js';
 import * as fs from 'node:fs';
-import { cidrContains, formatIp, parseCidr, parseIp } from '../common/ipv4.js';
-import { writeFileAtomic } from './state-file.js';
+import { cidrContains, formatIp, parseCidr, parseIp } from '../../common/ipv4.js';
+import { writeFileAtomic } from '../state-file.js';
 
 /** network -> ip -> container id */
 export type IpamTable = Record<string, Record<string, string>>;

@@ -5,7 +5,7 @@
 // (not IP, so not filtered here), ICMP and replies, and whatever the operator opened
 // with --gateway-allow; link-local addresses (169.254.0.0/16: cloud metadata services)
 // are not forwarded unless opened too.
-import type { GatewaySpec } from './desired.js';
+import type { GatewaySpec } from '../bridge/desired.js';
 
 export const NFT_TABLE = 'gremesh';
 /** the tables that keep the host stack away from container veths (userspace datapath) */

@@ -8,7 +8,7 @@
 // stays in gremesh's own table (no forwarding between networks, no GRE, no link-local),
 // which still sees every packet. No Docker chain (no dockerd, or --iptables=false):
 // nothing to do, and nothing is made.
-import { ExecError, type Runner } from '../common/exec.js';
+import { ExecError, type Runner } from '../../common/exec.js';
 
 export const DOCKER_USER = 'DOCKER-USER';
 export const RULE_COMMENT = 'gremesh';

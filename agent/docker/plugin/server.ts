@@ -4,7 +4,7 @@
 // on the command that caused it (docker network create, docker run).
 import * as fs from 'node:fs';
 import * as http from 'node:http';
-import type { Logger } from '../../common/log.js';
+import type { Logger } from '../../../common/log.js';
 import type { PluginHandler } from './driver.js';
 import { PluginError } from './driver.js';
 

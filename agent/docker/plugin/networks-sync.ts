@@ -2,9 +2,9 @@
 // (`docker run --network NAME` works everywhere without a `docker network create` per
 // host). Desired from the snapshot, observed from dockerd, planned by planDockerNetworks.
 import type Docker from 'dockerode';
-import type { Logger } from '../../common/log.js';
-import { Loop } from '../loop.js';
-import type { Snapshot } from '../model.js';
+import type { Logger } from '../../../common/log.js';
+import { Loop } from '../../loop.js';
+import type { Snapshot } from '../../model.js';
 import { AUTO_LABEL, OPTION_NETWORK, PLUGIN_NAME, planDockerNetworks, type DockerNetworkInfo } from './protocol.js';
 
 export class DockerNetworkSync {

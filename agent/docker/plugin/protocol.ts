@@ -2,10 +2,10 @@
 // docs/remote.md and docs/ipam.md) as gremesh answers it. A Docker network of driver
 // `gremesh` is bound to one gremesh network: its subnet is that network's CIDR, its
 // gateway this host's gateway, and every address comes from this host's slice.
-import { parseCidr } from '../../common/ipv4.js';
-import { quoted } from '../../common/text.js';
-import { gatewayOf, hostGatewayOf } from '../desired.js';
-import type { NetworkSpec, Snapshot } from '../model.js';
+import { parseCidr } from '../../../common/ipv4.js';
+import { quoted } from '../../../common/text.js';
+import { gatewayOf, hostGatewayOf } from '../../bridge/desired.js';
+import type { NetworkSpec, Snapshot } from '../../model.js';
 
 /** the plugin's name: its socket is DIR/gremesh.sock; `-d gremesh --ipam-driver gremesh` */
 export const PLUGIN_NAME = 'gremesh';

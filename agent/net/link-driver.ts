@@ -1,5 +1,5 @@
 // LinkDriver: the kernel side (addresses, links, MTU) through `ip`.
-import type { Runner } from '../common/exec.js';
+import type { Runner } from '../../common/exec.js';
 
 export interface LinkDriver {
   /** make dev carry exactly this IPv4 address (ip/prefix) among its global ones, up, with this MTU */
