@@ -3,6 +3,7 @@
 // a failed pass is retried with exponential backoff, and nothing else starts a pass
 // before the backoff is over, whatever keeps marking it dirty. Like controller-runtime's
 // workqueue for a single key.
+import { backoffDelay } from '../common/backoff.js';
 import type { Logger } from '../common/log.js';
 
 export interface LoopOptions {
@@ -74,8 +75,10 @@ export class Loop {
           this.failures++;
           this.lastError = e as Error;
           this.o.onError?.(e as Error);
-          const min = this.o.backoffMinMs ?? 100;
-          const wait = Math.min(this.o.backoffMaxMs ?? 5000, min * 2 ** Math.min(this.failures - 1, 16));
+          const wait = backoffDelay(this.failures, {
+            minMs: this.o.backoffMinMs ?? 100,
+            maxMs: this.o.backoffMaxMs ?? 5000,
+          });
           this.o.log.warn(
             { err: (e as Error).message, retryMs: wait, failures: this.failures },
             `${this.o.name} pass failed`,

@@ -9,6 +9,7 @@
 // re-reads the prefix and runs fn again. That is flannel's `If(Version(key)==0) Then
 // Put(key)` widened to whole tables: no slice, GRE key, host or token use twice.
 import { Etcd3, isRecoverableError, type IOptions, type Lease, type Namespace, type Watcher } from 'etcd3';
+import { Backoff } from '../common/backoff.js';
 import { CoordError, StoreConflict } from './errors.js';
 import { MemoryTx, emptyState, type State } from './memory-store.js';
 import type { HostRec, NetworkRec, SliceRec, TokenRec } from './model.js';
@@ -421,7 +422,7 @@ export class EtcdStore implements Store {
       if (this.watcher !== w || this.closed) return;
       this.watcher = undefined;
       void w.cancel().catch(() => {});
-      this.rewatch(500);
+      this.rewatch();
     };
     w.on('error', lost);
     w.on('end', lost);
@@ -431,7 +432,8 @@ export class EtcdStore implements Store {
   private closed = false;
 
   /** a new watch from a full read, then the listeners told (changes and soft records may have been missed) */
-  private rewatch(delayMs: number): void {
+  private readonly rewatchBackoff = new Backoff({ minMs: 500, maxMs: 10_000 });
+  private rewatch(): void {
     setTimeout(() => {
       if (this.closed) return;
       const run = this.queue.then(() => this.reload());
@@ -439,11 +441,12 @@ export class EtcdStore implements Store {
       run
         .then(() => this.ensureWatcher())
         .then(async () => {
+          this.rewatchBackoff.reset();
           for (const f of this.externalListeners) f();
           await this.replaySoft(this.softListeners);
         })
-        .catch(() => this.rewatch(Math.min(delayMs * 2, 10_000)));
-    }, delayMs).unref();
+        .catch(() => this.rewatch());
+    }, this.rewatchBackoff.next()).unref();
   }
 
   private softListeners: ((host: string, value: string | undefined) => void)[] = [];

@@ -5,6 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as fs from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import type { Logger } from '../../common/log.js';
+import { Backoff } from '../../common/backoff.js';
 import { ensureKeyAndCsr, fetchPinnedCa, tlsFiles } from './tls.js';
 import { renewAt } from '../../common/renewal.js';
 import { readJson, writeFileAtomic } from '../state-file.js';
@@ -47,12 +48,6 @@ export interface ClientOptions {
   backoffMaxMs?: number;
   /** TLS (the default): the CA hash from `coordctl join`; undefined: --insecure */
   tls?: { caHash: string };
-}
-
-/** capped exponential backoff with jitter */
-export function nextBackoff(cur: number, min: number, max: number, rnd = Math.random): number {
-  const n = Math.min(max, Math.max(min, cur * 2));
-  return Math.round(n * (0.8 + 0.4 * rnd()));
 }
 
 export class CoordinatorClient {
@@ -272,8 +267,7 @@ export class CoordinatorClient {
 
   private async loop(): Promise<void> {
     const min = this.o.backoffMinMs ?? 200;
-    const max = this.o.backoffMaxMs ?? 5_000;
-    let backoff = min;
+    const backoff = new Backoff({ minMs: min, maxMs: this.o.backoffMaxMs ?? 5_000, jitter: 0.2 });
     /** coordinators tried since the last one that answered */
     let failedInARow = 0;
     while (!this.stopped) {
@@ -284,7 +278,7 @@ export class CoordinatorClient {
       } catch (e) {
         const err = e as grpc.ServiceError;
         this.o.log.warn(
-          { coordinator: this.address, err: err.details ?? err.message, retryMs: backoff },
+          { coordinator: this.address, err: err.details ?? err.message, retryMs: backoff.peek() },
           'coordinator unreachable or refused; data plane keeps its last state',
         );
       }
@@ -293,12 +287,9 @@ export class CoordinatorClient {
       failedInARow = gotData ? 0 : failedInARow + 1;
       // another coordinator at once; back off only once every one of them has failed
       const movedOn = this.failOver();
-      backoff = gotData
-        ? min
-        : movedOn && failedInARow % this.addresses.length !== 0
-          ? min
-          : nextBackoff(backoff, min, max);
-      await new Promise((r) => setTimeout(r, backoff));
+      if (gotData) backoff.reset();
+      const wait = gotData || (movedOn && failedInARow % this.addresses.length !== 0) ? min : backoff.next();
+      await new Promise((r) => setTimeout(r, wait));
     }
   }
 

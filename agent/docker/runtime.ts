@@ -2,6 +2,7 @@
 // through dockerode.
 import Docker from 'dockerode';
 import type { Logger } from '../../common/log.js';
+import { Backoff } from '../../common/backoff.js';
 import type { ContainerInfo } from './attachment.js';
 
 export interface ContainerRuntime {
@@ -118,7 +119,7 @@ export class DockerRuntime implements ContainerRuntime {
   watch(onEvent: (kind: string, id: string) => void): () => void {
     let stopped = false;
     let stream: NodeJS.ReadableStream | undefined;
-    let backoff = 200;
+    const backoff = new Backoff({ minMs: 200, maxMs: 5000 });
     const start = () => {
       if (stopped) return;
       this.docker
@@ -128,7 +129,7 @@ export class DockerRuntime implements ContainerRuntime {
         .then(
           (s) => {
             stream = s;
-            backoff = 200;
+            backoff.reset();
             onEvent('reconnect', '');
             let buf = '';
             s.on('data', (d: Buffer) => {
@@ -158,18 +159,15 @@ export class DockerRuntime implements ContainerRuntime {
               }
             });
             const again = () => {
-              if (!stopped) {
-                setTimeout(start, backoff);
-                backoff = Math.min(backoff * 2, 5000);
-              }
+              if (!stopped) setTimeout(start, backoff.next());
             };
             s.on('end', again);
             s.on('error', again);
           },
           (e: Error) => {
-            this.log.warn({ err: e.message, retryMs: backoff }, 'docker events unavailable');
-            setTimeout(start, backoff);
-            backoff = Math.min(backoff * 2, 5000);
+            const wait = backoff.next();
+            this.log.warn({ err: e.message, retryMs: wait }, 'docker events unavailable');
+            setTimeout(start, wait);
           },
         );
     };

@@ -1,7 +1,7 @@
 import test from 'ava';
 import { parseOvsState } from '../../agent/ovs/ovsdb/rows.js';
 import { applyWatchMessage, type WatchMessage } from '../../agent/control-plane/snapshot.js';
-import { nextBackoff } from '../../agent/control-plane/coordinator-client.js';
+import { nextBackoff } from '../../common/backoff.js';
 import { resolveAgentConfig } from '../../agent/config.js';
 
 test('parseOvsState: bridges, ports and interfaces from one ovs-vsctl JSON call', (t) => {

@@ -5,6 +5,7 @@
 // (vswitchd restarted, or the bridge was made again) every flow must be installed
 // again: `onReconnect` says so. Antrea and ovn-controller replay flows on the same signal.
 import * as net from 'node:net';
+import { Backoff } from '../../../common/backoff.js';
 import type { Logger } from '../../../common/log.js';
 import {
   bundleAdd,
@@ -25,6 +26,7 @@ export interface OpenflowConnectionOptions {
   log: Logger;
   /** connected again after the connection was lost: the switch may have lost its flows */
   onReconnect: () => void;
+  /** the first wait before connecting again (doubling, up to 4×) */
   retryMs?: number;
   /** how long a bundle may take before the connection is dropped (and made again) */
   timeoutMs?: number;
@@ -38,11 +40,16 @@ export class OpenflowConnection {
   private lostSinceConnect = false;
   private ready = false;
   private xid = 1;
+  private readonly backoff: Backoff;
   private bundleId = 1;
   /** replies awaited, by xid */
   private waiting = new Map<number, (m: { type: number; msg: Buffer }) => void>();
 
-  constructor(private readonly o: OpenflowConnectionOptions) {}
+  constructor(private readonly o: OpenflowConnectionOptions) {
+    // the first retry after retryMs, then doubling up to 4×: a restarted ovs-vswitchd is found soon
+    const min = o.retryMs ?? 500;
+    this.backoff = new Backoff({ minMs: min, maxMs: min * 4 });
+  }
 
   /** HELLO exchanged at OpenFlow 1.4: bundles can be sent */
   get connected(): boolean {
@@ -130,7 +137,7 @@ export class OpenflowConnection {
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.connect();
-    }, this.o.retryMs ?? 500);
+    }, this.backoff.next());
   }
 
   private connect(): void {
@@ -146,6 +153,7 @@ export class OpenflowConnection {
       for (const m of messages) {
         if (m.type === OFPT.HELLO && !helloSeen) {
           helloSeen = true;
+          this.backoff.reset();
           // the version both speak is the lower of the two HELLOs; bundles need 1.4
           this.ready = m.msg.readUInt8(0) >= OFP_VERSION;
           if (!this.ready) this.o.log.warn({ socket: this.o.socket }, 'the bridge does not speak OpenFlow 1.4');

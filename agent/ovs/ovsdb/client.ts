@@ -3,6 +3,7 @@
 // `transact` for writes. It reconnects by itself with backoff and rebuilds the replica
 // from the new monitor's initial contents; `onChange` is told after every update and
 // after every (re)connect. libovsdb's client/cache are the model.
+import { Backoff } from '../../../common/backoff.js';
 import type { Logger } from '../../../common/log.js';
 import { JsonRpcConnection, JsonRpcError } from './jsonrpc.js';
 
@@ -46,7 +47,7 @@ export class OvsdbClient {
   private replica = new Map<string, Table>();
   private ready = false;
   private stopped = false;
-  private backoff: number;
+  private readonly backoff: Backoff;
   private waiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
   private lastTraffic = Date.now();
   private keepalive: NodeJS.Timeout | undefined;
@@ -57,7 +58,7 @@ export class OvsdbClient {
 
   constructor(private readonly o: OvsdbClientOptions) {
     this.db = o.database ?? 'Open_vSwitch';
-    this.backoff = o.backoffMinMs ?? 100;
+    this.backoff = new Backoff({ minMs: o.backoffMinMs ?? 100, maxMs: o.backoffMaxMs ?? 2000 });
   }
 
   start(): void {
@@ -130,12 +131,12 @@ export class OvsdbClient {
       this.lastTraffic = Date.now();
       this.ready = true;
       this.generation++;
-      this.backoff = this.o.backoffMinMs ?? 100;
+      this.backoff.reset();
       this.o.log.debug({ target: this.o.target, generation: this.generation }, 'OVSDB monitor established');
       for (const w of this.waiters.splice(0)) w.resolve();
       this.o.onChange?.();
     } catch (e) {
-      this.o.log.debug({ err: (e as Error).message, retryMs: this.backoff }, 'OVSDB connection failed');
+      this.o.log.debug({ err: (e as Error).message, retryMs: this.backoff.peek() }, 'OVSDB connection failed');
       this.conn?.close(e as Error);
       this.scheduleReconnect();
     }
@@ -152,8 +153,7 @@ export class OvsdbClient {
 
   private scheduleReconnect(): void {
     if (this.stopped || this.reconnectTimer) return;
-    const wait = this.backoff;
-    this.backoff = Math.min(this.backoff * 2, this.o.backoffMaxMs ?? 2000);
+    const wait = this.backoff.next();
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
       void this.connect();
