@@ -25,9 +25,7 @@ demo-down:
 ## every test: format and lint, unit (no root), then end to end (root: namespaces, OVS,
 ## dockerd); at most 12 minutes on a 2-core machine. Long fault cases: `make soak`.
 test: build
-	npm run --silent lint
-	npm run --silent test:unit
-	bash test/run-e2e.sh
+	@bash test/run-all.sh
 
 lint: deps
 	npm run --silent lint
