@@ -13,7 +13,7 @@ import { Backoff } from '../common/backoff.js';
 import { CoordError, StoreConflict } from './errors.js';
 import { MemoryTx, emptyState, type State } from './memory-store.js';
 import type { HostRec, NetworkRec, SliceRec, TokenRec } from './model.js';
-import type { CoordinatorMembers, SharedSecrets, SharedSoftState, Store, Tx } from './store.js';
+import type { CoordinatorMembers, SharedSecrets, SharedSoftState, SharedStore, Store, Tx } from './store.js';
 
 type Table = keyof State;
 const TABLES: Table[] = ['meta', 'networks', 'hosts', 'slices', 'tokens'];
@@ -162,7 +162,10 @@ export function etcdErrorText(e: Error, timeoutMs: number): string {
   return first;
 }
 
-export class EtcdStore implements Store {
+export class EtcdStore implements Store, SharedStore {
+  /** this store is the shared kind: its capabilities are its own methods */
+  readonly shared: SharedStore = this;
+
   private readonly client: Etcd3;
   private readonly ns: Namespace;
   private readonly prefix: Buffer;

@@ -1,18 +1,9 @@
 // The coordinator's event history: hosts joining, leaving, going down and coming back,
 // tunnels going down and up (with BFD's diagnostic), attachments failing. Bounded (the
 // oldest go first), in memory; `coordctl events [--since] [--follow]` reads it.
-import type { AttachErrorView, TunnelView } from './coordinator.js';
+import type { AttachErrorView, EventView, TunnelView } from './model.js';
 
-export type EventKind =
-  'host-joined' | 'host-left' | 'host-down' | 'host-up' | 'tunnel-down' | 'tunnel-up' | 'attach-failed';
-
-export interface EventView {
-  timeMs: number;
-  kind: EventKind;
-  host: string;
-  peer: string;
-  detail: string;
-}
+export type { EventKind, EventView } from './model.js';
 
 export class EventLog {
   private events: EventView[] = [];

@@ -1,8 +1,16 @@
 #!/usr/bin/env node
 // gremesh-coordinator: the control plane. Serves AgentService and AdminService over gRPC.
+// main() parses the flags and wires the parts; each part is built by a named function here.
+import { X509Certificate, randomUUID } from 'node:crypto';
+import * as fs from 'node:fs';
 import { parse, runMain } from '../common/cli.js';
-import { KEYS, readConfigFile, resolveConfig } from './config.js';
-import { parseHostPort } from './config.js';
+import { parseIp } from '../common/ipv4.js';
+import type { Logger } from '../common/log.js';
+import { KEYS, parseHostPort, readConfigFile, resolveConfig, type CoordinatorConfig } from './config.js';
+import type { Coordinator, CoordinatorOptions } from './coordinator.js';
+import type { Pki } from './pki.js';
+import type { CoordinatorMembers, Store } from './store.js';
+import type { WatchHub } from './watch-hub.js';
 
 /** gRPC, SQLite and the PKI load only once the flags are good: --help and usage errors answer at once */
 async function loadDaemon() {
@@ -35,10 +43,7 @@ async function loadDaemon() {
     sharedPkiMaterial: sharedPki.sharedPkiMaterial,
   };
 }
-import { parseIp } from '../common/ipv4.js';
-import type { Store } from './store.js';
-import * as fs from 'node:fs';
-import { X509Certificate, randomUUID } from 'node:crypto';
+type Daemon = Awaited<ReturnType<typeof loadDaemon>>;
 
 const HELP = `gremesh-coordinator: the gremesh control plane (gRPC)
 
@@ -83,94 +88,178 @@ identities; each one issues its own serving certificate.
 Precedence: defaults < --config file < environment (GREMESH_<FLAG>) < flags.
 `;
 
-async function main(argv: string[]): Promise<number> {
+interface Flags {
+  cfg: CoordinatorConfig;
+  insecure: boolean;
+  /** --tls-san: extra names for the serving certificate */
+  tlsSans: string[];
+}
+
+/** The flags, the config file and the environment resolved; undefined for --help. */
+function parseFlags(argv: string[]): Flags | undefined {
   const opts = Object.fromEntries(Object.keys(KEYS).map((k) => [k, { type: 'string' as const }]));
   const { values } = parse(
     argv,
     { ...opts, config: { type: 'string' }, 'tls-san': { type: 'string' }, insecure: { type: 'boolean' } },
     false,
   );
-  if (values.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
+  if (values.help) return undefined;
   const cfg = resolveConfig(readConfigFile(values.config as string | undefined), process.env, values);
-  const {
-    createLogger,
-    Coordinator,
-    createServer,
-    bindServer,
-    tlsServerCredentials,
-    MemoryStore,
-    SqliteStore,
-    EtcdStore,
-    WatchHub,
-    ensurePki,
-    fingerprint,
-    keyFingerprint,
-    csrKeyFingerprint,
-    signHostCsr,
-    sharedPkiMaterial,
-  } = await loadDaemon();
-  const log = createLogger('coordinator', cfg.logLevel);
   const insecure = values.insecure === true || process.env.GREMESH_INSECURE === '1';
+  const tlsSans = ((values['tls-san'] as string | undefined) ?? process.env.GREMESH_TLS_SAN ?? '')
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean);
+  return { cfg, insecure, tlsSans };
+}
+
+/** The Store --store names: memory, etcd, or a SQLite file in --data-dir. */
+async function openStore(d: Daemon, cfg: CoordinatorConfig): Promise<Store> {
+  if (cfg.store === 'memory') return new d.MemoryStore();
+  if (cfg.store !== 'etcd') return new d.SqliteStore(`${cfg.dataDir}/coordinator.db`);
   const read = (f: string) => (f ? fs.readFileSync(f) : undefined);
-  const store: Store =
-    cfg.store === 'memory'
-      ? new MemoryStore()
-      : cfg.store === 'etcd'
-        ? new (await EtcdStore())({
-            endpoints: cfg.etcdEndpoints.split(',').filter(Boolean),
-            prefix: cfg.etcdPrefix,
-            tls:
-              cfg.etcdCa || cfg.etcdCert
-                ? { ca: read(cfg.etcdCa), cert: read(cfg.etcdCert), key: read(cfg.etcdKey) }
-                : undefined,
-          })
-        : new SqliteStore(`${cfg.dataDir}/coordinator.db`);
-  let pki;
-  if (insecure) {
-    process.stderr.write(
-      'gremesh-coordinator: WARNING: --insecure: gRPC is plaintext and unauthenticated by certificates; anyone who can reach this port and holds a token or credential is trusted\n',
-    );
-    log.warn({}, 'running without TLS (--insecure)');
-  } else {
-    const sanOf = (h: string) => (parseIp(h) !== undefined ? `IP:${h}` : `DNS:${h}`);
-    const hosts = [parseHostPort(cfg.advertise)?.host, parseHostPort(cfg.listen)?.host].filter(
-      (h): h is string => !!h && h !== '0.0.0.0' && h !== '::',
-    );
-    const extra = ((values['tls-san'] as string | undefined) ?? process.env.GREMESH_TLS_SAN ?? '')
-      .split(',')
-      .map((x) => x.trim())
-      .filter(Boolean);
-    let shared;
-    if (store.secrets) {
-      const keyFile = cfg.secretsKeyFile || `${cfg.dataDir}/secrets.key`;
-      const r = await sharedPkiMaterial(store.secrets, keyFile, `${cfg.dataDir}/pki`);
-      shared = r.material;
-      log.info({ keyFile }, r.made ? 'CA and admin credentials stored in etcd (keys sealed)' : 'CA read from etcd');
-    }
-    pki = await ensurePki(`${cfg.dataDir}/pki`, [...hosts, ...extra].map(sanOf), shared);
+  return new (await d.EtcdStore())({
+    endpoints: cfg.etcdEndpoints.split(',').filter(Boolean),
+    prefix: cfg.etcdPrefix,
+    tls:
+      cfg.etcdCa || cfg.etcdCert
+        ? { ca: read(cfg.etcdCa), cert: read(cfg.etcdCert), key: read(cfg.etcdKey) }
+        : undefined,
+  });
+}
+
+/** --insecure: no PKI, a warning on stderr and in the log. */
+function warnInsecure(log: Logger): undefined {
+  process.stderr.write(
+    'gremesh-coordinator: WARNING: --insecure: gRPC is plaintext and unauthenticated by certificates; anyone who can reach this port and holds a token or credential is trusted\n',
+  );
+  log.warn({}, 'running without TLS (--insecure)');
+  return undefined;
+}
+
+/**
+ * The CA, serving and admin certificates in DATA_DIR/pki; on a shared store the CA and the
+ * admin credentials come from (or go to) the store, sealed under --secrets-key-file.
+ */
+async function setUpPki(d: Daemon, cfg: CoordinatorConfig, store: Store, tlsSans: string[], log: Logger): Promise<Pki> {
+  const sanOf = (h: string) => (parseIp(h) !== undefined ? `IP:${h}` : `DNS:${h}`);
+  const hosts = [parseHostPort(cfg.advertise)?.host, parseHostPort(cfg.listen)?.host].filter(
+    (h): h is string => !!h && h !== '0.0.0.0' && h !== '::',
+  );
+  let shared;
+  if (store.shared) {
+    const keyFile = cfg.secretsKeyFile || `${cfg.dataDir}/secrets.key`;
+    const r = await d.sharedPkiMaterial(store.shared.secrets, keyFile, `${cfg.dataDir}/pki`);
+    shared = r.material;
+    log.info({ keyFile }, r.made ? 'CA and admin credentials stored in etcd (keys sealed)' : 'CA read from etcd');
   }
-  const tlsPki = pki;
-  const coord = await Coordinator.create(store, {
+  return d.ensurePki(`${cfg.dataDir}/pki`, [...hosts, ...tlsSans].map(sanOf), shared);
+}
+
+/** The Coordinator's options from the config and, with TLS, the PKI that signs and checks host certificates. */
+function coordinatorOptions(d: Daemon, cfg: CoordinatorConfig, pki: Pki | undefined, log: Logger): CoordinatorOptions {
+  return {
     downAfterMs: cfg.downAfterS * 1000,
     ownAddresses: [cfg.listen, cfg.advertise]
       .map((a) => a.replace(/:\d+$/, ''))
       .filter((ip) => ip !== '0.0.0.0' && /^\d+\.\d+\.\d+\.\d+$/.test(ip)),
     defaultTokenTtlS: cfg.tokenTtlS,
     log: log.child({ part: 'state' }),
-    ...(tlsPki
+    ...(pki
       ? {
-          signCsr: (csr: string, host: string) => signHostCsr(tlsPki, csr, host, cfg.hostCertTtlS * 1000),
-          fingerprintOf: (pem: string) => ({ cert: fingerprint(pem), key: keyFingerprint(pem) }),
-          csrKeyFingerprint,
+          signCsr: (csr: string, host: string) => d.signHostCsr(pki, csr, host, cfg.hostCertTtlS * 1000),
+          fingerprintOf: (pem: string) => ({ cert: d.fingerprint(pem), key: d.keyFingerprint(pem) }),
+          csrKeyFingerprint: d.csrKeyFingerprint,
           validityOf: (pem: string) => {
             const c = new X509Certificate(pem);
             return { notBeforeMs: Date.parse(c.validFrom), notAfterMs: Date.parse(c.validTo) };
           },
         }
       : {}),
+  };
+}
+
+/** --metrics: Prometheus metrics served, and the counter of failed RPCs the gRPC layer feeds. */
+async function startMetrics(addr: string, coord: Coordinator, hub: WatchHub, log: Logger) {
+  const [{ serveMetrics }, { coordinatorMetrics }] = await Promise.all([
+    import('../common/metrics.js'),
+    import('./metrics.js'),
+  ]);
+  const server = await serveMetrics(addr);
+  const metrics = coordinatorMetrics(server as never, coord, hub);
+  log.info({ metrics: `http://${addr}/metrics` }, 'serving Prometheus metrics');
+  return { server, rpcError: (m: string, c: string) => metrics.rpcError(m, c) };
+}
+
+/**
+ * On a shared store (etcd), `coordctl join` prints every coordinator serving (this one
+ * first): agents fail over among them. This one announces itself every 5 s under its lease.
+ */
+class Membership {
+  /** the address agents dial (with the port actually bound) */
+  address = '';
+  private siblings: string[] = [];
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly members: CoordinatorMembers | undefined,
+    private readonly log: Logger,
+  ) {}
+
+  /** the addresses `coordctl join` prints, this one first */
+  async advertised(): Promise<string> {
+    if (this.timer) this.siblings = await this.members!.list().catch(() => this.siblings);
+    return [this.address, ...this.siblings.filter((a) => a !== this.address).sort()].join(',');
+  }
+
+  /** announced now and every 5 s (not with a wildcard address: no agent could dial it) */
+  async start(): Promise<void> {
+    const members = this.members;
+    if (!members || /^(0\.0\.0\.0|\[?::\]?):/.test(this.address)) return;
+    const id = randomUUID();
+    const refresh = async () => {
+      try {
+        await members.announce(id, this.address);
+        this.siblings = await members.list();
+      } catch (e) {
+        this.log.debug({ err: (e as Error).message }, 'coordinator list not refreshed');
+      }
+    };
+    await refresh();
+    this.timer = setInterval(() => void refresh(), 5000);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+}
+
+/** SIGTERM or SIGINT */
+function untilStopped(): Promise<void> {
+  return new Promise<void>((resolve) => {
+    process.once('SIGTERM', () => resolve());
+    process.once('SIGINT', () => resolve());
+  });
+}
+
+async function main(argv: string[]): Promise<number> {
+  const flags = parseFlags(argv);
+  if (!flags) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const { cfg } = flags;
+  const d = await loadDaemon();
+  const log = d.createLogger('coordinator', cfg.logLevel);
+  const store = await openStore(d, cfg);
+  const pki = flags.insecure ? warnInsecure(log) : await setUpPki(d, cfg, store, flags.tlsSans, log);
+  // the hub needs the coordinator; until it exists no host is connected and none has streams
+  let hub: WatchHub | undefined;
+  const coord = await d.Coordinator.create(store, {
+    ...coordinatorOptions(d, cfg, pki, log),
+    isConnected: (h) => hub?.isConnected(h) ?? false,
+    // a host admitted anew: streams opened with its earlier certificate (or credential) end now
+    onAdmitted: (h) => hub?.revoke(h),
   });
   await coord.init({
     name: cfg.networkName,
@@ -178,82 +267,35 @@ async function main(argv: string[]): Promise<number> {
     hostPrefixLen: cfg.hostPrefixLen,
     mtu: cfg.networkMtu,
   });
-  const hub = new WatchHub(coord);
-  coord.isConnected = (h) => hub.isConnected(h);
-  coord.onChange((c) => hub.changed(c));
-  // a host admitted anew: streams opened with its earlier certificate (or credential) end now
-  coord.onAdmitted = (h) => hub.revoke(h);
+  const watchHub = (hub = new d.WatchHub(coord));
+  coord.onChange((c) => watchHub.changed(c));
   // host-down / host-up events as soon as a host crosses --down-after
   const liveness = setInterval(() => coord.checkLiveness(), 1000);
-  let metrics: { rpcError(method: string, code: string): void } | undefined;
-  let metricsServer: { close(): void } | undefined;
-  if (cfg.metrics) {
-    const [{ serveMetrics }, { coordinatorMetrics }] = await Promise.all([
-      import('../common/metrics.js'),
-      import('./metrics.js'),
-    ]);
-    metricsServer = await serveMetrics(cfg.metrics);
-    metrics = coordinatorMetrics(metricsServer as never, coord, hub);
-    log.info({ metrics: `http://${cfg.metrics}/metrics` }, 'serving Prometheus metrics');
-  }
-  const advertise = { value: cfg.advertise };
-  // on etcd, `coordctl join` prints every coordinator serving (this one first): agents fail over among them
-  let siblings: string[] = [];
-  const server = createServer(coord, hub, {
-    onRpcError: metrics ? (m, c) => metrics.rpcError(m, c) : undefined,
+  const metrics = cfg.metrics ? await startMetrics(cfg.metrics, coord, watchHub, log) : undefined;
+  const membership = new Membership(store.shared?.members, log);
+  const server = d.createServer(coord, watchHub, {
+    onRpcError: metrics?.rpcError,
     maxMessageBytes: cfg.maxMessageBytes,
-    advertise: async () => {
-      if (membership) siblings = await store.members!.list().catch(() => siblings);
-      return [advertise.value, ...siblings.filter((a) => a !== advertise.value).sort()].join(',');
-    },
+    advertise: () => membership.advertised(),
     log,
     pki,
   });
-  const port = await bindServer(server, cfg.listen, pki ? tlsServerCredentials(pki) : undefined);
+  const port = await d.bindServer(server, cfg.listen, pki ? d.tlsServerCredentials(pki) : undefined);
   // with --listen ...:0 the advertised address gets the port actually bound
-  advertise.value = cfg.advertise.replace(/:0$/, `:${port}`);
-  log.info(
-    {
-      listen: cfg.listen,
-      port,
-      advertise: advertise.value,
-      revision: coord.revision(),
-      hosts: coord.hostNames().length,
-      store: cfg.store,
-    },
-    'coordinator serving',
-  );
+  membership.address = cfg.advertise.replace(/:0$/, `:${port}`);
+  const [advertise, revision, hosts] = [membership.address, coord.revision(), coord.hostNames().length];
+  log.info({ listen: cfg.listen, port, advertise, revision, hosts, store: cfg.store }, 'coordinator serving');
   if (pki) log.info({ caHash: pki.caHash, pki: pki.dir }, 'TLS on: agents pin this CA hash');
-  let membership: NodeJS.Timeout | undefined;
-  const members = store.members;
-  if (members && !/^(0\.0\.0\.0|\[?::\]?):/.test(advertise.value)) {
-    const id = randomUUID();
-    const refresh = async () => {
-      try {
-        await members.announce(id, advertise.value);
-        siblings = await members.list();
-      } catch (e) {
-        log.debug({ err: (e as Error).message }, 'coordinator list not refreshed');
-      }
-    };
-    await refresh();
-    membership = setInterval(() => void refresh(), 5000);
-  }
+  await membership.start();
   // a line on stdout for scripts that start it with port 0
   process.stdout.write(`gremesh-coordinator listening on ${cfg.listen.replace(/:\d+$/, `:${port}`)}\n`);
-  await new Promise<void>((resolve) => {
-    // Watch streams never end by themselves: close them, agents reconnect to the next coordinator
-    const stop = () => {
-      clearInterval(liveness);
-      clearInterval(membership);
-      metricsServer?.close();
-      server.forceShutdown();
-      resolve();
-    };
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
-  });
-  if (store.shutdown) await store.shutdown();
+  await untilStopped();
+  // Watch streams never end by themselves: close them, agents reconnect to the next coordinator
+  clearInterval(liveness);
+  membership.stop();
+  metrics?.server.close();
+  server.forceShutdown();
+  if (store.shared) await store.shared.shutdown();
   else store.close();
   process.exit(0);
 }

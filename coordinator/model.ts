@@ -1,4 +1,4 @@
-// Records the coordinator keeps. Plain data; the Store persists them.
+// Records the coordinator keeps (plain data; the Store persists them) and the views it answers with.
 
 export interface NetworkRec {
   name: string;
@@ -41,4 +41,108 @@ export interface TokenRec {
   expiresMs: number;
   state: TokenState;
   createdMs: number;
+}
+
+// ------------------------------------------------------------ views
+// What the coordinator answers with (built from the records and the soft state agents report);
+// coordinator.ts, events.ts, the WatchHub and the gRPC layer all speak these.
+
+export interface SliceView {
+  network: string;
+  cidr: string;
+}
+export interface EndpointView {
+  network: string;
+  host: string;
+  mac: string;
+  ip: string;
+  containerId: string;
+}
+export interface TunnelView {
+  peer: string;
+  remoteIp: string;
+  port: string;
+  bfdState: string;
+  forwarding: boolean;
+  bfdDiagnostic: string;
+  bfdFlaps: number;
+}
+export interface AttachErrorView {
+  container: string;
+  reason: string;
+}
+export interface PeerView {
+  name: string;
+  underlayIp: string;
+  slices: SliceView[];
+  endpoints: EndpointView[];
+}
+export interface NetworkView {
+  name: string;
+  cidr: string;
+  hostPrefixLen: number;
+  greKey: number;
+  mtu: number;
+}
+
+export interface HostView {
+  name: string;
+  underlayIp: string;
+  state: 'up' | 'down';
+  slices: SliceView[];
+  lastSeenMs: number;
+  agentVersion: string;
+  joinedMs: number;
+  tunnels: TunnelView[];
+  attachErrors: AttachErrorView[];
+  endpoints: number;
+  /** the agent's client certificate as it reported it (0: unknown) */
+  certNotBeforeMs: number;
+  certNotAfterMs: number;
+}
+
+/** a committed change: its revision, the hosts whose peer records changed or went */
+export interface Change {
+  revision: number;
+  upserts: string[];
+  removes: string[];
+}
+export type ChangeListener = (c: Change) => void;
+
+export interface RegisterRequestView {
+  name: string;
+  token: string;
+  credential: string;
+  underlayIp: string;
+  agentVersion: string;
+  csr?: string;
+}
+
+export interface DefaultNetwork {
+  name: string;
+  cidr: string;
+  hostPrefixLen: number;
+  mtu: number;
+}
+
+/** a status report as an agent sends it (the coordinator bounds and checks every field) */
+export interface StatusReport {
+  tunnels: (Omit<TunnelView, 'bfdDiagnostic' | 'bfdFlaps'> & { bfdDiagnostic?: string; bfdFlaps?: number })[];
+  endpoints: (EndpointView & { containerName?: string })[];
+  attachErrors: AttachErrorView[];
+  certNotBeforeMs?: number;
+  certNotAfterMs?: number;
+}
+
+// ------------------------------------------------------------ events
+
+export type EventKind =
+  'host-joined' | 'host-left' | 'host-down' | 'host-up' | 'tunnel-down' | 'tunnel-up' | 'attach-failed';
+
+export interface EventView {
+  timeMs: number;
+  kind: EventKind;
+  host: string;
+  peer: string;
+  detail: string;
 }

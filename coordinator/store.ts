@@ -33,22 +33,28 @@ export interface Store {
    * (etcd: after another coordinator wrote first), so it only reads and writes through t.
    */
   tx<T>(fn: (t: Tx) => T): Promise<T>;
-  /**
-   * stores several coordinators share (etcd): fn on this process's copy, without a round trip
-   * (as current as the watch; undefined before the first read). For caches, not for checks.
-   */
-  cached?<T>(fn: (t: Tx) => T): T | undefined;
-  /** stores several coordinators share (etcd): f after a change another one made */
-  watchExternal?(f: () => void): Promise<void>;
-  /** stores several coordinators share (etcd): soft state every coordinator sees */
-  soft?: SharedSoftState;
-  /** stores several coordinators share (etcd): the CA and admin credentials, written once */
-  secrets?: SharedSecrets;
-  /** stores several coordinators share (etcd): the coordinators serving now, by the address agents dial */
-  members?: CoordinatorMembers;
+  /** a store several coordinators share (etcd): what only such a store can do; undefined otherwise */
+  readonly shared?: SharedStore;
   close(): void;
-  /** a clean stop: what this process holds in a shared store (its lease) let go at once, then close */
-  shutdown?(): Promise<void>;
+}
+
+/** What a store several coordinators share (etcd) offers beside transactions. */
+export interface SharedStore {
+  /**
+   * fn on this process's copy, without a round trip (as current as the watch; undefined
+   * before the first read). For caches, not for checks.
+   */
+  cached<T>(fn: (t: Tx) => T): T | undefined;
+  /** f after a change another coordinator made */
+  watchExternal(f: () => void): Promise<void>;
+  /** soft state every coordinator sees */
+  soft: SharedSoftState;
+  /** the CA and admin credentials, written once */
+  secrets: SharedSecrets;
+  /** the coordinators serving now, by the address agents dial */
+  members: CoordinatorMembers;
+  /** a clean stop: what this process holds (its lease) let go at once, then close */
+  shutdown(): Promise<void>;
 }
 
 /**

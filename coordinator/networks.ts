@@ -1,0 +1,91 @@
+// Networks: create (a GRE key never used before, a slice for every admitted host), delete
+// (refused while containers are attached), the default network on first start; and the
+// slice allocation a join or a new network makes inside its transaction.
+import { pickGreKey, pickSlice, sliceCount } from './allocator.js';
+import { exhausted, exists, invalid, notFound, precondition } from './errors.js';
+import type { DefaultNetwork, NetworkRec, NetworkView } from './model.js';
+import type { CoordState } from './state.js';
+import type { Tx } from './store.js';
+import { checkName, checkNetworkSpec, checkOverlayVsUnderlay, trunc } from './validate.js';
+
+/** store meta: the highest GRE key ever handed out (keys are never reused) */
+const GRE_KEY_HIGH = 'greKeyHigh';
+
+/** In a transaction: host's slice of network n (its earlier one if free), or EXHAUSTED. */
+export function allocateSlice(t: Tx, n: NetworkRec, host: string): void {
+  const slices = t.slices(n.name);
+  const idx = pickSlice(n, slices, host);
+  if (idx === undefined) {
+    throw exhausted(`network ${n.name} (${n.cidr}) is full: all ${sliceCount(n)} /${n.hostPrefixLen} slices are taken`);
+  }
+  const cur = slices.find((s) => s.idx === idx);
+  if (cur?.host === host) return;
+  t.putSlice({ network: n.name, idx, host, lastHost: host, releasedMs: null });
+}
+
+export class Networks {
+  constructor(private readonly s: CoordState) {}
+
+  /** Creates the default network on first start (never again: it may be deleted later). */
+  async init(def?: DefaultNetwork): Promise<void> {
+    const s = this.s;
+    const first = await s.store.tx((t) => t.meta('initialized') === undefined);
+    if (!first) return;
+    // a start that died between the two commits left the network without the mark: no second create
+    if (def && !s.nets.some((n) => n.name === def.name))
+      await this.createNetwork(def.name, def.cidr, def.hostPrefixLen, def.mtu);
+    await s.store.tx((t) => t.setMeta('initialized', String(s.now())));
+  }
+
+  async createNetwork(name: string, cidr: string, hostPrefixLen: number, mtu: number): Promise<NetworkView> {
+    const s = this.s;
+    const bad = checkName('network', name) ?? checkNetworkSpec(cidr, hostPrefixLen, mtu, []);
+    if (bad) throw invalid(bad);
+    const net = await s.change('network create', (t) => {
+      if (t.network(name)) throw exists(`network ${name} already exists`);
+      const overlap =
+        checkNetworkSpec(cidr, hostPrefixLen, mtu, t.networks()) ??
+        checkOverlayVsUnderlay(
+          [{ name, cidr }],
+          [
+            ...t.hosts().map((h) => ({ what: `host ${h.name}'s underlay IP`, ip: h.underlayIp })),
+            ...s.ownAddresses.map((ip) => ({ what: "the coordinator's address", ip })),
+          ],
+        );
+      if (overlap) throw invalid(overlap);
+      const greKey = pickGreKey(t.networks(), Number(t.meta(GRE_KEY_HIGH) ?? 0));
+      const n: NetworkRec = { name, cidr, hostPrefixLen, greKey, mtu, createdMs: s.now() };
+      t.putNetwork(n);
+      t.setMeta(GRE_KEY_HIGH, String(greKey));
+      const hosts = t.hosts();
+      if (hosts.length > sliceCount(n)) {
+        throw exhausted(
+          `network ${name} (${cidr}) has ${sliceCount(n)} /${hostPrefixLen} slices for ${hosts.length} admitted hosts`,
+        );
+      }
+      for (const h of hosts) allocateSlice(t, n, h.name);
+      return { result: n, upserts: hosts.map((h) => h.name), removes: [] };
+    });
+    s.log.info({ network: name, cidr, hostPrefixLen, greKey: net.greKey }, 'network created');
+    const { createdMs: _c, ...view } = net;
+    return view;
+  }
+
+  async deleteNetwork(name: string): Promise<void> {
+    const s = this.s;
+    if (!s.nets.some((n) => n.name === name)) throw notFound(`no network named "${trunc(name)}"`);
+    const attached = [...s.soft.entries()].flatMap(([h, x]) =>
+      x.endpoints.filter((e) => e.network === name).map(() => h),
+    );
+    if (attached.length) {
+      throw precondition(
+        `network ${name} still has ${attached.length} attached containers (on ${[...new Set(attached)].join(', ')})`,
+      );
+    }
+    await s.change('network delete', (t) => {
+      t.deleteNetwork(name);
+      return { result: undefined, upserts: t.hosts().map((h) => h.name), removes: [] };
+    });
+    s.log.info({ network: name }, 'network deleted');
+  }
+}
