@@ -9,7 +9,7 @@ import type { Logger } from '../common/log.js';
 import { KEYS, parseHostPort, readConfigFile, resolveConfig, type CoordinatorConfig } from './config.js';
 import type { Coordinator, CoordinatorOptions } from './coordinator.js';
 import type { Pki } from './pki.js';
-import type { CoordinatorMembers, Store } from './store.js';
+import type { CoordinatorMembers, SharedStore, Store } from './store.js';
 import type { WatchHub } from './watch-hub.js';
 
 /** gRPC, SQLite and the PKI load only once the flags are good: --help and usage errors answer at once */
@@ -141,19 +141,25 @@ function warnInsecure(log: Logger): undefined {
  * The CA, serving and admin certificates in DATA_DIR/pki; on a shared store the CA and the
  * admin credentials come from (or go to) the store, sealed under --secrets-key-file.
  */
-async function setUpPki(d: Daemon, cfg: CoordinatorConfig, store: Store, tlsSans: string[], log: Logger): Promise<Pki> {
+async function setUpPki(
+  d: Daemon,
+  cfg: CoordinatorConfig,
+  shared: SharedStore | undefined,
+  tlsSans: string[],
+  log: Logger,
+): Promise<Pki> {
   const sanOf = (h: string) => (parseIp(h) !== undefined ? `IP:${h}` : `DNS:${h}`);
   const hosts = [parseHostPort(cfg.advertise)?.host, parseHostPort(cfg.listen)?.host].filter(
     (h): h is string => !!h && h !== '0.0.0.0' && h !== '::',
   );
-  let shared;
-  if (store.shared) {
+  let material;
+  if (shared) {
     const keyFile = cfg.secretsKeyFile || `${cfg.dataDir}/secrets.key`;
-    const r = await d.sharedPkiMaterial(store.shared.secrets, keyFile, `${cfg.dataDir}/pki`);
-    shared = r.material;
+    const r = await d.sharedPkiMaterial(shared.secrets, keyFile, `${cfg.dataDir}/pki`);
+    material = r.material;
     log.info({ keyFile }, r.made ? 'CA and admin credentials stored in etcd (keys sealed)' : 'CA read from etcd');
   }
-  return d.ensurePki(`${cfg.dataDir}/pki`, [...hosts, ...tlsSans].map(sanOf), shared);
+  return d.ensurePki(`${cfg.dataDir}/pki`, [...hosts, ...tlsSans].map(sanOf), material);
 }
 
 /** The Coordinator's options from the config and, with TLS, the PKI that signs and checks host certificates. */
@@ -252,7 +258,9 @@ async function main(argv: string[]): Promise<number> {
   const d = await loadDaemon();
   const log = d.createLogger('coordinator', cfg.logLevel);
   const store = await openStore(d, cfg);
-  const pki = flags.insecure ? warnInsecure(log) : await setUpPki(d, cfg, store, flags.tlsSans, log);
+  // a store several coordinators share (etcd): the CA in it, the coordinators listed in it
+  const shared = store.shared;
+  const pki = flags.insecure ? warnInsecure(log) : await setUpPki(d, cfg, shared, flags.tlsSans, log);
   // the hub needs the coordinator; until it exists no host is connected and none has streams
   let hub: WatchHub | undefined;
   const coord = await d.Coordinator.create(store, {
@@ -272,7 +280,7 @@ async function main(argv: string[]): Promise<number> {
   // host-down / host-up events as soon as a host crosses --down-after
   const liveness = setInterval(() => coord.checkLiveness(), 1000);
   const metrics = cfg.metrics ? await startMetrics(cfg.metrics, coord, watchHub, log) : undefined;
-  const membership = new Membership(store.shared?.members, log);
+  const membership = new Membership(shared?.members, log);
   const server = d.createServer(coord, watchHub, {
     onRpcError: metrics?.rpcError,
     maxMessageBytes: cfg.maxMessageBytes,
@@ -295,7 +303,7 @@ async function main(argv: string[]): Promise<number> {
   membership.stop();
   metrics?.server.close();
   server.forceShutdown();
-  if (store.shared) await store.shared.shutdown();
+  if (shared) await shared.shutdown();
   else store.close();
   process.exit(0);
 }
