@@ -1,7 +1,9 @@
 // Pure: from the coordinator's snapshot and what OVS shows, the data plane this host
-// should have (bridge, tunnels, gateways, MTUs), and the OpenFlow pipeline.
+// should have (bridge, tunnels, gateways, MTUs), and the OpenFlow pipeline (typed flows).
 import { cidrContains, formatIp, ipHex, isUnicastMac, macFromIp, parseCidr, parseIp } from '../../common/ipv4.js';
-import { COOKIE, type LocalPort, type OvsInterface, type OvsState, type Snapshot } from '../model.js';
+import type { LocalPort, OvsInterface, OvsState, Snapshot } from '../model.js';
+import { act, flow, type Action, type Flow, type Match } from '../ovs/flows/flow.js';
+import { PRIORITY, REG_FROM_TUNNEL, REG_NETWORK, TABLES, type TableName } from '../ovs/flows/pipeline.js';
 import { IP_KEY, NETWORK_KEY, PEER_KEY, gatewayIds, isOwned, owned, parseBinding, tunnelIds } from '../ovs/ids.js';
 import type { OvsOp } from '../ovs/ops.js';
 
@@ -112,48 +114,45 @@ export function localPorts(o: OvsState, bridge: string, d: DesiredPlane): LocalP
   return out.sort((a, b) => a.port.localeCompare(b.port));
 }
 
-/** The pipeline's tables, by name: the flows are written with these, and trace reads them back. */
-export const TABLE = { classify: 0, portSecurity: 10, forward: 20 } as const;
-export const TABLE_NAMES: Record<number, string> = {
-  [TABLE.classify]: 'classify',
-  [TABLE.portSecurity]: 'port security',
-  [TABLE.forward]: 'forward',
-};
+/** The pipeline's tables (agent/ovs/flows/pipeline.ts), by their old names */
+export { TABLE_NAMES, TABLES as TABLE } from '../ovs/flows/pipeline.js';
 
 /** Pure: the actions that turn an ARP request for ip into the reply from mac, sent back where it came from. */
-export function arpReply(mac: string, ip: string): string {
-  const macHex = `0x${mac.replace(/:/g, '')}`;
-  const ipx = `0x${ipHex(parseIp(ip)!)}`;
+export function arpReply(mac: string, ip: string): Action[] {
+  const macValue = BigInt(`0x${mac.replace(/:/g, '')}`);
   return [
-    'move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[]',
-    `load:${macHex}->NXM_OF_ETH_SRC[]`,
-    'load:0x2->NXM_OF_ARP_OP[]',
-    'move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[]',
-    'move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[]',
-    `load:${macHex}->NXM_NX_ARP_SHA[]`,
-    `load:${ipx}->NXM_OF_ARP_SPA[]`,
-    'in_port',
-  ].join(',');
+    act.move('NXM_OF_ETH_SRC', 'NXM_OF_ETH_DST'),
+    act.load('NXM_OF_ETH_SRC', macValue),
+    act.load('NXM_OF_ARP_OP', 2),
+    act.move('NXM_NX_ARP_SHA', 'NXM_NX_ARP_THA'),
+    act.move('NXM_OF_ARP_SPA', 'NXM_OF_ARP_TPA'),
+    act.load('NXM_NX_ARP_SHA', macValue),
+    act.load('NXM_OF_ARP_SPA', BigInt(`0x${ipHex(parseIp(ip)!)}`)),
+    act.inPort(),
+  ];
 }
 
+/** the group-address bit of a destination MAC: broadcast and multicast */
+const GROUP = { dlDst: '01:00:00:00:00:00', dlDstMask: '01:00:00:00:00:00' };
+
 /**
- * The OpenFlow pipeline (port names, resolved by ovs-ofctl). Loop-free by
+ * The OpenFlow pipeline (ports by name; resolvePorts gives their numbers). Loop-free by
  * construction: reg7=1 marks a frame that came from a tunnel, and such frames only
  * ever go to local ports.
- *   table 0  classify: local port -> reg6=network key, to 10; tunnel+key -> reg6, reg7=1, to 20
- *   table 10 port security: a container sends only from its own MAC and IP (ARP too)
- *   table 20 forward: ARP for a known address answered by the bridge (from a local port);
+ *   classify: local port -> reg6=network key, to portSecurity; tunnel+key -> reg6, reg7=1, to forward
+ *   portSecurity: a container sends only from its own MAC and IP (ARP too)
+ *   forward: ARP for a known address answered by the bridge (from a local port);
  *            local MAC -> its port; remote endpoint MAC -> its peer's tunnel;
  *            broadcast/multicast from local -> local ports + every tunnel once;
  *            from a tunnel -> local ports only; unknown unicast from local -> tunnels
  */
-export function computeFlows(s: Snapshot, d: DesiredPlane, locals: LocalPort[], presentTunnels: Set<string>): string[] {
+export function computeFlows(s: Snapshot, d: DesiredPlane, locals: LocalPort[], presentTunnels: Set<string>): Flow[] {
   const keyOf = new Map(s.networks.map((n) => [n.name, n.greKey]));
   const tunnels = d.tunnels.filter((t) => presentTunnels.has(t.port));
   const tunnelOf = new Map(d.tunnels.map((t) => [t.peer, t.port]));
-  const f: string[] = [];
-  const add = (table: number, prio: number, match: string, actions: string) =>
-    f.push(`cookie=${COOKIE},table=${table},priority=${prio}${match ? `,${match}` : ''},actions=${actions}`);
+  const f: Flow[] = [];
+  const add = (table: TableName, prio: number, match: Match, actions: Action[]) =>
+    f.push(flow(table, prio, match, actions));
 
   // ARP responder (l2pop, as Neutron's br-tun): a request from a local port for an address
   // the bridge knows is answered by the bridge itself, from the owner's MAC: no broadcast to
@@ -162,39 +161,36 @@ export function computeFlows(s: Snapshot, d: DesiredPlane, locals: LocalPort[], 
   const arpResponder = (k: number, ip: string, mac: string) => {
     if (answered.has(`${k}/${ip}`)) return;
     answered.add(`${k}/${ip}`);
-    add(TABLE.forward, 110, `reg7=0,reg6=${k},arp,arp_op=1,arp_tpa=${ip}`, arpReply(mac, ip));
+    add(
+      'forward',
+      PRIORITY.arpResponder,
+      { reg7: 0, reg6: k, ethType: 'arp', arpOp: 1, arpTpa: ip },
+      arpReply(mac, ip),
+    );
   };
   for (const lp of locals) {
     const k = keyOf.get(lp.network);
     if (k === undefined) continue;
     arpResponder(k, lp.ip, lp.mac);
-    add(TABLE.classify, 100, `in_port=${lp.port}`, `load:${k}->NXM_NX_REG6[],resubmit(,${TABLE.portSecurity})`);
+    add('classify', PRIORITY.port, { inPort: lp.port }, [act.load(REG_NETWORK, k), act.resubmit('portSecurity')]);
+    const from = { inPort: lp.port, dlSrc: lp.mac };
     if (lp.gateway) {
-      add(TABLE.portSecurity, 100, `in_port=${lp.port},dl_src=${lp.mac}`, `resubmit(,${TABLE.forward})`);
+      add('portSecurity', PRIORITY.port, from, [act.resubmit('forward')]);
     } else {
-      add(
-        TABLE.portSecurity,
-        100,
-        `in_port=${lp.port},dl_src=${lp.mac},ip,nw_src=${lp.ip}`,
-        `resubmit(,${TABLE.forward})`,
-      );
-      add(
-        TABLE.portSecurity,
-        100,
-        `in_port=${lp.port},dl_src=${lp.mac},arp,arp_spa=${lp.ip},arp_sha=${lp.mac}`,
-        `resubmit(,${TABLE.forward})`,
-      );
+      add('portSecurity', PRIORITY.port, { ...from, ethType: 'ip', nwSrc: lp.ip }, [act.resubmit('forward')]);
+      add('portSecurity', PRIORITY.port, { ...from, ethType: 'arp', arpSpa: lp.ip, arpSha: lp.mac }, [
+        act.resubmit('forward'),
+      ]);
     }
-    add(TABLE.forward, 100, `reg6=${k},dl_dst=${lp.mac}`, `output:${lp.port}`);
+    add('forward', PRIORITY.port, { reg6: k, dlDst: lp.mac }, [act.output(lp.port)]);
   }
   for (const t of tunnels) {
     for (const n of s.networks)
-      add(
-        TABLE.classify,
-        100,
-        `in_port=${t.port},tun_id=${n.greKey}`,
-        `load:${n.greKey}->NXM_NX_REG6[],load:1->NXM_NX_REG7[],resubmit(,${TABLE.forward})`,
-      );
+      add('classify', PRIORITY.port, { inPort: t.port, tunId: n.greKey }, [
+        act.load(REG_NETWORK, n.greKey),
+        act.load(REG_FROM_TUNNEL, 1),
+        act.resubmit('forward'),
+      ]);
   }
   const present = new Set(tunnels.map((t) => t.port));
   // a MAC claimed by two peers (or by a peer and a local port) goes nowhere by unicast: no
@@ -211,21 +207,20 @@ export function computeFlows(s: Snapshot, d: DesiredPlane, locals: LocalPort[], 
       const k = keyOf.get(e.network);
       if (k === undefined || !isUnicastMac(e.mac)) continue;
       if ((claims.get(`${e.network}/${e.mac}`) ?? 0) > 1) continue;
-      add(TABLE.forward, 90, `reg7=0,reg6=${k},dl_dst=${e.mac}`, `set_field:${k}->tun_id,output:${port}`);
+      add('forward', PRIORITY.remoteMac, { reg7: 0, reg6: k, dlDst: e.mac }, [act.setTunnel(k), act.output(port)]);
       if (parseIp(e.ip) !== undefined) arpResponder(k, e.ip, e.mac);
     }
   }
   for (const n of [...s.networks].sort((a, b) => a.greKey - b.greKey)) {
     const k = n.greKey;
-    const localOut = locals.filter((l) => l.network === n.name).map((l) => `output:${l.port}`);
-    const tunOut = tunnels.length ? [`set_field:${k}->tun_id`, ...tunnels.map((t) => `output:${t.port}`)] : [];
-    const bcast = 'dl_dst=01:00:00:00:00:00/01:00:00:00:00:00';
+    const localOut = locals.filter((l) => l.network === n.name).map((l) => act.output(l.port));
+    const tunOut = tunnels.length ? [act.setTunnel(k), ...tunnels.map((t) => act.output(t.port))] : [];
     const fromLocal = [...localOut, ...tunOut];
-    if (fromLocal.length) add(TABLE.forward, 50, `reg7=0,reg6=${k},${bcast}`, fromLocal.join(','));
-    if (localOut.length) add(TABLE.forward, 50, `reg7=1,reg6=${k},${bcast}`, localOut.join(','));
-    if (tunOut.length) add(TABLE.forward, 40, `reg7=0,reg6=${k}`, tunOut.join(','));
+    if (fromLocal.length) add('forward', PRIORITY.flood, { reg7: 0, reg6: k, ...GROUP }, fromLocal);
+    if (localOut.length) add('forward', PRIORITY.flood, { reg7: 1, reg6: k, ...GROUP }, localOut);
+    if (tunOut.length) add('forward', PRIORITY.unknownUnicast, { reg7: 0, reg6: k }, tunOut);
   }
-  for (const t of Object.values(TABLE)) add(t, 0, '', 'drop');
+  for (const t of Object.keys(TABLES) as TableName[]) add(t, PRIORITY.miss, {}, []);
   return f;
 }
 

@@ -8,6 +8,7 @@ import { computeDesired, computeFlows, diffOvs, localPorts, type AgentParams, ty
 import type { LinkDriver } from '../net/link-driver.js';
 import type { LocalPort, OvsState, Snapshot } from '../model.js';
 import { flowDelta, resolvePortNames, type OvsDriver } from '../ovs/driver.js';
+import type { Flow } from '../ovs/flows/flow.js';
 import { Loop } from '../loop.js';
 import { computeNftRuleset, type GatewayAllow } from '../net/nat.js';
 
@@ -71,7 +72,7 @@ export class Reconciler {
   private timers: NodeJS.Timeout[] = [];
   private stopMonitor: () => void = () => {};
   /** the flows installed by our last pass, port names resolved; undefined: not known, replace them all */
-  private installed: string[] | undefined;
+  private installed: Flow[] | undefined;
   private lastNat = '';
   private lastNatAt = 0;
   /** devices whose addresses/routes were last found right: their ifindex, what was wanted, when */
@@ -82,7 +83,7 @@ export class Reconciler {
   lastPass: PassResult | undefined;
   private portWaiters: { want: Map<string, number>; resolve: () => void }[] = [];
   private memo:
-    { s: Snapshot; o: OvsState; locals: LocalPort[]; ofports: Map<string, number>; flows: string[] } | undefined;
+    { s: Snapshot; o: OvsState; locals: LocalPort[]; ofports: Map<string, number>; flows: Flow[] } | undefined;
 
   constructor(private readonly o: ReconcilerOptions) {
     this.repairMs = o.repairMs ?? 600_000;

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import type { Runner } from '../../common/exec.js';
 import { cidrContains, parseCidr, parseIp } from '../../common/ipv4.js';
 import type { TraceHop, TraceRequest, TraceStep } from '../../proto/gen/gremesh/v1/gremesh.js';
-import { TABLE, TABLE_NAMES } from './desired.js';
+import { TABLES as TABLE, TABLE_NAMES } from '../ovs/flows/pipeline.js';
 import type { OvsState, Snapshot } from '../model.js';
 import { LINK_LOCAL, NFT_TABLE } from '../net/nat.js';
 import { MAC_KEY, NETWORK_KEY, PEER_KEY, parseBinding } from '../ovs/ids.js';

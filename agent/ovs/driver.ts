@@ -3,7 +3,7 @@
 // replica: observing is a read of memory, a change is one transaction) and programs
 // flows on the bridge's management socket: a change as one native OpenFlow bundle on a
 // persistent connection (agent/openflow/), the whole table (start, repair) and the
-// fallback with ovs-ofctl bundles.
+// fallback with ovs-ofctl bundles (typed flows rendered to text: flows/render.ts).
 import * as path from 'node:path';
 import type { Runner } from '../../common/exec.js';
 import type { Logger } from '../../common/log.js';
@@ -12,6 +12,8 @@ import { stateFromRows } from './ovsdb/rows.js';
 import { toTransaction, type OvsOp } from './ops.js';
 import { OvsdbClient, type MonitorSpec } from './ovsdb/client.js';
 import type { OpenflowConnection } from './openflow/connection.js';
+import type { Flow } from './flows/flow.js';
+import { renderFlow, renderKey } from './flows/render.js';
 
 export interface OvsDriver {
   /** what OVS holds (a read of the replica; waits for the database when not connected); the same object until it changes */
@@ -19,9 +21,9 @@ export interface OvsDriver {
   /** the operations as one transaction; resolves once ovs-vswitchd has applied it (its cur_cfg reached our next_cfg) */
   apply(ops: OvsOp[]): Promise<void>;
   /** atomically make the bridge's flows exactly these (one OpenFlow bundle): start, resync, repair */
-  replaceFlows(bridge: string, flows: string[]): Promise<void>;
+  replaceFlows(bridge: string, flows: Flow[]): Promise<void>;
   /** atomically delete these flows (by table, priority and match) and add these (one OpenFlow bundle) */
-  updateFlows(bridge: string, remove: string[], add: string[]): Promise<void>;
+  updateFlows(bridge: string, remove: Flow[], add: Flow[]): Promise<void>;
   /** how many of our flows the bridge holds (-1: bridge unreachable) */
   flowCount(bridge: string): Promise<number>;
   /** call onChange whenever the replica changes or the database connection comes back; returns a stop function */
@@ -48,33 +50,8 @@ export const MONITORED: MonitorSpec = {
   ],
 };
 
-/** Pure: a flow's identity for delete_strict: table, priority and match, without cookie and actions. */
-export function flowKey(flow: string): string {
-  return flow
-    .replace(/,actions=.*$/, '')
-    .split(',')
-    .filter((f) => !f.startsWith('cookie='))
-    .join(',');
-}
-
-/** Pure: the bundle that turns flow set `from` into `to`: delete_strict what went, add what is new or changed. */
-export function flowDelta(from: string[], to: string[]): { remove: string[]; add: string[] } {
-  const fromSet = new Set(from);
-  const toKeys = new Set(to.map(flowKey));
-  const remove = [...new Set(from.map(flowKey))].filter((k) => !toKeys.has(k));
-  const add = to.filter((f) => !fromSet.has(f));
-  return { remove, add };
-}
-
-/** Pure: `in_port=NAME` and `output:NAME` of known ports as their OpenFlow port numbers. */
-export function resolvePortNames(flows: string[], ofports: Map<string, number>): string[] {
-  const num = (name: string) => (ofports.has(name) ? String(ofports.get(name)) : name);
-  return flows.map((f) =>
-    f
-      .replace(/in_port=([A-Za-z0-9_.-]+)/g, (_, n: string) => `in_port=${num(n)}`)
-      .replace(/output:([A-Za-z0-9_.-]+)/g, (_, n: string) => `output:${num(n)}`),
-  );
-}
+/** the flow helpers, where they were before flows were typed */
+export { flowDelta, flowKey, resolvePorts, resolvePorts as resolvePortNames } from './flows/flow.js';
 
 export interface OvsdbDriverOptions {
   db: string;
@@ -184,9 +161,9 @@ export class OvsdbOvsDriver implements OvsDriver {
     });
   }
 
-  async replaceFlows(bridge: string, flows: string[]): Promise<void> {
+  async replaceFlows(bridge: string, flows: Flow[]): Promise<void> {
     await this.o.run(['ovs-ofctl', '-O', 'OpenFlow14', '--bundle', 'replace-flows', this.mgmt(bridge), '-'], {
-      input: `${flows.join('\n')}\n`,
+      input: `${flows.map(renderFlow).join('\n')}\n`,
       timeoutMs: 20_000,
     });
   }
@@ -196,7 +173,7 @@ export class OvsdbOvsDriver implements OvsDriver {
     this.openflow = c;
   }
 
-  async updateFlows(bridge: string, remove: string[], add: string[]): Promise<void> {
+  async updateFlows(bridge: string, remove: Flow[], add: Flow[]): Promise<void> {
     if (remove.length + add.length === 0) return;
     if (this.openflow?.connected) {
       await this.openflow.updateFlows(remove, add);
@@ -204,7 +181,7 @@ export class OvsdbOvsDriver implements OvsDriver {
       return;
     }
     this.flowUpdates.ofctl++;
-    const lines = [...remove.map((k) => `delete_strict ${k}`), ...add.map((f) => `add ${f}`)];
+    const lines = [...remove.map((k) => `delete_strict ${renderKey(k)}`), ...add.map((f) => `add ${renderFlow(f)}`)];
     await this.o.run(['ovs-ofctl', '-O', 'OpenFlow14', '--bundle', 'add-flows', this.mgmt(bridge), '-'], {
       input: `${lines.join('\n')}\n`,
       timeoutMs: 20_000,

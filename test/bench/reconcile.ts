@@ -10,7 +10,8 @@ import { readState } from '../../deploy/lab/lab.js';
 import { hostPaths } from '../../deploy/lab/plan.js';
 import { createRunner, processesStarted } from '../../common/exec.js';
 import { silentLogger } from '../../common/log.js';
-import { OvsdbOvsDriver, flowKey } from '../../agent/ovs/driver.js';
+import { OvsdbOvsDriver } from '../../agent/ovs/driver.js';
+import { act, flow } from '../../agent/ovs/flows/flow.js';
 import { OpenflowConnection } from '../../agent/ovs/openflow/connection.js';
 import type { OvsOp } from '../../agent/ovs/ops.js';
 import { IpLinkDriver } from '../../agent/net/link-driver.js';
@@ -115,11 +116,14 @@ try {
     change[native ? 'native' : 'ofctl'].push(r.lastPass!.ms);
   }
   // one container port's flows (4 added, then removed), the writer alone
+  const from = { inPort: 900, dlSrc: '0a:58:c6:12:40:fe' };
   const port = [
-    'cookie=0x67726d,table=0,priority=100,in_port=900,actions=load:1->NXM_NX_REG6[],resubmit(,10)',
-    'cookie=0x67726d,table=10,priority=100,in_port=900,dl_src=0a:58:c6:12:40:fe,ip,nw_src=198.18.64.254,actions=resubmit(,20)',
-    'cookie=0x67726d,table=10,priority=100,in_port=900,dl_src=0a:58:c6:12:40:fe,arp,arp_spa=198.18.64.254,arp_sha=0a:58:c6:12:40:fe,actions=resubmit(,20)',
-    'cookie=0x67726d,table=20,priority=100,reg6=1,dl_dst=0a:58:c6:12:40:fe,actions=output:900',
+    flow('classify', 100, { inPort: 900 }, [act.load('NXM_NX_REG6', 1), act.resubmit('portSecurity')]),
+    flow('portSecurity', 100, { ...from, ethType: 'ip', nwSrc: '198.18.64.254' }, [act.resubmit('forward')]),
+    flow('portSecurity', 100, { ...from, ethType: 'arp', arpSpa: '198.18.64.254', arpSha: from.dlSrc }, [
+      act.resubmit('forward'),
+    ]),
+    flow('forward', 100, { reg6: 1, dlDst: from.dlSrc }, [act.output(900)]),
   ];
   const delta = { ofctl: [] as number[], native: [] as number[] };
   for (let i = 0; i < 4 * repeat; i++) {
@@ -127,7 +131,7 @@ try {
     ovs.useOpenflow(native ? openflow : undefined);
     const t0 = performance.now();
     if (i % 2 === 0) await ovs.updateFlows('gremesh0', [], port);
-    else await ovs.updateFlows('gremesh0', port.map(flowKey), []);
+    else await ovs.updateFlows('gremesh0', port, []);
     delta[native ? 'native' : 'ofctl'].push(performance.now() - t0);
   }
   openflow.stop();

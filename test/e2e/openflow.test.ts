@@ -5,7 +5,9 @@ import test from 'ava';
 import { isRoot } from '../helpers/cli.js';
 import { labUp, type TestLab } from '../helpers/lab.js';
 import { computeDesired, computeFlows } from '../../agent/bridge/desired.js';
-import { resolvePortNames, flowKey } from '../../agent/ovs/driver.js';
+import { resolvePortNames } from '../../agent/ovs/driver.js';
+import { act, flow, type Flow } from '../../agent/ovs/flows/flow.js';
+import { renderFlow, renderKey } from '../../agent/ovs/flows/render.js';
 import { OpenflowConnection } from '../../agent/ovs/openflow/connection.js';
 import { silentLogger } from '../../common/log.js';
 import type { LocalPort, Snapshot } from '../../agent/model.js';
@@ -23,7 +25,7 @@ const dump = async (br: string) =>
     .sort();
 
 /** every kind of flow computeFlows writes: 2 networks, gateways, containers, 3 peers with endpoints */
-function realisticFlows(): string[] {
+function realisticFlows(): Flow[] {
   const s: Snapshot = {
     revision: 7,
     host: 'h1',
@@ -115,18 +117,24 @@ serial(
     try {
       for (let i = 0; i < 100 && !conn.connected; i++) await new Promise((r) => setTimeout(r, 20));
       t.true(conn.connected, 'HELLO at OpenFlow 1.4');
-      await ofctl(['--bundle', 'add-flows', `unix:${mgmt('gmof-a')}`, '-'], `${flows.join('\n')}\n`);
+      await ofctl(['--bundle', 'add-flows', `unix:${mgmt('gmof-a')}`, '-'], `${flows.map(renderFlow).join('\n')}\n`);
       await conn.updateFlows([], flows);
       const a = await dump('gmof-a');
       t.is(a.length, flows.length);
       t.deepEqual(await dump('gmof-b'), a, 'same flows, same matches, same actions');
 
       // a delta: three flows go, one changes its actions, one is new
-      const gone = [flows[0]!, flows[5]!, flows[flows.length - 2]!].map(flowKey);
-      const changed = flows[3]!.replace(/actions=.*/, 'actions=drop');
-      const added =
-        'cookie=0x67726d,table=20,priority=90,reg7=0,reg6=1,dl_dst=0a:58:00:00:00:77,actions=set_field:1->tun_id,output:10';
-      const lines = [...gone.map((k) => `delete_strict ${k}`), `add ${changed}`, `add ${added}`];
+      const gone = [flows[0]!, flows[5]!, flows[flows.length - 2]!];
+      const changed: Flow = { ...flows[3]!, actions: [] };
+      const added = flow('forward', 90, { reg7: 0, reg6: 1, dlDst: '0a:58:00:00:00:77' }, [
+        act.setTunnel(1),
+        act.output(10),
+      ]);
+      const lines = [
+        ...gone.map((k) => `delete_strict ${renderKey(k)}`),
+        `add ${renderFlow(changed)}`,
+        `add ${renderFlow(added)}`,
+      ];
       await ofctl(['--bundle', 'add-flows', `unix:${mgmt('gmof-a')}`, '-'], `${lines.join('\n')}\n`);
       await conn.updateFlows(gone, [changed, added]);
       const a2 = await dump('gmof-a');
@@ -134,16 +142,16 @@ serial(
       t.deepEqual(await dump('gmof-b'), a2, 'the same delta gives the same table');
 
       // a port number beyond OVS's range is refused by the switch: the whole bundle is discarded
-      const fresh = 'cookie=0x67726d,table=20,priority=90,reg7=0,reg6=1,dl_dst=0a:58:00:00:00:78,actions=output:11';
-      const bad = 'cookie=0x67726d,table=20,priority=80,reg6=1,dl_dst=0a:58:00:00:00:79,actions=output:70000';
-      await t.throwsAsync(conn.updateFlows([flowKey(added)], [fresh, bad]), { message: /refused|not committed/ });
+      const fresh = flow('forward', 90, { reg7: 0, reg6: 1, dlDst: '0a:58:00:00:00:78' }, [act.output(11)]);
+      const bad = flow('forward', 80, { reg6: 1, dlDst: '0a:58:00:00:00:79' }, [act.output(70000)]);
+      await t.throwsAsync(conn.updateFlows([added], [fresh, bad]), { message: /refused|not committed/ });
       t.deepEqual(await dump('gmof-b'), a2, 'nothing of the refused bundle applied');
       // the connection is still good afterwards
       await conn.updateFlows([], [fresh]);
       t.is((await dump('gmof-b')).length, a2.length + 1);
-      // text the writer does not know is an error before anything is sent
-      await t.throwsAsync(conn.updateFlows([], ['table=0,priority=1,tcp,actions=drop']), {
-        message: /not one the native/,
+      // a flow the writer cannot encode (a port still by name) is an error before anything is sent
+      await t.throwsAsync(conn.updateFlows([], [flow('classify', 1, { inPort: 'gmnosuchport' })]), {
+        message: /not resolved/,
       });
     } finally {
       conn.stop();

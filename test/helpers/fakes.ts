@@ -7,6 +7,8 @@ import type { ContainerInfo } from '../../agent/docker/attachment.js';
 import type { OvsDriver } from '../../agent/ovs/driver.js';
 import type { OvsOp } from '../../agent/ovs/ops.js';
 import type { OvsState } from '../../agent/model.js';
+import type { Flow } from '../../agent/ovs/flows/flow.js';
+import { renderFlow, renderKey } from '../../agent/ovs/flows/render.js';
 
 /** FakeOvsDriver: applies typed operations to an in-memory OVS, records transactions and flow changes. */
 export class FakeOvsDriver implements OvsDriver {
@@ -63,11 +65,12 @@ export class FakeOvsDriver implements OvsDriver {
       }
     }
   }
-  async replaceFlows(_b: string, flows: string[]) {
-    this.flowSets.push(flows);
+  /** kept as ovs-ofctl text (the flows rendered, the removed ones as their delete_strict keys) */
+  async replaceFlows(_b: string, flows: Flow[]) {
+    this.flowSets.push(flows.map(renderFlow));
   }
-  async updateFlows(_b: string, remove: string[], add: string[]) {
-    this.flowUpdates.push({ remove, add });
+  async updateFlows(_b: string, remove: Flow[], add: Flow[]) {
+    this.flowUpdates.push({ remove: remove.map(renderKey), add: add.map(renderFlow) });
   }
   async flowCount() {
     return this.flowSets.at(-1)?.length ?? 0;

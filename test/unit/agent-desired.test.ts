@@ -8,6 +8,7 @@ import {
   localPorts,
   tunnelPortName,
 } from '../../agent/bridge/desired.js';
+import { renderFlow } from '../../agent/ovs/flows/render.js';
 import type { OvsInterface, OvsState, Snapshot } from '../../agent/model.js';
 
 const snap = (peers = 3): Snapshot => ({
@@ -122,7 +123,7 @@ test('flows: split horizon — nothing that came from a tunnel is ever sent into
     { port: 'ep1', network: 'default', ip: '198.18.64.10', mac: '0a:58:c6:12:40:0a', gateway: false, containerId: '' },
     { port: 'gmgw1', network: 'default', ip: '198.18.64.1', mac: '0a:58:c6:12:40:01', gateway: true, containerId: '' },
   ];
-  const flows = computeFlows(s, d, locals, new Set(d.tunnels.map((x) => x.port)));
+  const flows = computeFlows(s, d, locals, new Set(d.tunnels.map((x) => x.port))).map(renderFlow);
   for (const f of flows) {
     const fromTunnel = /reg7=1/.test(f) || (/in_port=gre-/.test(f) && /table=20/.test(f));
     if (fromTunnel) t.notRegex(f.split('actions=')[1]!, /output:gre-/, f);
@@ -142,7 +143,7 @@ test('flows: port security, l2pop unicast to exactly one tunnel, unknown network
     { port: 'ep1', network: 'default', ip: '198.18.64.10', mac: '0a:58:c6:12:40:0a', gateway: false, containerId: '' },
     { port: 'ghost', network: 'nonet', ip: '1.1.1.1', mac: '0a:00:00:00:00:01', gateway: false, containerId: '' },
   ];
-  const flows = computeFlows(s, d, locals, new Set(['gre-c612000c'])); // h3's tunnel not up yet
+  const flows = computeFlows(s, d, locals, new Set(['gre-c612000c'])).map(renderFlow); // h3's tunnel not up yet
   t.true(
     flows.some(
       (f) => f.includes('table=10') && f.includes('in_port=ep1,dl_src=0a:58:c6:12:40:0a,ip,nw_src=198.18.64.10'),

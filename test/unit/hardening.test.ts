@@ -11,6 +11,7 @@ import { printable } from '../../common/text.js';
 import { planAttachment } from '../../agent/docker/attachment.js';
 import { allocate, bind } from '../../agent/docker/ipam.js';
 import { computeDesired, computeFlows } from '../../agent/bridge/desired.js';
+import { renderFlow } from '../../agent/ovs/flows/render.js';
 import { Coordinator } from '../../coordinator/coordinator.js';
 import { MemoryStore } from '../../coordinator/memory-store.js';
 import { RateLimiter } from '../../coordinator/rate-limit.js';
@@ -118,7 +119,7 @@ test('MACs: no unicast flow for a MAC two peers claim or for a group address; a 
     ],
   };
   const d = computeDesired(s, { bridge: 'gremesh0', datapath: 'netdev', underlayMtu: 1500 });
-  const flows = computeFlows(s, d, [], new Set(d.tunnels.map((x) => x.port)));
+  const flows = computeFlows(s, d, [], new Set(d.tunnels.map((x) => x.port))).map(renderFlow);
   t.true(
     flows.some((f) => f.includes('dl_dst=0a:00:00:00:00:22,')),
     'a MAC one peer claims: its flow',

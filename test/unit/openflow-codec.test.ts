@@ -1,5 +1,6 @@
 import test from 'ava';
-import { bundleAdd, bundleControl, flowMod, parseFlow, splitMessages, OFPT } from '../../agent/ovs/openflow/codec.js';
+import { bundleAdd, bundleControl, encodeFlowMod, splitMessages, OFPT } from '../../agent/ovs/openflow/codec.js';
+import { parseFlow } from '../../agent/ovs/openflow/parse-text.js';
 
 test('parseFlow reads every match and action computeFlows writes, prerequisites first', (t) => {
   const f = parseFlow(
@@ -65,7 +66,7 @@ test('parseFlow refuses what it does not know, and bad values, in one line', (t)
 
 test('flow mods are 8-byte aligned, carry the xid, and a delete has no instructions', (t) => {
   const f = parseFlow('cookie=0x67726d,table=0,priority=100,in_port=7,actions=load:1->NXM_NX_REG6[],resubmit(,10)');
-  const add = flowMod(f, 'add', 42);
+  const add = encodeFlowMod(f, 'add', 42);
   t.is(add.readUInt8(0), 5, 'OpenFlow 1.4');
   t.is(add.readUInt8(1), OFPT.FLOW_MOD);
   t.is(add.readUInt16BE(2), add.length);
@@ -73,7 +74,7 @@ test('flow mods are 8-byte aligned, carry the xid, and a delete has no instructi
   t.is(add.length % 8, 0);
   // header 8 + fixed 40 + match (4 + in_port 8 = 12 -> 16) + instruction 8 + reg_load 24 + resubmit 16
   t.is(add.length, 8 + 40 + 16 + 8 + 24 + 16);
-  const del = flowMod(f, 'delete_strict', 43);
+  const del = encodeFlowMod(f, 'delete_strict', 43);
   t.is(del.length, 8 + 40 + 16);
   t.is(del.readUInt8(8 + 17), 4, 'OFPFC_DELETE_STRICT');
   const inner = bundleAdd(9, add);
@@ -83,7 +84,7 @@ test('flow mods are 8-byte aligned, carry the xid, and a delete has no instructi
 });
 
 test('splitMessages: whole messages out of a stream, the rest waits', (t) => {
-  const a = flowMod(parseFlow('table=0,priority=0,actions=drop'), 'add', 1);
+  const a = encodeFlowMod(parseFlow('table=0,priority=0,actions=drop'), 'add', 1);
   const b = bundleControl(1, 0, 2);
   const joined = Buffer.concat([a, b]);
   const r = splitMessages(joined.subarray(0, a.length + 5));

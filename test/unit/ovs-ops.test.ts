@@ -1,7 +1,9 @@
 // Typed OVS operations into RFC 7047 transactions, flow deltas, and the JSON-RPC framing.
 import test from 'ava';
 import { toTransaction, type OvsOp } from '../../agent/ovs/ops.js';
-import { flowDelta, flowKey, resolvePortNames } from '../../agent/ovs/driver.js';
+import { resolvePortNames } from '../../agent/ovs/driver.js';
+import { AGENT_COOKIE, act, flow, flowDelta, flowIdentity, flowKey, type Flow } from '../../agent/ovs/flows/flow.js';
+import { renderActions, renderFlow, renderKey, renderMatch } from '../../agent/ovs/flows/render.js';
 import { JsonSplitter } from '../../agent/ovs/ovsdb/jsonrpc.js';
 import { applyUpdates, type Table } from '../../agent/ovs/ovsdb/client.js';
 import { containerIds, parseBinding } from '../../agent/ovs/ids.js';
@@ -71,23 +73,53 @@ test('an existing port is set, not added again (may-exist); external_ids merge k
 });
 
 test('flow deltas: delete_strict by table, priority and match; add what is new or changed; nothing for nothing', (t) => {
-  const a = 'cookie=0x67726d,table=0,priority=100,in_port=3,actions=load:1->NXM_NX_REG6[],resubmit(,10)';
-  const b = 'cookie=0x67726d,table=20,priority=100,reg6=1,dl_dst=0a:58:c6:12:40:05,actions=output:4';
-  const b2 = 'cookie=0x67726d,table=20,priority=100,reg6=1,dl_dst=0a:58:c6:12:40:05,actions=output:7';
-  t.is(flowKey(a), 'table=0,priority=100,in_port=3');
-  t.deepEqual(flowDelta([a, b], [a, b]), { remove: [], add: [] });
-  t.deepEqual(flowDelta([a, b], [b]), { remove: ['table=0,priority=100,in_port=3'], add: [] });
-  t.deepEqual(flowDelta([a, b], [a, b2]), { remove: [], add: [b2] }, 'a changed action is an add over the same match');
+  const a = flow('classify', 100, { inPort: 3 }, [act.load('NXM_NX_REG6', 1), act.resubmit('portSecurity')]);
+  const b = flow('forward', 100, { reg6: 1, dlDst: '0a:58:c6:12:40:05' }, [act.output(4)]);
+  const b2 = flow('forward', 100, { reg6: 1, dlDst: '0a:58:c6:12:40:05' }, [act.output(7)]);
+  t.is(renderFlow(a), 'cookie=0x67726d,table=0,priority=100,in_port=3,actions=load:1->NXM_NX_REG6[],resubmit(,10)');
+  t.is(renderFlow(b), 'cookie=0x67726d,table=20,priority=100,reg6=1,dl_dst=0a:58:c6:12:40:05,actions=output:4');
+  t.is(renderFlow(b2), 'cookie=0x67726d,table=20,priority=100,reg6=1,dl_dst=0a:58:c6:12:40:05,actions=output:7');
+  const text = (d: { remove: Flow[]; add: Flow[] }) => ({
+    remove: d.remove.map(renderKey),
+    add: d.add.map(renderFlow),
+  });
+  t.is(renderKey(a), 'table=0,priority=100,in_port=3');
+  t.deepEqual(text(flowDelta([a, b], [a, b])), { remove: [], add: [] });
+  t.deepEqual(text(flowDelta([a, b], [b])), { remove: ['table=0,priority=100,in_port=3'], add: [] });
   t.deepEqual(
-    resolvePortNames(
-      ['in_port=gre-c612000c,actions=output:gm0123456789a,output:unknown'],
-      new Map([
-        ['gre-c612000c', 3],
-        ['gm0123456789a', 9],
-      ]),
-    ),
-    ['in_port=3,actions=output:9,output:unknown'],
+    text(flowDelta([a, b], [a, b2])),
+    { remove: [], add: [renderFlow(b2)] },
+    'a changed action is an add over the same match',
   );
+  const [r] = resolvePortNames(
+    [flow('classify', 0, { inPort: 'gre-c612000c' }, [act.output('gm0123456789a'), act.output('unknown')])],
+    new Map([
+      ['gre-c612000c', 3],
+      ['gm0123456789a', 9],
+    ]),
+  );
+  t.is(`${renderMatch(r!.match)},actions=${renderActions(r!.actions)}`, 'in_port=3,actions=output:9,output:unknown');
+});
+
+test('flow deltas are structural: equal values built apart are the same flow; a key ignores cookie and actions', (t) => {
+  const mk = (port: number, cookie = AGENT_COOKIE) => ({
+    ...flow('forward', 90, { reg7: 0, reg6: 1, dlDst: '0a:58:c6:12:41:0a' }, [act.setTunnel(1), act.output(port)]),
+    cookie,
+  });
+  t.deepEqual(flowDelta([mk(5)], [mk(5)]), { remove: [], add: [] }, 'no identity, only values');
+  t.is(flowKey(mk(5)), flowKey(mk(6, 7n)));
+  t.not(flowIdentity(mk(5)), flowIdentity(mk(6)));
+  t.not(flowIdentity(mk(5)), flowIdentity(mk(5, 7n)), 'another cookie is another flow');
+  const d = flowDelta([mk(5), mk(5)], []);
+  t.is(d.remove.length, 1, 'one delete per key');
+  // the same match fields given in another order are one key
+  const x = flow('portSecurity', 100, { inPort: 4, dlSrc: '0a:00:00:00:00:01', ethType: 'ip', nwSrc: '10.0.0.1' });
+  const y = flow('portSecurity', 100, { nwSrc: '10.0.0.1', ethType: 'ip', dlSrc: '0a:00:00:00:00:01', inPort: 4 });
+  t.is(flowKey(x), flowKey(y));
+  t.not(flowKey(x), flowKey({ ...x, table: 'forward' }));
+  t.not(flowKey(x), flowKey({ ...x, priority: 99 }));
+  t.not(flowKey(x), flowKey({ ...x, match: { ...x.match, inPort: 5 } }));
+  t.not(flowKey(x), flowKey({ ...x, match: { ...x.match, inPort: '4' } }), 'a port name is not its number');
 });
 
 test('JSON-RPC framing: back-to-back texts, split anywhere, braces inside strings', (t) => {

@@ -1,12 +1,14 @@
-// Pure: OpenFlow 1.4 messages for the flows the agent writes. The flows stay text (the
-// same lines ovs-ofctl takes, computeFlows' output, which the delta and the repair path
-// compare); this module reads exactly that vocabulary and encodes it as ovs-ofctl would:
-//   match:   cookie, table, priority, in_port, dl_src, dl_dst[/mask], ip, arp, nw_src,
-//            arp_op, arp_spa, arp_tpa, arp_sha, reg6, reg7, tun_id
+// Pure: OpenFlow 1.4 messages for the flows the agent writes. A flow is a typed value
+// (agent/ovs/flows/flow.ts: table by name, match fields, these actions); this module
+// encodes it as ovs-ofctl would:
+//   match:   in_port, dl_src, dl_dst[/mask], ip, arp, nw_src, arp_op, arp_spa, arp_tpa,
+//            arp_sha, reg6, reg7, tun_id
 //   actions: load:N->FIELD[] and move:FIELD[]->FIELD[] of the NXM fields below,
-//            resubmit(,T), output:N, in_port, set_field:N->tun_id, drop
-// Anything else is an error, never silently dropped (the e2e test installs the same
-// flows both ways and compares ovs-ofctl dump-flows).
+//            resubmit(,T), output:N, in_port, set_field:N->tun_id, drop (no actions)
+// A value it cannot encode (a port still by name, a bad MAC) is an error, never silently
+// dropped (the e2e test installs the same flows both ways and compares dump-flows).
+import type { Flow, Match } from '../flows/flow.js';
+import { TABLES } from '../flows/pipeline.js';
 
 export const OFP_VERSION = 0x05; // OpenFlow 1.4
 export const OFPT = {
@@ -67,7 +69,7 @@ const OXM = {
 type FieldName = keyof typeof OXM;
 
 /** NXM fields by the names load/move use (class 0: NXM_OF, 1: NXM_NX) */
-const NXM: Record<string, OxmField> = {
+export const NXM = {
   NXM_OF_ETH_DST: { cls: 0x0000, field: 1, bytes: 6 },
   NXM_OF_ETH_SRC: { cls: 0x0000, field: 2, bytes: 6 },
   NXM_OF_ARP_OP: { cls: 0x0000, field: 15, bytes: 2 },
@@ -77,21 +79,26 @@ const NXM: Record<string, OxmField> = {
   NXM_NX_REG7: OXM.reg7,
   NXM_NX_ARP_SHA: { cls: 0x0001, field: 17, bytes: 6 },
   NXM_NX_ARP_THA: { cls: 0x0001, field: 18, bytes: 6 },
-};
+} satisfies Record<string, OxmField>;
+export type NxmName = keyof typeof NXM;
 const nxmHeader = (f: OxmField) => ((f.cls << 16) | (f.field << 9) | f.bytes) >>> 0;
 
+/** an OpenFlow port number, or a port's name before it is resolved (not encodable) */
+export type PortRef = number | string;
+
 export type Action =
-  | { type: 'output'; port: number }
+  | { type: 'output'; port: PortRef }
   /** `in_port`: back out of the port it came in on */
   | { type: 'in_port' }
   | { type: 'resubmit'; table: number }
   /** `load:N->FIELD[]`: NXAST_REG_LOAD of a whole field, as ovs-ofctl sends it (it reads back as load) */
-  | { type: 'load'; field: OxmField; value: bigint }
+  | { type: 'load'; field: NxmName; value: bigint }
   /** `move:A[]->B[]`: NXAST_REG_MOVE of a whole field */
-  | { type: 'move'; src: OxmField; dst: OxmField }
+  | { type: 'move'; src: NxmName; dst: NxmName }
   /** `set_field:N->tun_id`: OFPAT_SET_FIELD */
   | { type: 'set'; field: 'tunnel_id'; value: bigint };
 
+/** a flow as it goes on the wire: table number, OXM fields in encoding order */
 export interface ParsedFlow {
   cookie: bigint;
   table: number;
@@ -100,18 +107,20 @@ export interface ParsedFlow {
   match: { field: FieldName; value: Buffer; mask?: Buffer }[];
   actions: Action[];
 }
+export type WireFlow = ParsedFlow;
 
-const num = (s: string, what: string, max: bigint): bigint => {
+export const num = (s: string, what: string, max: bigint): bigint => {
   if (!/^(0x[0-9a-f]+|\d+)$/i.test(s)) throw new Error(`${what}: "${s}" is not a number`);
   const v = BigInt(s);
   if (v > max) throw new Error(`${what}: ${s} is too large`);
   return v;
 };
-const uint = (v: bigint, bytes: number): Buffer => {
+const uint = (v: bigint | number, bytes: number): Buffer => {
+  let x = BigInt(v);
   const b = Buffer.alloc(bytes);
   for (let i = bytes - 1; i >= 0; i--) {
-    b[i] = Number(v & 0xffn);
-    v >>= 8n;
+    b[i] = Number(x & 0xffn);
+    x >>= 8n;
   }
   return b;
 };
@@ -125,130 +134,73 @@ const ipv4 = (s: string, what: string): Buffer => {
     throw new Error(`${what}: "${s}" is not an IPv4 address`);
   return Buffer.from(p.map(Number));
 };
+const portNumber = (p: PortRef, what: string): number => {
+  if (typeof p !== 'number') throw new Error(`${what}: port "${p}" is not resolved to an OpenFlow number`);
+  if (!Number.isInteger(p) || p < 0 || p > 0xffffff00) throw new Error(`${what}: ${p} is not a port number`);
+  return p;
+};
+const bounded = (v: number, what: string, max: number): number => {
+  if (!Number.isInteger(v) || v < 0 || v > max) throw new Error(`${what}: ${v} is out of range`);
+  return v;
+};
 
-/** Pure: one flow line as computeFlows writes it (`cookie=..,table=..,priority=..,MATCH,actions=...`), or a delete_strict key (no actions). */
-export function parseFlow(line: string): ParsedFlow {
-  const i = line.indexOf('actions=');
-  const head = (i < 0 ? line : line.slice(0, i)).replace(/,$/, '');
-  const acts = i < 0 ? undefined : line.slice(i + 'actions='.length);
-  const f: ParsedFlow = { cookie: 0n, table: 0, priority: 32768, match: [], actions: [] };
+/** OVS encodes in its own field order (prerequisites first); keep one fixed order */
+const ORDER: FieldName[] = [
+  'in_port',
+  'eth_dst',
+  'eth_src',
+  'eth_type',
+  'ipv4_src',
+  'arp_op',
+  'arp_spa',
+  'arp_tpa',
+  'arp_sha',
+  'tunnel_id',
+  'reg6',
+  'reg7',
+];
+
+/** Pure: a typed match as OXM fields in encoding order; a value that is not one refuses the flow */
+export function wireMatch(x: Match): ParsedFlow['match'] {
   const m = new Map<FieldName, { value: Buffer; mask?: Buffer }>();
-  let ethType: number | undefined;
-  for (const tok of head.split(',').filter(Boolean)) {
-    const [k, v] = tok.includes('=') ? [tok.slice(0, tok.indexOf('=')), tok.slice(tok.indexOf('=') + 1)] : [tok, ''];
-    switch (k) {
-      case 'cookie':
-        f.cookie = num(v, 'cookie', 0xffffffffffffffffn);
-        break;
-      case 'table':
-        f.table = Number(num(v, 'table', 254n));
-        break;
-      case 'priority':
-        f.priority = Number(num(v, 'priority', 65535n));
-        break;
-      case 'in_port':
-        m.set('in_port', { value: uint(num(v, 'in_port', 0xffffff00n), 4) });
-        break;
-      case 'dl_src':
-        m.set('eth_src', { value: mac(v, 'dl_src') });
-        break;
-      case 'dl_dst': {
-        const [a, b] = v.split('/');
-        m.set('eth_dst', { value: mac(a!, 'dl_dst'), mask: b === undefined ? undefined : mac(b, 'dl_dst mask') });
-        break;
-      }
-      case 'ip':
-        ethType = 0x0800;
-        break;
-      case 'arp':
-        ethType = 0x0806;
-        break;
-      case 'nw_src':
-        m.set('ipv4_src', { value: ipv4(v, 'nw_src') });
-        break;
-      case 'arp_spa':
-      case 'arp_tpa':
-        m.set(k, { value: ipv4(v, k) });
-        break;
-      case 'arp_op':
-        m.set('arp_op', { value: uint(num(v, 'arp_op', 0xffffn), 2) });
-        break;
-      case 'arp_sha':
-        m.set('arp_sha', { value: mac(v, 'arp_sha') });
-        break;
-      case 'reg6':
-      case 'reg7':
-        m.set(k, { value: uint(num(v, k, 0xffffffffn), 4) });
-        break;
-      case 'tun_id':
-        m.set('tunnel_id', { value: uint(num(v, 'tun_id', 0xffffffffffffffffn), 8) });
-        break;
-      default:
-        throw new Error(`flow match "${tok}" is not one the native OpenFlow writer knows`);
-    }
-  }
+  if (x.inPort !== undefined) m.set('in_port', { value: uint(portNumber(x.inPort, 'in_port'), 4) });
+  if (x.dlSrc !== undefined) m.set('eth_src', { value: mac(x.dlSrc, 'dl_src') });
+  if (x.dlDst !== undefined)
+    m.set('eth_dst', {
+      value: mac(x.dlDst, 'dl_dst'),
+      mask: x.dlDstMask === undefined ? undefined : mac(x.dlDstMask, 'dl_dst mask'),
+    });
+  if (x.ethType !== undefined) m.set('eth_type', { value: uint(x.ethType === 'ip' ? 0x0800 : 0x0806, 2) });
+  if (x.nwSrc !== undefined) m.set('ipv4_src', { value: ipv4(x.nwSrc, 'nw_src') });
+  if (x.arpOp !== undefined) m.set('arp_op', { value: uint(bounded(x.arpOp, 'arp_op', 0xffff), 2) });
+  if (x.arpSpa !== undefined) m.set('arp_spa', { value: ipv4(x.arpSpa, 'arp_spa') });
+  if (x.arpTpa !== undefined) m.set('arp_tpa', { value: ipv4(x.arpTpa, 'arp_tpa') });
+  if (x.arpSha !== undefined) m.set('arp_sha', { value: mac(x.arpSha, 'arp_sha') });
+  if (x.tunId !== undefined) m.set('tunnel_id', { value: uint(x.tunId, 8) });
+  if (x.reg6 !== undefined) m.set('reg6', { value: uint(bounded(x.reg6, 'reg6', 0xffffffff), 4) });
+  if (x.reg7 !== undefined) m.set('reg7', { value: uint(bounded(x.reg7, 'reg7', 0xffffffff), 4) });
   if (
-    (m.has('ipv4_src') && ethType !== 0x0800) ||
-    (['arp_op', 'arp_spa', 'arp_tpa', 'arp_sha'] as const).some((x) => m.has(x) && ethType !== 0x0806)
+    (m.has('ipv4_src') && x.ethType !== 'ip') ||
+    (['arp_op', 'arp_spa', 'arp_tpa', 'arp_sha'] as const).some((k) => m.has(k) && x.ethType !== 'arp')
   )
-    throw new Error(`flow "${line}": an IPv4/ARP field without ip/arp`);
-  // OVS encodes in its own field order (prerequisites first); keep one fixed order
-  const order: FieldName[] = [
-    'in_port',
-    'eth_dst',
-    'eth_src',
-    'eth_type',
-    'ipv4_src',
-    'arp_op',
-    'arp_spa',
-    'arp_tpa',
-    'arp_sha',
-    'tunnel_id',
-    'reg6',
-    'reg7',
-  ];
-  if (ethType !== undefined) m.set('eth_type', { value: uint(BigInt(ethType), 2) });
-  for (const k of order) {
-    const x = m.get(k);
-    if (x) f.match.push({ field: k, ...x });
+    throw new Error('an IPv4/ARP field without ip/arp');
+  const out: ParsedFlow['match'] = [];
+  for (const k of ORDER) {
+    const v = m.get(k);
+    if (v) out.push({ field: k, ...v });
   }
-  if (acts !== undefined && acts !== 'drop')
-    for (const a of splitActions(acts)) {
-      let r: RegExpExecArray | null;
-      if ((r = /^output:(\d+)$/.exec(a)))
-        f.actions.push({ type: 'output', port: Number(num(r[1]!, 'output', 0xffffff00n)) });
-      else if ((r = /^resubmit\(,(\d+)\)$/.exec(a)))
-        f.actions.push({ type: 'resubmit', table: Number(num(r[1]!, 'resubmit', 254n)) });
-      else if (a === 'in_port') f.actions.push({ type: 'in_port' });
-      else if ((r = /^load:(\w+)->(\w+)\[\]$/.exec(a)) && NXM[r[2]!]) {
-        const field = NXM[r[2]!]!;
-        f.actions.push({ type: 'load', field, value: num(r[1]!, 'load', (1n << BigInt(8 * field.bytes)) - 1n) });
-      } else if ((r = /^move:(\w+)\[\]->(\w+)\[\]$/.exec(a)) && NXM[r[1]!] && NXM[r[2]!]) {
-        const [src, dst] = [NXM[r[1]!]!, NXM[r[2]!]!];
-        if (src.bytes !== dst.bytes) throw new Error(`flow action "${a}": fields of different widths`);
-        f.actions.push({ type: 'move', src, dst });
-      } else if ((r = /^set_field:(\w+)->tun_id$/.exec(a)))
-        f.actions.push({ type: 'set', field: 'tunnel_id', value: num(r[1]!, 'set_field', 0xffffffffffffffffn) });
-      else throw new Error(`flow action "${a}" is not one the native OpenFlow writer knows`);
-    }
-  return f;
+  return out;
 }
 
-/** actions split on top-level commas (resubmit(,10) has one inside) */
-function splitActions(s: string): string[] {
-  const out: string[] = [];
-  let depth = 0;
-  let cur = '';
-  for (const ch of s) {
-    if (ch === '(') depth++;
-    if (ch === ')') depth--;
-    if (ch === ',' && depth === 0) {
-      out.push(cur);
-      cur = '';
-    } else cur += ch;
-  }
-  if (cur) out.push(cur);
-  return out;
+/** Pure: a typed flow as it goes on the wire (table by number, ports by number) */
+export function wireFlow(f: Flow): ParsedFlow {
+  return {
+    cookie: f.cookie,
+    table: TABLES[f.table],
+    priority: bounded(f.priority, 'priority', 65535),
+    match: wireMatch(f.match),
+    actions: f.actions,
+  };
 }
 
 const pad8 = (n: number) => (n + 7) & ~7;
@@ -282,31 +234,36 @@ function nxAction(subtype: number, len: number): Buffer {
 }
 
 function encodeAction(a: Action): Buffer {
-  if (a.type === 'output') {
+  if (a.type === 'output' || a.type === 'in_port') {
     const b = Buffer.alloc(16);
     b.writeUInt16BE(OFPAT_OUTPUT, 0);
     b.writeUInt16BE(16, 2);
-    b.writeUInt32BE(a.port, 4);
+    b.writeUInt32BE(a.type === 'in_port' ? OFPP_IN_PORT : portNumber(a.port, 'output'), 4);
     return b;
   }
-  if (a.type === 'in_port') return encodeAction({ type: 'output', port: OFPP_IN_PORT });
   if (a.type === 'move') {
+    const [src, dst] = [NXM[a.src], NXM[a.dst]];
+    if (src.bytes !== dst.bytes) throw new Error(`flow action move:${a.src}[]->${a.dst}[]: fields of different widths`);
     const b = nxAction(NXAST_REG_MOVE, 24);
-    b.writeUInt16BE(a.src.bytes * 8, 10); // n_bits; src_ofs = dst_ofs = 0
-    b.writeUInt32BE(nxmHeader(a.src), 16);
-    b.writeUInt32BE(nxmHeader(a.dst), 20);
+    b.writeUInt16BE(src.bytes * 8, 10); // n_bits; src_ofs = dst_ofs = 0
+    b.writeUInt32BE(nxmHeader(src), 16);
+    b.writeUInt32BE(nxmHeader(dst), 20);
     return b;
   }
   if (a.type === 'resubmit') {
+    bounded(a.table, 'resubmit', 254);
     const b = nxAction(NXAST_RESUBMIT_TABLE, 16);
     b.writeUInt16BE(OFPP10_IN_PORT, 10);
     b.writeUInt8(a.table, 12);
     return b;
   }
   if (a.type === 'load') {
+    const field = NXM[a.field];
+    if (a.value < 0n || a.value >= 1n << BigInt(8 * field.bytes))
+      throw new Error(`load to ${a.field}: ${a.value} is too large`);
     const b = nxAction(NXAST_REG_LOAD, 24);
-    b.writeUInt16BE(a.field.bytes * 8 - 1, 10); // ofs 0, n_bits = the whole field
-    b.writeUInt32BE(nxmHeader(a.field), 12);
+    b.writeUInt16BE(field.bytes * 8 - 1, 10); // ofs 0, n_bits = the whole field
+    b.writeUInt32BE(nxmHeader(field), 12);
     b.writeBigUInt64BE(a.value, 16);
     return b;
   }
@@ -331,7 +288,12 @@ export function ofMessage(type: number, xid: number, body: Buffer = Buffer.alloc
 }
 
 /** Pure: OFPT_FLOW_MOD adding `flow`, or deleting (strict: table, priority, match) the flow with that key */
-export function flowMod(flow: ParsedFlow, command: 'add' | 'delete_strict', xid: number): Buffer {
+export function flowMod(flow: Flow, command: 'add' | 'delete_strict', xid: number): Buffer {
+  return encodeFlowMod(wireFlow(flow), command, xid);
+}
+
+/** Pure: OFPT_FLOW_MOD of a flow in its wire form */
+export function encodeFlowMod(flow: ParsedFlow, command: 'add' | 'delete_strict', xid: number): Buffer {
   const fixed = Buffer.alloc(40);
   fixed.writeBigUInt64BE(command === 'add' ? flow.cookie : 0n, 0);
   fixed.writeBigUInt64BE(0n, 8); // cookie_mask

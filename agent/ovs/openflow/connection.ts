@@ -16,9 +16,9 @@ import {
   OFPBCT,
   OFPT,
   OFP_VERSION,
-  parseFlow,
   splitMessages,
 } from './codec.js';
+import type { Flow } from '../flows/flow.js';
 
 export interface OpenflowConnectionOptions {
   /** the bridge's management socket (unix path) */
@@ -71,12 +71,12 @@ export class OpenflowConnection {
    * bundle, the way `ovs-ofctl --bundle` does: open, every message, a barrier (so a bad
    * message is known before anything is committed; then the bundle is discarded), commit.
    */
-  async updateFlows(remove: string[], add: string[]): Promise<void> {
+  async updateFlows(remove: Flow[], add: Flow[]): Promise<void> {
     const sock = this.sock;
     if (!sock || !this.ready) throw new Error('no OpenFlow connection to the bridge');
     const mods = [
-      ...remove.map((k) => flowMod(parseFlow(k), 'delete_strict', this.nextXid())),
-      ...add.map((f) => flowMod(parseFlow(f), 'add', this.nextXid())),
+      ...remove.map((k) => flowMod(k, 'delete_strict', this.nextXid())),
+      ...add.map((f) => flowMod(f, 'add', this.nextXid())),
     ];
     const id = this.bundleId++;
     const open = this.nextXid();
