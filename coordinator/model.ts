@@ -1,4 +1,5 @@
 // Records the coordinator keeps (plain data; the Store persists them) and the views it answers with.
+import type { ReportedTunnelHealth, TunnelHealth } from '../common/tunnel-health.js';
 
 export interface NetworkRec {
   name: string;
@@ -58,15 +59,8 @@ export interface EndpointView {
   ip: string;
   containerId: string;
 }
-export interface TunnelView {
-  peer: string;
-  remoteIp: string;
-  port: string;
-  bfdState: string;
-  forwarding: boolean;
-  bfdDiagnostic: string;
-  bfdFlaps: number;
-}
+/** a tunnel as the coordinator shows it: the agents' own type (common/tunnel-health.ts) */
+export type TunnelView = TunnelHealth;
 export interface AttachErrorView {
   container: string;
   reason: string;
@@ -127,7 +121,7 @@ export interface DefaultNetwork {
 
 /** a status report as an agent sends it (the coordinator bounds and checks every field) */
 export interface StatusReport {
-  tunnels: (Omit<TunnelView, 'bfdDiagnostic' | 'bfdFlaps'> & { bfdDiagnostic?: string; bfdFlaps?: number })[];
+  tunnels: ReportedTunnelHealth[];
   endpoints: (EndpointView & { containerName?: string })[];
   attachErrors: AttachErrorView[];
   certNotBeforeMs?: number;

@@ -10,19 +10,10 @@ import type { LocalPort, OvsState, Snapshot } from '../model.js';
 import { flowDelta, resolvePortNames, type OvsDriver } from '../ovs/driver.js';
 import type { Flow } from '../ovs/flows/flow.js';
 import { Loop } from '../loop.js';
+import type { TunnelHealth } from '../../common/tunnel-health.js';
 import { computeNftRuleset, type GatewayAllow } from '../net/nat.js';
 
-export interface TunnelHealth {
-  peer: string;
-  remoteIp: string;
-  port: string;
-  bfdState: string;
-  forwarding: boolean;
-  /** why BFD is not up, as OVS says it ("" when up) */
-  bfdDiagnostic: string;
-  /** BFD's flap count for this session */
-  bfdFlaps: number;
-}
+export type { TunnelHealth } from '../../common/tunnel-health.js';
 
 export interface PassResult {
   revision: number;
