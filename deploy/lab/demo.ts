@@ -20,17 +20,48 @@ agent makes for the gremesh network "default"), and
 prints which container pings which. "make demo-down" removes it all.
 `;
 
-async function main(argv: string[]): Promise<number> {
+/** What every step of the demo works on; `ips` and `fails` fill in as the steps run. */
+interface Demo {
+  dir: string;
+  n: number;
+  hosts: string[];
+  say: (l: string) => void;
+  step: (l: string) => void;
+  inNode: ReturnType<typeof nodeRunner>;
+  ips: Record<string, string>;
+  fails: number;
+}
+
+/** The flags: undefined after --help (printed). */
+function parseDemoArgs(argv: string[]): { dir: string; n: number } | undefined {
   const { values } = parse(argv, { hosts: { type: 'string' }, dir: { type: 'string' } }, false);
   if (values.help) {
     process.stdout.write(HELP);
-    return 0;
+    return undefined;
   }
   const dir = (values.dir as string | undefined) ?? DEFAULT_DIR;
   const raw = (values.hosts as string | undefined) ?? '3';
   if (!/^\d+$/.test(raw) || Number(raw) < 2 || Number(raw) > 8)
     throw new UsageError(`--hosts must be 2..8 for the demo, got ${raw}`);
   const n = Number(raw);
+  return { dir, n };
+}
+
+/** Runs a command in a lab node's namespace with its environment. */
+function nodeRunner(dir: string) {
+  const s = requireState(dir);
+  const inNode = async (name: string, cmd: string[], reject = true) => {
+    const node = s.plan.nodes.find((x) => x.name === name)!;
+    return execa('nsenter', [`--net=/run/netns/${node.ns}`, ...cmd], {
+      env: { PATH: systemPath(), ...hostEnv(dir, node) },
+      reject,
+    });
+  };
+  return inNode;
+}
+
+/** A fresh lab with the coordinator serving and every host joined (one agent per host). */
+async function startLabAndMesh(dir: string, n: number): Promise<Demo> {
   const started = performance.now();
   const say = (l: string) => process.stdout.write(`${l}\n`);
   const step = (l: string) => say(`[${elapsed(started).padStart(7)}] ${l}`);
@@ -41,15 +72,12 @@ async function main(argv: string[]): Promise<number> {
   step('coordinator listening on 198.18.0.2:7420 (namespace ctl)');
   await joinAll(dir, hosts);
   step(`joined ${hosts.join(', ')} with coordctl join; one gremesh-agent per host`);
-  const s = requireState(dir);
-  const inNode = async (name: string, cmd: string[], reject = true) => {
-    const node = s.plan.nodes.find((x) => x.name === name)!;
-    return execa('nsenter', [`--net=/run/netns/${node.ns}`, ...cmd], {
-      env: { PATH: systemPath(), ...hostEnv(dir, node) },
-      reject,
-    });
-  };
-  const ips: Record<string, string> = {};
+  const inNode = nodeRunner(dir);
+  return { dir, n, hosts, say, step, inNode, ips: {}, fails: 0 };
+}
+
+/** Once each agent has made the Docker network, a container per host on it. */
+async function startContainers({ dir, hosts, step, inNode }: Demo): Promise<void> {
   // each agent makes the Docker network gremesh-default (the gremesh network "default") on its host
   for (const h of hosts) await waitDockerNetwork((cmd, reject) => inNode(h, cmd, reject), h, dir);
   step(`Docker network ${DOCKER_NETWORK} on every host (made by the agents)`);
@@ -67,6 +95,10 @@ async function main(argv: string[]): Promise<number> {
       'infinity',
     ]);
   }
+}
+
+/** Each container's address, once the agent has attached it. */
+async function waitContainerAddresses({ dir, hosts, step, inNode, ips }: Demo): Promise<void> {
   for (const h of hosts) {
     const end = Date.now() + 30_000;
     for (;;) {
@@ -86,6 +118,11 @@ async function main(argv: string[]): Promise<number> {
     }
   }
   step(`containers: ${hosts.map((h) => `web-${h}@${h}=${ips[h]}`).join('  ')}`);
+}
+
+/** The ping matrix, every container to every other and to the outside host; counts the failures. */
+async function pingMatrix(d: Demo): Promise<void> {
+  const { hosts, say, inNode, ips } = d;
   const ping = async (h: string, ip: string) => {
     for (let i = 0; i < 3; i++) {
       const r = await inNode(h, ['docker', 'exec', `web-${h}`, 'ping', '-c', '1', '-W', '1', ip], false);
@@ -114,6 +151,11 @@ async function main(argv: string[]): Promise<number> {
     row.push(out ? 'ok' : 'FAIL');
     say(row.join(' '));
   }
+  d.fails = fails;
+}
+
+/** `coordctl status`, once every tunnel's BFD is up (or after 10 s). */
+async function printMeshStatus({ dir, n, say }: Demo): Promise<void> {
   say('');
   // tunnel health (BFD) settles within a few seconds of the tunnels coming up
   const end = Date.now() + 10_000;
@@ -128,6 +170,10 @@ async function main(argv: string[]): Promise<number> {
     status = await coordctl(dir, ['status', '-o', 'json']);
   }
   say((await coordctl(dir, ['status'])).stdout);
+}
+
+/** What to try next, and the verdict. */
+async function printHints({ dir, say, step, ips, fails }: Demo): Promise<void> {
   say('');
   say(
     `try:  GREMESH_DATA_DIR=${coordinatorDir(dir)} node dist/deploy/lab/main.js exec --dir ${dir} ctl -- node dist/coordinator/cli.js --coordinator 198.18.0.2:7420 hosts`,
@@ -140,7 +186,23 @@ async function main(argv: string[]): Promise<number> {
       ? 'demo ready: every container reaches every other and the outside; "make demo-down" removes it'
       : `demo up, but ${fails} pings failed`,
   );
-  return fails === 0 ? 0 : 1;
+}
+
+/** The demo's steps after the lab and the mesh are up, in order. */
+const STEPS: ((d: Demo) => Promise<void>)[] = [
+  startContainers,
+  waitContainerAddresses,
+  pingMatrix,
+  printMeshStatus,
+  printHints,
+];
+
+async function main(argv: string[]): Promise<number> {
+  const args = parseDemoArgs(argv);
+  if (!args) return 0;
+  const d = await startLabAndMesh(args.dir, args.n);
+  for (const run of STEPS) await run(d);
+  return d.fails === 0 ? 0 : 1;
 }
 
 /** the Docker network each agent makes for the gremesh network "default" (--docker-networks auto) */

@@ -42,6 +42,180 @@ Hosts are h1..hN; "ctl" (198.18.0.2, for the coordinator) and "out" (the outside
 `;
 
 const common = { dir: { type: 'string' as const }, output: { type: 'string' as const, short: 'o' } };
+const dirOf = (v: unknown) => (v as string | undefined) ?? process.env.GREMESH_LAB_DIR ?? DEFAULT_DIR;
+
+/** gremesh-lab up: create the lab, and its coordinators with --coordinators. */
+async function labUp(rest: string[]): Promise<number> {
+  const { values, positionals } = parse(
+    rest,
+    {
+      ...common,
+      hosts: { type: 'string', short: 'n' },
+      prefix: { type: 'string' },
+      'bare-docker': { type: 'boolean' },
+      etcd: { type: 'string' },
+      coordinators: { type: 'string' },
+      'coordinator-flags': { type: 'string' },
+    },
+    false,
+  );
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  void positionals;
+  const raw = (values.hosts as string | undefined) ?? '3';
+  if (!/^\d+$/.test(raw)) throw new UsageError(`--hosts must be a whole number from 1 to 32, got ${raw}`);
+  const whole = (flag: string, v: unknown, dflt: number) => {
+    if (v === undefined) return dflt;
+    if (!/^\d+$/.test(String(v))) throw new UsageError(`--${flag} must be a whole number, got ${String(v)}`);
+    return Number(v);
+  };
+  const etcd = whole('etcd', values.etcd, 0);
+  const coordinators = whole('coordinators', values.coordinators, 1);
+  const err = validateControlPlane(etcd, coordinators);
+  if (err) throw new UsageError(err);
+  const coordFlags = ((values['coordinator-flags'] as string | undefined) ?? '').split(/\s+/).filter(Boolean);
+  if (coordFlags.length && values.coordinators === undefined)
+    throw new UsageError('--coordinator-flags needs --coordinators');
+  const dir = dirOf(values.dir);
+  const progress = (l: string) => process.stdout.write(`${l}\n`);
+  await up({
+    dir,
+    hosts: Number(raw),
+    prefix: values.prefix as string | undefined,
+    docker: values['bare-docker'] ? 'bare' : 'default',
+    etcd,
+    coordinators,
+    progress,
+  });
+  if (values.coordinators !== undefined) {
+    try {
+      await startCoordinators(dir, coordFlags);
+    } catch (e) {
+      progress(`coordinators failed: ${(e as Error).message}; removing the lab`);
+      await down({ dir, progress: () => {} });
+      throw e;
+    }
+    progress(`${coordinators} coordinator(s) serving${etcd ? ' on etcd' : ''}: ${coordinatorAddrs(dir)}`);
+  }
+  return 0;
+}
+
+/** gremesh-lab sweep: remove every lab with a prefix, also ones killed halfway. */
+async function labSweep(rest: string[]): Promise<number> {
+  const { values } = parse(rest, { ...common, prefix: { type: 'string' }, tmp: { type: 'string' } }, false);
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const prefix = values.prefix as string | undefined;
+  if (!prefix) throw new UsageError('sweep needs --prefix (the test suite uses --prefix gmt)');
+  const r = await sweep({
+    prefix,
+    tmpDir: (values.tmp as string | undefined) ?? os.tmpdir(),
+    progress: (l) => process.stdout.write(`gremesh-lab sweep: ${l}\n`),
+  });
+  if (values.output === 'json') process.stdout.write(`${JSON.stringify(r)}\n`);
+  else if (r.labs + r.processes + r.namespaces + r.dirs === 0)
+    process.stdout.write(`gremesh-lab sweep: no ${prefix} lab left over\n`);
+  return 0;
+}
+
+/** gremesh-lab down: stop and remove everything the lab made. */
+async function labDown(rest: string[]): Promise<number> {
+  const { values } = parse(rest, common, false);
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const dir = dirOf(values.dir);
+  const had = await down({ dir, progress: (l) => process.stdout.write(`${l}\n`) });
+  if (!had) process.stdout.write(`no lab in ${dir}: nothing to do\n`);
+  return 0;
+}
+
+/** gremesh-lab status: the lab's nodes and processes, as a table or JSON. */
+async function labStatus(rest: string[]): Promise<number> {
+  const { values } = parse(rest, common, false);
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const fmt = outputFormat(values.output);
+  const dir = dirOf(values.dir);
+  const s = status(dir);
+  if (!s) {
+    if (fmt === 'json') process.stdout.write('null\n');
+    else process.stdout.write(`no lab in ${dir}\n`);
+    return 1;
+  }
+  if (fmt === 'json') {
+    process.stdout.write(`${JSON.stringify(s, null, 2)}\n`);
+    return 0;
+  }
+  process.stdout.write(`lab ${s.id} (${s.status}) in ${s.dir}\n`);
+  const rows = [['NODE', 'ROLE', 'NAMESPACE', 'UNDERLAY', 'PROCESSES']];
+  for (const n of s.nodes) {
+    rows.push([
+      n.name,
+      n.role,
+      n.nsExists ? n.ns : `${n.ns} (missing)`,
+      n.underlayIp,
+      n.processes.map((p) => `${p.what}:${p.pid}${p.running ? '' : '(dead)'}`).join(' ') || '-',
+    ]);
+  }
+  process.stdout.write(`${table(rows)}\n`);
+  return 0;
+}
+
+/** gremesh-lab env HOST: exports pointing docker/ovs-vsctl at HOST. */
+async function labEnv(rest: string[]): Promise<number> {
+  const { values, positionals } = parse(rest, common);
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  if (positionals.length !== 1) throw new UsageError('usage: gremesh-lab env HOST');
+  const s = requireState(dirOf(values.dir));
+  const env = hostEnv(s.dir, nodeByName(s, positionals[0]!));
+  for (const [k, v] of Object.entries(env)) process.stdout.write(`export ${k}=${v}\n`);
+  return 0;
+}
+
+/** gremesh-lab exec HOST -- CMD...: CMD in HOST's namespace with its environment. */
+async function labExec(rest: string[]): Promise<number> {
+  const dd = rest.indexOf('--');
+  if (dd < 0) throw new UsageError('usage: gremesh-lab exec [--dir DIR] HOST -- CMD...');
+  const { values, positionals } = parse(rest.slice(0, dd), common);
+  const cmdv = rest.slice(dd + 1);
+  if (positionals.length !== 1 || cmdv.length === 0)
+    throw new UsageError('usage: gremesh-lab exec [--dir DIR] HOST -- CMD...');
+  const s = requireState(dirOf(values.dir));
+  const node = nodeByName(s, positionals[0]!);
+  const argvFull = [...nsPrefix(node.ns), ...cmdv];
+  const child = spawn(argvFull[0]!, argvFull.slice(1), {
+    stdio: 'inherit',
+    env: { ...process.env, PATH: systemPath(), ...hostEnv(s.dir, node) },
+  });
+  return await new Promise<number>((resolve) => {
+    child.on('error', (e) => {
+      process.stderr.write(`gremesh-lab: ${e.message}\n`);
+      resolve(127);
+    });
+    child.on('exit', (code, sig) => resolve(code ?? (sig ? 128 : 1)));
+  });
+}
+
+/** The subcommands, by name. */
+const COMMANDS: Record<string, (rest: string[]) => Promise<number>> = {
+  up: labUp,
+  sweep: labSweep,
+  down: labDown,
+  status: labStatus,
+  env: labEnv,
+  exec: labExec,
+};
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
@@ -49,162 +223,8 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(HELP);
     return cmd ? 0 : 2;
   }
-  const dirOf = (v: unknown) => (v as string | undefined) ?? process.env.GREMESH_LAB_DIR ?? DEFAULT_DIR;
-  switch (cmd) {
-    case 'up': {
-      const { values, positionals } = parse(
-        rest,
-        {
-          ...common,
-          hosts: { type: 'string', short: 'n' },
-          prefix: { type: 'string' },
-          'bare-docker': { type: 'boolean' },
-          etcd: { type: 'string' },
-          coordinators: { type: 'string' },
-          'coordinator-flags': { type: 'string' },
-        },
-        false,
-      );
-      if (values.help) {
-        process.stdout.write(HELP);
-        return 0;
-      }
-      void positionals;
-      const raw = (values.hosts as string | undefined) ?? '3';
-      if (!/^\d+$/.test(raw)) throw new UsageError(`--hosts must be a whole number from 1 to 32, got ${raw}`);
-      const whole = (flag: string, v: unknown, dflt: number) => {
-        if (v === undefined) return dflt;
-        if (!/^\d+$/.test(String(v))) throw new UsageError(`--${flag} must be a whole number, got ${String(v)}`);
-        return Number(v);
-      };
-      const etcd = whole('etcd', values.etcd, 0);
-      const coordinators = whole('coordinators', values.coordinators, 1);
-      const err = validateControlPlane(etcd, coordinators);
-      if (err) throw new UsageError(err);
-      const coordFlags = ((values['coordinator-flags'] as string | undefined) ?? '').split(/\s+/).filter(Boolean);
-      if (coordFlags.length && values.coordinators === undefined)
-        throw new UsageError('--coordinator-flags needs --coordinators');
-      const dir = dirOf(values.dir);
-      const progress = (l: string) => process.stdout.write(`${l}\n`);
-      await up({
-        dir,
-        hosts: Number(raw),
-        prefix: values.prefix as string | undefined,
-        docker: values['bare-docker'] ? 'bare' : 'default',
-        etcd,
-        coordinators,
-        progress,
-      });
-      if (values.coordinators !== undefined) {
-        try {
-          await startCoordinators(dir, coordFlags);
-        } catch (e) {
-          progress(`coordinators failed: ${(e as Error).message}; removing the lab`);
-          await down({ dir, progress: () => {} });
-          throw e;
-        }
-        progress(`${coordinators} coordinator(s) serving${etcd ? ' on etcd' : ''}: ${coordinatorAddrs(dir)}`);
-      }
-      return 0;
-    }
-    case 'sweep': {
-      const { values } = parse(rest, { ...common, prefix: { type: 'string' }, tmp: { type: 'string' } }, false);
-      if (values.help) {
-        process.stdout.write(HELP);
-        return 0;
-      }
-      const prefix = values.prefix as string | undefined;
-      if (!prefix) throw new UsageError('sweep needs --prefix (the test suite uses --prefix gmt)');
-      const r = await sweep({
-        prefix,
-        tmpDir: (values.tmp as string | undefined) ?? os.tmpdir(),
-        progress: (l) => process.stdout.write(`gremesh-lab sweep: ${l}\n`),
-      });
-      if (values.output === 'json') process.stdout.write(`${JSON.stringify(r)}\n`);
-      else if (r.labs + r.processes + r.namespaces + r.dirs === 0)
-        process.stdout.write(`gremesh-lab sweep: no ${prefix} lab left over\n`);
-      return 0;
-    }
-    case 'down': {
-      const { values } = parse(rest, common, false);
-      if (values.help) {
-        process.stdout.write(HELP);
-        return 0;
-      }
-      const dir = dirOf(values.dir);
-      const had = await down({ dir, progress: (l) => process.stdout.write(`${l}\n`) });
-      if (!had) process.stdout.write(`no lab in ${dir}: nothing to do\n`);
-      return 0;
-    }
-    case 'status': {
-      const { values } = parse(rest, common, false);
-      if (values.help) {
-        process.stdout.write(HELP);
-        return 0;
-      }
-      const fmt = outputFormat(values.output);
-      const dir = dirOf(values.dir);
-      const s = status(dir);
-      if (!s) {
-        if (fmt === 'json') process.stdout.write('null\n');
-        else process.stdout.write(`no lab in ${dir}\n`);
-        return 1;
-      }
-      if (fmt === 'json') {
-        process.stdout.write(`${JSON.stringify(s, null, 2)}\n`);
-        return 0;
-      }
-      process.stdout.write(`lab ${s.id} (${s.status}) in ${s.dir}\n`);
-      const rows = [['NODE', 'ROLE', 'NAMESPACE', 'UNDERLAY', 'PROCESSES']];
-      for (const n of s.nodes) {
-        rows.push([
-          n.name,
-          n.role,
-          n.nsExists ? n.ns : `${n.ns} (missing)`,
-          n.underlayIp,
-          n.processes.map((p) => `${p.what}:${p.pid}${p.running ? '' : '(dead)'}`).join(' ') || '-',
-        ]);
-      }
-      process.stdout.write(`${table(rows)}\n`);
-      return 0;
-    }
-    case 'env': {
-      const { values, positionals } = parse(rest, common);
-      if (values.help) {
-        process.stdout.write(HELP);
-        return 0;
-      }
-      if (positionals.length !== 1) throw new UsageError('usage: gremesh-lab env HOST');
-      const s = requireState(dirOf(values.dir));
-      const env = hostEnv(s.dir, nodeByName(s, positionals[0]!));
-      for (const [k, v] of Object.entries(env)) process.stdout.write(`export ${k}=${v}\n`);
-      return 0;
-    }
-    case 'exec': {
-      const dd = rest.indexOf('--');
-      if (dd < 0) throw new UsageError('usage: gremesh-lab exec [--dir DIR] HOST -- CMD...');
-      const { values, positionals } = parse(rest.slice(0, dd), common);
-      const cmdv = rest.slice(dd + 1);
-      if (positionals.length !== 1 || cmdv.length === 0)
-        throw new UsageError('usage: gremesh-lab exec [--dir DIR] HOST -- CMD...');
-      const s = requireState(dirOf(values.dir));
-      const node = nodeByName(s, positionals[0]!);
-      const argvFull = [...nsPrefix(node.ns), ...cmdv];
-      const child = spawn(argvFull[0]!, argvFull.slice(1), {
-        stdio: 'inherit',
-        env: { ...process.env, PATH: systemPath(), ...hostEnv(s.dir, node) },
-      });
-      return await new Promise<number>((resolve) => {
-        child.on('error', (e) => {
-          process.stderr.write(`gremesh-lab: ${e.message}\n`);
-          resolve(127);
-        });
-        child.on('exit', (code, sig) => resolve(code ?? (sig ? 128 : 1)));
-      });
-    }
-    default:
-      throw new UsageError(`unknown command "${cmd}" (try --help)`);
-  }
+  if (!Object.hasOwn(COMMANDS, cmd)) throw new UsageError(`unknown command "${cmd}" (try --help)`);
+  return await COMMANDS[cmd]!(rest);
 }
 
 runMain('gremesh-lab', main);
