@@ -161,7 +161,7 @@ export function parseReplies(buf: Buffer): Reply[] {
     const type = buf.readUInt16LE(off + 4);
     const seq = buf.readUInt32LE(off + 8);
     const body = buf.subarray(off + HDR, off + len);
-    out.push(type === NLMSG.ERROR ? { type, seq, errno: -body.readInt32LE(0), body } : { type, seq, body });
+    out.push(type === NLMSG.ERROR ? { type, seq, errno: -body.readInt32LE(0) || 0, body } : { type, seq, body });
     off += align4(len);
   }
   return out;
