@@ -102,6 +102,16 @@ test.serial('veth into a namespace, activated, tx checksum off, deleted', async 
   t.is(p!.mtu, 1450);
   t.false(p!.flags.includes('UP'));
   t.regex(sh(['ethtool', '-k', peer]), /^tx-checksumming: off/m);
+  // the same features as `ethtool -K dev tx off` sets (every tx-checksum-*, and what depends on them)
+  const ref = `gmnlr${tag}`;
+  sh(['ip', 'link', 'add', ref, 'type', 'veth', 'peer', 'name', `gmnls${tag}`]);
+  try {
+    sh(['ethtool', '-K', ref, 'tx', 'off']);
+    const features = (dev: string): string[] => sh(['ethtool', '-k', dev]).split('\n').slice(1);
+    t.deepEqual(features(peer), features(ref));
+  } finally {
+    sh(['ip', 'link', 'del', ref]);
+  }
   await d.deleteLink(host + 'v');
   t.false(await d.linkExists(peer));
 
