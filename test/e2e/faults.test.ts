@@ -41,8 +41,8 @@ const CYCLES = size('GREMESH_FAULT_CYCLES', 40, 1000);
 /** containers started on one host while its agent is killed */
 const ATTACH_BURST = size('GREMESH_FAULT_ATTACH_BURST', 20, 100);
 /** joins in the coordinator kill burst, and containers started per host meanwhile */
-const JOIN_BURST_N = size('GREMESH_FAULT_JOIN_BURST', 20, 100);
-const JOIN_BURST_CONTAINERS = size('GREMESH_FAULT_JOIN_BURST_CONTAINERS', 5, 25);
+const JOIN_BURST_N = size('GREMESH_FAULT_JOIN_BURST', 30, 100);
+const JOIN_BURST_CONTAINERS = size('GREMESH_FAULT_JOIN_BURST_CONTAINERS', 10, 25);
 // /25 slices: room for the burst of 100 extra hosts next to the 4 real ones
 const COORD_ARGS = ['--host-prefix-len', '25'];
 const startCoordinator = (dir: string) => startCoordinatorIn(dir, COORD_ARGS);
