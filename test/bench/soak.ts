@@ -1,6 +1,7 @@
 // The fault suite at full length (`make soak`): a 300 s coordinator outage, 1000 churn
 // cycles, the 100-join burst with 100 container starts, 100 attachments across an agent
-// kill; and certificates of 30 s renewed for 3 minutes. The same cases as `make test`, which runs them scaled down to stay within 12
+// kill; certificates of 30 s renewed for 3 minutes; 50 and 100 container start/stop
+// cycles in the containers and plugin suites. The same cases as `make test`, which runs them scaled down to stay within 12
 // minutes. Prints ava's output as it goes and, with GREMESH_BENCH_JSON, writes each
 // case's outcome, duration and figures (its t.log lines) for the report.
 // Usage: node dist/test/bench/soak.js
@@ -17,7 +18,7 @@ export interface SoakCase {
 }
 
 /** the test files the soak runs at full length (ava names them this way) */
-export const SOAK_FILES = ['faults', 'renewal', 'etcd'];
+export const SOAK_FILES = ['faults', 'renewal', 'etcd', 'containers', 'plugin'];
 
 /** Pure: an ava duration ("557ms", "5.6s", "3m 20.1s", "5m") in seconds. */
 export function avaDuration(d: string): number {

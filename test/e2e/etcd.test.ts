@@ -26,8 +26,8 @@ const serial = isRoot && ETCD_BIN ? test.serial : test.skip;
 const SOAK = process.env.GREMESH_SOAK === '1';
 /** joins in each burst a component is killed in (make soak: 100) */
 const BURST = Number(process.env.GREMESH_ETCD_BURST ?? (SOAK ? 100 : 30));
-/** joins spread over both coordinators at once */
-const SPREAD = 100;
+/** joins spread over both coordinators at once, 20 in flight (make soak: 100) */
+const SPREAD = Number(process.env.GREMESH_ETCD_SPREAD ?? (SOAK ? 100 : 50));
 const HOSTS = ['h1', 'h2'];
 const A = coordinatorAddr(1);
 const B = coordinatorAddr(2);

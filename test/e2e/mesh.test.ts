@@ -142,11 +142,11 @@ serial(
     await ep('h2', 'b2', 'blue', '198.18.64.11');
     await ep('h3', 'b3', 'blue', '198.18.64.12');
     t.true(await pingsWithin(eps.b2!, '198.18.64.12'), 'blue works between its own endpoints');
-    const cross = await eps.a1!.exec(['ping', '-c', '3', '-W', '1', '198.18.64.11'], { reject: false });
+    const cross = await eps.a1!.exec(['ping', '-c', '3', '-i', '0.2', '-W', '1', '198.18.64.11'], { reject: false });
     t.not(cross.exitCode, 0, 'default -> blue must not reach');
     const arp = await eps.a1!.exec(['arping', '-c', '2', '-w', '2', '-i', 'eth0', '198.18.64.11'], { reject: false });
     t.notRegex(arp.stdout, /bytes from|reply from|Unicast reply/i, 'no ARP reply across networks');
-    const back = await eps.b2!.exec(['ping', '-c', '2', '-W', '1', eps.a1!.ip], { reject: false });
+    const back = await eps.b2!.exec(['ping', '-c', '2', '-i', '0.2', '-W', '1', eps.a1!.ip], { reject: false });
     t.not(back.exitCode, 0, 'blue -> default must not reach');
   },
 );
@@ -156,12 +156,14 @@ serial('a forged source MAC or IP from an endpoint is dropped', async (t) => {
   const a2 = eps.a2!;
   t.true(await pingsWithin(a1, a2.ip));
   await a1.exec(['ip', 'addr', 'add', '198.18.64.99/18', 'dev', 'eth0']);
-  const forgedIp = await a1.exec(['ping', '-c', '3', '-W', '1', '-I', '198.18.64.99', a2.ip], { reject: false });
+  const forgedIp = await a1.exec(['ping', '-c', '3', '-i', '0.2', '-W', '1', '-I', '198.18.64.99', a2.ip], {
+    reject: false,
+  });
   t.not(forgedIp.exitCode, 0, 'forged source IP dropped');
   await a1.exec(['ip', 'addr', 'del', '198.18.64.99/18', 'dev', 'eth0']);
   await a1.exec(['ip', 'link', 'set', 'eth0', 'address', '0a:58:00:00:00:99']);
   await a1.exec(['ip', 'neigh', 'flush', 'dev', 'eth0']);
-  const forgedMac = await a1.exec(['ping', '-c', '3', '-W', '1', a2.ip], { reject: false });
+  const forgedMac = await a1.exec(['ping', '-c', '3', '-i', '0.2', '-W', '1', a2.ip], { reject: false });
   t.not(forgedMac.exitCode, 0, 'forged source MAC dropped');
   await a1.exec(['ip', 'link', 'set', 'eth0', 'address', a1.mac]);
   t.true(await pingsWithin(a1, a2.ip), 'the real MAC works again');
@@ -191,13 +193,14 @@ serial('ovs-vswitchd killed and restarted: bridge, ports and flows restored, tra
 });
 
 serial(
-  'coordinator stopped for 15 s: pings keep working; agents reconnect and pick up a change made while one was away',
+  'coordinator stopped for 5 s: pings keep working; agents reconnect and pick up a change made while one was away',
   async (t) => {
-    // (the 30 s and 300 s outages are the fault suite's: make test, make soak)
-    const ping = pingCount(eps.a1!, eps.a3!.ip, 180, 0.1);
+    // (a few seconds past the agents' reconnect are enough here; the long outages are the
+    // fault suite's: make test, make soak)
+    const ping = pingCount(eps.a1!, eps.a3!.ip, 80, 0.1);
     await new Promise((r) => setTimeout(r, 1000));
     await stopProcess(lab.dir, 'ctl', 'coordinator', 'SIGKILL');
-    await new Promise((r) => setTimeout(r, 15_000));
+    await new Promise((r) => setTimeout(r, 5_000));
     await startCoordinator(lab.dir);
     const r = await ping;
     t.is(r.received, r.sent, `${r.sent - r.received} of ${r.sent} pings lost while the coordinator was away`);
