@@ -69,8 +69,9 @@ const ovnMac = (i: number) =>
 /** the veth ovs-docker made for a container (its name is random) */
 const ovsDockerPort = (h: string, name: string) =>
   inHost(h, ['ovs-vsctl', '--bare', '--columns=name', 'find', 'interface', `external_ids:container_id=${name}`]);
-type Kind = 'gremesh' | 'network' | 'manual' | 'ovn';
-const KINDS: Kind[] = ['gremesh', 'network', 'manual', 'ovn'];
+/** 'docker': `docker run -d --net=none` and its pid alone, the part every other kind pays too */
+type Kind = 'gremesh' | 'network' | 'manual' | 'ovn' | 'docker';
+const KINDS: Kind[] = ['gremesh', 'network', 'manual', 'ovn', 'docker'];
 const PHASES = ['inspect', 'veth', 'port', 'flows', 'up'] as const;
 interface Attached {
   container: string;
@@ -201,7 +202,8 @@ try {
       ]);
     if (kind === 'ovn') await ovnPlug('h1', name, 10 + (i % 200));
     const pid = await docker('h1', ['inspect', '-f', '{{.State.Pid}}', name]);
-    await probe(pid, kind === 'manual' ? '198.19.0.2' : kind === 'ovn' ? '198.19.1.2' : gmTarget);
+    if (kind !== 'docker')
+      await probe(pid, kind === 'manual' ? '198.19.0.2' : kind === 'ovn' ? '198.19.1.2' : gmTarget);
     const ms = performance.now() - t0;
     if (kind === 'manual') await inHost('h1', ['ovs-docker', 'del-port', 'br-man', 'eth0', name]);
     if (kind === 'ovn') {
@@ -220,7 +222,7 @@ try {
   };
   // warm every path (the first packet over a fresh tunnel waits for address resolution)
   for (const k of KINDS) await one(k, 999);
-  const samples: Record<Kind, number[]> = { gremesh: [], network: [], manual: [], ovn: [] };
+  const samples: Record<Kind, number[]> = { gremesh: [], network: [], manual: [], ovn: [], docker: [] };
   for (let i = 0; i < count; i++) for (const k of KINDS) samples[k].push(await one(k, i));
   const s = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, summarize(v)])) as Record<Kind, Summary>;
   const phases = phasesOf(new Set(Array.from({ length: count }, (_, i) => `g${i}`)));
@@ -235,9 +237,26 @@ try {
   console.log(row('gremesh (label, agent attaches)', s.gremesh));
   console.log(row('manual recipe (ovs-docker add-port ..., pre-built GRE)', s.manual));
   console.log(row('OVN (lsp-add, ovs-docker add-port, iface-id)', s.ovn));
-  console.log(`  gremesh / OVN p50: ${(s.gremesh.p50 / s.ovn.p50).toFixed(2)}`);
+  console.log(row('docker run --net=none alone (no network: what every row above pays)', s.docker));
+  console.log(
+    `  gremesh / OVN p50: ${(s.gremesh.p50 / s.ovn.p50).toFixed(2)} (plugin ${(s.network.p50 / s.ovn.p50).toFixed(2)})`,
+  );
+  // what each tool adds to a bare docker run: the part a network can make faster
+  const beyond = (x: Summary) => Math.max(0, x.p50 - s.docker.p50);
+  console.log(
+    `  beyond docker run alone, p50: gremesh label ${beyond(s.gremesh).toFixed(0)} ms, plugin ${beyond(s.network).toFixed(0)} ms, ` +
+      `recipe ${beyond(s.manual).toFixed(0)} ms, OVN ${beyond(s.ovn).toFixed(0)} ms; gremesh / OVN ${(beyond(s.gremesh) / beyond(s.ovn)).toFixed(2)} (plugin ${(beyond(s.network) / beyond(s.ovn)).toFixed(2)})`,
+  );
   console.log(`  gremesh phases, Docker's start event -> ...: ${fmtPhases(phases)}`);
-  Object.assign(results, { count, network: s.network, gremesh: s.gremesh, manual: s.manual, ovn: s.ovn, phases });
+  Object.assign(results, {
+    count,
+    network: s.network,
+    gremesh: s.gremesh,
+    manual: s.manual,
+    ovn: s.ovn,
+    dockerAlone: s.docker,
+    phases,
+  });
 
   // ---- the same with `busy` labelled containers already running on h1
   if (busy > 0) {
