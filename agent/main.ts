@@ -5,8 +5,13 @@ import * as fs from 'node:fs';
 import { parse, runMain, UsageError } from '../common/cli.js';
 import { AGENT_KEYS, resolveAgentConfig } from './config.js';
 import { callControl, controlSocket } from './control.js';
-import { readJson, writeFileAtomic } from './state-file.js';
-import type { PassResult, UnderlayKeeper } from './bridge/reconciler.js';
+import { readJson } from './state-file.js';
+import type { PassResult, Reconciler } from './bridge/reconciler.js';
+import type { Logger } from '../common/log.js';
+import type { Runner } from '../common/exec.js';
+import type { LinkDriver } from './net/link-driver.js';
+import type { OvsDriver } from './ovs/driver.js';
+import type { Underlay } from './net/underlay.js';
 import type { CoordinatorClient } from './control-plane/coordinator-client.js';
 import type { ContainerReconciler } from './docker/containers.js';
 import type { AttachRequest } from './docker/attachment.js';
@@ -53,6 +58,12 @@ async function loadDaemon() {
     import('./ovs/openflow/connection.js'),
     import('./bridge/trace.js'),
   ]);
+  const [underlay, status, throttle, nat] = await Promise.all([
+    import('./net/underlay.js'),
+    import('./status-reporter.js'),
+    import('./control-plane/report-throttle.js'),
+    import('./net/nat-apply.js'),
+  ]);
   return {
     createRunner: exec.createRunner,
     processesStarted: exec.processesStarted,
@@ -63,6 +74,11 @@ async function loadDaemon() {
     Reconciler: rec.Reconciler,
     AGENT_VERSION: version.AGENT_VERSION,
     reportableEndpoints: desired.reportableEndpoints,
+    findUnderlayIp: underlay.findUnderlayIp,
+    keepUnderlay: underlay.keepUnderlay,
+    writeStatus: status.writeStatus,
+    ReportThrottle: throttle.ReportThrottle,
+    natApplier: nat.natApplier,
     serveControl: control.serveControl,
     IptablesDockerFirewall: fw.IptablesDockerFirewall,
     OpenflowConnection: ofw.OpenflowConnection,
@@ -161,126 +177,44 @@ async function status(argv: string[]): Promise<number> {
   return 0;
 }
 
-async function run(argv: string[]): Promise<number> {
-  const opts = Object.fromEntries(Object.keys(AGENT_KEYS).map((k) => [k, { type: 'string' as const }]));
-  const { values, positionals } = parse(argv, { ...opts, insecure: { type: 'boolean' } }, false);
-  if (values.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
-  void positionals;
-  if (process.getuid?.() !== 0) throw new UsageError('gremesh-agent run needs root (OVS, network namespaces)');
-  const cfg = resolveAgentConfig(process.env, values);
-  const {
-    createRunner,
-    processesStarted,
-    createLogger,
-    CoordinatorClient,
-    IpLinkDriver,
-    OvsdbOvsDriver,
-    Reconciler,
-    AGENT_VERSION,
-    reportableEndpoints,
-    serveControl,
-    IptablesDockerFirewall,
-    OpenflowConnection,
-    Tracer,
-  } = await loadDaemon();
-  const log = createLogger('agent', cfg.logLevel).child({ host: cfg.name });
-  // Prometheus metrics only when asked for (prom-client is loaded then)
-  let metrics: AgentMetrics = noMetrics;
-  let metricsServer: { close(): void } | undefined;
-  if (cfg.metrics) {
-    const [{ serveMetrics }, { agentMetrics }] = await Promise.all([
-      import('../common/metrics.js'),
-      import('./metrics.js'),
-    ]);
-    const server = await serveMetrics(cfg.metrics, { host: cfg.name });
-    metrics = agentMetrics(server);
-    metricsServer = server;
-    log.info({ metrics: `http://${cfg.metrics}/metrics` }, 'serving Prometheus metrics');
-  }
-  fs.mkdirSync(cfg.stateDir, { recursive: true, mode: 0o700 });
-  const run = createRunner({ timeoutMs: 30_000, log: log.child({ part: 'exec' }) });
-  const links = new IpLinkDriver(run);
-  let underlayIp = cfg.underlayIp;
-  if (!underlayIp) {
-    underlayIp = (await links.sourceFor(cfg.coordinator.split(',')[0]!.replace(/:\d+$/, ''))) ?? '';
-    if (!underlayIp) throw new Error(`cannot find a local address that reaches ${cfg.coordinator}; pass --underlay-ip`);
-  }
-  // the underlay device, its address and gateway routes, remembered across restarts
-  const ufile = `${cfg.stateDir}/underlay.json`;
-  const found = await links.underlayOf(underlayIp);
-  let underlay: (UnderlayKeeper & { mtu: number }) | undefined = found
-    ? { dev: found.dev, cidr: found.cidr, routes: found.routes, mtu: found.mtu }
-    : readJson(ufile);
-  if (found && found.routes.length === 0)
-    underlay = { ...found, routes: readJson<UnderlayKeeper>(ufile)?.routes ?? [] };
-  if (underlay) writeFileAtomic(ufile, JSON.stringify(underlay));
-  const underlayMtu = underlay?.mtu ?? 1500;
-  const ovs = new OvsdbOvsDriver({ db: cfg.ovsDb, run, log: log.child({ part: 'ovs' }) });
-  ovs.start();
-  const mgmtSocket = ovs.mgmtSocket(cfg.bridge);
-  let client: CoordinatorClient | undefined;
-  let containers: ContainerReconciler | undefined;
-  let dockerNetworks: { markDirty(): void; stop(): void } | undefined;
-  let current: Snapshot | undefined;
-  const onPassHooks: ((r: PassResult) => void)[] = [];
-  const onPass = (r: PassResult) => {
-    metrics.pass(r);
-    for (const h of onPassHooks) h(r);
-    writeFileAtomic(
-      `${cfg.stateDir}/status.json`,
-      JSON.stringify(
-        {
-          host: cfg.name,
-          revision: r.revision,
-          connected: client?.connected ?? false,
-          coordinator: client?.address ?? '',
-          updated: new Date().toISOString(),
-          underlayIp,
-          mtu: r.desired.mtu,
-          tunnels: r.tunnels,
-          endpoints: r.locals,
-          lastPassMs: r.ms,
-          processesStarted: processesStarted(),
-          flows: r.flows,
-          attachErrors: containers?.errors ?? [],
-        },
-        null,
-        2,
-      ),
-      0o644,
-      false, // rewritten every pass; nothing to lose
-    );
-  };
-  const dockerFirewall = new IptablesDockerFirewall(run);
-  const reconciler = new Reconciler({
-    ovs,
-    links,
-    log: log.child({ part: 'reconcile' }),
-    onPass,
-    params: { bridge: cfg.bridge, datapath: cfg.datapath, underlayMtu },
-    resyncMs: cfg.resyncS * 1000,
-    // with the management socket at hand, an OpenFlow connection says when flows are lost (no process);
-    // otherwise count them with ovs-ofctl every second
-    probeMs: mgmtSocket ? 0 : 1000,
-    // userspace datapath: the underlay address sits on an OVS internal port, which
-    // vanishes with ovs-vswitchd; put it back when it reappears
-    underlay: cfg.datapath === 'netdev' ? underlay : undefined,
-    restoreUnderlay: async (u, o) => {
-      if (o.interfaces.some((i) => i.name === u.dev && i.type === 'internal' && i.ofport > 0))
-        await links.ensureUnderlay(u.dev, u.cidr, u.routes);
-    },
-    applyNat: async (ruleset, active) => {
-      await links.sysctl('net.ipv4.ip_forward', '1');
-      await run(['nft', '-f', '-'], { input: ruleset });
-      if (await dockerFirewall.ensure(active)) log.debug({ active }, 'DOCKER-USER rules in place');
-    },
-    gatewayAllow: cfg.gatewayAllow,
-  });
-  // the plugin's socket at once (a dockerd started right after the agent finds it); its
-  // calls wait until Docker's side below is up
+type Daemon = Awaited<ReturnType<typeof loadDaemon>>;
+type Config = ReturnType<typeof resolveAgentConfig>;
+
+/** Prometheus metrics only when asked for (prom-client is loaded then). */
+async function startMetrics(cfg: Config, log: Logger): Promise<{ metrics: AgentMetrics; close?: () => void }> {
+  if (!cfg.metrics) return { metrics: noMetrics };
+  const [{ serveMetrics }, { agentMetrics }] = await Promise.all([
+    import('../common/metrics.js'),
+    import('./metrics.js'),
+  ]);
+  const server = await serveMetrics(cfg.metrics, { host: cfg.name });
+  log.info({ metrics: `http://${cfg.metrics}/metrics` }, 'serving Prometheus metrics');
+  return { metrics: agentMetrics(server), close: () => server.close() };
+}
+
+/** What the Docker side needs from the rest of the daemon. */
+interface DockerSideDeps {
+  cfg: Config;
+  log: Logger;
+  links: LinkDriver;
+  ovs: OvsDriver;
+  reconciler: Reconciler;
+  metrics: AgentMetrics;
+  underlayMtu: number;
+  snapshot: () => Snapshot | undefined;
+}
+
+/**
+ * Docker's side: the plugin's socket at once (a dockerd started right after the agent
+ * finds it; its calls wait until Docker's side is up), the rest by `start()`.
+ */
+async function dockerSide(p: DockerSideDeps) {
+  const { cfg, log } = p;
+  const side: {
+    containers?: ContainerReconciler;
+    dockerNetworks?: { markDirty(): void; stop(): void };
+    start: () => Promise<void>;
+  } = { start: async () => {} };
   let pluginReady: (h: Record<string, PluginHandler>) => void = () => {};
   if (cfg.pluginDir !== 'off') {
     const { servePlugin } = await import('./docker/plugin/server.js');
@@ -288,62 +222,142 @@ async function run(argv: string[]): Promise<number> {
     servePlugin(sock, new Promise((resolve) => (pluginReady = resolve)), log.child({ part: 'plugin' }));
     log.info({ socket: sock }, 'serving the Docker network plugin');
   }
-  // Docker's side starts once the bridge has had its first pass (tunnels first: loading
-  // dockerode alone takes about as long as the rest of the start), or after 2 s without one
-  let containersStarting = false;
-  const startContainers = async () => {
-    if (containersStarting) return;
-    containersStarting = true;
+  let starting = false;
+  side.start = async () => {
+    if (starting) return;
+    starting = true;
     const d = await loadDocker();
     const docker = d.dockerFromSocket(cfg.docker);
-    containers = new d.ContainerReconciler({
+    const containers = new d.ContainerReconciler({
       runtime: new d.DockerRuntime(docker, log.child({ part: 'docker' })),
-      links,
-      ovs,
+      links: p.links,
+      ovs: p.ovs,
       ipam: new d.FileIpam(`${cfg.stateDir}/ipam.json`),
       bridge: cfg.bridge,
-      underlayMtu,
+      underlayMtu: p.underlayMtu,
       userspace: cfg.datapath === 'netdev',
       stateDir: cfg.stateDir,
-      snapshot: () => current,
-      onChange: (plugged) => reconciler.portsForwarding(plugged),
-      onAttached: (ms, network) => metrics.attached(ms, network),
-      onAttachError: (reason) => metrics.attachError(reason),
-      onDockerConnected: () => reconciler.refreshNat('docker connected'),
+      snapshot: p.snapshot,
+      onChange: (plugged) => p.reconciler.portsForwarding(plugged),
+      onAttached: (ms, network) => p.metrics.attached(ms, network),
+      onAttachError: (reason) => p.metrics.attachError(reason),
+      onDockerConnected: () => p.reconciler.refreshNat('docker connected'),
       log: log.child({ part: 'containers' }),
     });
+    side.containers = containers;
     containers.start(cfg.resyncS * 1000);
     // Docker's network and IPAM plugin (docker network create -d gremesh, docker run --network)
-    if (cfg.pluginDir !== 'off') {
-      const plugin = new d.DockerPlugin({
-        backend: containers,
-        snapshot: () => current,
-        stateDir: cfg.stateDir,
-        log: log.child({ part: 'plugin' }),
-      });
-      pluginReady(plugin.handlers());
-      if (cfg.dockerNetworks === 'auto') {
-        const sync = new d.DockerNetworkSync({
-          docker,
-          snapshot: () => current,
-          log: log.child({ part: 'docker-networks' }),
-        });
-        sync.start(cfg.resyncS * 1000);
-        dockerNetworks = sync;
-      }
-    }
+    if (cfg.pluginDir === 'off') return;
+    const plugin = new d.DockerPlugin({
+      backend: containers,
+      snapshot: p.snapshot,
+      stateDir: cfg.stateDir,
+      log: log.child({ part: 'plugin' }),
+    });
+    pluginReady(plugin.handlers());
+    if (cfg.dockerNetworks !== 'auto') return;
+    const sync = new d.DockerNetworkSync({ docker, snapshot: p.snapshot, log: log.child({ part: 'docker-networks' }) });
+    sync.start(cfg.resyncS * 1000);
+    side.dockerNetworks = sync;
   };
-  onPassHooks.push(() => void startContainers());
-  const containersTimer = setTimeout(() => void startContainers(), 2000);
+  return side;
+}
+
+/** attach/detach by hand, through STATE_DIR/agent.sock */
+function serveAttachControl(D: Daemon, stateDir: string, containers: () => ContainerReconciler | undefined) {
+  const starting = () => new Error('the agent is still starting (Docker not followed yet); try again in a moment');
+  return D.serveControl(controlSocket(stateDir), {
+    'POST /attach': async (b) => {
+      const c = containers();
+      if (!c) throw starting();
+      return c.attachByHand(String(b.container ?? ''), b.request as AttachRequest);
+    },
+    'POST /detach': async (b) => {
+      const c = containers();
+      if (!c) throw starting();
+      await c.detachByHand(String(b.container ?? ''));
+      return { detached: b.container };
+    },
+  });
+}
+
+function newReconciler(D: Daemon, cfg: Config, log: Logger, parts: { ovs: OvsDriver; links: LinkDriver; run: Runner }) {
+  const { ovs, links, run } = parts;
+  return (onPass: (r: PassResult) => void, underlay: Underlay | undefined, mgmtSocket: string | undefined) =>
+    new D.Reconciler({
+      ovs,
+      links,
+      log: log.child({ part: 'reconcile' }),
+      onPass,
+      params: { bridge: cfg.bridge, datapath: cfg.datapath, underlayMtu: underlay?.mtu ?? 1500 },
+      resyncMs: cfg.resyncS * 1000,
+      // with the management socket at hand, an OpenFlow connection says when flows are lost (no process);
+      // otherwise count them with ovs-ofctl every second
+      probeMs: mgmtSocket ? 0 : 1000,
+      // userspace datapath: the underlay address sits on an OVS internal port, which
+      // vanishes with ovs-vswitchd; put it back when it reappears
+      underlay: cfg.datapath === 'netdev' ? underlay : undefined,
+      restoreUnderlay: async (u, o) => {
+        if (o.interfaces.some((i) => i.name === u.dev && i.type === 'internal' && i.ofport > 0))
+          await links.ensureUnderlay(u.dev, u.cidr, u.routes);
+      },
+      applyNat: D.natApplier(links, run, new D.IptablesDockerFirewall(run), log),
+      gatewayAllow: cfg.gatewayAllow,
+    });
+}
+
+async function run(argv: string[]): Promise<number> {
+  const opts = Object.fromEntries(Object.keys(AGENT_KEYS).map((k) => [k, { type: 'string' as const }]));
+  const { values } = parse(argv, { ...opts, insecure: { type: 'boolean' } }, false);
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  if (process.getuid?.() !== 0) throw new UsageError('gremesh-agent run needs root (OVS, network namespaces)');
+  const cfg = resolveAgentConfig(process.env, values);
+  const D = await loadDaemon();
+  const log = D.createLogger('agent', cfg.logLevel).child({ host: cfg.name });
+  const { metrics, close: closeMetrics } = await startMetrics(cfg, log);
+  fs.mkdirSync(cfg.stateDir, { recursive: true, mode: 0o700 });
+  const run = D.createRunner({ timeoutMs: 30_000, log: log.child({ part: 'exec' }) });
+  const links = new D.IpLinkDriver(run);
+  const underlayIp = await D.findUnderlayIp(links, cfg.coordinator, cfg.underlayIp);
+  const underlay = await D.keepUnderlay(links, cfg.stateDir, underlayIp);
+  const underlayMtu = underlay?.mtu ?? 1500;
+  const ovs = new D.OvsdbOvsDriver({ db: cfg.ovsDb, run, log: log.child({ part: 'ovs' }) });
+  ovs.start();
+  const mgmtSocket = ovs.mgmtSocket(cfg.bridge);
+  let client: CoordinatorClient | undefined;
+  let current: Snapshot | undefined;
+  const onPassHooks: ((r: PassResult) => void)[] = [];
+  const onPass = (r: PassResult) => {
+    metrics.pass(r);
+    for (const h of onPassHooks) h(r);
+    D.writeStatus(cfg.stateDir, r, {
+      host: cfg.name,
+      connected: client?.connected ?? false,
+      coordinator: client?.address ?? '',
+      underlayIp,
+      processesStarted: D.processesStarted(),
+      attachErrors: docker.containers?.errors ?? [],
+    });
+  };
+  const reconciler = newReconciler(D, cfg, log, { ovs, links, run })(onPass, underlay, mgmtSocket);
+  const snapshot = () => current;
+  const docker = await dockerSide({ cfg, log, links, ovs, reconciler, metrics, underlayMtu, snapshot });
+  // Docker's side starts once the bridge has had its first pass (tunnels first: loading
+  // dockerode alone takes about as long as the rest of the start), or after 2 s without one
+  onPassHooks.push(() => void docker.start());
+  const containersTimer = setTimeout(() => void docker.start(), 2000);
   const setSnapshot = (s: Snapshot) => {
     const first = !current;
     const networksChanged = JSON.stringify(current?.networks) !== JSON.stringify(s.networks);
     current = s;
     reconciler.setSnapshot(s);
-    if (first) containers?.markDirty();
-    if (networksChanged) dockerNetworks?.markDirty();
+    if (first) docker.containers?.markDirty();
+    if (networksChanged) docker.dockerNetworks?.markDirty();
   };
-  const tracer = new Tracer({
+  const tracer = new D.Tracer({
     run,
     bridge: cfg.bridge,
     host: cfg.name,
@@ -351,31 +365,32 @@ async function run(argv: string[]): Promise<number> {
     ovsRundir: ovs.rundir(),
     observe: () => ovs.observe(),
     tunnels: () => reconciler.lastPass?.tunnels ?? [],
-    snapshot: () => current,
+    snapshot,
   });
-  client = new CoordinatorClient({
+  const coordinator = new D.CoordinatorClient({
     coordinator: cfg.coordinator,
     name: cfg.name,
     token: cfg.joinToken,
     underlayIp,
     stateDir: cfg.stateDir,
-    version: AGENT_VERSION,
+    version: D.AGENT_VERSION,
     log: log.child({ part: 'coordinator' }),
     onSnapshot: setSnapshot,
     onTrace: (r) => tracer.trace(r),
     tls: cfg.insecure ? undefined : { caHash: cfg.caHash },
   });
+  client = coordinator;
   if (cfg.insecure) {
     process.stderr.write('gremesh-agent: WARNING: --insecure: talking plaintext to the coordinator\n');
     log.warn({}, 'running without TLS (--insecure)');
   }
-  const cached = client.cached();
+  const cached = coordinator.cached();
   if (cached) {
     log.info({ revision: cached.revision, peers: cached.peers.length }, 'starting from the cached desired state');
     setSnapshot(cached);
   }
   const openflow = mgmtSocket
-    ? new OpenflowConnection({
+    ? new D.OpenflowConnection({
         socket: mgmtSocket,
         log: log.child({ part: 'openflow' }),
         onReconnect: () => reconciler.flowsLost('ovs-vswitchd reconnected'),
@@ -384,79 +399,40 @@ async function run(argv: string[]): Promise<number> {
   if (openflow) ovs.useOpenflow(openflow);
   openflow?.start();
   reconciler.start();
-  client.start();
-  const starting = () => new Error('the agent is still starting (Docker not followed yet); try again in a moment');
-  const control = serveControl(controlSocket(cfg.stateDir), {
-    'POST /attach': async (b) => {
-      if (!containers) throw starting();
-      return containers.attachByHand(String(b.container ?? ''), b.request as AttachRequest);
-    },
-    'POST /detach': async (b) => {
-      if (!containers) throw starting();
-      await containers.detachByHand(String(b.container ?? ''));
-      return { detached: b.container };
-    },
+  coordinator.start();
+  const control = serveAttachControl(D, cfg.stateDir, () => docker.containers);
+  const reporter = new D.ReportThrottle({
+    host: cfg.name,
+    intervalMs: cfg.reportS * 1000,
+    lastPass: () => reconciler.lastPass,
+    snapshot,
+    attachErrors: () => docker.containers?.errors ?? [],
+    send: (r) => coordinator.report(r),
+    log,
   });
-  // status to the coordinator: at once when this host's endpoints change (peers
-  // pre-install forwarding from them), and every --report seconds for tunnel health
-  let lastEndpoints = '';
-  const reportable = (r: PassResult) =>
-    reportableEndpoints(r.locals, current?.slices ?? []).map((l) => ({
-      network: l.network,
-      host: cfg.name,
-      mac: l.mac,
-      ip: l.ip,
-      containerId: l.containerId,
-      containerName: l.containerName ?? '',
-    }));
-  const report = () => {
-    const r = reconciler.lastPass;
-    if (!r) return;
-    const endpoints = reportable(r);
-    lastEndpoints = JSON.stringify(endpoints);
-    client!
-      .report({ tunnels: r.tunnels, endpoints, attachErrors: containers?.errors ?? [] })
-      .catch((e: Error) => log.debug({ err: e.message }, 'status report failed'));
-  };
-  const reporter = setInterval(report, cfg.reportS * 1000);
-  // ...and at once when endpoints or tunnel health (BFD) change
-  let lastTunnels = '';
-  onPassHooks.push((r) => {
-    const eps = JSON.stringify(reportable(r));
-    const tun = JSON.stringify(r.tunnels);
-    if (eps !== lastEndpoints || tun !== lastTunnels) {
-      lastTunnels = tun;
-      report();
-    }
-  });
-  log.info(
-    {
-      coordinator: cfg.coordinator,
-      underlayIp,
-      underlayMtu,
-      bridge: cfg.bridge,
-      datapath: cfg.datapath,
-      version: AGENT_VERSION,
-      uptimeMs: Math.round(performance.now()),
-    },
-    'agent started',
-  );
+  reporter.start();
+  onPassHooks.push((r) => reporter.onPass(r));
+  const info = { coordinator: cfg.coordinator, underlayIp, underlayMtu, bridge: cfg.bridge, datapath: cfg.datapath };
+  log.info({ ...info, version: D.AGENT_VERSION, uptimeMs: Math.round(performance.now()) }, 'agent started');
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
   });
   // a clean stop leaves the data plane as it is: traffic keeps flowing
-  clearInterval(reporter);
-  control.close();
-  clearTimeout(containersTimer);
-  containers?.stop();
-  dockerNetworks?.stop();
-  reconciler.stop();
-  openflow?.stop();
-  metricsServer?.close();
-  ovs.stop();
-  client.stop();
+  for (const stop of [
+    () => reporter.stop(),
+    () => control.close(),
+    () => clearTimeout(containersTimer),
+    () => docker.containers?.stop(),
+    () => docker.dockerNetworks?.stop(),
+    () => reconciler.stop(),
+    () => openflow?.stop(),
+    () => closeMetrics?.(),
+    () => ovs.stop(),
+    () => coordinator.stop(),
+  ])
+    stop();
   log.info({}, 'agent stopped; the data plane stays as it is');
   process.exit(0);
 }

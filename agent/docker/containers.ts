@@ -23,7 +23,7 @@ import { CONTAINER_ID_KEY, ENDPOINT_KEY, containerIds, endpointIds, isOwned, par
 import type { OvsDriver } from '../ovs/driver.js';
 import { Loop } from '../loop.js';
 import { printable } from '../../common/text.js';
-import { JsonTable, readJson, writeFileAtomic } from '../state-file.js';
+import { JsonFile, JsonTable } from '../state-file.js';
 
 /**
  * One of Docker's endpoints on a gremesh network (the network plugin): planned as a
@@ -144,6 +144,8 @@ export class ContainerReconciler {
   private ipamRebuilt = false;
   /** Docker's endpoints by id (docker-endpoints.json) */
   private readonly endpoints: JsonTable<DockerEndpoint>;
+  /** containers attached by hand (attachments.json), read from disk at each use */
+  private readonly manualFile: JsonFile<ManualTable>;
   /** why an endpoint could not be plugged, by endpoint id */
   private endpointErrors = new Map<string, string>();
   /** addresses held by an endpoint that is gone (Docker has not released them yet): since when */
@@ -167,6 +169,7 @@ export class ContainerReconciler {
       backoffMaxMs: 10_000,
     });
     this.endpoints = new JsonTable(`${o.stateDir}/docker-endpoints.json`);
+    this.manualFile = new JsonFile<ManualTable>(`${o.stateDir}/attachments.json`, () => ({}));
   }
 
   private get eps(): Record<string, DockerEndpoint> {
@@ -176,14 +179,11 @@ export class ContainerReconciler {
     this.endpoints.save(next);
   }
 
-  private get manualFile(): string {
-    return `${this.o.stateDir}/attachments.json`;
-  }
   manual(): ManualTable {
-    return readJson<ManualTable>(this.manualFile) ?? {};
+    return this.manualFile.read();
   }
   private saveManual(m: ManualTable): void {
-    writeFileAtomic(this.manualFile, JSON.stringify(m, null, 1));
+    this.manualFile.save(m);
   }
 
   start(resyncMs: number): void {

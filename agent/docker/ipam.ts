@@ -1,9 +1,8 @@
 // Local address management: which container holds which address of this host's
 // slice. Pure allocation; the table persists as one JSON file in the state dir.
 import { quoted } from '../../common/text.js';
-import * as fs from 'node:fs';
 import { cidrContains, formatIp, parseCidr, parseIp } from '../../common/ipv4.js';
-import { writeFileAtomic } from '../state-file.js';
+import { JsonFile } from '../state-file.js';
 
 /** network -> ip -> container id */
 export type IpamTable = Record<string, Record<string, string>>;
@@ -103,35 +102,17 @@ export function parseIpamTable(text: string): IpamTable | string {
 }
 
 /**
- * The address table on disk. A file that is not a table is never read as empty (that
- * would hand out addresses in use): it is moved aside (ipam.json.corrupt-TIME), said
- * loudly, and `rebuiltFrom` marks that the table must be rebuilt from what survives: the
- * bindings on the bridge's ports (the container pass does it before any allocation).
+ * The address table on disk (the allocator above stays pure; this only keeps its state).
+ * A file that is not a table is never read as empty (that would hand out addresses in
+ * use): it is moved aside (ipam.json.corrupt-TIME), said loudly, and `corrupt` marks that
+ * the table must be rebuilt from what survives: the bindings on the bridge's ports (the
+ * container pass does it before any allocation).
  */
-export class FileIpam {
-  table: IpamTable;
-  /** set when the file was unreadable: why, and where it went */
-  corrupt: { reason: string; movedTo: string } | undefined;
-  constructor(private readonly file: string) {
-    let text: string | undefined;
-    try {
-      text = fs.readFileSync(file, 'utf8');
-    } catch {
-      this.table = {}; // no table yet: a first start
-      return;
-    }
-    const t = parseIpamTable(text);
-    if (typeof t !== 'string') {
-      this.table = t;
-      return;
-    }
-    const movedTo = `${file}.corrupt-${Date.now()}`;
-    fs.renameSync(file, movedTo);
-    this.corrupt = { reason: t, movedTo };
-    this.table = {};
+export class FileIpam extends JsonFile<IpamTable> {
+  constructor(file: string) {
+    super(file, () => ({}), parseIpamTable);
   }
-  save(t: IpamTable): void {
-    this.table = t;
-    writeFileAtomic(this.file, JSON.stringify(t, null, 1));
+  get table(): IpamTable {
+    return this.value;
   }
 }
