@@ -20,6 +20,14 @@ export default tseslint.config(
     },
   },
   {
+    // issue 24: no function over 120 lines, no file over 800, in the product's code
+    files: ['agent/**/*.ts', 'coordinator/**/*.ts', 'common/**/*.ts', 'deploy/**/*.ts'],
+    rules: {
+      'max-lines-per-function': ['error', { max: 120, skipBlankLines: true, skipComments: true }],
+      'max-lines': ['error', { max: 800, skipBlankLines: true, skipComments: true }],
+    },
+  },
+  {
     files: ['**/*.js'],
     languageOptions: { globals: { process: 'readonly', console: 'readonly' } },
   },

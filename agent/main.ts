@@ -48,7 +48,7 @@ async function loadDaemon() {
     import('../common/exec.js'),
     import('../common/log.js'),
     import('./control-plane/coordinator-client.js'),
-    import('./net/link-driver.js'),
+    import('./net/links.js'),
     import('./ovs/driver.js'),
     import('./bridge/reconciler.js'),
     import('./version.js'),
@@ -69,7 +69,7 @@ async function loadDaemon() {
     processesStarted: exec.processesStarted,
     createLogger: log.createLogger,
     CoordinatorClient: client.CoordinatorClient,
-    IpLinkDriver: links.IpLinkDriver,
+    createLinkDriver: links.createLinkDriver,
     OvsdbOvsDriver: ovs.OvsdbOvsDriver,
     Reconciler: rec.Reconciler,
     AGENT_VERSION: version.AGENT_VERSION,
@@ -306,6 +306,71 @@ function newReconciler(D: Daemon, cfg: Config, log: Logger, parts: { ovs: OvsDri
     });
 }
 
+/**
+ * The coordinator client (with this host's part of `coordctl trace`) and the OpenFlow
+ * connection, built but not started; the cached desired state, if any, applied at once.
+ */
+function controlPlane(
+  D: Daemon,
+  cfg: Config,
+  log: Logger,
+  p: {
+    run: Runner;
+    ovs: InstanceType<Daemon['OvsdbOvsDriver']>;
+    reconciler: Reconciler;
+    underlayIp: string;
+    mgmtSocket: string | undefined;
+    snapshot: () => Snapshot | undefined;
+    setSnapshot: (s: Snapshot) => void;
+  },
+) {
+  const { run, ovs, reconciler, underlayIp, mgmtSocket, snapshot, setSnapshot } = p;
+  const tracer = new D.Tracer({
+    run,
+    bridge: cfg.bridge,
+    host: cfg.name,
+    underlayIp,
+    ovsRundir: ovs.rundir(),
+    observe: () => ovs.observe(),
+    tunnels: () => reconciler.lastPass?.tunnels ?? [],
+    snapshot,
+  });
+  const coordinator = new D.CoordinatorClient({
+    coordinator: cfg.coordinator,
+    name: cfg.name,
+    token: cfg.joinToken,
+    underlayIp,
+    stateDir: cfg.stateDir,
+    version: D.AGENT_VERSION,
+    log: log.child({ part: 'coordinator' }),
+    onSnapshot: setSnapshot,
+    onTrace: (r) => tracer.trace(r),
+    tls: cfg.insecure ? undefined : { caHash: cfg.caHash },
+  });
+  if (cfg.insecure) {
+    process.stderr.write('gremesh-agent: WARNING: --insecure: talking plaintext to the coordinator\n');
+    log.warn({}, 'running without TLS (--insecure)');
+  }
+  const cached = coordinator.cached();
+  if (cached) {
+    log.info({ revision: cached.revision, peers: cached.peers.length }, 'starting from the cached desired state');
+    setSnapshot(cached);
+  }
+  const openflow = mgmtSocket
+    ? new D.OpenflowConnection({
+        socket: mgmtSocket,
+        log: log.child({ part: 'openflow' }),
+        onReconnect: () => reconciler.flowsLost('ovs-vswitchd reconnected'),
+      })
+    : undefined;
+  return { coordinator, openflow };
+}
+
+/** stop the daemon's parts, in this order */
+function stopAll(stops: (() => unknown)[]): void {
+  for (const stop of stops) stop();
+}
+
 async function run(argv: string[]): Promise<number> {
   const opts = Object.fromEntries(Object.keys(AGENT_KEYS).map((k) => [k, { type: 'string' as const }]));
   const { values } = parse(argv, { ...opts, insecure: { type: 'boolean' } }, false);
@@ -320,7 +385,7 @@ async function run(argv: string[]): Promise<number> {
   const { metrics, close: closeMetrics } = await startMetrics(cfg, log);
   fs.mkdirSync(cfg.stateDir, { recursive: true, mode: 0o700 });
   const run = D.createRunner({ timeoutMs: 30_000, log: log.child({ part: 'exec' }) });
-  const links = new D.IpLinkDriver(run);
+  const links = D.createLinkDriver(run, (m) => log.info({}, m));
   const underlayIp = await D.findUnderlayIp(links, cfg.coordinator, cfg.underlayIp);
   const underlay = await D.keepUnderlay(links, cfg.stateDir, underlayIp);
   const underlayMtu = underlay?.mtu ?? 1500;
@@ -357,45 +422,16 @@ async function run(argv: string[]): Promise<number> {
     if (first) docker.containers?.markDirty();
     if (networksChanged) docker.dockerNetworks?.markDirty();
   };
-  const tracer = new D.Tracer({
+  const { coordinator, openflow } = controlPlane(D, cfg, log, {
     run,
-    bridge: cfg.bridge,
-    host: cfg.name,
+    ovs,
+    reconciler,
     underlayIp,
-    ovsRundir: ovs.rundir(),
-    observe: () => ovs.observe(),
-    tunnels: () => reconciler.lastPass?.tunnels ?? [],
+    mgmtSocket,
     snapshot,
-  });
-  const coordinator = new D.CoordinatorClient({
-    coordinator: cfg.coordinator,
-    name: cfg.name,
-    token: cfg.joinToken,
-    underlayIp,
-    stateDir: cfg.stateDir,
-    version: D.AGENT_VERSION,
-    log: log.child({ part: 'coordinator' }),
-    onSnapshot: setSnapshot,
-    onTrace: (r) => tracer.trace(r),
-    tls: cfg.insecure ? undefined : { caHash: cfg.caHash },
+    setSnapshot,
   });
   client = coordinator;
-  if (cfg.insecure) {
-    process.stderr.write('gremesh-agent: WARNING: --insecure: talking plaintext to the coordinator\n');
-    log.warn({}, 'running without TLS (--insecure)');
-  }
-  const cached = coordinator.cached();
-  if (cached) {
-    log.info({ revision: cached.revision, peers: cached.peers.length }, 'starting from the cached desired state');
-    setSnapshot(cached);
-  }
-  const openflow = mgmtSocket
-    ? new D.OpenflowConnection({
-        socket: mgmtSocket,
-        log: log.child({ part: 'openflow' }),
-        onReconnect: () => reconciler.flowsLost('ovs-vswitchd reconnected'),
-      })
-    : undefined;
   if (openflow) ovs.useOpenflow(openflow);
   openflow?.start();
   reconciler.start();
@@ -420,7 +456,7 @@ async function run(argv: string[]): Promise<number> {
     process.once('SIGINT', stop);
   });
   // a clean stop leaves the data plane as it is: traffic keeps flowing
-  for (const stop of [
+  stopAll([
     () => reporter.stop(),
     () => control.close(),
     () => clearTimeout(containersTimer),
@@ -431,8 +467,7 @@ async function run(argv: string[]): Promise<number> {
     () => closeMetrics?.(),
     () => ovs.stop(),
     () => coordinator.stop(),
-  ])
-    stop();
+  ]);
   log.info({}, 'agent stopped; the data plane stays as it is');
   process.exit(0);
 }

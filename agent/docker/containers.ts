@@ -253,18 +253,7 @@ export class ContainerReconciler {
     this.fullRefresh = false;
     this.started.clear();
     this.destroyed.clear();
-    try {
-      if (full) this.known = new Map((await this.o.runtime.running()).map((c) => [c.id, c]));
-      else
-        for (const id of startedNow) {
-          const c = await this.o.runtime.find(id);
-          if (c?.running && c.pid > 0) this.known.set(c.id, c);
-          else this.known.delete(id);
-        }
-    } catch (e) {
-      this.fullRefresh = true; // whatever was missed: list everything next time
-      throw e;
-    }
+    await this.refreshKnown(full, startedNow);
     const inspectedAt = Date.now();
     const running = [...this.known.values()];
     const observed = await this.o.ovs.observe();
@@ -335,22 +324,7 @@ export class ContainerReconciler {
       this.o.log.info({ container: id.slice(0, 12), port: port.name }, 'container detached');
       changed = true;
     }
-    // addresses of containers that no longer exist are released: those Docker said it
-    // removed, and on a full pass whatever no longer exists
-    const held = holders(this.o.ipam.table);
-    if (held.size && (full || destroyedNow.length)) {
-      const exist = full ? await this.o.runtime.existing() : undefined;
-      const gone = (id: string) => (exist ? !exist.has(id) : destroyedNow.includes(id));
-      let t = this.o.ipam.table;
-      for (const id of held) if (isContainerHolder(id) && gone(id)) t = release(t, id);
-      if (t !== this.o.ipam.table) this.o.ipam.save(t);
-      const m = this.manual();
-      const forgotten = Object.keys(m).filter(gone);
-      if (forgotten.length) {
-        for (const id of forgotten) delete m[id];
-        this.saveManual(m);
-      }
-    }
+    await this.releaseGone(full, destroyedNow);
     // the flows for new ports first, then the containers' interfaces come up: no
     // container ever sees a link that silently drops its first packets
     if (changed) {
@@ -378,6 +352,43 @@ export class ContainerReconciler {
     this.labelErrors = errors;
     // the endpoints' ports carry their container's name once Docker has said which it is
     this.endpointLoop.markDirty('containers seen');
+  }
+
+  /** Docker in O(what changed): inspect what started, or list everything on a resync. */
+  private async refreshKnown(full: boolean, startedNow: string[]): Promise<void> {
+    try {
+      if (full) this.known = new Map((await this.o.runtime.running()).map((c) => [c.id, c]));
+      else
+        for (const id of startedNow) {
+          const c = await this.o.runtime.find(id);
+          if (c?.running && c.pid > 0) this.known.set(c.id, c);
+          else this.known.delete(id);
+        }
+    } catch (e) {
+      this.fullRefresh = true; // whatever was missed: list everything next time
+      throw e;
+    }
+  }
+
+  /**
+   * Addresses of containers that no longer exist are released: those Docker said it
+   * removed, and on a full pass whatever no longer exists.
+   */
+  private async releaseGone(full: boolean, destroyedNow: string[]): Promise<void> {
+    const held = holders(this.o.ipam.table);
+    if (held.size && (full || destroyedNow.length)) {
+      const exist = full ? await this.o.runtime.existing() : undefined;
+      const gone = (id: string) => (exist ? !exist.has(id) : destroyedNow.includes(id));
+      let t = this.o.ipam.table;
+      for (const id of held) if (isContainerHolder(id) && gone(id)) t = release(t, id);
+      if (t !== this.o.ipam.table) this.o.ipam.save(t);
+      const m = this.manual();
+      const forgotten = Object.keys(m).filter(gone);
+      if (forgotten.length) {
+        for (const id of forgotten) delete m[id];
+        this.saveManual(m);
+      }
+    }
   }
 
   /** The address file was unreadable: the addresses in use are the ones on the bridge's ports. */
