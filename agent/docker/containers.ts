@@ -16,7 +16,8 @@ import { LabelLoop, type AttachError, type ManualTable } from './label-loop.js';
 import { EndpointLoop, type DockerEndpoint } from './endpoint-loop.js';
 import { NO_STATE, PluginBackend, type AddEndpoint } from './plugin-backend.js';
 
-export { attachPhases, type AttachError } from './label-loop.js';
+export { attachPhases } from './label-decisions.js';
+export type { AttachError } from './label-loop.js';
 export type { DockerEndpoint } from './endpoint-loop.js';
 export type { AddEndpoint } from './plugin-backend.js';
 

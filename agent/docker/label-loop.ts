@@ -11,7 +11,7 @@ import {
   type ContainerInfo,
 } from './attachment.js';
 import type { ContainerRuntime } from './runtime.js';
-import { bind, holders, isContainerHolder, release, type FileIpam } from './ipam.js';
+import { bind, holders, release, type FileIpam } from './ipam.js';
 import type { LinkDriver } from '../net/link-driver.js';
 import type { OvsInterface, Snapshot } from '../model.js';
 import { ENDPOINT_KEY, containerIds, parseBinding } from '../ovs/ids.js';
@@ -20,6 +20,7 @@ import { Loop } from '../loop.js';
 import type { JsonFile } from '../state-file.js';
 import { computeMacHolders, containerPortsOf, portNumbers, unplugPort } from './bridge-ports.js';
 import type { DockerEndpoint } from './endpoint-loop.js';
+import { attachPhases, computeGone, isAttachedAsPlanned, type AttachTimes } from './label-decisions.js';
 
 export interface AttachError {
   container: string;
@@ -28,70 +29,6 @@ export interface AttachError {
 
 /** containers attached by hand (`gremesh-agent attach`), by container id */
 export type ManualTable = Record<string, AttachRequest>;
-
-/** epoch ms at each step of one attach */
-interface AttachTimes {
-  event: number;
-  inspected: number;
-  veth?: number;
-  port?: number;
-  flows?: number;
-  up?: number;
-}
-
-/**
- * Pure: how long each phase of an attach took (ms): Docker's start event -> inspected,
- * -> veth in the container, -> OVS port with its OpenFlow number, -> flows installed
- * (the bridge pass), -> interface up with its route.
- */
-export function attachPhases(t: AttachTimes): Record<'inspect' | 'veth' | 'port' | 'flows' | 'up', number> {
-  const veth = t.veth ?? t.inspected;
-  const port = t.port ?? veth;
-  const flows = t.flows ?? port;
-  return {
-    inspect: t.inspected - t.event,
-    veth: veth - t.inspected,
-    port: port - veth,
-    flows: flows - port,
-    up: (t.up ?? flows) - flows,
-  };
-}
-
-/**
- * Pure: a container is attached as planned = its port is there, addressed as planned, for
- * this run of the container, and up (an agent killed between plugging and raising the
- * interface left it down: redo it); `raised`: this process raised it (the replica may lag).
- */
-export function isAttachedAsPlanned(
-  port: OvsInterface | undefined,
-  plan: Pick<AttachSpec, 'ip' | 'mac' | 'network'>,
-  pid: number,
-  raised: boolean,
-): boolean {
-  const e = port?.externalIds;
-  return !!(
-    port &&
-    port.ofport > 0 &&
-    !port.error &&
-    (port.linkState === 'up' || raised) &&
-    e?.['gremesh-ip'] === plan.ip &&
-    e?.['gremesh-mac'] === plan.mac &&
-    e?.['gremesh-network'] === plan.network &&
-    e?.['gremesh-pid'] === String(pid)
-  );
-}
-
-/**
- * Pure: what goes with containers that no longer exist: the container holders to release
- * and the by-hand entries to forget, `gone` saying which ids are gone.
- */
-export function computeGone(
-  held: Iterable<string>,
-  manualIds: string[],
-  gone: (id: string) => boolean,
-): { release: string[]; forget: string[] } {
-  return { release: [...held].filter((id) => isContainerHolder(id) && gone(id)), forget: manualIds.filter(gone) };
-}
 
 export interface LabelLoopOptions {
   runtime: ContainerRuntime;

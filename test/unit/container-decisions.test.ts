@@ -2,7 +2,7 @@
 // which container is attached as planned, what goes with containers that are gone, which
 // of Docker's endpoints and addresses are stale past the grace, and the ports on the bridge.
 import test from 'ava';
-import { attachPhases, computeGone, isAttachedAsPlanned } from '../../agent/docker/label-loop.js';
+import { attachPhases, computeGone, isAttachedAsPlanned } from '../../agent/docker/label-decisions.js';
 import {
   computeStaleHolders,
   endpointsGoneFromDocker,
