@@ -78,7 +78,7 @@ export async function startCoordinator(dir: string, extra: string[] = [], k = 1)
       '--host-prefix-len',
       '24',
       '--down-after',
-      '10s',
+      LAB_DOWN_AFTER,
       ...(etcd ? ['--store', 'etcd', '--etcd-endpoints', etcd] : []),
       ...extra,
     ],
@@ -158,6 +158,10 @@ export async function join(dir: string, host: string): Promise<string[]> {
 }
 
 /** Where a lab host's agent finds its OVS, Docker and state (on a real host: the defaults). */
+/** The lab's liveness timing: agents report each second, a host silent 5 s shows down. */
+export const LAB_REPORT = '1';
+export const LAB_DOWN_AFTER = '5s';
+
 function labAgentFlags(dir: string, host: string): string[] {
   const p = hostPaths(dir, host);
   return [
@@ -171,6 +175,9 @@ function labAgentFlags(dir: string, host: string): string[] {
     agentStateDir(dir, host),
     '--plugin-dir',
     p.dockerPlugins,
+    // the lab reports every second (default 5 s) so a host is declared down after 5 s, not 30
+    '--report',
+    LAB_REPORT,
   ];
 }
 

@@ -724,7 +724,7 @@ serial(
     const from = mesh.mark();
     const sliceBefore = (await hostsJson()).find((h) => h.name === 'h4')!.slices[0]!.cidr;
     await crashHost(lab.dir, 'h4');
-    // its Watch stream dies with it: noticed by gRPC keepalive (~15 s), then --down-after (10 s in the lab)
+    // its Watch stream dies with it: noticed by gRPC keepalive (~15 s), then --down-after (5 s in the lab, reports each second)
     const down = await waitUntil(
       async () => (await status()).hosts.find((h) => h.name === 'h4')?.state === 'down',
       60_000,
