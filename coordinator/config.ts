@@ -16,6 +16,8 @@ export interface CoordinatorConfig {
   etcdCa: string;
   etcdCert: string;
   etcdKey: string;
+  /** --store etcd: how long one etcd call may take before the request is refused as UNAVAILABLE */
+  etcdTimeoutS: number;
   /** --store etcd: the key that seals the shared CA key ('' = DATA_DIR/secrets.key) */
   secretsKeyFile: string;
   networkName: string;
@@ -42,6 +44,7 @@ export const DEFAULTS: CoordinatorConfig = {
   etcdCa: '',
   etcdCert: '',
   etcdKey: '',
+  etcdTimeoutS: 5,
   secretsKeyFile: '',
   networkName: 'default',
   networkCidr: '10.212.0.0/16',
@@ -66,6 +69,7 @@ export const KEYS: Record<string, [keyof CoordinatorConfig, string]> = {
   'etcd-ca': ['etcdCa', 'GREMESH_ETCD_CA'],
   'etcd-cert': ['etcdCert', 'GREMESH_ETCD_CERT'],
   'etcd-key': ['etcdKey', 'GREMESH_ETCD_KEY'],
+  'etcd-timeout': ['etcdTimeoutS', 'GREMESH_ETCD_TIMEOUT'],
   'secrets-key-file': ['secretsKeyFile', 'GREMESH_SECRETS_KEY_FILE'],
   'network-name': ['networkName', 'GREMESH_NETWORK_NAME'],
   'network-cidr': ['networkCidr', 'GREMESH_NETWORK_CIDR'],
@@ -83,10 +87,14 @@ const NUMERIC = new Set<keyof CoordinatorConfig>([
   'hostPrefixLen',
   'networkMtu',
   'downAfterS',
+  'etcdTimeoutS',
   'tokenTtlS',
   'hostCertTtlS',
   'maxMessageBytes',
 ]);
+
+/** the numeric keys given as durations (seconds) */
+const DURATIONS = new Set<keyof CoordinatorConfig>(['downAfterS', 'etcdTimeoutS', 'tokenTtlS', 'hostCertTtlS']);
 
 /** "90", "90s", "15m", "24h", "7d" -> seconds */
 export function parseDuration(s: string): number | undefined {
@@ -110,15 +118,10 @@ export function resolveConfig(
   const set = (key: keyof CoordinatorConfig, v: unknown, from: string) => {
     if (v === undefined) return;
     if (NUMERIC.has(key)) {
-      const n =
-        key === 'downAfterS' || key === 'tokenTtlS' || key === 'hostCertTtlS'
-          ? parseDuration(String(v))
-          : /^\d+$/.test(String(v))
-            ? Number(v)
-            : undefined;
+      const n = DURATIONS.has(key) ? parseDuration(String(v)) : /^\d+$/.test(String(v)) ? Number(v) : undefined;
       if (n === undefined)
         throw new UsageError(
-          `${from}: "${String(v)}" is not a ${key === 'downAfterS' || key === 'tokenTtlS' || key === 'hostCertTtlS' ? 'duration (e.g. 30s, 15m, 24h)' : 'whole number'}`,
+          `${from}: "${String(v)}" is not a ${DURATIONS.has(key) ? 'duration (e.g. 30s, 15m, 24h)' : 'whole number'}`,
         );
       c[key] = n;
     } else c[key] = String(v);
@@ -142,6 +145,7 @@ export function resolveConfig(
         throw new UsageError(`--etcd-endpoints: "${u}" is not http(s)://HOST:PORT`);
     if (!/^\/(.*\/)?$/.test(cfg.etcdPrefix)) throw new UsageError('--etcd-prefix must start and end with "/"');
     if (!!cfg.etcdCert !== !!cfg.etcdKey) throw new UsageError('--etcd-cert and --etcd-key go together');
+    if (cfg.etcdTimeoutS < 1 || cfg.etcdTimeoutS > 60) throw new UsageError('--etcd-timeout must be 1s..60s');
   }
   const bad =
     checkName('network', cfg.networkName) ?? checkNetworkSpec(cfg.networkCidr, cfg.hostPrefixLen, cfg.networkMtu, []);

@@ -58,6 +58,8 @@ Usage: gremesh-coordinator [flags]
   --etcd-endpoints URLS     --store etcd: http(s)://HOST:PORT,... of the cluster's members
   --etcd-prefix P           key prefix (default /gremesh/)
   --etcd-ca/--etcd-cert/--etcd-key FILE  TLS to etcd (PEM files)
+  --etcd-timeout DUR        one etcd call longer than this is refused as UNAVAILABLE (default 5s;
+                            a cluster without quorum answers nothing)
   --secrets-key-file FILE   --store etcd: the key sealing the CA's and admin's private keys
                             in etcd (default DATA_DIR/secrets.key; the first coordinator makes
                             it, every other one needs a copy of it)
@@ -121,6 +123,7 @@ async function openStore(d: Daemon, cfg: CoordinatorConfig): Promise<Store> {
   return new (await d.EtcdStore())({
     endpoints: cfg.etcdEndpoints.split(',').filter(Boolean),
     prefix: cfg.etcdPrefix,
+    timeoutMs: cfg.etcdTimeoutS * 1000,
     tls:
       cfg.etcdCa || cfg.etcdCert
         ? { ca: read(cfg.etcdCa), cert: read(cfg.etcdCert), key: read(cfg.etcdKey) }

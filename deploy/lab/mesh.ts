@@ -79,7 +79,7 @@ export async function startCoordinator(dir: string, extra: string[] = [], k = 1)
       '24',
       '--down-after',
       LAB_DOWN_AFTER,
-      ...(etcd ? ['--store', 'etcd', '--etcd-endpoints', etcd] : []),
+      ...(etcd ? ['--store', 'etcd', '--etcd-endpoints', etcd, '--etcd-timeout', LAB_ETCD_TIMEOUT] : []),
       ...extra,
     ],
     log,
@@ -157,10 +157,13 @@ export async function join(dir: string, host: string): Promise<string[]> {
   return (JSON.parse(r.stdout) as { command: string }).command.split(' ').slice(1);
 }
 
-/** Where a lab host's agent finds its OVS, Docker and state (on a real host: the defaults). */
 /** The lab's liveness timing: agents report each second, a host silent 5 s shows down. */
 export const LAB_REPORT = '1';
 export const LAB_DOWN_AFTER = '5s';
+/** etcd on one machine answers in milliseconds: a call without an answer in 2 s is refused */
+export const LAB_ETCD_TIMEOUT = '2s';
+
+/** Where a lab host's agent finds its OVS, Docker and state (on a real host: the defaults). */
 
 function labAgentFlags(dir: string, host: string): string[] {
   const p = hostPaths(dir, host);

@@ -36,7 +36,7 @@ const serial = isRoot ? test.serial : test.skip;
  */
 const SOAK = process.env.GREMESH_SOAK === '1';
 const size = (env: string, test: number, soak: number) => Number(process.env[env] ?? (SOAK ? soak : test));
-const OUTAGE_S = size('GREMESH_FAULT_OUTAGE_S', 8, 300);
+const OUTAGE_S = size('GREMESH_FAULT_OUTAGE_S', 5, 300);
 const CYCLES = size('GREMESH_FAULT_CYCLES', 40, 1000);
 /** containers started on one host while its agent is killed */
 const ATTACH_BURST = size('GREMESH_FAULT_ATTACH_BURST', 20, 100);
@@ -72,6 +72,9 @@ const runC = async (h: string, name: string) =>
   docker(h, [
     'run',
     '-d',
+    // sleep as PID 1 ignores SIGTERM: a dockerd that stops its containers would wait 10 s
+    '--stop-timeout',
+    '1',
     '--net=none',
     '--name',
     name,
@@ -612,7 +615,7 @@ serial(
     const from = mesh.mark();
     await stopProcess(lab.dir, 'ctl', 'coordinator', 'SIGKILL');
     const t0 = Date.now();
-    await sleep(3000);
+    await sleep(1500);
     for (const h of ['h1', 'h2']) await runC(h, `late-${h}`);
     for (const h of ['h1', 'h2'])
       t.true(await attached(h, `late-${h}`), `late-${h} attached while the coordinator is away`);

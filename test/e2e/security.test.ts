@@ -22,7 +22,7 @@ const inHost = (h: string, argv: string[]) =>
 const inC = (h: string, argv: string[]) => sh(['nsenter', '-t', info[h]!.pid, '-n', ...argv], {}, false);
 /** frames at container h's eth0 matching a tcpdump filter, while `act` runs */
 async function seenAt(h: string, filter: string[], act: () => Promise<unknown>): Promise<string> {
-  const cap = inC(h, ['timeout', '4', 'tcpdump', '-n', '-l', '-A', '-i', 'eth0', ...filter]);
+  const cap = inC(h, ['timeout', '2.5', 'tcpdump', '-n', '-l', '-A', '-i', 'eth0', ...filter]);
   await new Promise((r) => setTimeout(r, 1200));
   await act();
   return (await cap).stdout;

@@ -47,3 +47,17 @@ test('network spec validation', (t) => {
   t.truthy(checkUnderlayIp('127.0.0.1'));
   t.truthy(checkUnderlayIp('300.1.1.1'));
 });
+
+test('--etcd-timeout: a duration, 1s..60s, 5s unless given', (t) => {
+  const etcd = { store: 'etcd', 'etcd-endpoints': 'http://127.0.0.1:2379' };
+  t.is(resolveConfig({}, {}, etcd).etcdTimeoutS, 5);
+  t.is(resolveConfig({}, {}, { ...etcd, 'etcd-timeout': '2s' }).etcdTimeoutS, 2);
+  t.is(resolveConfig({}, { GREMESH_ETCD_TIMEOUT: '1m' }, etcd).etcdTimeoutS, 60);
+  t.throws(() => resolveConfig({}, {}, { ...etcd, 'etcd-timeout': 'soon' }), { message: /is not a duration/ });
+  t.throws(() => resolveConfig({}, {}, { ...etcd, 'etcd-timeout': '0s' }), {
+    message: /--etcd-timeout must be 1s\.\.60s/,
+  });
+  t.throws(() => resolveConfig({}, {}, { ...etcd, 'etcd-timeout': '2m' }), {
+    message: /--etcd-timeout must be 1s\.\.60s/,
+  });
+});
