@@ -170,12 +170,13 @@ serial(
     // a metadata-style address, served by the outside namespace (reached through the host's default route)
     await lab.exec('out', ['ip', 'addr', 'replace', '169.254.169.254/32', 'dev', 'eth0']);
     const tcpToGateway = async () => {
-      const srv = lab.exec('h1', ['timeout', '6', 'busybox', 'nc', '-l', '-p', '8081'], {
+      // the server gives up soon after the client's 2 s connect timeout (a refused case waits it out)
+      const srv = lab.exec('h1', ['timeout', '4', 'busybox', 'nc', '-l', '-p', '8081'], {
         reject: false,
         timeoutMs: 15_000,
       });
       await new Promise((r) => setTimeout(r, 300));
-      const c = await inC('h1', 'c-h1', ['sh', '-c', `echo hi | timeout 4 busybox nc -w 3 ${gw} 8081`]);
+      const c = await inC('h1', 'c-h1', ['sh', '-c', `echo hi | timeout 3.5 busybox nc -w 2 ${gw} 8081`]);
       await srv;
       return c.exitCode === 0;
     };
