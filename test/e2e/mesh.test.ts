@@ -193,14 +193,14 @@ serial('ovs-vswitchd killed and restarted: bridge, ports and flows restored, tra
 });
 
 serial(
-  'coordinator stopped for 5 s: pings keep working; agents reconnect and pick up a change made while one was away',
+  'coordinator stopped for 3 s: pings keep working; agents reconnect and pick up a change made while one was away',
   async (t) => {
     // (a few seconds past the agents' reconnect are enough here; the long outages are the
     // fault suite's: make test, make soak)
-    const ping = pingCount(eps.a1!, eps.a3!.ip, 80, 0.1);
+    const ping = pingCount(eps.a1!, eps.a3!.ip, 60, 0.1);
     await new Promise((r) => setTimeout(r, 1000));
     await stopProcess(lab.dir, 'ctl', 'coordinator', 'SIGKILL');
-    await new Promise((r) => setTimeout(r, 5_000));
+    await new Promise((r) => setTimeout(r, 3_000));
     await startCoordinator(lab.dir);
     const r = await ping;
     t.is(r.received, r.sent, `${r.sent - r.received} of ${r.sent} pings lost while the coordinator was away`);
