@@ -441,8 +441,9 @@ serial(`${CYCLES} start/stop cycles on one host leave no port, veth or address b
 serial(
   'agent kill -9 and restart with 10 containers running: same addresses, no duplicate port, pings keep working',
   async (t) => {
-    for (let i = 0; i < 10; i++) await run('h2', `ten${i}`);
-    for (let i = 0; i < 10; i++) t.true(await attached('h2', `ten${i}`));
+    const ten = Array.from({ length: 10 }, (_, i) => `ten${i}`);
+    await Promise.all(ten.map((c) => run('h2', c)));
+    for (const c of ten) t.true(await attached('h2', c));
     const before: Record<string, string> = {};
     for (let i = 0; i < 10; i++) before[`ten${i}`] = (await ipOf('h2', `ten${i}`))!;
     const target = (await ipOf('h1', 'c-h1'))!;
@@ -466,6 +467,6 @@ serial(
     const ports = await containerPorts('h2');
     t.is(new Set(ports).size, ports.length);
     t.is(ports.length, 11, '10 + c-h2, each once');
-    for (let i = 0; i < 10; i++) await docker('h2', ['rm', '-f', `ten${i}`]);
+    await docker('h2', ['rm', '-f', ...ten]);
   },
 );
