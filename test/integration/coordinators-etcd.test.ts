@@ -150,6 +150,9 @@ serial('etcd away: a write is refused with UNAVAILABLE and the reason; etcd back
       etcd!.endpoint,
       '--etcd-prefix',
       '/away/',
+      // the refusal comes after one unanswered call: 2 s, not the default 5
+      '--etcd-timeout',
+      '2s',
       '--network-cidr',
       '198.18.0.0/16',
     ],
@@ -439,7 +442,16 @@ serial(
     const secure = await EtcdMember.start({ tls: true });
     t.teardown(() => secure.remove());
     const c = secure.clientTls!;
-    const base = ['--store', 'etcd', '--etcd-endpoints', secure.endpoint, '--etcd-prefix', '/tls/'];
+    const base = [
+      '--store',
+      'etcd',
+      '--etcd-endpoints',
+      secure.endpoint,
+      '--etcd-prefix',
+      '/tls/',
+      '--etcd-timeout',
+      '2s',
+    ];
     const coord = await startCoordinator({
       args: [...base, '--etcd-ca', c.ca, '--etcd-cert', c.cert, '--etcd-key', c.key],
     });
@@ -462,6 +474,8 @@ serial(
           secure.endpoint.replace('https', 'http'),
           '--etcd-prefix',
           '/tls/',
+          '--etcd-timeout',
+          '2s',
         ],
       }),
     );
