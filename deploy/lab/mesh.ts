@@ -164,7 +164,6 @@ export const LAB_DOWN_AFTER = '5s';
 export const LAB_ETCD_TIMEOUT = '2s';
 
 /** Where a lab host's agent finds its OVS, Docker and state (on a real host: the defaults). */
-
 function labAgentFlags(dir: string, host: string): string[] {
   const p = hostPaths(dir, host);
   return [

@@ -445,7 +445,7 @@ serial(
     await Promise.all(ten.map((c) => run('h2', c)));
     for (const c of ten) t.true(await attached('h2', c));
     const before: Record<string, string> = {};
-    for (let i = 0; i < 10; i++) before[`ten${i}`] = (await ipOf('h2', `ten${i}`))!;
+    for (const c of ten) before[c] = (await ipOf('h2', c))!;
     const target = (await ipOf('h1', 'c-h1'))!;
     const pid = await pidOf('h2', 'ten0');
     const ping = sh(
@@ -463,7 +463,7 @@ serial(
     t.is(m[2], m[1], `${Number(m[1]) - Number(m[2])} pings lost across the agent restart`);
     await waitUntil(() => agentStatus(lab.dir, 'h2')?.connected === true, 20_000);
     await new Promise((r) => setTimeout(r, 2000));
-    for (let i = 0; i < 10; i++) t.is(await ipOf('h2', `ten${i}`), before[`ten${i}`]);
+    for (const c of ten) t.is(await ipOf('h2', c), before[c]);
     const ports = await containerPorts('h2');
     t.is(new Set(ports).size, ports.length);
     t.is(ports.length, 11, '10 + c-h2, each once');
