@@ -3,6 +3,7 @@ import { UsageError } from '../common/cli.js';
 import { isDnsLabel, parseIp } from '../common/ipv4.js';
 import { parseGatewayAllow, type GatewayAllow } from './net/nat.js';
 import { parseMetricsAddr } from '../common/metrics.js';
+import { parseUpstreams, type Upstream } from './dns/upstreams.js';
 
 export interface AgentConfig {
   coordinator: string;
@@ -27,6 +28,10 @@ export interface AgentConfig {
   pluginDir: string;
   /** 'auto': make a Docker network for every gremesh network on this host */
   dockerNetworks: 'auto' | 'off';
+  /** names across hosts (agent/dns): 'on' serves each network's resolver on its gateway */
+  dns: 'on' | 'off';
+  /** --dns-upstream; empty: the host's resolv.conf, read at start */
+  dnsUpstream: Upstream[];
 }
 
 export const AGENT_DEFAULTS: AgentConfig = {
@@ -48,6 +53,8 @@ export const AGENT_DEFAULTS: AgentConfig = {
   metrics: '',
   pluginDir: '/run/docker/plugins',
   dockerNetworks: 'auto',
+  dns: 'on',
+  dnsUpstream: [],
 };
 
 /** flag -> [key, env] */
@@ -69,6 +76,8 @@ export const AGENT_KEYS: Record<string, [keyof AgentConfig, string]> = {
   metrics: ['metrics', 'GREMESH_METRICS'],
   'plugin-dir': ['pluginDir', 'GREMESH_PLUGIN_DIR'],
   'docker-networks': ['dockerNetworks', 'GREMESH_DOCKER_NETWORKS'],
+  dns: ['dns', 'GREMESH_DNS'],
+  'dns-upstream': ['dnsUpstream', 'GREMESH_DNS_UPSTREAM'],
 };
 
 export function resolveAgentConfig(
@@ -83,6 +92,10 @@ export function resolveAgentConfig(
       const allow = parseGatewayAllow(String(v));
       if (typeof allow === 'string') throw new UsageError(allow);
       c[key] = allow;
+    } else if (key === 'dnsUpstream') {
+      const ups = parseUpstreams(String(v));
+      if (typeof ups === 'string') throw new UsageError(ups);
+      c[key] = ups;
     } else if (key === 'resyncS' || key === 'reportS') {
       const m = /^(\d+)(s?)$/.exec(String(v));
       if (!m || Number(m[1]) < 1) throw new UsageError(`--${flag} must be whole seconds >= 1, got "${String(v)}"`);
@@ -113,6 +126,7 @@ export function resolveAgentConfig(
     throw new UsageError(`--docker-networks must be auto or off, got "${cfg.dockerNetworks}"`);
   if (cfg.dockerNetworks === 'auto' && cfg.pluginDir === 'off')
     throw new UsageError('--docker-networks auto needs the plugin (--plugin-dir is off): pass --docker-networks off');
+  if (cfg.dns !== 'on' && cfg.dns !== 'off') throw new UsageError(`--dns must be on or off, got "${cfg.dns}"`);
   if (cfg.datapath !== 'system' && cfg.datapath !== 'netdev')
     throw new UsageError(`--datapath must be system or netdev, got "${cfg.datapath}"`);
   if (!/^[A-Za-z0-9_.-]{1,15}$/.test(cfg.bridge))

@@ -18,6 +18,7 @@ import type { AttachRequest } from './docker/attachment.js';
 import type { Snapshot } from './model.js';
 import { noMetrics, type AgentMetrics } from './metrics.js';
 import type { PluginHandler } from './docker/plugin/driver.js';
+import type { Upstream } from './dns/upstreams.js';
 
 /** Docker's side (dockerode is the heaviest module): loaded once the bridge's first pass is done. */
 async function loadDocker() {
@@ -58,11 +59,13 @@ async function loadDaemon() {
     import('./ovs/openflow/connection.js'),
     import('./bridge/trace.js'),
   ]);
-  const [underlay, status, throttle, nat] = await Promise.all([
+  const [underlay, status, throttle, nat, dns, upstreams] = await Promise.all([
     import('./net/underlay.js'),
     import('./status-reporter.js'),
     import('./control-plane/report-throttle.js'),
     import('./net/nat-apply.js'),
+    import('./dns/resolver.js'),
+    import('./dns/upstreams.js'),
   ]);
   return {
     createRunner: exec.createRunner,
@@ -83,6 +86,8 @@ async function loadDaemon() {
     IptablesDockerFirewall: fw.IptablesDockerFirewall,
     OpenflowConnection: ofw.OpenflowConnection,
     Tracer: trace.Tracer,
+    DnsResolver: dns.DnsResolver,
+    hostUpstreams: upstreams.hostUpstreams,
   };
 }
 
@@ -131,6 +136,13 @@ Flags (env GREMESH_<FLAG> works too):
   --docker-networks auto|off  auto (default): a Docker network for every gremesh network
                             on this host: NAME, or gremesh-NAME where Docker reserves NAME
                             (default, bridge, host, none, ingress)
+  --dns on|off              names across hosts (default on): each network's containers resolve
+                            every container of the network, on any host, by name, alias and
+                            hostname, through a resolver on their gateway; what they ask the
+                            upstream servers goes there (nftables), and what is no gremesh
+                            name goes on to the upstreams
+  --dns-upstream IP[:PORT],...  the servers Docker gives containers (default: this host's
+                            /etc/resolv.conf, or systemd-resolved's list behind 127.0.0.53)
   --metrics ADDR:PORT       serve Prometheus metrics on http://ADDR:PORT/metrics (default off;
                             no authentication: bind it to 127.0.0.1, or firewall the port)
 
@@ -281,8 +293,13 @@ function serveAttachControl(D: Daemon, stateDir: string, containers: () => Conta
   });
 }
 
-function newReconciler(D: Daemon, cfg: Config, log: Logger, parts: { ovs: OvsDriver; links: LinkDriver; run: Runner }) {
-  const { ovs, links, run } = parts;
+function newReconciler(
+  D: Daemon,
+  cfg: Config,
+  log: Logger,
+  parts: { ovs: OvsDriver; links: LinkDriver; run: Runner; dns: { upstreams: Upstream[] } | undefined },
+) {
+  const { ovs, links, run, dns } = parts;
   return (onPass: (r: PassResult) => void, underlay: Underlay | undefined, mgmtSocket: string | undefined) =>
     new D.Reconciler({
       ovs,
@@ -303,7 +320,32 @@ function newReconciler(D: Daemon, cfg: Config, log: Logger, parts: { ovs: OvsDri
       },
       applyNat: D.natApplier(links, run, new D.IptablesDockerFirewall(run), log),
       gatewayAllow: cfg.gatewayAllow,
+      dns,
     });
+}
+
+/** names across hosts (--dns on): the upstream servers, and the resolver fed by every pass */
+function namesResolver(D: Daemon, cfg: Config, log: Logger, metrics: AgentMetrics) {
+  if (cfg.dns === 'off') return undefined;
+  const read = (p: string) => {
+    try {
+      return fs.readFileSync(p, 'utf8');
+    } catch {
+      return undefined;
+    }
+  };
+  const upstreams = cfg.dnsUpstream.length ? cfg.dnsUpstream : D.hostUpstreams(read);
+  if (!upstreams.length)
+    log.warn(
+      {},
+      'no upstream DNS server found (resolv.conf): containers resolve gremesh names only by asking their gateway',
+    );
+  const resolver = new D.DnsResolver({
+    upstreams,
+    log: log.child({ part: 'dns' }),
+    onQuery: (network, outcome) => metrics.dnsQuery(network, outcome),
+  });
+  return { upstreams, resolver };
 }
 
 /**
@@ -407,7 +449,18 @@ async function run(argv: string[]): Promise<number> {
       attachErrors: docker.containers?.errors ?? [],
     });
   };
-  const reconciler = newReconciler(D, cfg, log, { ovs, links, run })(onPass, underlay, mgmtSocket);
+  const names = namesResolver(D, cfg, log, metrics);
+  if (names)
+    onPassHooks.push((r) => {
+      const cidrOf = new Map(current?.networks.map((n) => [n.name, n.cidr]));
+      const gateways = r.desired.gateways.map((g) => ({ network: g.network, ip: g.ip, cidr: cidrOf.get(g.network)! }));
+      names.resolver.update(
+        current,
+        gateways.filter((g) => g.cidr),
+        r.locals,
+      );
+    });
+  const reconciler = newReconciler(D, cfg, log, { ovs, links, run, dns: names })(onPass, underlay, mgmtSocket);
   const snapshot = () => current;
   const docker = await dockerSide({ cfg, log, links, ovs, reconciler, metrics, underlayMtu, snapshot });
   // Docker's side starts once the bridge has had its first pass (tunnels first: loading
@@ -464,6 +517,7 @@ async function run(argv: string[]): Promise<number> {
     () => docker.dockerNetworks?.stop(),
     () => reconciler.stop(),
     () => openflow?.stop(),
+    () => names?.resolver.stop(),
     () => closeMetrics?.(),
     () => ovs.stop(),
     () => coordinator.stop(),

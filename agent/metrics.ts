@@ -7,9 +7,11 @@ export interface AgentMetrics {
   pass(r: PassResult): void;
   attached(ms: number, network: string): void;
   attachError(reason: string): void;
+  /** a query to a network's names resolver, and what became of it */
+  dnsQuery(network: string, outcome: string): void;
 }
 
-export const noMetrics: AgentMetrics = { pass() {}, attached() {}, attachError() {} };
+export const noMetrics: AgentMetrics = { pass() {}, attached() {}, attachError() {}, dnsQuery() {} };
 
 /** Pure: an attach error's reason as a label with few values (the words before the details). */
 export function reasonClass(reason: string): string {
@@ -68,6 +70,12 @@ export function agentMetrics(m: MetricsServer): AgentMetrics {
     labelNames: ['network'],
     registers: [registry],
   });
+  const dns = new prom.Counter({
+    name: 'gremesh_dns_queries_total',
+    help: 'queries to the names resolver, by outcome: answered (a gremesh name), forwarded, nxdomain (forwarded, the upstream said no such name), refused, limited, failed',
+    labelNames: ['network', 'outcome'],
+    registers: [registry],
+  });
   const lastFlaps = new Map<string, number>();
   let knownTunnels = new Set<string>();
   let knownNetworks = new Set<string>();
@@ -98,6 +106,9 @@ export function agentMetrics(m: MetricsServer): AgentMetrics {
     },
     attachError(reason) {
       attachErrors.inc({ reason: reasonClass(reason) });
+    },
+    dnsQuery(network, outcome) {
+      dns.inc({ network, outcome });
     },
   };
 }

@@ -18,6 +18,8 @@ export interface EndpointSpec {
   mac: string;
   ip: string;
   containerId: string;
+  /** its DNS names in the network (lowercase, valid): container name, aliases, hostname */
+  names?: string[];
 }
 export interface PeerSpec {
   name: string;
@@ -78,6 +80,8 @@ export interface LocalPort {
   containerId: string;
   /** the container's name, when whoever plugged it said (gremesh-container) */
   containerName?: string;
+  /** its DNS names in the network (gremesh-names), when whoever plugged it said */
+  names?: string[];
 }
 
 export { OWNER_KEY, OWNER } from './ovs/ids.js';

@@ -58,6 +58,8 @@ export interface EndpointView {
   mac: string;
   ip: string;
   containerId: string;
+  /** its DNS names in the network (validated, lowercase); absent in records written before names */
+  names?: string[];
 }
 /** a tunnel as the coordinator shows it: the agents' own type (common/tunnel-health.ts) */
 export type TunnelView = TunnelHealth;

@@ -3,6 +3,7 @@
 // host views and liveness events built from it with the cached records.
 import { cidrContains, isUnicastMac, parseCidr, parseIp } from '../common/ipv4.js';
 import { printable } from '../common/text.js';
+import { acceptedNames } from '../common/dns-names.js';
 import { invalid, notFound } from './errors.js';
 import { attachEvents, tunnelEvents } from './events.js';
 import type { AttachErrorView, EndpointView, HostRec, HostView, PeerView, SliceView, StatusReport } from './model.js';
@@ -49,7 +50,15 @@ export function computeEndpoints(
       });
       continue;
     }
-    endpoints.push({ network: e.network, host: name, mac: e.mac, ip: e.ip, containerId: trunc(e.containerId, 64) });
+    const names = acceptedNames(e.names);
+    endpoints.push({
+      network: e.network,
+      host: name,
+      mac: e.mac,
+      ip: e.ip,
+      containerId: trunc(e.containerId, 64),
+      ...(names.length ? { names } : {}),
+    });
   }
   endpoints.sort((a, b) => a.network.localeCompare(b.network) || a.ip.localeCompare(b.ip));
   return { endpoints, refused };

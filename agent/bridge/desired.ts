@@ -109,6 +109,7 @@ export function localPorts(o: OvsState, bridge: string, d: DesiredPlane): LocalP
       gateway: false,
       containerId: b.containerId,
       containerName: b.name,
+      names: b.names,
     });
   }
   return out.sort((a, b) => a.port.localeCompare(b.port));

@@ -56,6 +56,8 @@ export interface ReconcilerOptions {
   applyNat?: (ruleset: string, active: boolean) => Promise<void>;
   /** what containers may reach on their gateway beyond ICMP (--gateway-allow) */
   gatewayAllow?: GatewayAllow[];
+  /** names on (--dns): the host's upstream servers, whose queries go to each network's resolver */
+  dns?: { upstreams: { ip: string }[] };
 }
 
 export class Reconciler {
@@ -244,6 +246,7 @@ export class Reconciler {
         desired.gateways.map((g) => ({ ...g, networkCidr: cidrOf.get(g.network)! })),
         this.o.gatewayAllow,
         params.datapath === 'netdev',
+        this.o.dns,
       );
       if (ruleset !== this.lastNat || Date.now() - this.lastNatAt > this.repairMs) {
         await this.o.applyNat(ruleset, desired.gateways.length > 0);

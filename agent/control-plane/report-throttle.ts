@@ -14,6 +14,7 @@ export interface ReportedEndpoint {
   ip: string;
   containerId: string;
   containerName: string;
+  names: string[];
 }
 
 export interface ReportThrottleOptions {
@@ -44,6 +45,7 @@ export class ReportThrottle {
       ip: l.ip,
       containerId: l.containerId,
       containerName: l.containerName ?? '',
+      names: l.names ?? [],
     }));
   }
 

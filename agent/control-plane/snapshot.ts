@@ -25,6 +25,7 @@ export function applyWatchMessage(cur: Snapshot | undefined, m: WatchMessage): S
       mac: e.mac,
       ip: e.ip,
       containerId: e.containerId,
+      names: [...(e.names ?? [])],
     })),
   });
   const head = {

@@ -2,6 +2,7 @@
 // `gremesh-agent attach` request) and this host's desired state.
 import { isUnicastMac, macFromIp, parseIp } from '../../common/ipv4.js';
 import { quoted } from '../../common/text.js';
+import { containerDnsNames } from '../../common/dns-names.js';
 import type { Snapshot } from '../model.js';
 import { allocate, type IpamTable } from './ipam.js';
 import { containerMtu, gatewayOf } from '../bridge/desired.js';
@@ -13,6 +14,8 @@ export const LABEL = {
   mtu: 'gremesh.mtu',
   gateway: 'gremesh.gateway',
   iface: 'gremesh.iface',
+  /** more DNS names for a labelled container, comma-separated (as --network-alias on the plugin path) */
+  aliases: 'gremesh.aliases',
 } as const;
 
 export interface AttachRequest {
@@ -45,6 +48,21 @@ export interface ContainerInfo {
   labels: Record<string, string>;
   /** the ids of its Docker endpoints (networks joined through a network driver) */
   endpoints?: string[];
+  hostname?: string;
+  /** its --network-alias values, by Docker endpoint id */
+  aliases?: Record<string, string[]>;
+}
+
+/** Pure: a container's DNS names and the invalid ones, on one of its Docker endpoints or (no endpoint) by its labels. */
+export function namesOf(c: ContainerInfo, endpointId?: string): { names: string[]; invalid: string[] } {
+  const aliases =
+    endpointId !== undefined
+      ? (c.aliases?.[endpointId] ?? [])
+      : (c.labels[LABEL.aliases] ?? '')
+          .split(',')
+          .map((x) => x.trim())
+          .filter(Boolean);
+  return containerDnsNames({ id: c.id, name: c.name, hostname: c.hostname, aliases });
 }
 
 export function requestFromLabels(labels: Record<string, string>): AttachRequest | undefined {

@@ -106,7 +106,7 @@ export class ContainerReconciler {
       container: `endpoint ${id.slice(0, 12)}`,
       reason,
     }));
-    return [...this.labels.errors, ...eps]
+    return [...this.labels.errors, ...eps, ...this.endpoints.nameNotes]
       .slice(0, 1000)
       .map((e) => ({ container: printable(e.container, 64), reason: printable(e.reason, 256) }));
   }

@@ -3,7 +3,8 @@
 // and the sweep of endpoints and addresses Docker forgot. This loop never calls Docker
 // (see EndpointLoop); the sweep, which does, is run by the label loop on a full pass.
 import type { Logger } from '../../common/log.js';
-import { endpointIfNames, type ContainerInfo, type EndpointPlan } from './attachment.js';
+import { quoted } from '../../common/text.js';
+import { endpointIfNames, namesOf, type ContainerInfo, type EndpointPlan } from './attachment.js';
 import { hostGatewayOf } from '../bridge/desired.js';
 import { bind, holders, release, type FileIpam, type IpamTable } from './ipam.js';
 import type { LinkDriver } from '../net/link-driver.js';
@@ -111,6 +112,8 @@ export class EndpointLoop {
   private readonly table: JsonTable<DockerEndpoint>;
   /** why an endpoint could not be plugged, by endpoint id */
   readonly errors = new Map<string, string>();
+  /** endpoints plugged whose container has names that are no valid DNS name: container, note */
+  nameNotes: { container: string; reason: string }[] = [];
   /** addresses held by an endpoint that is gone (Docker has not released them yet): since when */
   private orphanSince = new Map<string, number>();
   private adopted = false;
@@ -158,9 +161,17 @@ export class EndpointLoop {
     if (!this.adopted) this.adoptPorts(portOf);
     const containerOf = new Map<string, ContainerInfo>();
     for (const c of this.o.containers()) for (const e of c.endpoints ?? []) containerOf.set(e, c);
+    const notes: { container: string; reason: string }[] = [];
     for (const ep of Object.values(this.eps)) {
       const port = portOf.get(ep.id);
-      const ids = endpointIds(ep, containerOf.get(ep.id));
+      const c = containerOf.get(ep.id);
+      const named = c && namesOf(c, ep.id);
+      if (c && named?.invalid.length)
+        notes.push({
+          container: c.name,
+          reason: `attached, but not named ${named.invalid.map(quoted).join(', ')}: not a valid DNS name`,
+        });
+      const ids = endpointIds(ep, c && { ...c, names: named!.names });
       try {
         if (port && port.ofport > 0 && !port.error) {
           // which container it is, once Docker says (status, trace and metrics name it)
@@ -191,6 +202,7 @@ export class EndpointLoop {
         this.o.log.warn({ endpoint: ep.id.slice(0, 12), reason }, `docker endpoint ${ep.id.slice(0, 12)}: ${reason}`);
       }
     }
+    this.nameNotes = notes;
     for (const [id, port] of portOf) {
       if (this.eps[id]) continue;
       try {

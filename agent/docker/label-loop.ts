@@ -3,7 +3,9 @@
 // the bridge's ports that carry a container_id. Docker events only mark it dirty; Docker
 // is asked in O(what changed), and listed whole only on a resync.
 import type { Logger } from '../../common/log.js';
+import { quoted } from '../../common/text.js';
 import {
+  namesOf,
   planAttachment,
   requestFromLabels,
   type AttachRequest,
@@ -176,6 +178,12 @@ export class LabelLoop {
       }
       this.loggedErrors.delete(c.id);
       wanted.add(c.id);
+      const { invalid } = namesOf(c);
+      if (invalid.length)
+        errors.push({
+          container: c.name,
+          reason: `attached, but not named ${invalid.map(quoted).join(', ')}: not a valid DNS name`,
+        });
       const port = ports.get(c.id);
       if (isAttachedAsPlanned(port, plan, c.pid, this.raised.has(`${c.id}/${c.pid}`))) continue;
       try {
@@ -319,6 +327,7 @@ export class LabelLoop {
               mac: a.mac,
               pid: c.pid,
               name: c.name,
+              names: namesOf(c).names,
             }),
           },
         },

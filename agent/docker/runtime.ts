@@ -81,6 +81,12 @@ export class DockerRuntime implements ContainerRuntime {
         endpoints: Object.values(i.NetworkSettings?.Networks ?? {})
           .map((n) => n.EndpointID)
           .filter((e): e is string => !!e),
+        hostname: i.Config.Hostname ?? '',
+        aliases: Object.fromEntries(
+          Object.values(i.NetworkSettings?.Networks ?? {})
+            .filter((n) => n.EndpointID)
+            .map((n) => [n.EndpointID, n.Aliases ?? []]),
+        ),
         labels: Object.keys(labels).some((k) => k.startsWith('gremesh.'))
           ? ownLabels(labels, await this.labelsOfImage(i.Image))
           : labels,

@@ -49,7 +49,9 @@ export function computeNftRuleset(
   gateways: (GatewaySpec & { networkCidr: string })[],
   allow: GatewayAllow[] = [],
   userspacePorts = false,
+  dns?: { upstreams: { ip: string }[] },
 ): string {
+  const pre: string[] = [];
   const post: string[] = [];
   const fwd: string[] = [];
   const input: string[] = [];
@@ -61,6 +63,17 @@ export function computeNftRuleset(
     // genuine tunnel traffic from us: never forward it
     fwd.push('iifname "gmgw*" meta l4proto gre drop');
     if (!linkLocal) fwd.push(`iifname "gmgw*" ip daddr ${LINK_LOCAL} drop`);
+    // names (agent/dns): what a network's containers ask the host's upstream servers goes to
+    // the resolver on their gateway, which answers only them (not the underlay, not other networks)
+    if (dns)
+      for (const g of gateways) {
+        const ns53 = `meta l4proto { tcp, udp } th dport 53`;
+        const servers = [...new Set(dns.upstreams.map((u) => u.ip))].join(', ');
+        if (servers)
+          pre.push(`iifname "${g.port}" ip saddr ${g.networkCidr} ip daddr { ${servers} } ${ns53} dnat to ${g.ip}`);
+        input.push(`ip daddr ${g.ip} ${ns53} iifname != "${g.port}" drop`);
+        input.push(`iifname "${g.port}" ip saddr ${g.networkCidr} ip daddr ${g.ip} ${ns53} accept`);
+      }
     input.push('iifname "gmgw*" ct state established,related accept');
     input.push('iifname "gmgw*" ip protocol icmp accept');
     for (const p of ports) input.push(`iifname "gmgw*" ${p.proto} dport ${p.port} accept`);
@@ -77,6 +90,14 @@ export function computeNftRuleset(
     `table ip ${NFT_TABLE}`,
     `delete table ip ${NFT_TABLE}`,
     `table ip ${NFT_TABLE} {`,
+    ...(pre.length
+      ? [
+          '  chain prerouting {',
+          '    type nat hook prerouting priority dstnat; policy accept;',
+          ...pre.map((r) => `    ${r}`),
+          '  }',
+        ]
+      : []),
     '  chain postrouting {',
     '    type nat hook postrouting priority srcnat; policy accept;',
     ...post.map((r) => `    ${r}`),

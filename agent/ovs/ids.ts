@@ -2,6 +2,7 @@
 // contract (DESIGN.md): ANY port whose Interface carries gremesh-network, gremesh-ip and
 // gremesh-mac is a container port and gets the container flows, whoever plugged it; the
 // agent only ever deletes ports it owns (gremesh-owner=agent).
+import { acceptedNames } from '../../common/dns-names.js';
 import { parseIp } from '../../common/ipv4.js';
 
 export const OWNER_KEY = 'gremesh-owner';
@@ -13,6 +14,8 @@ export const MAC_KEY = 'gremesh-mac';
 export const CONTAINER_ID_KEY = 'container_id';
 export const PID_KEY = 'gremesh-pid';
 export const CONTAINER_NAME_KEY = 'gremesh-container';
+/** the container's DNS names in its network, comma-separated (absent: none) */
+export const NAMES_KEY = 'gremesh-names';
 /** a port plugged for one of Docker's endpoints (the network plugin): its endpoint id */
 export const ENDPOINT_KEY = 'gremesh-endpoint';
 
@@ -37,7 +40,9 @@ export interface ContainerBinding {
   mac: string;
 }
 
-export function containerIds(b: ContainerBinding & { pid: number; name: string }): Record<string, string> {
+export function containerIds(
+  b: ContainerBinding & { pid: number; name: string; names?: string[] },
+): Record<string, string> {
   return {
     ...owned(),
     [CONTAINER_ID_KEY]: b.containerId,
@@ -46,6 +51,7 @@ export function containerIds(b: ContainerBinding & { pid: number; name: string }
     [MAC_KEY]: b.mac,
     [PID_KEY]: String(b.pid),
     [CONTAINER_NAME_KEY]: b.name,
+    ...(b.names?.length ? { [NAMES_KEY]: b.names.join(',') } : {}),
   };
 }
 
@@ -55,7 +61,7 @@ export function containerIds(b: ContainerBinding & { pid: number; name: string }
  */
 export function endpointIds(
   e: { id: string; network: string; ip: string; mac: string },
-  c: { id: string; name: string; pid: number } | undefined,
+  c: { id: string; name: string; pid: number; names?: string[] } | undefined,
 ): Record<string, string> {
   return {
     ...containerIds({
@@ -65,17 +71,27 @@ export function endpointIds(
       mac: e.mac,
       pid: c?.pid ?? 0,
       name: c?.name ?? '',
+      names: c?.names,
     }),
     [ENDPOINT_KEY]: e.id,
   };
 }
 
 /** The binding of a container port (plugged by us or by anything else), or undefined if it is none or malformed. */
-export function parseBinding(ids: Record<string, string>): (ContainerBinding & { name: string }) | undefined {
+export function parseBinding(
+  ids: Record<string, string>,
+): (ContainerBinding & { name: string; names: string[] }) | undefined {
   const network = ids[NETWORK_KEY];
   const ip = ids[IP_KEY];
   const mac = ids[MAC_KEY];
   if (!network || !ip || !mac) return undefined;
   if (parseIp(ip) === undefined || !/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(mac)) return undefined;
-  return { network, ip, mac, containerId: ids[CONTAINER_ID_KEY] ?? '', name: ids[CONTAINER_NAME_KEY] ?? '' };
+  return {
+    network,
+    ip,
+    mac,
+    containerId: ids[CONTAINER_ID_KEY] ?? '',
+    name: ids[CONTAINER_NAME_KEY] ?? '',
+    names: acceptedNames((ids[NAMES_KEY] ?? '').split(',').filter(Boolean)),
+  };
 }

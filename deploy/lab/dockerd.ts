@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import { systemPath } from '../../common/exec.js';
-import { hostPaths, type LabNode } from './plan.js';
+import { hostPaths, OUTSIDE_IP, type LabNode } from './plan.js';
 import { LabError, type DockerMode, readState, nodeByName, recordProcess, requireState } from './state.js';
 import { alive, isOurs, sleep, stopPids } from './processes.js';
 
@@ -72,13 +72,17 @@ export async function startDockerd(dir: string, node: LabNode, mountNs: number, 
 /**
  * A lab host's own mount namespace, held by a `sleep` in the host's network namespace
  * (recorded as `mount-ns`, ended with the host). There the host's plugin directory is
- * /run/docker/plugins, so its dockerd finds only its own agent's plugin socket; and a
+ * /run/docker/plugins, so its dockerd finds only its own agent's plugin socket; its
+ * /etc/resolv.conf names the outside namespace's DNS server (OUTSIDE_IP); and a
  * dockerd started again finds the container network namespaces the earlier one mounted
  * (live-restore), as on a real host where every dockerd runs in the one mount namespace.
  */
 export async function startMountNs(dir: string, node: LabNode): Promise<number> {
   const p = hostPaths(dir, node.name);
   fs.mkdirSync(p.dockerPlugins, { recursive: true });
+  // dockerd (and so its containers) resolve through the lab's outside server, never the machine's
+  const resolvConf = `${p.root}/resolv.conf`;
+  fs.writeFileSync(resolvConf, `nameserver ${OUTSIDE_IP}\n`);
   const child = spawn(
     'unshare',
     [
@@ -87,10 +91,11 @@ export async function startMountNs(dir: string, node: LabNode): Promise<number> 
       'private',
       'sh',
       '-c',
-      'mkdir -p /run/docker/plugins && mount --bind "$1" /run/docker/plugins && exec nsenter --net="$2" sleep infinity',
+      'mkdir -p /run/docker/plugins && mount --bind "$1" /run/docker/plugins && mount --bind "$3" /etc/resolv.conf && exec nsenter --net="$2" sleep infinity',
       'gremesh-lab-mount-ns',
       p.dockerPlugins,
       `/run/netns/${node.ns}`,
+      resolvConf,
     ],
     { detached: true, stdio: 'ignore', env: { ...process.env, PATH: systemPath() } },
   );

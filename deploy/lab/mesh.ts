@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
-import { CTL_IP, ctlIp, ctlName, etcdEndpoints, hostPaths } from './plan.js';
+import { CTL_IP, ctlIp, ctlName, etcdEndpoints, hostPaths, OUTSIDE_IP } from './plan.js';
 import { alive, isOurs, requireState, spawnInNode, stopPids } from './lab.js';
 
 export const COORD_PORT = 7420;
@@ -180,6 +180,9 @@ function labAgentFlags(dir: string, host: string): string[] {
     // the lab reports every second (default 5 s) so a host is declared down after 5 s, not 30
     '--report',
     LAB_REPORT,
+    // the servers the lab's dockerds give containers (their resolv.conf), not the machine's
+    '--dns-upstream',
+    OUTSIDE_IP,
   ];
 }
 

@@ -33,6 +33,7 @@ import {
 import { checkTools } from './tools.js';
 import { buildImageTar, buildHost } from './host-build.js';
 import { startEtcdMember, waitEtcdHealthy } from './etcd.js';
+import { startOutsideDns } from './outside.js';
 import { down } from './teardown.js';
 
 export interface UpOptions {
@@ -181,6 +182,9 @@ async function buildLab(state: LabState, run: Runner, step: Progress): Promise<v
     }
   }
   step(`${plan.nodes.length} namespaces wired to the switch (outside ${OUTSIDE_IP}, ctl ${plan.nodes[1]!.ip})`);
+  const out = plan.nodes.find((n) => n.role === 'outside')!;
+  state.procs.push({ pid: startOutsideDns(dir, out), what: 'outside-dns', ns: out.ns, node: out.name });
+  writeState(state);
 
   const members = plan.nodes.filter((n) => n.role === 'etcd');
   if (members.length) {

@@ -3,7 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as grpc from '@grpc/grpc-js';
 import * as fs from 'node:fs';
 import { BIN, tempDir } from './cli.js';
-import { AdminServiceClient, AgentServiceClient } from '../../proto/gen/gremesh/v1/gremesh.js';
+import { AdminServiceClient, AgentServiceClient, ReportStatusRequest } from '../../proto/gen/gremesh/v1/gremesh.js';
 
 export interface RunningCoordinator {
   addr: string;
@@ -129,8 +129,10 @@ type Unary = (
 /** Promisified unary call: resolves the response, rejects with the ServiceError. */
 export function unary<T>(client: grpc.Client, method: string, req: unknown, timeoutMs = 10_000): Promise<T> {
   const fn = (client as unknown as Record<string, Unary>)[method]!.bind(client);
+  // a report written as a plain object gets the fields it leaves out (empty lists), as a typed one has
+  const msg = method === 'reportStatus' ? ReportStatusRequest.fromPartial(req as object) : req;
   return new Promise((resolve, reject) => {
-    fn(req, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (e, r) => (e ? reject(e) : resolve(r as T)));
+    fn(msg, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (e, r) => (e ? reject(e) : resolve(r as T)));
   });
 }
 

@@ -151,14 +151,22 @@ test('external_ids: what the agent writes on a container port reads back as its 
     mac: '0a:58:c6:12:40:05',
     pid: 42,
     name: 'web',
+    names: ['web', 'www'],
   });
+  t.is(ids['gremesh-names'], 'web,www');
   t.deepEqual(parseBinding(ids), {
     containerId: 'c1',
     network: 'default',
     ip: '198.18.64.5',
     mac: '0a:58:c6:12:40:05',
     name: 'web',
+    names: ['web', 'www'],
   });
+  t.deepEqual(
+    parseBinding({ ...ids, 'gremesh-names': 'ok,Bad_Name,,x' })?.names,
+    ['ok', 'x'],
+    'only valid names read back',
+  );
   t.is(parseBinding({ ...ids, 'gremesh-mac': 'nope' }), undefined);
   t.deepEqual(
     parseBinding({ 'gremesh-network': 'n', 'gremesh-ip': '10.0.0.1', 'gremesh-mac': '02:00:00:00:00:01' }),
@@ -168,6 +176,7 @@ test('external_ids: what the agent writes on a container port reads back as its 
       ip: '10.0.0.1',
       mac: '02:00:00:00:00:01',
       name: '',
+      names: [],
     },
     'a port plugged by another tool counts too',
   );
