@@ -29,6 +29,10 @@ Commands:
                                              --src-ip: SRC sends with another source address
   events [--since DUR] [--follow]            hosts joined/left/down/up, tunnels down/up (with
                                              BFD's diagnostic), failed attachments
+  names [NETWORK]                            every container name, alias and hostname the
+                                             networks' resolvers answer: name, addresses
+                                             (round-robin), host and container of each;
+                                             "shared" where several containers hold one
 
 Flags:
   --coordinator ADDR:PORT   default $GREMESH_COORDINATOR or 127.0.0.1:7420; several comma-

@@ -10,6 +10,7 @@ import { networkCommands } from './commands/networks.js';
 import { tokenCommands } from './commands/tokens.js';
 import { traceCommands } from './commands/trace.js';
 import { eventCommands } from './commands/events.js';
+import { nameCommands } from './commands/names.js';
 
 /** every command, by its name on the command line */
 export const COMMANDS: Record<string, Command> = {
@@ -18,6 +19,7 @@ export const COMMANDS: Record<string, Command> = {
   ...tokenCommands,
   ...traceCommands,
   ...eventCommands,
+  ...nameCommands,
 };
 
 /** The command to run, its arguments checked; a usage error before anything is dialled. */

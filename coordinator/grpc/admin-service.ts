@@ -8,6 +8,9 @@ import {
   type TraceRequestAdmin,
 } from '../../proto/gen/gremesh/v1/gremesh.js';
 import { runTrace } from '../trace.js';
+import { computeNames } from '../names.js';
+import { notFound } from '../errors.js';
+import { trunc } from '../validate.js';
 import type { HostView } from '../coordinator.js';
 import { checkDecoded, decodingOrMarked, toStatus } from './errors.js';
 import type { AnyCall } from './auth.js';
@@ -99,5 +102,10 @@ export function adminHandlers(d: ServiceDeps): grpc.UntypedServiceImplementation
       runTrace({ broker, endpoints: () => coord.endpointsWithNames(), networks: () => coord.networks() }, req),
     ),
     events: eventsHandler(d),
+    listNames: unary(admin, (req: { network: string }) => {
+      if (req.network && !coord.networks().some((n) => n.name === req.network))
+        throw notFound(`no network named "${trunc(req.network)}"`);
+      return { names: computeNames(coord.endpointsWithNames(), req.network) };
+    }),
   } as grpc.UntypedServiceImplementation;
 }

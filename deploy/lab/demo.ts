@@ -7,7 +7,7 @@ import { parse, runMain, elapsed, UsageError } from '../../common/cli.js';
 import { systemPath } from '../../common/exec.js';
 import { DEFAULT_DIR, down, requireState, up } from './lab.js';
 import { coordctl, coordinatorDir, joinAll, startCoordinator } from './mesh.js';
-import { IMAGE, OUTSIDE_IP, hostEnv } from './plan.js';
+import { IMAGE, OUTSIDE_IP, OUTSIDE_NAME, hostEnv } from './plan.js';
 
 const HELP = `gremesh demo: a local multi-host lab running gremesh, with a cross-host ping matrix
 
@@ -120,18 +120,22 @@ async function waitContainerAddresses({ dir, hosts, step, inNode, ips }: Demo): 
   step(`containers: ${hosts.map((h) => `web-${h}@${h}=${ips[h]}`).join('  ')}`);
 }
 
-/** The ping matrix, every container to every other and to the outside host; counts the failures. */
+/**
+ * The ping matrix by name, every container to every other (names across hosts: the agents'
+ * resolvers behind Docker's own) and to the outside host (its name from the lab's outside
+ * DNS server, through the same path); counts the failures.
+ */
 async function pingMatrix(d: Demo): Promise<void> {
-  const { hosts, say, inNode, ips } = d;
-  const ping = async (h: string, ip: string) => {
+  const { hosts, say, inNode } = d;
+  const ping = async (h: string, name: string) => {
     for (let i = 0; i < 3; i++) {
-      const r = await inNode(h, ['docker', 'exec', `web-${h}`, 'ping', '-c', '1', '-W', '1', ip], false);
+      const r = await inNode(h, ['docker', 'exec', `web-${h}`, 'ping', '-c', '1', '-W', '1', name], false);
       if (r.exitCode === 0) return true;
     }
     return false;
   };
   say('');
-  say(`ping matrix (from row to column), and each container to the outside host ${OUTSIDE_IP}:`);
+  say(`ping matrix by name (from row to column), and each container to ${OUTSIDE_NAME} (${OUTSIDE_IP}):`);
   const cols = [...hosts.map((h) => `web-${h}`), 'outside'];
   say(['from \\ to'.padEnd(10), ...cols.map((c) => c.padEnd(9))].join(' '));
   let fails = 0;
@@ -142,11 +146,11 @@ async function pingMatrix(d: Demo): Promise<void> {
         row.push('-'.padEnd(9));
         continue;
       }
-      const ok = await ping(a, ips[b]!);
+      const ok = await ping(a, `web-${b}`);
       if (!ok) fails++;
       row.push((ok ? 'ok' : 'FAIL').padEnd(9));
     }
-    const out = await ping(a, OUTSIDE_IP);
+    const out = await ping(a, OUTSIDE_NAME);
     if (!out) fails++;
     row.push(out ? 'ok' : 'FAIL');
     say(row.join(' '));
@@ -170,16 +174,18 @@ async function printMeshStatus({ dir, n, say }: Demo): Promise<void> {
     status = await coordctl(dir, ['status', '-o', 'json']);
   }
   say((await coordctl(dir, ['status'])).stdout);
+  say('');
+  say((await coordctl(dir, ['names'])).stdout);
 }
 
 /** What to try next, and the verdict. */
-async function printHints({ dir, say, step, ips, fails }: Demo): Promise<void> {
+async function printHints({ dir, say, step, fails }: Demo): Promise<void> {
   say('');
   say(
     `try:  GREMESH_DATA_DIR=${coordinatorDir(dir)} node dist/deploy/lab/main.js exec --dir ${dir} ctl -- node dist/coordinator/cli.js --coordinator 198.18.0.2:7420 hosts`,
   );
   say(
-    `      node dist/deploy/lab/main.js exec --dir ${dir} h1 -- docker run --rm --network ${DOCKER_NETWORK} ${IMAGE} ping -c 3 ${ips.h2}`,
+    `      node dist/deploy/lab/main.js exec --dir ${dir} h1 -- docker run --rm --network ${DOCKER_NETWORK} ${IMAGE} ping -c 3 web-h2`,
   );
   step(
     fails === 0

@@ -5,9 +5,7 @@
 import * as dgram from 'node:dgram';
 import * as net from 'node:net';
 import { buildAnswer, buildError, parseQuery, RCODE, TYPE } from '../../agent/dns/codec.js';
-import { OUTSIDE_IP } from './plan.js';
-
-export const OUTSIDE_NAME = 'outside.gremesh.test';
+import { OUTSIDE_IP, OUTSIDE_NAME } from './plan.js';
 
 function answer(m: Buffer): Buffer | undefined {
   const q = parseQuery(m);

@@ -7,6 +7,8 @@ export const UNDERLAY_NET = '198.18.0.0';
 export const ROUTER_IP = '198.18.0.254'; // the outside namespace, on the underlay
 export const CTL_IP = '198.18.0.2'; // the control namespace (coordinator)
 export const OUTSIDE_IP = '198.51.100.1'; // "the internet"
+/** the one name the lab's outside DNS server (on OUTSIDE_IP) knows */
+export const OUTSIDE_NAME = 'outside.gremesh.test';
 export const OUTSIDE_PREFIX = 24;
 export const SWITCH_BRIDGE = 'br0';
 export const UNDERLAY_IFACE = 'eth0';
