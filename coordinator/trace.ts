@@ -11,7 +11,7 @@ import { trunc } from './validate.js';
 
 type Named = EndpointView & { name: string };
 
-/** Pure: a trace end as the operator wrote it: a container's name or id (prefix), a gremesh IP, or outside:IP. */
+/** Pure: a trace end as the operator wrote it: a container's name, DNS name or id (prefix), a gremesh IP, or outside:IP. */
 export function resolveEnd(
   ref: string,
   endpoints: Named[],
@@ -24,9 +24,11 @@ export function resolveEnd(
     return { outside: ip };
   }
   const byName = endpoints.filter((e) => e.name === ref || e.name === `/${ref}`);
+  // a DNS name (alias, hostname) as the networks' resolvers answer it
+  const byDns = endpoints.filter((e) => e.names?.includes(ref.toLowerCase()));
   const byIp = endpoints.filter((e) => e.ip === ref);
   const byId = ref.length >= 4 ? endpoints.filter((e) => e.containerId.startsWith(ref)) : [];
-  const found = byName.length ? byName : byIp.length ? byIp : byId;
+  const found = byName.length ? byName : byDns.length ? byDns : byIp.length ? byIp : byId;
   if (found.length === 0)
     return { error: `no container or address "${trunc(ref)}" among those the agents reported (coordctl status)` };
   if (found.length > 1)

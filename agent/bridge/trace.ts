@@ -174,6 +174,20 @@ export function natRule(ruleset: string, networkCidr: string): string | undefine
     .find((l) => l.includes(`ip saddr ${networkCidr}`) && l.endsWith('masquerade'));
 }
 
+/**
+ * Pure: the names DNAT of our nftables table that takes a DNS query (UDP/TCP 53 to dstIp)
+ * arriving on gateway port gwPort to the network's resolver, read from `nft list table ip gremesh`.
+ */
+export function dnsRule(ruleset: string, gwPort: string, dstIp: string): string | undefined {
+  return ruleset
+    .split('\n')
+    .map((l) => l.trim())
+    .find((l) => {
+      const m = /ip daddr \{? ?([0-9., ]+?) ?\}? meta l4proto \{ tcp, udp \} th dport 53 dnat to /.exec(l);
+      return l.startsWith(`iifname "${gwPort}" `) && !!m && m[1]!.split(/, ?/).includes(dstIp);
+    });
+}
+
 export interface TracerDeps {
   run: Runner;
   bridge: string;
@@ -274,6 +288,19 @@ export class Tracer {
       if (net && dst !== undefined && !cidrContains(parseCidr(net.cidr)!, dst)) {
         const ruleset = (await d.run(['nft', 'list', 'table', 'ip', NFT_TABLE], { okCodes: [1] })).stdout;
         const rule = natRule(ruleset, net.cidr);
+        const dns =
+          (packet.proto === 'udp' || packet.proto === 'tcp') && packet.port === 53 && gw
+            ? dnsRule(ruleset, gw.name, packet.dstIp)
+            : undefined;
+        if (dns)
+          return {
+            host: d.host,
+            steps: parsed.steps,
+            datapathActions: parsed.datapathActions,
+            ...v,
+            verdict: 'gateway',
+            detail: `${detail}; DNS: to the names resolver on ${dns.split('dnat to ')[1]}:53 by \`${dns}\` (table ip ${NFT_TABLE}, chain prerouting): it answers the network's names and relays the rest to ${packet.dstIp}`,
+          };
         const linkLocal = cidrContains(parseCidr(LINK_LOCAL)!, dst) && ruleset.includes(`ip daddr ${LINK_LOCAL} drop`);
         detail = linkLocal
           ? `dropped at the gateway: link-local ${packet.dstIp} is not forwarded (rule \`iifname "gmgw*" ip daddr ${LINK_LOCAL} drop\`; open with --gateway-allow link-local)`

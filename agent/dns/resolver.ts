@@ -12,6 +12,8 @@ import { buildNameTable, decide, type NameTable } from './names.js';
 import type { Upstream } from './upstreams.js';
 
 export const DNS_PORT = 53;
+/** queries per second one source may ask (twice that in a burst); answers go only to the network's own containers */
+export const RATE_PER_SOURCE = 1000;
 
 /** what happened to a query: answered here, relayed, refused (not from the network, malformed), over the rate */
 export type DnsOutcome = 'answered' | 'forwarded' | 'nxdomain' | 'refused' | 'limited' | 'failed';
@@ -173,7 +175,9 @@ export class DnsResolver {
     const count = (outcome: DnsOutcome) => this.o.onQuery?.(gw.network, outcome);
     // only this network's containers (nftables sends nothing else here; this holds without it)
     if (ip === undefined || !cidrContains(cidr, ip)) return void count('refused');
-    if (!takeToken(this.buckets, source, Date.now(), this.o.rate ?? 200, this.o.burst ?? 400))
+    if (
+      !takeToken(this.buckets, source, Date.now(), this.o.rate ?? RATE_PER_SOURCE, this.o.burst ?? 2 * RATE_PER_SOURCE)
+    )
       return void count('limited');
     const q = parseQuery(m);
     if ('error' in q) {

@@ -20,6 +20,8 @@ const { values, positionals } = parseArgs({
     timeout: { type: 'string', default: '10000' },
     for: { type: 'string', default: '1000' },
     wait: { type: 'string', default: '1000' },
+    // print {"ready":true} once the first query is answered (a benchmark starts its clock then)
+    ready: { type: 'boolean', default: false },
   },
 });
 const mode = positionals[0] ?? 'once';
@@ -63,8 +65,9 @@ async function main(): Promise<void> {
   if (mode === 'once') out(await query());
   else if (mode === 'until') {
     const deadline = Date.now() + Number(values.timeout);
-    for (;;) {
+    for (let first = true; ; first = false) {
       const r = await query();
+      if (first && values.ready) out({ ready: true });
       const present = !!r.addresses?.length;
       if ((values.want === 'present') === present && !r.timeout) {
         out({ ...r, done: true });
