@@ -152,7 +152,7 @@ export function traceFlow(
     req.proto === 'tcp'
       ? `tcp,tp_src=40000,tp_dst=${req.port || 80}`
       : req.proto === 'udp'
-        ? `udp,tp_src=40000,tp_dst=${req.port || 53}`
+        ? `udp,udp_src=40000,udp_dst=${req.port || 53}`
         : 'icmp,icmp_type=8,icmp_code=0';
   return [
     `in_port=${inPort}`,

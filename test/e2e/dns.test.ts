@@ -14,6 +14,7 @@ import { IMAGE, OUTSIDE_IP, OUTSIDE_NAME } from '../../deploy/lab/plan.js';
 const serial = isRoot ? test.serial : test.skip;
 const PROBE = fileURLToPath(new URL('../helpers/dns-probe.js', import.meta.url));
 const HOSTS = ['h1', 'h2', 'h3'];
+const METRICS = '127.0.0.1:9477';
 let lab: TestLab;
 let args: Record<string, string[]> = {};
 
@@ -71,7 +72,7 @@ test.before(async () => {
   if (!isRoot) return;
   lab = await labUp(3);
   await startCoordinator(lab.dir);
-  args = await joinAll(lab.dir, HOSTS);
+  args = await joinAll(lab.dir, HOSTS, ['--metrics', METRICS]);
   const r = await coordctl(lab.dir, [
     'network',
     'create',
@@ -190,7 +191,7 @@ serial('names are per network; an invalid name is attached but not named, and sa
 serial(
   'churn: a name answers on other hosts right after docker run, and is gone within 1 s of docker rm -f; never stale',
   async (t) => {
-    const cycles = 8;
+    const cycles = 5;
     // h1 watches the shared alias through the whole run; every answer is checked against who lived then
     const watch = probe('h1', 'p-h1', ['watch', '--name', 'churn', '--every', '10', '--for', String(cycles * 1200)]);
     const lived: { ip: string; from: number; to: number }[] = [];
@@ -261,6 +262,27 @@ serial('the resolver answers only its network’s containers: not the underlay, 
   } finally {
     await lab.exec('ctl', ['ip', 'route', 'del', `${gw}/32`]);
   }
+});
+
+serial('day-2: trace shows the DNS step and takes DNS names; metrics count queries by outcome', async (t) => {
+  const r = await coordctl(lab.dir, ['trace', 'p-h1', `outside:${OUTSIDE_IP}`, '--proto', 'udp', '--port', '53']);
+  t.is(r.exitCode, 0, r.stderr);
+  t.regex(r.stdout, /DNS: to the names resolver on 198\.18\.64\.1:53 by `iifname "gmgw1" .* dnat to 198\.18\.64\.1`/);
+  const byAlias = await coordctl(lab.dir, ['trace', 'p-h1', 'www']);
+  t.regex(byAlias.stdout, /verdict: delivered to web on h2/);
+  const text = (
+    await lab.exec('h1', [
+      'node',
+      '-e',
+      `fetch('http://${METRICS}/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))`,
+    ])
+  ).stdout;
+  for (const outcome of ['answered', 'forwarded', 'nxdomain'])
+    t.regex(
+      text,
+      new RegExp(`gremesh_dns_queries_total\\{network="default",outcome="${outcome}",host="h1"\\} [1-9]`),
+      outcome,
+    );
 });
 
 serial('after an agent restart the names answer again as soon as the agent is back', async (t) => {

@@ -316,7 +316,15 @@ serial(
         },
       ],
       endpoints: [
-        { network: 'default', host: 'h1', mac: '02:00:00:00:00:05', ip, containerId: 'c1', containerName: 'web' },
+        {
+          network: 'default',
+          host: 'h1',
+          mac: '02:00:00:00:00:05',
+          ip,
+          containerId: 'c1',
+          containerName: 'web',
+          names: ['web', 'www'],
+        },
       ],
       attachErrors: [],
       certNotBeforeMs: 0,
@@ -334,6 +342,18 @@ serial(
     t.is(h1AtB.state, 'up', 'h1, reporting to A, is up at B');
     t.is(Number(h1AtB.endpoints), 1);
     t.is(h1AtB.tunnels[0]?.bfdState, 'up');
+    // its DNS names travel with it: B's watch and B's coordctl names
+    t.deepEqual(
+      msgs
+        .flatMap((m) => m.peers.filter((p) => p.name === 'h1').flatMap((p) => p.endpoints.map((e) => e.names)))
+        .at(-1),
+      ['web', 'www'],
+    );
+    const named = (await unary<{ names: { name: string; holders: { host: string }[] }[] }>(bd, 'listNames', { network: '' })).names;
+    t.deepEqual(
+      named.map((n) => `${n.name}@${n.holders.map((h) => h.host).join(',')}`),
+      ['web@h1', 'www@h1'],
+    );
     // the MAC is h1's everywhere: h2 claiming it through B is refused there
     await unary(agentClient(b.addr), 'reportStatus', {
       name: 'h2',
