@@ -349,7 +349,9 @@ serial(
         .at(-1),
       ['web', 'www'],
     );
-    const named = (await unary<{ names: { name: string; holders: { host: string }[] }[] }>(bd, 'listNames', { network: '' })).names;
+    const named = (
+      await unary<{ names: { name: string; holders: { host: string }[] }[] }>(bd, 'listNames', { network: '' })
+    ).names;
     t.deepEqual(
       named.map((n) => `${n.name}@${n.holders.map((h) => h.host).join(',')}`),
       ['web@h1', 'www@h1'],
