@@ -17,6 +17,7 @@ test('the command table holds every command the help lists, and nothing else', (
     'hosts',
     'join',
     'leave',
+    'names',
     'network',
     'networks',
     'status',
