@@ -9,7 +9,9 @@ const SCRIPT = new URL('./outside-dns.js', import.meta.url).pathname;
 
 /** Starts the outside DNS server in the outside namespace (recorded as `outside-dns` by the caller). */
 export function startOutsideDns(dir: string, node: LabNode): number {
-  const log = fs.openSync(`${dir}/outside-dns.log`, 'a');
+  // in the node's own dir, which `down` removes with the node
+  fs.mkdirSync(`${dir}/${node.name}`, { recursive: true });
+  const log = fs.openSync(`${dir}/${node.name}/outside-dns.log`, 'a');
   const child = spawn('nsenter', [`--net=${NETNS_DIR}/${node.ns}`, process.execPath, SCRIPT], {
     detached: true,
     stdio: ['ignore', log, log],

@@ -31,6 +31,7 @@ const benches: { name: string; script: string; args: string[] }[] = [
   { name: 'idle', script: 'idle.js', args: ['--seconds', q ? '10' : '30'] },
   { name: 'reconcile', script: 'reconcile.js', args: ['--repeat', q ? '5' : '20'] },
   { name: 'attach', script: 'attach.js', args: ['--count', q ? '10' : '50'] },
+  { name: 'dns', script: 'dns.js', args: ['--count', q ? '10' : '30'] },
   { name: 'throughput', script: 'throughput.js', args: ['--seconds', q ? '3' : '5'] },
   // the fault suite at full length (`make soak` runs only this one)
   { name: 'soak', script: 'soak.js', args: [] },
@@ -158,6 +159,18 @@ if (out.idle) {
     `**An idle agent** (${cmd('idle.js', argsOf('idle').args)}; 3 hosts, a container each, nothing changing): ` +
       i.rows.map((r) => `${r.host} ${r.processes} processes started, ${r.cpuPercent.toFixed(2)} % CPU`).join('; ') +
       ` over ${i.seconds} s.`,
+    '',
+  );
+}
+if (out.dns) {
+  const d = out.dns;
+  const f = (x: { p50: number; p99: number }) => `p50 ${x.p50.toFixed(1)} ms / p99 ${x.p99.toFixed(1)} ms`;
+  lines.push(
+    `**Names across hosts** (${cmd('dns.js', argsOf('dns').args)}; 3 hosts, ${d.count} containers started and removed on h2, looked up through Docker's resolver from containers on h1 and h3 by probes already polling): ` +
+      `\`docker run\` returns -> the name answers ${f(d.appear)}; \`docker rm -f\` returns -> NXDOMAIN ${f(d.vanish)}; ` +
+      `${d.lookups} lookups of a churning alias meanwhile, ${d.late} naming a container gone for more than 1 s (${d.stale} gone at all); ` +
+      `a lookup through 127.0.0.11 of a name Docker answers itself ${f(d.local)}, of a gremesh name on another host ${f(d.remote)} (${d.ratio.toFixed(2)}x), ` +
+      `asked of the gateway's resolver directly ${f(d.direct)}, an ICMP echo to the gateway ${d.gatewayRttMs.toFixed(2)} ms.`,
     '',
   );
 }

@@ -1,6 +1,7 @@
 // Day-2 tools on a real lab: `coordctl trace` across hosts (delivered, tunnel down,
 // spoofed source, another network, the NAT step), Prometheus metrics scraped from the
-// agents and the coordinator, and the event history (`coordctl events --follow`).
+// agents and the coordinator, and the event history (`coordctl events --follow`); then, on
+// the same lab, names across hosts (cases/names.ts).
 import test from 'ava';
 import { execa, type ResultPromise } from 'execa';
 import { isRoot } from '../helpers/cli.js';
@@ -15,6 +16,7 @@ import {
   stopProcess,
 } from '../../deploy/lab/mesh.js';
 import { IMAGE } from '../../deploy/lab/plan.js';
+import { nameCases } from './cases/names.js';
 
 const serial = isRoot ? test.serial : test.skip;
 let lab: TestLab;
@@ -231,3 +233,5 @@ serial('events: host joined, attach failed, host down and up; --since filters', 
   t.log(text);
   await docker('h3', ['rm', '-f', 'bad-h3']);
 });
+
+nameCases({ lab: () => lab, args: () => args, metrics: METRICS });

@@ -382,7 +382,7 @@ serial(
       );
       return names.includes('q0') && names.includes('q1');
     };
-    const listed = await waitUntil(async () => (await lists(A)) && (await lists(B)), 10_000, 50);
+    const listed = await waitUntil(async () => (await lists(A)) && (await lists(B)), 30_000, 50);
     t.not(listed, undefined, 'both coordinators list the hosts admitted after quorum came back');
     t.true(
       await agentsHoldAll(60_000),
