@@ -51,6 +51,7 @@ const pidOf = async (h: string, c: string) => {
 async function startProbe(h: string, c: string, args: string[]) {
   const p = execa('nsenter', ['-t', String(await pidOf(h, c)), '-n', process.execPath, PROBE, ...args], {
     env: { PATH: systemPath() },
+    reject: false,
   });
   let buf = '';
   let onReady: () => void = () => {};
@@ -59,14 +60,16 @@ async function startProbe(h: string, c: string, args: string[]) {
     buf += String(d);
     if (buf.includes('"ready"')) onReady();
   });
+  // a probe ended by stop() may leave half a line at the end: only whole lines count
   const answers = p.then(() =>
     buf
       .split('\n')
-      .filter(Boolean)
+      .filter((l) => l.endsWith('}'))
       .map((l) => JSON.parse(l) as Answer)
       .filter((a) => !a.ready),
   );
-  return { ready, answers };
+  // stop: end a watch early (its answers so far are kept)
+  return { ready, answers, stop: () => p.kill('SIGTERM') };
 }
 
 const up = await cli(BIN.lab, ['up', '--hosts', '3', '--dir', dir], {}, 600_000);
@@ -140,7 +143,7 @@ try {
     '--every',
     '10',
     '--for',
-    String(count * 1500),
+    String(count * 3000),
   ]);
   const appear: number[] = [];
   const vanish: number[] = [];
@@ -179,6 +182,7 @@ try {
       else vanish.push(Math.max(0, a.at - removed));
     }
   }
+  watch.stop();
   const answers = await watch.answers;
   const stale = answers.filter((a) =>
     (a.addresses ?? []).some((x) => !lived.some((l) => l.ip === x && a.at >= l.from && a.at <= l.to)),
