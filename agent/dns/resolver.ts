@@ -4,6 +4,7 @@
 // servers; it answers the network's names and relays everything else to those upstreams.
 import * as dgram from 'node:dgram';
 import * as net from 'node:net';
+import { randomInt } from 'node:crypto';
 import { cidrContains, parseCidr, parseIp, type Cidr } from '../../common/ipv4.js';
 import type { Logger } from '../../common/log.js';
 import type { LocalPort, Snapshot } from '../model.js';
@@ -67,8 +68,8 @@ export class DnsResolver {
   private readonly failedAt = new Map<string, number>();
   private readonly buckets = new Map<string, { tokens: number; at: number }>();
   private turn = 0;
-  private relay: dgram.Socket | undefined;
-  private readonly pending = new Map<number, (reply: Buffer | undefined) => void>();
+  /** relayed queries in flight (ended on stop) */
+  private readonly pending = new Set<(reply: Buffer | undefined) => void>();
   private readonly sweep: NodeJS.Timeout;
 
   constructor(private readonly o: ResolverOptions) {
@@ -102,8 +103,7 @@ export class DnsResolver {
     clearInterval(this.sweep);
     for (const l of this.listeners.values()) this.close(l);
     this.listeners.clear();
-    this.relay?.close();
-    for (const done of this.pending.values()) done(undefined);
+    for (const done of [...this.pending]) done(undefined);
   }
 
   private close(l: Listener): void {
@@ -198,40 +198,35 @@ export class DnsResolver {
     return reply;
   }
 
-  /** relay over UDP from the host, each upstream in turn; undefined when none answered */
+  /**
+   * Relay over UDP from the host, each upstream in turn; undefined when none answered. Each
+   * query gets its own socket (a random source port) and a random id, and only a reply from
+   * the upstream asked, with that id, counts: an off-path forger must guess both (as Docker's
+   * own resolver, which also dials per query).
+   */
   private async forwardUdp(m: Buffer): Promise<Buffer | undefined> {
-    const relay = this.relaySocket();
     const clientId = m.readUInt16BE(0);
     for (const up of this.o.upstreams) {
-      let id = Math.floor(Math.random() * 65536);
-      while (this.pending.has(id)) id = (id + 1) % 65536;
+      const id = randomInt(65536);
       const reply = await new Promise<Buffer | undefined>((resolve) => {
+        const s = dgram.createSocket('udp4');
         const timer = setTimeout(() => done(undefined), this.o.forwardTimeoutMs ?? 1500);
         const done = (r: Buffer | undefined) => {
           clearTimeout(timer);
-          this.pending.delete(id);
+          this.pending.delete(done);
+          s.close();
           resolve(r);
         };
-        this.pending.set(id, done);
-        relay.send(withId(m, id), up.port, up.ip, (err) => err && done(undefined));
+        this.pending.add(done);
+        s.on('error', () => done(undefined));
+        s.on('message', (r, rinfo) => {
+          if (rinfo.address === up.ip && rinfo.port === up.port && replyHeader(r)?.id === id) done(r);
+        });
+        s.send(withId(m, id), up.port, up.ip, (err) => err && done(undefined));
       });
       if (reply) return withId(reply, clientId);
     }
     return undefined;
-  }
-
-  private relaySocket(): dgram.Socket {
-    if (this.relay) return this.relay;
-    const s = dgram.createSocket('udp4');
-    s.on('message', (r, rinfo) => {
-      const h = replyHeader(r);
-      // only from an upstream we asked
-      if (!h || !this.o.upstreams.some((u) => u.ip === rinfo.address && u.port === rinfo.port)) return;
-      this.pending.get(h.id)?.(r);
-    });
-    s.on('error', (e) => this.o.log.warn({ err: e.message }, 'names resolver relay socket error'));
-    this.relay = s;
-    return s;
   }
 
   private async forwardTcp(m: Buffer): Promise<Buffer | undefined> {

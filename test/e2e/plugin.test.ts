@@ -322,6 +322,17 @@ serial(
     await restartDockerd(lab.dir, 'h3');
     const back = await waitUntil(() => pings('h3', 'always', target, 1000), 30_000, 200);
     t.not(back, undefined, 'the container is back and reaches h1');
+    // its name answers on h1 again (Docker's resolver there asks h1's gremesh resolver), with its address now
+    const alwaysIp = (await ipOn('h3', 'always'))!;
+    const named = await waitUntil(
+      async () =>
+        new RegExp(`^Address: ${alwaysIp.replace(/\./g, '\\.')}$`, 'm').test(
+          (await dockerCmd('h1', ['exec', 'n-h1', 'nslookup', 'always'])).stdout,
+        ),
+      10_000,
+      100,
+    );
+    t.not(named, undefined, 'always answers by name on h1 after the dockerd restart');
     // n-h3 (no restart policy) stopped with dockerd: Docker deleted its endpoint, nothing of it is left
     let left = await leftovers('h3');
     t.is(left.endpoints.length, 1, 'only always’s endpoint: no stale one from before the restart');
