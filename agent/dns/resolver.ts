@@ -139,10 +139,14 @@ export class DnsResolver {
       return;
     }
     udp.on('error', (e) => this.o.log.warn({ network: gw.network, err: e.message }, 'names resolver socket error'));
+    tcp.on('error', (e) => this.o.log.warn({ network: gw.network, err: e.message }, 'names resolver TCP error'));
     udp.on('message', (m, rinfo) => {
-      void this.handle(m, gw, cidr, rinfo.address, false).then((reply) => {
-        if (reply) udp.send(reply, rinfo.port, rinfo.address);
-      });
+      this.handle(m, gw, cidr, rinfo.address, false)
+        .then((reply) => {
+          // the listener may have closed while a relay was pending (its gateway went away)
+          if (reply && this.listeners.get(key) === l) udp.send(reply, rinfo.port, rinfo.address, () => {});
+        })
+        .catch((e: Error) => this.o.log.warn({ network: gw.network, err: e.message }, 'names resolver reply failed'));
     });
     this.o.log.info({ network: gw.network, address: `${gw.ip}:${port}` }, 'names resolver listening');
   }
