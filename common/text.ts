@@ -9,6 +9,14 @@ export function printable(s: string, max = 128): string {
 }
 
 /** Pure: a value quoted for an error message: printable, at most 64 characters. */
+/** Pure: the items of a comma-separated flag or label value, trimmed, empty ones dropped. */
+export function commaList(v: string): string[] {
+  return v
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean);
+}
+
 export function quoted(s: string): string {
   return `"${printable(s, 64)}"`;
 }

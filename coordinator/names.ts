@@ -1,5 +1,6 @@
 // Pure: the names view (coordctl names): every DNS name agents reported, per network, with
 // the addresses (and hosts, containers) that every network's resolvers answer for it.
+import { parseIp } from '../common/ipv4.js';
 import type { EndpointView } from './model.js';
 
 export interface NameHolderView {
@@ -25,7 +26,6 @@ export function computeNames(endpoints: (EndpointView & { name: string })[], net
       byKey.set(key, entry);
     }
   }
-  const order = (ip: string) => ip.split('.').reduce((a, o) => a * 256 + Number(o), 0);
-  for (const e of byKey.values()) e.holders.sort((a, b) => order(a.ip) - order(b.ip));
+  for (const e of byKey.values()) e.holders.sort((a, b) => parseIp(a.ip)! - parseIp(b.ip)!);
   return [...byKey.values()].sort((a, b) => a.network.localeCompare(b.network) || a.name.localeCompare(b.name));
 }

@@ -1,6 +1,7 @@
 // Pure: the part of the DNS wire format (RFC 1035 §4) the resolver needs: a query's header
 // and one question read, an answer of A records (or none) written, the rcode of a relayed
 // reply read. Anything else in a message is passed through untouched or refused.
+import { formatIp, parseIp } from '../../common/ipv4.js';
 
 export const TYPE = { A: 1, AAAA: 28, ANY: 255 } as const;
 export const CLASS_IN = 1;
@@ -64,7 +65,7 @@ export function buildAnswer(query: Buffer, q: Question, rcode: number, addresses
     rr.writeUInt16BE(CLASS_IN, 4);
     rr.writeUInt32BE(ttl, 6);
     rr.writeUInt16BE(4, 10);
-    ip.split('.').forEach((o, i) => (rr[12 + i] = Number(o)));
+    rr.writeUInt32BE(parseIp(ip)!, 12);
     return rr;
   });
   return Buffer.concat([head, question, ...answers]);
@@ -115,7 +116,7 @@ export function answerAddresses(m: Buffer): string[] {
     }
     const type = m.readUInt16BE(at);
     const len = m.readUInt16BE(at + 8);
-    if (type === TYPE.A && len === 4) out.push([...m.subarray(at + 10, at + 14)].join('.'));
+    if (type === TYPE.A && len === 4) out.push(formatIp(m.readUInt32BE(at + 10)));
     at += 10 + len;
   }
   return out;

@@ -1,5 +1,6 @@
 // Pure: the names each network's resolver answers (this host's containers from its own
 // ports, every other host's from the coordinator's snapshot), and what to do with a query.
+import { parseIp } from '../../common/ipv4.js';
 import type { LocalPort, Snapshot } from '../model.js';
 import { CLASS_IN, RCODE, TYPE, type Question } from './codec.js';
 
@@ -30,8 +31,8 @@ export function buildNameTable(s: Snapshot | undefined, locals: LocalPort[]): Na
     if (!l.gateway) add(l.network, l.names, { ip: l.ip, host: s?.host ?? '', containerId: l.containerId });
   for (const p of s?.peers ?? [])
     for (const e of p.endpoints) add(e.network, e.names, { ip: e.ip, host: p.name, containerId: e.containerId });
-  const order = (ip: string) => ip.split('.').reduce((a, o) => a * 256 + Number(o), 0);
-  for (const byName of t.values()) for (const list of byName.values()) list.sort((a, b) => order(a.ip) - order(b.ip));
+  for (const byName of t.values())
+    for (const list of byName.values()) list.sort((a, b) => parseIp(a.ip)! - parseIp(b.ip)!);
   return t;
 }
 

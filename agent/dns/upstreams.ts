@@ -3,6 +3,7 @@
 // the servers Docker gives containers, so the ones whose queries the host sends to the
 // network's resolver; everything not a gremesh name goes on to them.
 import { parseIp } from '../../common/ipv4.js';
+import { commaList } from '../../common/text.js';
 
 export interface Upstream {
   ip: string;
@@ -12,10 +13,7 @@ export interface Upstream {
 /** Pure: `IP[:PORT],...`; an error message for bad input. */
 export function parseUpstreams(v: string): Upstream[] | string {
   const out: Upstream[] = [];
-  for (const item of v
-    .split(',')
-    .map((x) => x.trim())
-    .filter(Boolean)) {
+  for (const item of commaList(v)) {
     const m = /^([0-9.]+)(?::(\d{1,5}))?$/.exec(item);
     const port = m?.[2] ? Number(m[2]) : 53;
     if (!m || parseIp(m[1]!) === undefined || port < 1 || port > 65535)

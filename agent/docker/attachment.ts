@@ -1,7 +1,7 @@
 // Pure: what a container's attachment should be, from its labels (or an explicit
 // `gremesh-agent attach` request) and this host's desired state.
 import { isUnicastMac, macFromIp, parseIp } from '../../common/ipv4.js';
-import { quoted } from '../../common/text.js';
+import { commaList, quoted } from '../../common/text.js';
 import { containerDnsNames } from '../../common/dns-names.js';
 import type { Snapshot } from '../model.js';
 import { allocate, type IpamTable } from './ipam.js';
@@ -55,13 +55,7 @@ export interface ContainerInfo {
 
 /** Pure: a container's DNS names and the invalid ones, on one of its Docker endpoints or (no endpoint) by its labels. */
 export function namesOf(c: ContainerInfo, endpointId?: string): { names: string[]; invalid: string[] } {
-  const aliases =
-    endpointId !== undefined
-      ? (c.aliases?.[endpointId] ?? [])
-      : (c.labels[LABEL.aliases] ?? '')
-          .split(',')
-          .map((x) => x.trim())
-          .filter(Boolean);
+  const aliases = endpointId !== undefined ? (c.aliases?.[endpointId] ?? []) : commaList(c.labels[LABEL.aliases] ?? '');
   return containerDnsNames({ id: c.id, name: c.name, hostname: c.hostname, aliases });
 }
 

@@ -6,6 +6,7 @@
 // with --gateway-allow; link-local addresses (169.254.0.0/16: cloud metadata services)
 // are not forwarded unless opened too.
 import type { GatewaySpec } from '../bridge/desired.js';
+import { commaList } from '../../common/text.js';
 
 export const NFT_TABLE = 'gremesh';
 /** the tables that keep the host stack away from container veths (userspace datapath) */
@@ -20,10 +21,7 @@ export type GatewayAllow = { proto: 'tcp' | 'udp'; port: number } | { linkLocal:
 /** Parses `tcp/53,udp/53,link-local`; returns an error message for bad input. */
 export function parseGatewayAllow(v: string): GatewayAllow[] | string {
   const out: GatewayAllow[] = [];
-  for (const item of v
-    .split(',')
-    .map((x) => x.trim())
-    .filter(Boolean)) {
+  for (const item of commaList(v)) {
     if (item === 'link-local') {
       out.push({ linkLocal: true });
       continue;
