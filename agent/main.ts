@@ -59,13 +59,15 @@ async function loadDaemon() {
     import('./ovs/openflow/connection.js'),
     import('./bridge/trace.js'),
   ]);
-  const [underlay, status, throttle, nat, dns, upstreams] = await Promise.all([
+  const [underlay, status, throttle, nat, dns, upstreams, policy, pipeline] = await Promise.all([
     import('./net/underlay.js'),
     import('./status-reporter.js'),
     import('./control-plane/report-throttle.js'),
     import('./net/nat-apply.js'),
     import('./dns/resolver.js'),
     import('./dns/upstreams.js'),
+    import('./bridge/policy-flows.js'),
+    import('./ovs/flows/pipeline.js'),
   ]);
   return {
     createRunner: exec.createRunner,
@@ -88,6 +90,8 @@ async function loadDaemon() {
     Tracer: trace.Tracer,
     DnsResolver: dns.DnsResolver,
     hostUpstreams: upstreams.hostUpstreams,
+    policyCounts: policy.policyCounts,
+    POLICY_TABLE: pipeline.TABLES.policyRules,
   };
 }
 
@@ -434,6 +438,7 @@ async function run(argv: string[]): Promise<number> {
   const ovs = new D.OvsdbOvsDriver({ db: cfg.ovsDb, run, log: log.child({ part: 'ovs' }) });
   ovs.start();
   const mgmtSocket = ovs.mgmtSocket(cfg.bridge);
+  metrics.policySource(async () => D.policyCounts(await ovs.dumpFlows(cfg.bridge, D.POLICY_TABLE), current));
   let client: CoordinatorClient | undefined;
   let current: Snapshot | undefined;
   const onPassHooks: ((r: PassResult) => void)[] = [];

@@ -2,6 +2,7 @@
 // peer, attach latency and errors, reconcile passes, flows, containers per network.
 import type { MetricsServer } from '../common/metrics.js';
 import type { PassResult } from './bridge/reconciler.js';
+import type { PolicyCount } from './bridge/policy-flows.js';
 
 export interface AgentMetrics {
   pass(r: PassResult): void;
@@ -9,9 +10,17 @@ export interface AgentMetrics {
   attachError(reason: string): void;
   /** a query to a network's names resolver, and what became of it */
   dnsQuery(network: string, outcome: string): void;
+  /** where packets per policy rule are read at each scrape */
+  policySource(read: () => Promise<PolicyCount[]>): void;
 }
 
-export const noMetrics: AgentMetrics = { pass() {}, attached() {}, attachError() {}, dnsQuery() {} };
+export const noMetrics: AgentMetrics = {
+  pass() {},
+  attached() {},
+  attachError() {},
+  dnsQuery() {},
+  policySource() {},
+};
 
 /** Pure: an attach error's reason as a label with few values (the words before the details). */
 export function reasonClass(reason: string): string {
@@ -76,6 +85,18 @@ export function agentMetrics(m: MetricsServer): AgentMetrics {
     labelNames: ['network', 'outcome'],
     registers: [registry],
   });
+  let readPolicy: (() => Promise<PolicyCount[]>) | undefined;
+  new prom.Gauge({
+    name: 'gremesh_policy_packets',
+    help: 'packets that met each policy rule on this host (receiving side; rule: its id, or established, same-group, to-gateway, invalid, default), by verdict; read from the flows at each scrape',
+    labelNames: ['network', 'rule', 'verdict'],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      const counts = readPolicy ? await readPolicy().catch(() => []) : [];
+      for (const c of counts) this.set({ network: c.network, rule: c.rule, verdict: c.verdict }, c.packets);
+    },
+  });
   const lastFlaps = new Map<string, number>();
   let knownTunnels = new Set<string>();
   let knownNetworks = new Set<string>();
@@ -109,6 +130,9 @@ export function agentMetrics(m: MetricsServer): AgentMetrics {
     },
     dnsQuery(network, outcome) {
       dns.inc({ network, outcome });
+    },
+    policySource(read) {
+      readPolicy = read;
     },
   };
 }

@@ -1,5 +1,6 @@
 // The agent's view of the coordinator's desired state (after applying deltas), and
 // what it observes of OVS.
+import type { Isolation, PolicyRule } from '../common/policy.js';
 
 export interface NetworkSpec {
   name: string;
@@ -7,6 +8,10 @@ export interface NetworkSpec {
   hostPrefixLen: number;
   greKey: number;
   mtu: number;
+  /** absent: 'none' */
+  isolation?: Isolation;
+  /** absent: none */
+  rules?: PolicyRule[];
 }
 export interface SliceSpec {
   network: string;
@@ -20,6 +25,8 @@ export interface EndpointSpec {
   containerId: string;
   /** its DNS names in the network (lowercase, valid): container name, aliases, hostname */
   names?: string[];
+  /** its policy group (lowercase, valid); absent: none */
+  group?: string;
 }
 export interface PeerSpec {
   name: string;
@@ -82,6 +89,8 @@ export interface LocalPort {
   containerName?: string;
   /** its DNS names in the network (gremesh-names), when whoever plugged it said */
   names?: string[];
+  /** its policy group (gremesh-group), when whoever plugged it said */
+  group?: string;
 }
 
 export { OWNER_KEY, OWNER } from './ovs/ids.js';

@@ -19,7 +19,9 @@ import type {
   StatusReport,
   TokenRec,
 } from './model.js';
-import { Networks } from './networks.js';
+import { Networks, networkView } from './networks.js';
+import { Policy, type NetworkPolicyView } from './policy.js';
+import type { PolicyRule } from '../common/policy.js';
 import { SoftState } from './soft-state.js';
 import { CoordState, type CoordinatorOptions } from './state.js';
 import type { Store } from './store.js';
@@ -45,6 +47,7 @@ export class Coordinator {
   private readonly s: CoordState;
   private readonly admission: Admission;
   private readonly nets: Networks;
+  private readonly policy: Policy;
   private readonly softState: SoftState;
   readonly events: EventLog;
 
@@ -52,6 +55,7 @@ export class Coordinator {
     this.s = new CoordState(store, o);
     this.admission = new Admission(this.s);
     this.nets = new Networks(this.s);
+    this.policy = new Policy(this.s);
     this.softState = new SoftState(this.s);
     this.events = this.s.events;
   }
@@ -106,7 +110,7 @@ export class Coordinator {
   // ------------------------------------------------------------ reads (from the cache)
 
   networks(): NetworkView[] {
-    return this.s.nets.map(({ createdMs: _c, ...n }) => n);
+    return this.s.nets.map(networkView);
   }
   hostNames(): string[] {
     return [...this.s.hostMap.keys()];
@@ -174,8 +178,20 @@ export class Coordinator {
 
   // ------------------------------------------------------------ networks
 
-  createNetwork(name: string, cidr: string, hostPrefixLen: number, mtu: number): Promise<NetworkView> {
-    return this.nets.createNetwork(name, cidr, hostPrefixLen, mtu);
+  createNetwork(name: string, cidr: string, hostPrefixLen: number, mtu: number, isolation = ''): Promise<NetworkView> {
+    return this.nets.createNetwork(name, cidr, hostPrefixLen, mtu, isolation);
+  }
+  async updateNetwork(name: string, isolation: string): Promise<NetworkView> {
+    return networkView(await this.policy.setIsolation(name, isolation));
+  }
+  addPolicyRule(network: string, rule: Omit<PolicyRule, 'id'>): Promise<PolicyRule> {
+    return this.policy.addRule(network, rule);
+  }
+  deletePolicyRule(id: string): Promise<void> {
+    return this.policy.deleteRule(id);
+  }
+  listPolicy(network: string): NetworkPolicyView[] {
+    return this.policy.list(network);
   }
   deleteNetwork(name: string): Promise<void> {
     return this.nets.deleteNetwork(name);

@@ -1,4 +1,5 @@
 // Records the coordinator keeps (plain data; the Store persists them) and the views it answers with.
+import type { Isolation, PolicyRule } from '../common/policy.js';
 import type { ReportedTunnelHealth, TunnelHealth } from '../common/tunnel-health.js';
 
 export interface NetworkRec {
@@ -8,7 +9,16 @@ export interface NetworkRec {
   greKey: number;
   mtu: number;
   createdMs: number;
+  /** absent: 'none' (records written before policy) */
+  isolation?: Isolation;
+  /** absent: none */
+  rules?: PolicyRuleRec[];
 }
+
+/** 'none': every container reaches every other (deny rules apply); 'groups': default deny between containers */
+export type { Isolation } from '../common/policy.js';
+/** a rule: "r7" (unique in the cluster, never reused), allow|deny FROM -> TO [proto [ports]] */
+export type PolicyRuleRec = PolicyRule;
 
 export interface HostRec {
   name: string;
@@ -60,6 +70,8 @@ export interface EndpointView {
   containerId: string;
   /** its DNS names in the network (validated, lowercase); absent in records written before names */
   names?: string[];
+  /** its policy group (gremesh.group, validated, lowercase); absent: none */
+  group?: string;
 }
 /** a tunnel as the coordinator shows it: the agents' own type (common/tunnel-health.ts) */
 export type TunnelView = TunnelHealth;
@@ -79,6 +91,8 @@ export interface NetworkView {
   hostPrefixLen: number;
   greKey: number;
   mtu: number;
+  isolation: Isolation;
+  rules: PolicyRuleRec[];
 }
 
 export interface HostView {
@@ -133,7 +147,14 @@ export interface StatusReport {
 // ------------------------------------------------------------ events
 
 export type EventKind =
-  'host-joined' | 'host-left' | 'host-down' | 'host-up' | 'tunnel-down' | 'tunnel-up' | 'attach-failed';
+  | 'host-joined'
+  | 'host-left'
+  | 'host-down'
+  | 'host-up'
+  | 'tunnel-down'
+  | 'tunnel-up'
+  | 'attach-failed'
+  | 'policy-changed';
 
 export interface EventView {
   timeMs: number;

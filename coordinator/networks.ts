@@ -6,7 +6,13 @@ import { exhausted, exists, invalid, notFound, precondition } from './errors.js'
 import type { DefaultNetwork, NetworkRec, NetworkView } from './model.js';
 import type { CoordState } from './state.js';
 import type { Tx } from './store.js';
+import { parseIsolation } from './policy.js';
 import { checkName, checkNetworkSpec, checkOverlayVsUnderlay, trunc } from './validate.js';
+
+/** Pure: a network as the coordinator answers with it (isolation and rules always present) */
+export function networkView({ createdMs: _c, ...n }: NetworkRec): NetworkView {
+  return { ...n, isolation: n.isolation ?? 'none', rules: n.rules ?? [] };
+}
 
 /** store meta: the highest GRE key ever handed out (keys are never reused) */
 const GRE_KEY_HIGH = 'greKeyHigh';
@@ -37,9 +43,19 @@ export class Networks {
     await s.store.tx((t) => t.setMeta('initialized', String(s.now())));
   }
 
-  async createNetwork(name: string, cidr: string, hostPrefixLen: number, mtu: number): Promise<NetworkView> {
+  async createNetwork(
+    name: string,
+    cidr: string,
+    hostPrefixLen: number,
+    mtu: number,
+    isolationName = '',
+  ): Promise<NetworkView> {
     const s = this.s;
-    const bad = checkName('network', name) ?? checkNetworkSpec(cidr, hostPrefixLen, mtu, []);
+    const isolation = parseIsolation(isolationName);
+    const bad =
+      checkName('network', name) ??
+      checkNetworkSpec(cidr, hostPrefixLen, mtu, []) ??
+      (typeof isolation === 'string' ? undefined : isolation.problem);
     if (bad) throw invalid(bad);
     const net = await s.change('network create', (t) => {
       if (t.network(name)) throw exists(`network ${name} already exists`);
@@ -54,7 +70,15 @@ export class Networks {
         );
       if (overlap) throw invalid(overlap);
       const greKey = pickGreKey(t.networks(), Number(t.meta(GRE_KEY_HIGH) ?? 0));
-      const n: NetworkRec = { name, cidr, hostPrefixLen, greKey, mtu, createdMs: s.now() };
+      const n: NetworkRec = {
+        name,
+        cidr,
+        hostPrefixLen,
+        greKey,
+        mtu,
+        createdMs: s.now(),
+        ...(isolation === 'groups' ? { isolation } : {}),
+      };
       t.putNetwork(n);
       t.setMeta(GRE_KEY_HIGH, String(greKey));
       const hosts = t.hosts();
@@ -67,8 +91,7 @@ export class Networks {
       return { result: n, upserts: hosts.map((h) => h.name), removes: [] };
     });
     s.log.info({ network: name, cidr, hostPrefixLen, greKey: net.greKey }, 'network created');
-    const { createdMs: _c, ...view } = net;
-    return view;
+    return networkView(net);
   }
 
   async deleteNetwork(name: string): Promise<void> {

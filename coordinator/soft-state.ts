@@ -4,6 +4,7 @@
 import { cidrContains, isUnicastMac, parseCidr, parseIp } from '../common/ipv4.js';
 import { printable } from '../common/text.js';
 import { acceptedNames } from '../common/dns-names.js';
+import { normalizeGroup } from '../common/policy.js';
 import { invalid, notFound } from './errors.js';
 import { attachEvents, tunnelEvents } from './events.js';
 import type { AttachErrorView, EndpointView, HostRec, HostView, PeerView, SliceView, StatusReport } from './model.js';
@@ -51,6 +52,7 @@ export function computeEndpoints(
       continue;
     }
     const names = acceptedNames(e.names);
+    const group = normalizeGroup(e.group);
     endpoints.push({
       network: e.network,
       host: name,
@@ -58,6 +60,7 @@ export function computeEndpoints(
       ip: e.ip,
       containerId: trunc(e.containerId, 64),
       ...(names.length ? { names } : {}),
+      ...(group ? { group } : {}),
     });
   }
   endpoints.sort((a, b) => a.network.localeCompare(b.network) || a.ip.localeCompare(b.ip));

@@ -14,7 +14,7 @@ const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS networks (
   name TEXT PRIMARY KEY, cidr TEXT NOT NULL, host_prefix_len INTEGER NOT NULL,
-  gre_key INTEGER NOT NULL UNIQUE, mtu INTEGER NOT NULL, created_ms INTEGER NOT NULL);
+  gre_key INTEGER NOT NULL UNIQUE, mtu INTEGER NOT NULL, created_ms INTEGER NOT NULL, policy TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS hosts (
   name TEXT PRIMARY KEY, underlay_ip TEXT NOT NULL UNIQUE, credential_hash TEXT NOT NULL,
   agent_version TEXT NOT NULL, joined_ms INTEGER NOT NULL, cert_fingerprint TEXT NOT NULL DEFAULT '', key_fingerprint TEXT NOT NULL DEFAULT '');
@@ -35,7 +35,12 @@ const net = (r: Row): NetworkRec => ({
   greKey: r.gre_key as number,
   mtu: r.mtu as number,
   createdMs: r.created_ms as number,
+  ...(r.policy ? (JSON.parse(r.policy as string) as NetworkPolicyRec) : {}),
 });
+/** a network's isolation and rules: one JSON column (read and written whole, like the network) */
+type NetworkPolicyRec = Pick<NetworkRec, 'isolation' | 'rules'>;
+const policyColumn = (n: NetworkRec): string =>
+  n.isolation === undefined && !n.rules?.length ? '' : JSON.stringify({ isolation: n.isolation, rules: n.rules ?? [] });
 const host = (r: Row): HostRec => ({
   name: r.name as string,
   underlayIp: r.underlay_ip as string,
@@ -95,6 +100,9 @@ export class SqliteStore implements Store {
       this.db.exec("ALTER TABLE hosts ADD COLUMN cert_fingerprint TEXT NOT NULL DEFAULT ''");
     if (!cols.includes('key_fingerprint'))
       this.db.exec("ALTER TABLE hosts ADD COLUMN key_fingerprint TEXT NOT NULL DEFAULT ''");
+    // databases made before networks had a policy
+    const netCols = (this.db.prepare('PRAGMA table_info(networks)').all() as { name: string }[]).map((c) => c.name);
+    if (!netCols.includes('policy')) this.db.exec("ALTER TABLE networks ADD COLUMN policy TEXT NOT NULL DEFAULT ''");
     this.t = new SqliteTx(this.db);
   }
 
@@ -125,8 +133,8 @@ class SqliteTx implements Tx {
       networks: p('SELECT * FROM networks ORDER BY name'),
       network: p('SELECT * FROM networks WHERE name = ?'),
       putNetwork:
-        p(`INSERT INTO networks(name, cidr, host_prefix_len, gre_key, mtu, created_ms) VALUES (@name, @cidr, @hostPrefixLen, @greKey, @mtu, @createdMs)
-        ON CONFLICT(name) DO UPDATE SET cidr = excluded.cidr, host_prefix_len = excluded.host_prefix_len, gre_key = excluded.gre_key, mtu = excluded.mtu`),
+        p(`INSERT INTO networks(name, cidr, host_prefix_len, gre_key, mtu, created_ms, policy) VALUES (@name, @cidr, @hostPrefixLen, @greKey, @mtu, @createdMs, @policy)
+        ON CONFLICT(name) DO UPDATE SET cidr = excluded.cidr, host_prefix_len = excluded.host_prefix_len, gre_key = excluded.gre_key, mtu = excluded.mtu, policy = excluded.policy`),
       deleteNetwork: p('DELETE FROM networks WHERE name = ?'),
       hosts: p('SELECT * FROM hosts ORDER BY name'),
       host: p('SELECT * FROM hosts WHERE name = ?'),
@@ -160,7 +168,17 @@ class SqliteTx implements Tx {
     return r && net(r);
   }
   putNetwork(n: NetworkRec) {
-    conflict(() => this.q.putNetwork!.run({ ...n }));
+    conflict(() =>
+      this.q.putNetwork!.run({
+        name: n.name,
+        cidr: n.cidr,
+        hostPrefixLen: n.hostPrefixLen,
+        greKey: n.greKey,
+        mtu: n.mtu,
+        createdMs: n.createdMs,
+        policy: policyColumn(n),
+      }),
+    );
   }
   deleteNetwork(name: string) {
     this.q.deleteNetwork!.run(name);

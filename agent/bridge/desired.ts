@@ -6,6 +6,8 @@ import { act, flow, type Action, type Flow, type Match } from '../ovs/flows/flow
 import { PRIORITY, REG_FROM_TUNNEL, REG_NETWORK, TABLES, type TableName } from '../ovs/flows/pipeline.js';
 import { IP_KEY, NETWORK_KEY, PEER_KEY, gatewayIds, isOwned, owned, parseBinding, tunnelIds } from '../ovs/ids.js';
 import type { OvsOp } from '../ovs/ops.js';
+import { GROUP_ID, groupId, networkPolicyFlows, policedNetworks } from './policy-flows.js';
+import { REG_DST_GROUP } from '../ovs/flows/pipeline.js';
 
 /** outer IPv4 20 + GRE with key 8 + inner Ethernet 14 */
 export const GRE_OVERHEAD = 42;
@@ -110,6 +112,7 @@ export function localPorts(o: OvsState, bridge: string, d: DesiredPlane): LocalP
       containerId: b.containerId,
       containerName: b.name,
       names: b.names,
+      ...(b.group ? { group: b.group } : {}),
     });
   }
   return out.sort((a, b) => a.port.localeCompare(b.port));
@@ -154,6 +157,9 @@ export function computeFlows(s: Snapshot, d: DesiredPlane, locals: LocalPort[], 
   const f: Flow[] = [];
   const add = (table: TableName, prio: number, match: Match, actions: Action[]) =>
     f.push(flow(table, prio, match, actions));
+  // policed networks (agent/bridge/policy-flows.ts): frames for local ports go through policy
+  const policed = policedNetworks(s, locals);
+  const keyed = new Map([...policed.values()].map((p) => [p.key, p]));
 
   // ARP responder (l2pop, as Neutron's br-tun): a request from a local port for an address
   // the bridge knows is answered by the bridge itself, from the owner's MAC: no broadcast to
@@ -183,7 +189,21 @@ export function computeFlows(s: Snapshot, d: DesiredPlane, locals: LocalPort[], 
         act.resubmit('forward'),
       ]);
     }
-    add('forward', PRIORITY.port, { reg6: k, dlDst: lp.mac }, [act.output(lp.port)]);
+    const policy = keyed.get(k);
+    if (!policy) {
+      add('forward', PRIORITY.port, { reg6: k, dlDst: lp.mac }, [act.output(lp.port)]);
+      continue;
+    }
+    const dst = lp.gateway ? GROUP_ID.gateway : groupId(policy, lp.group);
+    add('forward', PRIORITY.port, { reg6: k, dlDst: lp.mac }, [act.load(REG_DST_GROUP, dst), act.resubmit('policy')]);
+    add('deliver', PRIORITY.port, { reg6: k, dlDst: lp.mac }, [act.output(lp.port)]);
+  }
+  for (const p of policed.values()) {
+    const endpoints = [
+      ...locals.filter((l) => l.network === p.network && !l.gateway),
+      ...s.peers.flatMap((x) => x.endpoints.filter((e) => e.network === p.network)),
+    ];
+    f.push(...networkPolicyFlows(p, endpoints));
   }
   for (const t of tunnels) {
     for (const n of s.networks)
@@ -209,6 +229,13 @@ export function computeFlows(s: Snapshot, d: DesiredPlane, locals: LocalPort[], 
       if (k === undefined || !isUnicastMac(e.mac)) continue;
       if ((claims.get(`${e.network}/${e.mac}`) ?? 0) > 1) continue;
       add('forward', PRIORITY.remoteMac, { reg7: 0, reg6: k, dlDst: e.mac }, [act.setTunnel(k), act.output(port)]);
+      // policed: the connection committed here too, so its replies come back established
+      if (keyed.has(k))
+        add('forward', PRIORITY.remoteMac + 1, { reg7: 0, reg6: k, ethType: 'ip', dlDst: e.mac }, [
+          act.ct({ commit: true, zone: k }),
+          act.setTunnel(k),
+          act.output(port),
+        ]);
       if (parseIp(e.ip) !== undefined) arpResponder(k, e.ip, e.mac);
     }
   }
@@ -221,7 +248,10 @@ export function computeFlows(s: Snapshot, d: DesiredPlane, locals: LocalPort[], 
     if (localOut.length) add('forward', PRIORITY.flood, { reg7: 1, reg6: k, ...GROUP }, localOut);
     if (tunOut.length) add('forward', PRIORITY.unknownUnicast, { reg7: 0, reg6: k }, tunOut);
   }
-  for (const t of Object.keys(TABLES) as TableName[]) add(t, PRIORITY.miss, {}, []);
+  // the policy tables exist (their misses drop) only while a network is policed
+  const policyTables: TableName[] = ['policy', 'policyRules', 'deliver'];
+  for (const t of Object.keys(TABLES) as TableName[])
+    if (policed.size || !policyTables.includes(t)) add(t, PRIORITY.miss, {}, []);
   return f;
 }
 

@@ -13,6 +13,33 @@ import type { OvsState, Snapshot } from '../model.js';
 import { LINK_LOCAL, NFT_TABLE } from '../net/nat.js';
 import { MAC_KEY, NETWORK_KEY, PEER_KEY, parseBinding } from '../ovs/ids.js';
 import type { TunnelHealth } from './reconciler.js';
+import { policyStepOf } from './policy-flows.js';
+
+/**
+ * Pure: what the policy of the packet's network decided, from the policyRules step the
+ * trace crossed (undefined: the network is not policed or the packet met no rule there).
+ */
+/** Pure: the verdict with what policy decided in it: dropped by a rule, or delivered with the rule that allowed it */
+export function withPolicy<V extends { verdict: string; detail: string }>(
+  v: V,
+  t: ParsedTrace,
+  net: Snapshot['networks'][number] | undefined,
+): V {
+  const decided = policyDecision(t, net);
+  if (decided && v.verdict === 'dropped' && t.steps.at(-1)?.table === TABLE.policyRules)
+    return { ...v, detail: `dropped by policy: ${decided}` };
+  if (decided && v.verdict === 'delivered') return { ...v, detail: `${v.detail}; policy: ${decided}` };
+  return v;
+}
+
+export function policyDecision(t: ParsedTrace, net: Snapshot['networks'][number] | undefined): string | undefined {
+  if (!net) return undefined;
+  const step = t.steps.find((x) => x.table === TABLE.policyRules);
+  const prio = step && /priority (\d+)$/.exec(step.rule);
+  return prio
+    ? policyStepOf({ isolation: net.isolation ?? 'none', rules: net.rules ?? [] }, Number(prio[1]))
+    : undefined;
+}
 
 export interface ParsedTrace {
   steps: TraceStep[];
@@ -281,6 +308,10 @@ export class Tracer {
     const parsed = parseTrace(r.stdout, d.bridge);
     const v = verdict(packet, parsed, ports, d.host);
     let detail = v.detail;
+    const policy = withPolicy(v, parsed, this.networkOf(req, o, s, inPort));
+    if (policy.verdict === 'dropped' && policy.detail !== v.detail)
+      return { host: d.host, steps: parsed.steps, datapathActions: parsed.datapathActions, ...policy };
+    detail = policy.detail;
     if (v.verdict === 'gateway') {
       const gw = parsed.outputs.map((n) => ports.get(n)).find((p) => p?.kind === 'gateway');
       const net = s?.networks.find((n) => n.name === gw?.network);
@@ -316,6 +347,14 @@ export class Tracer {
       }
     }
     return { host: d.host, steps: parsed.steps, datapathActions: parsed.datapathActions, ...v, detail };
+  }
+
+  /** the network of the traced packet: by its GRE key from a tunnel, else by the container port's binding */
+  private networkOf(req: TraceRequest, o: OvsState, s: Snapshot | undefined, inPort: number) {
+    if (req.from === 'tunnel') return s?.networks.find((n) => n.greKey === req.greKey);
+    const port = o.interfaces.find((x) => x.bridge === this.d.bridge && x.ofport === inPort);
+    const network = parseBinding(port?.externalIds ?? {})?.network;
+    return s?.networks.find((n) => n.name === network);
   }
 
   /** `-t CTL` for ovs-vswitchd's control socket: `ovs-vswitchd.ctl` (--unixctl) or OVS's default `ovs-vswitchd.PID.ctl` */

@@ -15,6 +15,7 @@ export interface ReportedEndpoint {
   containerId: string;
   containerName: string;
   names: string[];
+  group: string;
 }
 
 export interface ReportThrottleOptions {
@@ -46,6 +47,7 @@ export class ReportThrottle {
       containerId: l.containerId,
       containerName: l.containerName ?? '',
       names: l.names ?? [],
+      group: l.group ?? '',
     }));
   }
 

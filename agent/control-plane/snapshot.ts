@@ -1,5 +1,22 @@
 // Pure: apply a Watch message (full snapshot or delta) to the cached snapshot.
+import { checkRule, normalizeGroup, type PolicyRule } from '../../common/policy.js';
 import type { Snapshot, PeerSpec } from '../model.js';
+
+/** a network as the wire brings it (isolation and rule fields as plain text) */
+type WireNetwork = Omit<Snapshot['networks'][number], 'isolation' | 'rules'> & {
+  isolation?: string;
+  rules?: { id: string; action: string; from: string; to: string; proto: string; portMin: number; portMax: number }[];
+};
+
+/** Pure: the rules of a network the agent can enforce (one it cannot read is left out, never half-read) */
+function rulesOf(n: WireNetwork): PolicyRule[] {
+  const out: PolicyRule[] = [];
+  for (const r of n.rules ?? []) {
+    const c = checkRule(r as Omit<PolicyRule, 'id'>);
+    if (c.problem === undefined && r.id) out.push({ id: r.id, ...c.rule });
+  }
+  return out;
+}
 
 export interface WatchMessage {
   revision: number;
@@ -7,7 +24,7 @@ export interface WatchMessage {
   underlayIp: string;
   full: boolean;
   baseRevision: number;
-  networks: Snapshot['networks'];
+  networks: WireNetwork[];
   slices: Snapshot['slices'];
   peers: PeerSpec[];
   removedPeers: string[];
@@ -26,6 +43,7 @@ export function applyWatchMessage(cur: Snapshot | undefined, m: WatchMessage): S
       ip: e.ip,
       containerId: e.containerId,
       names: [...(e.names ?? [])],
+      ...(normalizeGroup(e.group) ? { group: normalizeGroup(e.group) } : {}),
     })),
   });
   const head = {
@@ -38,6 +56,8 @@ export function applyWatchMessage(cur: Snapshot | undefined, m: WatchMessage): S
       hostPrefixLen: n.hostPrefixLen,
       greKey: n.greKey,
       mtu: n.mtu,
+      ...(n.isolation === 'groups' ? { isolation: 'groups' as const } : {}),
+      ...(rulesOf(n).length ? { rules: rulesOf(n) } : {}),
     })),
     slices: m.slices.map((s) => ({ network: s.network, cidr: s.cidr })),
   };

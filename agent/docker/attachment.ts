@@ -3,6 +3,7 @@
 import { isUnicastMac, macFromIp, parseIp } from '../../common/ipv4.js';
 import { commaList, quoted } from '../../common/text.js';
 import { containerDnsNames } from '../../common/dns-names.js';
+import { groupProblem, normalizeGroup } from '../../common/policy.js';
 import type { Snapshot } from '../model.js';
 import { allocate, type IpamTable } from './ipam.js';
 import { containerMtu, gatewayOf } from '../bridge/desired.js';
@@ -16,6 +17,8 @@ export const LABEL = {
   iface: 'gremesh.iface',
   /** more DNS names for a labelled container, comma-separated (as --network-alias on the plugin path) */
   aliases: 'gremesh.aliases',
+  /** the container's policy group in its networks (common/policy.ts) */
+  group: 'gremesh.group',
 } as const;
 
 export interface AttachRequest {
@@ -57,6 +60,14 @@ export interface ContainerInfo {
 export function namesOf(c: ContainerInfo, endpointId?: string): { names: string[]; invalid: string[] } {
   const aliases = endpointId !== undefined ? (c.aliases?.[endpointId] ?? []) : commaList(c.labels[LABEL.aliases] ?? '');
   return containerDnsNames({ id: c.id, name: c.name, hostname: c.hostname, aliases });
+}
+
+/** Pure: a container's policy group (its own gremesh.group label), or the note why its label names none. */
+export function groupOf(c: ContainerInfo): { group?: string; problem?: string } {
+  const raw = c.labels[LABEL.group];
+  if (raw === undefined || raw === '') return {};
+  const group = normalizeGroup(raw);
+  return group ? { group } : { problem: `attached in no policy group: ${groupProblem(raw)}` };
 }
 
 export function requestFromLabels(labels: Record<string, string>): AttachRequest | undefined {

@@ -4,7 +4,7 @@
 // (see EndpointLoop); the sweep, which does, is run by the label loop on a full pass.
 import type { Logger } from '../../common/log.js';
 import { quoted } from '../../common/text.js';
-import { endpointIfNames, namesOf, type ContainerInfo, type EndpointPlan } from './attachment.js';
+import { endpointIfNames, groupOf, namesOf, type ContainerInfo, type EndpointPlan } from './attachment.js';
 import { hostGatewayOf } from '../bridge/desired.js';
 import { bind, holders, release, type FileIpam, type IpamTable } from './ipam.js';
 import type { LinkDriver } from '../net/link-driver.js';
@@ -171,7 +171,9 @@ export class EndpointLoop {
           container: c.name,
           reason: `attached, but not named ${named.invalid.map(quoted).join(', ')}: not a valid DNS name`,
         });
-      const ids = endpointIds(ep, c && { ...c, names: named!.names });
+      const grouped = c && groupOf(c);
+      if (c && grouped?.problem) notes.push({ container: c.name, reason: grouped.problem });
+      const ids = endpointIds(ep, c && { ...c, names: named!.names, group: grouped!.group });
       try {
         if (port && port.ofport > 0 && !port.error) {
           // which container it is, once Docker says (status, trace and metrics name it)

@@ -6,6 +6,7 @@ import type { Logger } from '../../common/log.js';
 import { quoted } from '../../common/text.js';
 import {
   namesOf,
+  groupOf,
   planAttachment,
   requestFromLabels,
   type AttachRequest,
@@ -184,6 +185,8 @@ export class LabelLoop {
           container: c.name,
           reason: `attached, but not named ${invalid.map(quoted).join(', ')}: not a valid DNS name`,
         });
+      const { problem } = groupOf(c);
+      if (problem) errors.push({ container: c.name, reason: problem });
       const port = ports.get(c.id);
       if (isAttachedAsPlanned(port, plan, c.pid, this.raised.has(`${c.id}/${c.pid}`))) continue;
       try {
@@ -328,6 +331,7 @@ export class LabelLoop {
               pid: c.pid,
               name: c.name,
               names: namesOf(c).names,
+              group: groupOf(c).group,
             }),
           },
         },

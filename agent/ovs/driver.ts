@@ -188,6 +188,15 @@ export class OvsdbOvsDriver implements OvsDriver {
     });
   }
 
+  /** our flows of one table as `ovs-ofctl dump-flows` prints them (with n_packets); a diagnostic, not a hot path */
+  async dumpFlows(bridge: string, table: number): Promise<string[]> {
+    const r = await this.o.run(
+      ['ovs-ofctl', '-O', 'OpenFlow14', 'dump-flows', this.mgmt(bridge), `table=${table},cookie=${COOKIE}/-1`],
+      { timeoutMs: 5_000 },
+    );
+    return r.stdout.split('\n').filter((l) => l.includes('priority='));
+  }
+
   async flowCount(bridge: string): Promise<number> {
     try {
       const r = await this.o.run(

@@ -3,6 +3,7 @@
 // gremesh-mac is a container port and gets the container flows, whoever plugged it; the
 // agent only ever deletes ports it owns (gremesh-owner=agent).
 import { acceptedNames } from '../../common/dns-names.js';
+import { normalizeGroup } from '../../common/policy.js';
 import { parseIp } from '../../common/ipv4.js';
 
 export const OWNER_KEY = 'gremesh-owner';
@@ -16,6 +17,8 @@ export const PID_KEY = 'gremesh-pid';
 export const CONTAINER_NAME_KEY = 'gremesh-container';
 /** the container's DNS names in its network, comma-separated (absent: none) */
 export const NAMES_KEY = 'gremesh-names';
+/** the container's policy group (gremesh.group; absent: none) */
+export const GROUP_KEY = 'gremesh-group';
 /** a port plugged for one of Docker's endpoints (the network plugin): its endpoint id */
 export const ENDPOINT_KEY = 'gremesh-endpoint';
 
@@ -41,7 +44,7 @@ export interface ContainerBinding {
 }
 
 export function containerIds(
-  b: ContainerBinding & { pid: number; name: string; names?: string[] },
+  b: ContainerBinding & { pid: number; name: string; names?: string[]; group?: string },
 ): Record<string, string> {
   return {
     ...owned(),
@@ -52,6 +55,7 @@ export function containerIds(
     [PID_KEY]: String(b.pid),
     [CONTAINER_NAME_KEY]: b.name,
     ...(b.names?.length ? { [NAMES_KEY]: b.names.join(',') } : {}),
+    ...(b.group ? { [GROUP_KEY]: b.group } : {}),
   };
 }
 
@@ -61,7 +65,7 @@ export function containerIds(
  */
 export function endpointIds(
   e: { id: string; network: string; ip: string; mac: string },
-  c: { id: string; name: string; pid: number; names?: string[] } | undefined,
+  c: { id: string; name: string; pid: number; names?: string[]; group?: string } | undefined,
 ): Record<string, string> {
   return {
     ...containerIds({
@@ -72,6 +76,7 @@ export function endpointIds(
       pid: c?.pid ?? 0,
       name: c?.name ?? '',
       names: c?.names,
+      group: c?.group,
     }),
     [ENDPOINT_KEY]: e.id,
   };
@@ -80,7 +85,7 @@ export function endpointIds(
 /** The binding of a container port (plugged by us or by anything else), or undefined if it is none or malformed. */
 export function parseBinding(
   ids: Record<string, string>,
-): (ContainerBinding & { name: string; names: string[] }) | undefined {
+): (ContainerBinding & { name: string; names: string[]; group?: string }) | undefined {
   const network = ids[NETWORK_KEY];
   const ip = ids[IP_KEY];
   const mac = ids[MAC_KEY];
@@ -93,5 +98,6 @@ export function parseBinding(
     containerId: ids[CONTAINER_ID_KEY] ?? '',
     name: ids[CONTAINER_NAME_KEY] ?? '',
     names: acceptedNames((ids[NAMES_KEY] ?? '').split(',').filter(Boolean)),
+    ...(normalizeGroup(ids[GROUP_KEY]) ? { group: normalizeGroup(ids[GROUP_KEY]) } : {}),
   };
 }

@@ -15,9 +15,22 @@ Commands:
   leave NAME                                 remove NAME everywhere; its slices are quarantined
   hosts                                      name, underlay IP, slices, state, last seen, version
   host NAME                                  one host, with its tunnels and attach errors
-  networks                                   networks with CIDR, slice size, GRE key, MTU
-  network create NAME --cidr CIDR --host-prefix-len N [--mtu N]
+  networks                                   networks with CIDR, slice size, GRE key, MTU,
+                                             isolation and rule count
+  network create NAME --cidr CIDR --host-prefix-len N [--mtu N] [--isolation none|groups]
+  network update NAME --isolation none|groups
+                                             none (default): every container reaches every
+                                             other unless a deny rule says otherwise; groups:
+                                             containers reach only their own group
+                                             (label gremesh.group) and what allow rules open
   network delete NAME
+  policy allow|deny --network N --from GROUP|any|outside --to GROUP|any
+         [--proto tcp|udp|icmp] [--port P[-Q]]
+                                             add a rule (deny wins over allow; replies of an
+                                             allowed connection pass); the same rule twice
+                                             is one rule
+  policy list [--network N]                  rules by network, with their ids
+  policy delete ID                           remove a rule (e.g. r7)
   status                                     revision, hosts with tunnel health, networks
   token list                                 join tokens and their state
   token revoke ID                            revoke a join token (ID is the part before the dot)
@@ -33,6 +46,7 @@ Commands:
                                              networks' resolvers answer: name, addresses
                                              (round-robin), host and container of each;
                                              "shared" where several containers hold one
+                                             (trace names the policy rule that decided)
 
 Flags:
   --coordinator ADDR:PORT   default $GREMESH_COORDINATOR or 127.0.0.1:7420; several comma-
@@ -61,6 +75,10 @@ export const FLAGS: Options = {
   cidr: { type: 'string' },
   'host-prefix-len': { type: 'string' },
   mtu: { type: 'string' },
+  isolation: { type: 'string' },
+  network: { type: 'string' },
+  from: { type: 'string' },
+  to: { type: 'string' },
   proto: { type: 'string' },
   port: { type: 'string' },
   since: { type: 'string' },

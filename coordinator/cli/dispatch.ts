@@ -11,6 +11,7 @@ import { tokenCommands } from './commands/tokens.js';
 import { traceCommands } from './commands/trace.js';
 import { eventCommands } from './commands/events.js';
 import { nameCommands } from './commands/names.js';
+import { policyCommands } from './commands/policy.js';
 
 /** every command, by its name on the command line */
 export const COMMANDS: Record<string, Command> = {
@@ -20,6 +21,7 @@ export const COMMANDS: Record<string, Command> = {
   ...traceCommands,
   ...eventCommands,
   ...nameCommands,
+  ...policyCommands,
 };
 
 /** The command to run, its arguments checked; a usage error before anything is dialled. */

@@ -2,6 +2,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import {
   AdminServiceService,
+  type AddPolicyRuleRequest,
   type Event,
   type EventsRequest,
   type HostInfo,
@@ -9,7 +10,8 @@ import {
 } from '../../proto/gen/gremesh/v1/gremesh.js';
 import { runTrace } from '../trace.js';
 import { computeNames } from '../names.js';
-import { notFound } from '../errors.js';
+import { invalid, notFound } from '../errors.js';
+import type { PolicyRule } from '../../common/policy.js';
 import { trunc } from '../validate.js';
 import type { HostView } from '../coordinator.js';
 import { checkDecoded, decodingOrMarked, toStatus } from './errors.js';
@@ -78,9 +80,24 @@ export function adminHandlers(d: ServiceDeps): grpc.UntypedServiceImplementation
     }),
     listHosts: unary(admin, () => ({ hosts: coord.hosts().map(hostInfo) })),
     getHost: unary(admin, (req: { name: string }) => hostInfo(coord.host(req.name))),
-    createNetwork: unary(admin, (req: { name: string; cidr: string; hostPrefixLen: number; mtu: number }) =>
-      coord.createNetwork(req.name, req.cidr, req.hostPrefixLen, req.mtu),
+    createNetwork: unary(
+      admin,
+      (req: { name: string; cidr: string; hostPrefixLen: number; mtu: number; isolation: string }) =>
+        coord.createNetwork(req.name, req.cidr, req.hostPrefixLen, req.mtu, req.isolation),
     ),
+    updateNetwork: unary(admin, (req: { name: string; isolation: string }) =>
+      coord.updateNetwork(req.name, req.isolation),
+    ),
+    addPolicyRule: unary(admin, (req: AddPolicyRuleRequest) => {
+      if (!req.rule) throw invalid('a rule is required');
+      const { id: _id, ...rule } = req.rule;
+      return coord.addPolicyRule(req.network, rule as Omit<PolicyRule, 'id'>);
+    }),
+    listPolicy: unary(admin, (req: { network: string }) => ({ networks: coord.listPolicy(req.network) })),
+    deletePolicyRule: unary(admin, async (req: { id: string }) => {
+      await coord.deletePolicyRule(req.id);
+      return {};
+    }),
     listNetworks: unary(admin, () => ({ networks: coord.networks() })),
     deleteNetwork: unary(admin, async (req: { name: string }) => {
       await coord.deleteNetwork(req.name);

@@ -32,6 +32,7 @@ const benches: { name: string; script: string; args: string[] }[] = [
   { name: 'reconcile', script: 'reconcile.js', args: ['--repeat', q ? '5' : '20'] },
   { name: 'attach', script: 'attach.js', args: ['--count', q ? '10' : '50'] },
   { name: 'dns', script: 'dns.js', args: ['--count', q ? '10' : '30'] },
+  { name: 'policy', script: 'policy.js', args: ['--count', q ? '10' : '30', '--seconds', '3', '--runs', '3'] },
   { name: 'throughput', script: 'throughput.js', args: ['--seconds', q ? '3' : '5'] },
   // the fault suite at full length (`make soak` runs only this one)
   { name: 'soak', script: 'soak.js', args: [] },
@@ -171,6 +172,28 @@ if (out.dns) {
       `${d.lookups} lookups of a churning alias meanwhile, ${d.late} naming a container gone for more than 1 s (${d.stale} gone at all); ` +
       `a lookup through 127.0.0.11 of a name Docker answers itself ${f(d.local)}, of a gremesh name on another host ${f(d.remote)} (${d.ratio.toFixed(2)}x), ` +
       `asked of the gateway's resolver directly ${f(d.direct)}, an ICMP echo to the gateway ${d.gatewayRttMs.toFixed(2)} ms.`,
+    '',
+  );
+}
+if (out.policy) {
+  const p = out.policy;
+  const med = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor((xs.length - 1) / 2)]!;
+  const t = (k: string) => {
+    const x = p.tcp?.[k] as { plain: number[]; policed: number[]; ratio: number } | undefined;
+    return x
+      ? `${k === 'streams1' ? '1 stream' : '4 streams'} ${med(x.plain).toFixed(2)} vs ${med(x.policed).toFixed(2)} Gbit/s (${x.ratio.toFixed(2)}x)`
+      : '';
+  };
+  lines.push(
+    `**Policy** (${cmd('policy.js', argsOf('policy').args)}): ` +
+      `flows with 1000 endpoints, 20 groups: no policy ${p.flows.plain1000}, isolation groups ${p.flows.groups1000}, +100 rules ${p.flows.rules100}, 2000 endpoints + 100 rules ${p.flows.endpoints2000}; ` +
+      `a pass's flows and delta with 1000 endpoints and 100 rules p50 ${p.flows.passMs.p50.toFixed(2)} / p99 ${p.flows.passMs.p99.toFixed(2)} ms; ` +
+      (p.enforce
+        ? `rule created -> enforced on each of 3 hosts (${p.enforce.count} rules) p50 ${p.enforce.all.p50} / p99 ${p.enforce.all.p99} ms; `
+        : '') +
+      (p.tcp
+        ? `TCP h1 -> h2 without policy vs isolation groups + ${p.tcp.rules} rules: ${t('streams1')}, ${t('streams4')}.`
+        : ''),
     '',
   );
 }

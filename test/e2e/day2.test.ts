@@ -17,12 +17,14 @@ import {
 } from '../../deploy/lab/mesh.js';
 import { IMAGE } from '../../deploy/lab/plan.js';
 import { nameCases } from './cases/names.js';
+import { policyCases } from './cases/policy.js';
 
 const serial = isRoot ? test.serial : test.skip;
 let lab: TestLab;
 let args: Record<string, string[]> = {};
 const HOSTS = ['h1', 'h2', 'h3'];
 const METRICS = '127.0.0.1:9477';
+const COORDINATOR_ARGS = ['--metrics', '127.0.0.1:9478'];
 let events: ResultPromise | undefined;
 let eventsOut = '';
 
@@ -78,7 +80,7 @@ const eventLines = () =>
 test.before(async () => {
   if (!isRoot) return;
   lab = await labUp(3);
-  await startCoordinator(lab.dir, ['--metrics', '127.0.0.1:9478']);
+  await startCoordinator(lab.dir, COORDINATOR_ARGS);
   args = await joinAll(lab.dir, HOSTS, ['--metrics', METRICS]);
   const r = await coordctl(lab.dir, [
     'network',
@@ -235,3 +237,4 @@ serial('events: host joined, attach failed, host down and up; --since filters', 
 });
 
 nameCases({ lab: () => lab, args: () => args, metrics: METRICS });
+policyCases({ lab: () => lab, args: () => args, metrics: METRICS, coordinatorArgs: COORDINATOR_ARGS });

@@ -1,12 +1,15 @@
 // The native OpenFlow writer against a real ovs-vswitchd: the same flows installed with
 // ovs-ofctl on one bridge and natively on another must read back identically
 // (ovs-ofctl dump-flows), deletions too; a bundle the switch refuses changes nothing.
+// Besides what computeFlows writes, hand-made flows of the policy vocabulary (reg2/reg3,
+// nw_proto, tp_dst masked and not, ct_state, ct with and without commit and table).
 import test from 'ava';
 import { isRoot } from '../helpers/cli.js';
 import { labUp, type TestLab } from '../helpers/lab.js';
 import { computeDesired, computeFlows } from '../../agent/bridge/desired.js';
 import { resolvePortNames } from '../../agent/ovs/driver.js';
 import { act, flow, type Flow } from '../../agent/ovs/flows/flow.js';
+import { REG_DST_GROUP, REG_SRC_GROUP } from '../../agent/ovs/flows/pipeline.js';
 import { renderFlow, renderKey } from '../../agent/ovs/flows/render.js';
 import { OpenflowConnection } from '../../agent/ovs/openflow/connection.js';
 import { silentLogger } from '../../common/log.js';
@@ -86,6 +89,37 @@ function realisticFlows(): Flow[] {
   return resolvePortNames(computeFlows(s, d, locals, new Set(d.tunnels.map((t) => t.port))), ofports);
 }
 
+/** the policy vocabulary by hand, for network key 1 in conntrack zone 5 */
+function policyFlows(): Flow[] {
+  const ip = { reg6: 1, ethType: 'ip' } as const;
+  const fresh = { ...ip, ctState: { on: ['trk', 'new'] } } as const;
+  const commit = [act.ct({ commit: true, zone: 5 }), act.resubmit('deliver')];
+  return [
+    flow('forward', 101, { reg6: 1, dlDst: '0a:58:c6:12:40:0a' }, [
+      act.load(REG_DST_GROUP, 17),
+      act.resubmit('policy'),
+    ]),
+    flow('policy', 100, { ...ip, nwSrc: '198.18.64.11' }, [
+      act.load(REG_SRC_GROUP, 16),
+      act.ct({ commit: false, zone: 5, table: 'policyRules' }),
+    ]),
+    flow('policy', 50, ip, [act.load(REG_SRC_GROUP, 2), act.ct({ commit: false, zone: 5, table: 'policyRules' })]),
+    flow('policy', 10, { reg6: 1 }, [act.resubmit('deliver')]),
+    flow('policyRules', 64000, { ...ip, ctState: { on: ['trk', 'est'] } }, [act.resubmit('deliver')]),
+    flow('policyRules', 64000, { ...ip, ctState: { on: ['trk', 'rel'] } }, [act.resubmit('deliver')]),
+    flow('policyRules', 63000, { ...ip, ctState: { on: ['trk', 'inv'] } }),
+    flow('policyRules', 20001, { ...fresh, reg2: 16, reg3: 17, ipProto: 6, tpDst: 0x1f90, tpDstMask: 0xfff0 }, commit),
+    flow('policyRules', 20002, { ...fresh, reg3: 17, ipProto: 6, tpDst: 22 }, commit),
+    flow('policyRules', 20003, { ...fresh, reg2: 2, ipProto: 17, tpDst: 53 }, commit),
+    flow('policyRules', 20004, { ...fresh, ipProto: 17, tpDst: 0x100, tpDstMask: 0xff00 }, []),
+    flow('policyRules', 20005, { ...ip, ipProto: 1, ctState: { on: ['trk', 'new'], off: ['est', 'rpl'] } }, [
+      act.ct({ commit: true, zone: 5, table: 'deliver' }),
+    ]),
+    flow('policyRules', 1, ip, commit),
+    flow('deliver', 100, { reg6: 1, dlDst: '0a:58:c6:12:40:0a' }, [act.output(12)]),
+  ];
+}
+
 test.before(async () => {
   if (!isRoot) return;
   lab = await labUp(1);
@@ -110,7 +144,8 @@ test.after.always(async () => {
 serial(
   'native bundles install exactly what ovs-ofctl installs; deletions too; a refused bundle changes nothing',
   async (t) => {
-    const flows = realisticFlows();
+    const policy = policyFlows();
+    const flows = [...realisticFlows(), ...policy];
     t.true(flows.length > 30, `${flows.length} flows`);
     const conn = new OpenflowConnection({ socket: mgmt('gmof-b'), log: silentLogger, onReconnect: () => {} });
     conn.start();
@@ -122,10 +157,26 @@ serial(
       const a = await dump('gmof-a');
       t.is(a.length, flows.length);
       t.deepEqual(await dump('gmof-b'), a, 'same flows, same matches, same actions');
+      // the policy flows are there as themselves (OVS prints them its own way: tcp, +est+trk, table before zone)
+      const b = (await dump('gmof-b')).join('\n');
+      for (const s of [
+        'ct_state=+new+trk,tcp,reg2=0x10,reg3=0x11,reg6=0x1,tp_dst=0x1f90/0xfff0 actions=ct(commit,zone=5),resubmit(,50)',
+        'ct_state=+new+trk,tcp,reg3=0x11,reg6=0x1,tp_dst=22 actions=ct(commit,zone=5),resubmit(,50)',
+        'ct_state=+new+trk,udp,reg2=0x2,reg6=0x1,tp_dst=53 actions=ct(commit,zone=5),resubmit(,50)',
+        'ct_state=+new+trk,udp,reg6=0x1,tp_dst=0x100/0xff00 actions=drop',
+        'ct_state=+new-est-rpl+trk,icmp,reg6=0x1 actions=ct(commit,table=50,zone=5)',
+        'ct_state=+est+trk,ip,reg6=0x1 actions=resubmit(,50)',
+        'ct_state=+inv+trk,ip,reg6=0x1 actions=drop',
+        'ip,reg6=0x1,nw_src=198.18.64.11 actions=load:0x10->NXM_NX_REG2[],ct(table=40,zone=5)',
+        'reg6=0x1,dl_dst=0a:58:c6:12:40:0a actions=load:0x11->NXM_NX_REG3[],resubmit(,30)',
+      ])
+        t.true(b.includes(s), s);
 
-      // a delta: three flows go, one changes its actions, one is new
-      const gone = [flows[0]!, flows[5]!, flows[flows.length - 2]!];
+      // a delta: three flows go, one changes its actions, one is new; of the policy flows one
+      // goes (masked tp_dst and ct_state: delete_strict must name the same masks) and one changes
+      const gone = [flows[0]!, flows[5]!, flows[flows.length - 2]!, policy[7]!];
       const changed: Flow = { ...flows[3]!, actions: [] };
+      const changedCt: Flow = { ...policy[1]!, actions: [act.ct({ commit: true, zone: 6, table: 'policyRules' })] };
       const added = flow('forward', 90, { reg7: 0, reg6: 1, dlDst: '0a:58:00:00:00:77' }, [
         act.setTunnel(1),
         act.output(10),
@@ -133,12 +184,15 @@ serial(
       const lines = [
         ...gone.map((k) => `delete_strict ${renderKey(k)}`),
         `add ${renderFlow(changed)}`,
+        `add ${renderFlow(changedCt)}`,
         `add ${renderFlow(added)}`,
       ];
       await ofctl(['--bundle', 'add-flows', `unix:${mgmt('gmof-a')}`, '-'], `${lines.join('\n')}\n`);
-      await conn.updateFlows(gone, [changed, added]);
+      await conn.updateFlows(gone, [changed, changedCt, added]);
       const a2 = await dump('gmof-a');
-      t.is(a2.length, flows.length - 3 + 1);
+      t.is(a2.length, flows.length - 4 + 1);
+      t.false(a2.join('\n').includes('tp_dst=0x1f90/0xfff0'), 'the masked flow went');
+      t.true(a2.join('\n').includes('ct(commit,table=40,zone=6)'), 'the ct flow changed');
       t.deepEqual(await dump('gmof-b'), a2, 'the same delta gives the same table');
 
       // a port number beyond OVS's range is refused by the switch: the whole bundle is discarded
@@ -153,6 +207,25 @@ serial(
       await t.throwsAsync(conn.updateFlows([], [flow('classify', 1, { inPort: 'gmnosuchport' })]), {
         message: /not resolved/,
       });
+      // ct without ip in the match, or committing an invalid packet: the switch refuses them
+      // (OFPBAC_MATCH_INCONSISTENT), so the writer refuses them before sending
+      const inconsistent = [
+        flow('policy', 1, { reg6: 1 }, [act.ct({ commit: false, zone: 5, table: 'policyRules' })]),
+        flow('policyRules', 2, { reg6: 1, ethType: 'ip', ctState: { on: ['trk', 'inv'] } }, [
+          act.ct({ commit: true, zone: 5 }),
+        ]),
+      ];
+      for (const f of inconsistent) {
+        const r = await lab.exec(
+          'h1',
+          ['ovs-ofctl', '-O', 'OpenFlow14', 'add-flow', `unix:${mgmt('gmof-a')}`, renderFlow(f)],
+          { reject: false },
+        );
+        t.not(r.exitCode, 0, renderFlow(f));
+        t.regex(r.stderr, /MATCH_INCONSISTENT/, renderFlow(f));
+        await t.throwsAsync(conn.updateFlows([], [f]), { message: /ct action without ip|\+inv/ });
+      }
+      t.is((await dump('gmof-b')).length, a2.length + 1, 'nothing of them applied');
     } finally {
       conn.stop();
     }

@@ -380,6 +380,7 @@ test.serial(
                 ? JoinHostRequest.encode({ name: badName(), ttlSeconds: Math.floor(Math.random() * 2 ** 32) }).finish()
                 : which === 1
                   ? CreateNetworkRequest.encode({
+                      isolation: '',
                       name: badName(),
                       cidr: badCidr(),
                       hostPrefixLen: Math.floor(Math.random() * 40),

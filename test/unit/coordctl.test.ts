@@ -20,6 +20,7 @@ test('the command table holds every command the help lists, and nothing else', (
     'names',
     'network',
     'networks',
+    'policy',
     'status',
     'token',
     'trace',
@@ -127,8 +128,11 @@ test('coordctl binary: per-command usage errors once dialled (--insecure), exit 
   const c = ['--insecure', '--coordinator', '127.0.0.1:1'];
   const cases: [string[], string][] = [
     [['hosts', 'extra'], 'usage: coordctl hosts'],
-    [['network'], 'usage: coordctl network create|delete ...'],
-    [['network', 'create', 'x'], 'usage: coordctl network create NAME --cidr CIDR --host-prefix-len N [--mtu N]'],
+    [['network'], 'usage: coordctl network create|update|delete ...'],
+    [
+      ['network', 'create', 'x'],
+      'usage: coordctl network create NAME --cidr CIDR --host-prefix-len N [--mtu N] [--isolation none|groups]',
+    ],
     [['network', 'delete'], 'usage: coordctl network delete NAME'],
     [['token', 'list', 'x'], 'usage: coordctl token list | token revoke ID'],
     [['join', 'x', '--ttl', 'zz'], '--ttl must be a duration such as 30m or 24h, got "zz"'],

@@ -9,6 +9,23 @@ import { TABLES, type TableName } from './pipeline.js';
 
 export type { Action, PortRef } from '../openflow/codec.js';
 
+/** a conntrack state flag (ct_state): new, established, related, reply direction, invalid, tracked */
+export type CtFlag = 'new' | 'est' | 'rel' | 'rpl' | 'inv' | 'trk';
+/** the flags in the one order text and keys list them (trk first: +trk+new-est) */
+export const CT_FLAGS: readonly CtFlag[] = ['trk', 'new', 'est', 'rel', 'rpl', 'inv'];
+/** ct_state: the flags that must be set (on) and those that must be clear (off) */
+export interface CtState {
+  on: readonly CtFlag[];
+  off?: readonly CtFlag[];
+}
+/** Pure: ct_state as ovs-ofctl text (+trk+new-est): the set flags, then the clear ones, each in CT_FLAGS order */
+export function ctStateText(c: CtState): string {
+  return [
+    ...CT_FLAGS.filter((f) => c.on.includes(f)).map((f) => `+${f}`),
+    ...CT_FLAGS.filter((f) => c.off?.includes(f)).map((f) => `-${f}`),
+  ].join('');
+}
+
 /** the match fields the pipeline uses (ovs-ofctl's names in the comments) */
 export interface Match {
   /** in_port */
@@ -17,6 +34,10 @@ export interface Match {
   reg7?: number;
   /** reg6: the frame's network key */
   reg6?: number;
+  /** reg2: the source's policy group */
+  reg2?: number;
+  /** reg3: the destination's policy group */
+  reg3?: number;
   /** tun_id */
   tunId?: number | bigint;
   /** dl_src */
@@ -28,6 +49,13 @@ export interface Match {
   ethType?: 'ip' | 'arp';
   /** nw_src */
   nwSrc?: string;
+  /** nw_proto (with ip) */
+  ipProto?: number;
+  /** tp_dst (with nw_proto 6: TCP, 17: UDP), with tpDstMask: tp_dst=0xV/0xM */
+  tpDst?: number;
+  tpDstMask?: number;
+  /** ct_state=+trk+est: the conntrack state after a ct action with a table */
+  ctState?: CtState;
   /** arp_op */
   arpOp?: number;
   /** arp_spa */
@@ -43,12 +71,18 @@ export const MATCH_FIELDS = [
   'inPort',
   'reg7',
   'reg6',
+  'reg2',
+  'reg3',
   'tunId',
   'dlSrc',
   'dlDst',
   'dlDstMask',
   'ethType',
   'nwSrc',
+  'ipProto',
+  'tpDst',
+  'tpDstMask',
+  'ctState',
   'arpOp',
   'arpSpa',
   'arpTpa',
@@ -80,6 +114,14 @@ export const act = {
   load: (field: NxmName, value: number | bigint): Action => ({ type: 'load', field, value: BigInt(value) }),
   move: (src: NxmName, dst: NxmName): Action => ({ type: 'move', src, dst }),
   setTunnel: (key: number): Action => ({ type: 'set', field: 'tunnel_id', value: BigInt(key) }),
+  /** ct(commit,zone=Z,table=T): through conntrack (commit: remember the connection); with a table the
+   *  packet continues there with ct_state set, without one it goes on with the next action */
+  ct: (o: { commit: boolean; zone: number; table?: TableName }): Action => ({
+    type: 'ct',
+    commit: o.commit,
+    zone: o.zone,
+    ...(o.table === undefined ? {} : { table: TABLES[o.table] }),
+  }),
 };
 
 /** Pure: a flow's identity for delete_strict: table, priority and match (not cookie, not actions). */
@@ -87,7 +129,9 @@ export function flowKey(f: Flow): string {
   // numbers as they are, text quoted: a port's name is not its number
   const m = MATCH_FIELDS.map((k) => {
     const v = f.match[k];
-    return v === undefined ? '' : typeof v === 'string' ? JSON.stringify(v) : String(v);
+    if (v === undefined) return '';
+    if (typeof v === 'object') return ctStateText(v);
+    return typeof v === 'string' ? JSON.stringify(v) : String(v);
   });
   return `${TABLES[f.table]}/${f.priority}/${m.join('/')}`;
 }
@@ -106,6 +150,8 @@ const actionKey = (a: Action): string => {
       return `m${a.src}>${a.dst}`;
     case 'set':
       return `s${a.value}>${a.field}`;
+    case 'ct':
+      return `c${a.commit ? 1 : 0}:${a.zone}:${a.table ?? ''}`;
   }
 };
 

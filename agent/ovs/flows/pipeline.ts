@@ -3,7 +3,17 @@
 //   classify      local port -> reg6=network key; tunnel+key -> reg6, reg7=1
 //   portSecurity  a container sends only from its own MAC and IP (ARP too)
 //   forward       ARP responder, known MACs, flooding, unknown unicast
-export const TABLES = { classify: 0, portSecurity: 10, forward: 20 } as const;
+//   policy        classify the source IP into a group register (reg2), send through conntrack
+//   policyRules   allow/deny by the group registers (reg2, reg3) and L4
+//   deliver       output to the local port
+export const TABLES = {
+  classify: 0,
+  portSecurity: 10,
+  forward: 20,
+  policy: 30,
+  policyRules: 40,
+  deliver: 50,
+} as const;
 export type TableName = keyof typeof TABLES;
 
 /** the table names as trace and status print them */
@@ -11,6 +21,9 @@ export const TABLE_TITLES: Record<TableName, string> = {
   classify: 'classify',
   portSecurity: 'port security',
   forward: 'forward',
+  policy: 'policy: source group, conntrack',
+  policyRules: 'policy rules',
+  deliver: 'deliver',
 };
 
 /** table number -> printed name */
@@ -37,3 +50,6 @@ export const PRIORITY = {
 /** register 6 holds the frame's network key, register 7 is 1 for a frame that came from a tunnel */
 export const REG_NETWORK = 'NXM_NX_REG6';
 export const REG_FROM_TUNNEL = 'NXM_NX_REG7';
+/** register 2 holds the source's policy group, register 3 the destination's (policed networks) */
+export const REG_SRC_GROUP = 'NXM_NX_REG2';
+export const REG_DST_GROUP = 'NXM_NX_REG3';

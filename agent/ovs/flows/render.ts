@@ -2,12 +2,12 @@
 // text. Used only where text is the interface: the ovs-ofctl paths (replace-flows, the
 // fallback bundle) and what trace and status print.
 import { NXM, type Action, type NxmName } from '../openflow/codec.js';
-import { MATCH_FIELDS, type Flow, type Match } from './flow.js';
+import { MATCH_FIELDS, ctStateText, type Flow, type Match } from './flow.js';
 import { TABLES } from './pipeline.js';
 
 /** how a load's value is written: registers in decimal, the ARP opcode in short hex, addresses in hex of their width */
 const loadValue = (field: NxmName, v: bigint): string => {
-  if (field === 'NXM_NX_REG6' || field === 'NXM_NX_REG7') return v.toString();
+  if (field.startsWith('NXM_NX_REG')) return v.toString();
   if (field === 'NXM_OF_ARP_OP') return `0x${v.toString(16)}`;
   return `0x${v.toString(16).padStart(NXM[field].bytes * 2, '0')}`;
 };
@@ -16,6 +16,8 @@ const MATCH_TEXT: Record<(typeof MATCH_FIELDS)[number], (m: Match) => string | u
   inPort: (m) => (m.inPort === undefined ? undefined : `in_port=${m.inPort}`),
   reg7: (m) => (m.reg7 === undefined ? undefined : `reg7=${m.reg7}`),
   reg6: (m) => (m.reg6 === undefined ? undefined : `reg6=${m.reg6}`),
+  reg2: (m) => (m.reg2 === undefined ? undefined : `reg2=${m.reg2}`),
+  reg3: (m) => (m.reg3 === undefined ? undefined : `reg3=${m.reg3}`),
   tunId: (m) => (m.tunId === undefined ? undefined : `tun_id=${m.tunId}`),
   dlSrc: (m) => (m.dlSrc === undefined ? undefined : `dl_src=${m.dlSrc}`),
   dlDst: (m) =>
@@ -23,6 +25,15 @@ const MATCH_TEXT: Record<(typeof MATCH_FIELDS)[number], (m: Match) => string | u
   dlDstMask: () => undefined,
   ethType: (m) => m.ethType,
   nwSrc: (m) => (m.nwSrc === undefined ? undefined : `nw_src=${m.nwSrc}`),
+  ipProto: (m) => (m.ipProto === undefined ? undefined : `nw_proto=${m.ipProto}`),
+  tpDst: (m) =>
+    m.tpDst === undefined
+      ? undefined
+      : m.tpDstMask === undefined
+        ? `tp_dst=${m.tpDst}`
+        : `tp_dst=0x${m.tpDst.toString(16)}/0x${m.tpDstMask.toString(16)}`,
+  tpDstMask: () => undefined,
+  ctState: (m) => (m.ctState === undefined ? undefined : `ct_state=${ctStateText(m.ctState)}`),
   arpOp: (m) => (m.arpOp === undefined ? undefined : `arp_op=${m.arpOp}`),
   arpSpa: (m) => (m.arpSpa === undefined ? undefined : `arp_spa=${m.arpSpa}`),
   arpTpa: (m) => (m.arpTpa === undefined ? undefined : `arp_tpa=${m.arpTpa}`),
@@ -50,6 +61,8 @@ export function renderAction(a: Action): string {
       return `move:${a.src}[]->${a.dst}[]`;
     case 'set':
       return `set_field:${a.value}->tun_id`;
+    case 'ct':
+      return `ct(${a.commit ? 'commit,' : ''}zone=${a.zone}${a.table === undefined ? '' : `,table=${a.table}`})`;
   }
 }
 

@@ -1,13 +1,15 @@
 // Pure: OpenFlow 1.4 messages for the flows the agent writes. A flow is a typed value
 // (agent/ovs/flows/flow.ts: table by name, match fields, these actions); this module
 // encodes it as ovs-ofctl would:
-//   match:   in_port, dl_src, dl_dst[/mask], ip, arp, nw_src, arp_op, arp_spa, arp_tpa,
-//            arp_sha, reg6, reg7, tun_id
+//   match:   in_port, dl_src, dl_dst[/mask], ip, arp, nw_src, nw_proto, tp_dst[/mask]
+//            (tcp or udp), arp_op, arp_spa, arp_tpa, arp_sha, reg2, reg3, reg6, reg7,
+//            tun_id, ct_state
 //   actions: load:N->FIELD[] and move:FIELD[]->FIELD[] of the NXM fields below,
-//            resubmit(,T), output:N, in_port, set_field:N->tun_id, drop (no actions)
+//            resubmit(,T), output:N, in_port, set_field:N->tun_id,
+//            ct(commit,zone=N,table=T) (NXAST_CT, zone immediate), drop (no actions)
 // A value it cannot encode (a port still by name, a bad MAC) is an error, never silently
 // dropped (the e2e test installs the same flows both ways and compares dump-flows).
-import type { Flow, Match } from '../flows/flow.js';
+import type { CtFlag, Flow, Match } from '../flows/flow.js';
 import { TABLES } from '../flows/pipeline.js';
 
 export const OFP_VERSION = 0x05; // OpenFlow 1.4
@@ -41,6 +43,9 @@ const NX_VENDOR_ID = 0x00002320;
 const NXAST_RESUBMIT_TABLE = 14;
 const NXAST_REG_LOAD = 7;
 const NXAST_REG_MOVE = 6;
+const NXAST_CT = 35; // struct nx_action_conntrack
+const NX_CT_F_COMMIT = 1;
+const NX_CT_RECIRC_NONE = 0xff; // OFPTT_ALL: no recirculation
 const OFPP_IN_PORT = 0xfffffff8;
 const OFPAT_OUTPUT = 0;
 const OFPAT_SET_FIELD = 25;
@@ -57,16 +62,32 @@ const OXM = {
   eth_dst: { cls: 0x8000, field: 3, bytes: 6 },
   eth_src: { cls: 0x8000, field: 4, bytes: 6 },
   eth_type: { cls: 0x8000, field: 5, bytes: 2 },
+  ip_proto: { cls: 0x8000, field: 10, bytes: 1 },
   ipv4_src: { cls: 0x8000, field: 11, bytes: 4 },
+  tcp_dst: { cls: 0x8000, field: 14, bytes: 2 },
+  udp_dst: { cls: 0x8000, field: 16, bytes: 2 },
   arp_op: { cls: 0x8000, field: 21, bytes: 2 },
   arp_spa: { cls: 0x8000, field: 22, bytes: 4 },
   arp_tpa: { cls: 0x8000, field: 23, bytes: 4 },
   arp_sha: { cls: 0x8000, field: 24, bytes: 6 },
   tunnel_id: { cls: 0x8000, field: 38, bytes: 8 },
+  reg2: { cls: 0x0001, field: 2, bytes: 4 },
+  reg3: { cls: 0x0001, field: 3, bytes: 4 },
   reg6: { cls: 0x0001, field: 6, bytes: 4 },
   reg7: { cls: 0x0001, field: 7, bytes: 4 },
+  ct_state: { cls: 0x0001, field: 105, bytes: 4 },
 } satisfies Record<string, OxmField>;
 type FieldName = keyof typeof OXM;
+
+/** ct_state bits (OVS lib/packets.h CS_*) */
+export const CT_STATE_BITS: Record<CtFlag, number> = {
+  new: 0x01,
+  est: 0x02,
+  rel: 0x04,
+  rpl: 0x08,
+  inv: 0x10,
+  trk: 0x20,
+};
 
 /** NXM fields by the names load/move use (class 0: NXM_OF, 1: NXM_NX) */
 export const NXM = {
@@ -75,6 +96,8 @@ export const NXM = {
   NXM_OF_ARP_OP: { cls: 0x0000, field: 15, bytes: 2 },
   NXM_OF_ARP_SPA: { cls: 0x0000, field: 16, bytes: 4 },
   NXM_OF_ARP_TPA: { cls: 0x0000, field: 17, bytes: 4 },
+  NXM_NX_REG2: OXM.reg2,
+  NXM_NX_REG3: OXM.reg3,
   NXM_NX_REG6: OXM.reg6,
   NXM_NX_REG7: OXM.reg7,
   NXM_NX_ARP_SHA: { cls: 0x0001, field: 17, bytes: 6 },
@@ -96,7 +119,9 @@ export type Action =
   /** `move:A[]->B[]`: NXAST_REG_MOVE of a whole field */
   | { type: 'move'; src: NxmName; dst: NxmName }
   /** `set_field:N->tun_id`: OFPAT_SET_FIELD */
-  | { type: 'set'; field: 'tunnel_id'; value: bigint };
+  | { type: 'set'; field: 'tunnel_id'; value: bigint }
+  /** `ct(commit,zone=N,table=T)`: NXAST_CT with an immediate zone; no table: the packet goes on with the next action */
+  | { type: 'ct'; commit: boolean; zone: number; table?: number };
 
 /** a flow as it goes on the wire: table number, OXM fields in encoding order */
 export interface ParsedFlow {
@@ -151,13 +176,19 @@ const ORDER: FieldName[] = [
   'eth_src',
   'eth_type',
   'ipv4_src',
+  'ip_proto',
+  'tcp_dst',
+  'udp_dst',
   'arp_op',
   'arp_spa',
   'arp_tpa',
   'arp_sha',
   'tunnel_id',
+  'reg2',
+  'reg3',
   'reg6',
   'reg7',
+  'ct_state',
 ];
 
 /** Pure: a typed match as OXM fields in encoding order; a value that is not one refuses the flow */
@@ -172,15 +203,43 @@ export function wireMatch(x: Match): ParsedFlow['match'] {
     });
   if (x.ethType !== undefined) m.set('eth_type', { value: uint(x.ethType === 'ip' ? 0x0800 : 0x0806, 2) });
   if (x.nwSrc !== undefined) m.set('ipv4_src', { value: ipv4(x.nwSrc, 'nw_src') });
+  if (x.ipProto !== undefined) m.set('ip_proto', { value: uint(bounded(x.ipProto, 'nw_proto', 0xff), 1) });
+  if (x.tpDstMask !== undefined && x.tpDst === undefined) throw new Error('a tp_dst mask without tp_dst');
+  if (x.tpDst !== undefined) {
+    if (x.ipProto !== 6 && x.ipProto !== 17) throw new Error('tp_dst without nw_proto 6 (tcp) or 17 (udp)');
+    const v = bounded(x.tpDst, 'tp_dst', 0xffff);
+    const mask = x.tpDstMask === undefined ? undefined : bounded(x.tpDstMask, 'tp_dst mask', 0xffff);
+    // OVS refuses a value with bits outside its mask (bad wildcards); ovs-ofctl would clear them
+    if (mask !== undefined && (v & ~mask) !== 0)
+      throw new Error(`tp_dst ${v}: bits outside the mask 0x${mask.toString(16)}`);
+    m.set(x.ipProto === 6 ? 'tcp_dst' : 'udp_dst', {
+      value: uint(v, 2),
+      mask: mask === undefined ? undefined : uint(mask, 2),
+    });
+  }
+  if (x.ctState !== undefined) {
+    const bits = (fs: readonly CtFlag[] = []) =>
+      fs.reduce((a, f) => {
+        if (!Object.hasOwn(CT_STATE_BITS, f)) throw new Error(`ct_state: "${f}" is not a conntrack flag`);
+        return a | CT_STATE_BITS[f];
+      }, 0);
+    const [on, off] = [bits(x.ctState.on), bits(x.ctState.off)];
+    if (!(on | off)) throw new Error('ct_state without flags');
+    if (on & off) throw new Error('ct_state: a flag both set and clear');
+    // always masked: the flags named, the others wildcarded
+    m.set('ct_state', { value: uint(on, 4), mask: uint(on | off, 4) });
+  }
   if (x.arpOp !== undefined) m.set('arp_op', { value: uint(bounded(x.arpOp, 'arp_op', 0xffff), 2) });
   if (x.arpSpa !== undefined) m.set('arp_spa', { value: ipv4(x.arpSpa, 'arp_spa') });
   if (x.arpTpa !== undefined) m.set('arp_tpa', { value: ipv4(x.arpTpa, 'arp_tpa') });
   if (x.arpSha !== undefined) m.set('arp_sha', { value: mac(x.arpSha, 'arp_sha') });
   if (x.tunId !== undefined) m.set('tunnel_id', { value: uint(x.tunId, 8) });
+  if (x.reg2 !== undefined) m.set('reg2', { value: uint(bounded(x.reg2, 'reg2', 0xffffffff), 4) });
+  if (x.reg3 !== undefined) m.set('reg3', { value: uint(bounded(x.reg3, 'reg3', 0xffffffff), 4) });
   if (x.reg6 !== undefined) m.set('reg6', { value: uint(bounded(x.reg6, 'reg6', 0xffffffff), 4) });
   if (x.reg7 !== undefined) m.set('reg7', { value: uint(bounded(x.reg7, 'reg7', 0xffffffff), 4) });
   if (
-    (m.has('ipv4_src') && x.ethType !== 'ip') ||
+    ((m.has('ipv4_src') || m.has('ip_proto')) && x.ethType !== 'ip') ||
     (['arp_op', 'arp_spa', 'arp_tpa', 'arp_sha'] as const).some((k) => m.has(k) && x.ethType !== 'arp')
   )
     throw new Error('an IPv4/ARP field without ip/arp');
@@ -192,13 +251,27 @@ export function wireMatch(x: Match): ParsedFlow['match'] {
   return out;
 }
 
+/**
+ * Pure: actions the switch would refuse for this match, refused here (OVS check_CT:
+ * OFPBAC_MATCH_INCONSISTENT): ct needs an IP match, and an invalid packet cannot be committed.
+ */
+export function checkActions(x: Match, actions: Action[]): void {
+  for (const a of actions) {
+    if (a.type !== 'ct') continue;
+    if (x.ethType !== 'ip') throw new Error('a ct action without ip in the match');
+    if (a.commit && x.ctState?.on.includes('inv')) throw new Error('ct(commit) of a ct_state=+inv packet');
+  }
+}
+
 /** Pure: a typed flow as it goes on the wire (table by number, ports by number) */
 export function wireFlow(f: Flow): ParsedFlow {
+  const match = wireMatch(f.match);
+  checkActions(f.match, f.actions);
   return {
     cookie: f.cookie,
     table: TABLES[f.table],
     priority: bounded(f.priority, 'priority', 65535),
-    match: wireMatch(f.match),
+    match,
     actions: f.actions,
   };
 }
@@ -256,6 +329,14 @@ function encodeAction(a: Action): Buffer {
     b.writeUInt16BE(OFPP10_IN_PORT, 10);
     b.writeUInt8(a.table, 12);
     return b;
+  }
+  if (a.type === 'ct') {
+    const b = nxAction(NXAST_CT, 24);
+    b.writeUInt16BE(a.commit ? NX_CT_F_COMMIT : 0, 10);
+    b.writeUInt32BE(0, 12); // zone_src 0: the zone is immediate
+    b.writeUInt16BE(bounded(a.zone, 'ct zone', 0xffff), 16);
+    b.writeUInt8(a.table === undefined ? NX_CT_RECIRC_NONE : bounded(a.table, 'ct table', 254), 18);
+    return b; // pad[3], alg 0 (no ALG), no nested actions: len stays 24
   }
   if (a.type === 'load') {
     const field = NXM[a.field];

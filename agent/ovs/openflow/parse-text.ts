@@ -2,8 +2,8 @@
 // agent/ovs/flows/render.ts) read back into the codec's wire form. Not on the install
 // path (flows are typed end to end); kept for tests that compare against text and for
 // reading dumped flows. Anything it does not know is an error.
-import type { Match } from '../flows/flow.js';
-import { NXM, num, wireMatch, type Action, type NxmName, type ParsedFlow } from './codec.js';
+import { CT_FLAGS, type CtFlag, type Match } from '../flows/flow.js';
+import { NXM, checkActions, num, wireMatch, type Action, type NxmName, type ParsedFlow } from './codec.js';
 
 const isNxm = (s: string): s is NxmName => Object.hasOwn(NXM, s);
 
@@ -46,6 +46,38 @@ export function parseFlow(line: string): ParsedFlow {
       case 'nw_src':
         m.nwSrc = v;
         break;
+      case 'nw_proto':
+        m.ipProto = n('nw_proto', 0xffn);
+        break;
+      case 'tcp':
+      case 'udp':
+      case 'icmp':
+        // as OVS dumps ip,nw_proto=6/17/1
+        m.ethType = 'ip';
+        m.ipProto = { tcp: 6, udp: 17, icmp: 1 }[k];
+        break;
+      case 'tp_dst':
+      case 'tcp_dst':
+      case 'udp_dst': {
+        const [a, b] = v.split('/');
+        m.tpDst = Number(num(a!, k, 0xffffn));
+        if (b !== undefined) m.tpDstMask = Number(num(b, `${k} mask`, 0xffffn));
+        break;
+      }
+      case 'ct_state': {
+        // +flag/-flag only (as rendered, and as OVS dumps a masked ct_state)
+        if (!/^([+-][a-z]+)+$/.test(v))
+          throw new Error(`flow match "${tok}" is not one the native OpenFlow writer knows`);
+        const on: CtFlag[] = [];
+        const off: CtFlag[] = [];
+        for (const [, sign, flag] of v.matchAll(/([+-])([a-z]+)/g)) {
+          if (!CT_FLAGS.includes(flag as CtFlag))
+            throw new Error(`ct_state flag "${flag}" is not one the native OpenFlow writer knows`);
+          (sign === '+' ? on : off).push(flag as CtFlag);
+        }
+        m.ctState = off.length ? { on, off } : { on };
+        break;
+      }
       case 'arp_spa':
         m.arpSpa = v;
         break;
@@ -58,6 +90,8 @@ export function parseFlow(line: string): ParsedFlow {
       case 'arp_sha':
         m.arpSha = v;
         break;
+      case 'reg2':
+      case 'reg3':
       case 'reg6':
       case 'reg7':
         m[k] = n(k, 0xffffffffn);
@@ -71,6 +105,7 @@ export function parseFlow(line: string): ParsedFlow {
   }
   f.match = wireMatch(m);
   if (acts !== undefined && acts !== 'drop') f.actions = splitActions(acts).map(parseAction);
+  checkActions(m, f.actions);
   return f;
 }
 
@@ -87,6 +122,20 @@ function parseAction(a: string): Action {
     const [src, dst] = [r[1], r[2]];
     if (NXM[src].bytes !== NXM[dst].bytes) throw new Error(`flow action "${a}": fields of different widths`);
     return { type: 'move', src, dst };
+  }
+  if ((r = /^ct\(([^)]*)\)$/.exec(a))) {
+    const opts = r[1]!.split(',').filter(Boolean);
+    const val = (k: string) => opts.find((o) => o.startsWith(`${k}=`))?.slice(k.length + 1);
+    const keys = opts.map((o) => o.split('=')[0]);
+    if (opts.some((o) => o !== 'commit' && !/^(zone|table)=\d+$/.test(o)) || new Set(keys).size !== keys.length)
+      throw new Error(`flow action "${a}" is not one the native OpenFlow writer knows`);
+    const table = val('table');
+    return {
+      type: 'ct',
+      commit: opts.includes('commit'),
+      zone: Number(num(val('zone') ?? '0', 'ct zone', 0xffffn)),
+      ...(table === undefined ? {} : { table: Number(num(table, 'ct table', 254n)) }),
+    };
   }
   if ((r = /^set_field:(\w+)->tun_id$/.exec(a)))
     return { type: 'set', field: 'tunnel_id', value: num(r[1]!, 'set_field', 0xffffffffffffffffn) };

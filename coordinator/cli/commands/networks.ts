@@ -9,13 +9,15 @@ async function networks({ args, rpc, out }: Ctx): Promise<number> {
   const r = await rpc<{ networks: Network[] }>('listNetworks', {});
   out(r.networks, () =>
     table([
-      ['NAME', 'CIDR', 'SLICE', 'GRE KEY', 'MTU'],
+      ['NAME', 'CIDR', 'SLICE', 'GRE KEY', 'MTU', 'ISOLATION', 'RULES'],
       ...r.networks.map((n) => [
         n.name,
         n.cidr,
         `/${n.hostPrefixLen}`,
         String(n.greKey),
         n.mtu ? String(n.mtu) : 'auto',
+        n.isolation || 'none',
+        String(n.rules.length),
       ]),
     ]),
   );
@@ -24,7 +26,9 @@ async function networks({ args, rpc, out }: Ctx): Promise<number> {
 
 async function create({ values, rpc, out }: Ctx, rest: string[]): Promise<number> {
   if (rest.length !== 1 || !values.cidr || !values['host-prefix-len'])
-    throw new UsageError('usage: coordctl network create NAME --cidr CIDR --host-prefix-len N [--mtu N]');
+    throw new UsageError(
+      'usage: coordctl network create NAME --cidr CIDR --host-prefix-len N [--mtu N] [--isolation none|groups]',
+    );
   const hpl = values['host-prefix-len'] as string;
   const mtu = (values.mtu as string | undefined) ?? '0';
   if (!/^\d+$/.test(hpl)) throw new UsageError(`--host-prefix-len must be a whole number, got "${hpl}"`);
@@ -34,8 +38,21 @@ async function create({ values, rpc, out }: Ctx, rest: string[]): Promise<number
     cidr: values.cidr,
     hostPrefixLen: Number(hpl),
     mtu: Number(mtu),
+    isolation: (values.isolation as string | undefined) ?? '',
   });
-  out(n, () => `network ${n.name} ${n.cidr} (/${n.hostPrefixLen} per host, GRE key ${n.greKey}) created`);
+  out(
+    n,
+    () =>
+      `network ${n.name} ${n.cidr} (/${n.hostPrefixLen} per host, GRE key ${n.greKey}, isolation ${n.isolation}) created`,
+  );
+  return 0;
+}
+
+async function update({ values, rpc, out }: Ctx, rest: string[]): Promise<number> {
+  if (rest.length !== 1 || values.isolation === undefined)
+    throw new UsageError('usage: coordctl network update NAME --isolation none|groups');
+  const n = await rpc<Network>('updateNetwork', { name: rest[0], isolation: values.isolation });
+  out(n, () => `network ${n.name}: isolation ${n.isolation}`);
   return 0;
 }
 
@@ -50,7 +67,8 @@ async function network(ctx: Ctx): Promise<number> {
   const [sub, ...rest] = ctx.args;
   if (sub === 'create') return create(ctx, rest);
   if (sub === 'delete') return remove(ctx, rest);
-  throw new UsageError('usage: coordctl network create|delete ...');
+  if (sub === 'update') return update(ctx, rest);
+  throw new UsageError('usage: coordctl network create|update|delete ...');
 }
 
 export const networkCommands: Record<string, Command> = {
