@@ -205,7 +205,7 @@ export function policyCounts(lines: string[], s: Snapshot | undefined): PolicyCo
   const out = new Map<string, PolicyCount>();
   for (const l of lines) {
     const prio = /\bpriority=(\d+)/.exec(l);
-    const key = /\breg6=(\d+)/.exec(l);
+    const key = /\breg6=(0x[0-9a-f]+|\d+)/.exec(l);
     const packets = /\bn_packets=(\d+)/.exec(l);
     const n = key && byKey.get(Number(key[1]));
     if (!prio || !packets || !n) continue;

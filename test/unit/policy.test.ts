@@ -7,7 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { checkRule, describeRule, normalizeGroup, parsePortRange } from '../../common/policy.js';
 import { computeDesired, computeFlows } from '../../agent/bridge/desired.js';
-import { POLICY_PRIORITY, policyStepOf, portMasks } from '../../agent/bridge/policy-flows.js';
+import { POLICY_PRIORITY, policyCounts, policyStepOf, portMasks } from '../../agent/bridge/policy-flows.js';
 import { renderFlow } from '../../agent/ovs/flows/render.js';
 import type { LocalPort, Snapshot } from '../../agent/model.js';
 import { Coordinator } from '../../coordinator/coordinator.js';
@@ -246,4 +246,17 @@ test('policy flows: a policed network sends local deliveries through conntrack a
       .map(renderFlow)
       .some((l) => l.includes('ct(')),
   );
+});
+
+test('policy metrics: packets per rule and verdict from dump-flows lines (registers in hex, as OVS prints them)', (t) => {
+  const { s } = policedSnapshot(20, 2);
+  const lines = [
+    ' cookie=0x67726d, duration=1s, table=40, n_packets=7, n_bytes=1, priority=20001,ct_state=+new+trk,tcp,reg2=0x11,reg3=0x12,reg6=0x1,tp_dst=1001 actions=ct(commit,zone=1),resubmit(,50)',
+    ' cookie=0x67726d, duration=1s, table=40, n_packets=3, n_bytes=1, priority=1,ip,reg6=0x1 actions=drop',
+    ' cookie=0x67726d, duration=1s, table=40, n_packets=2, n_bytes=1, priority=1,ip,reg6=0x9 actions=drop',
+  ];
+  t.deepEqual(policyCounts(lines, s), [
+    { network: 'default', rule: 'r2', verdict: 'allowed', packets: 7 },
+    { network: 'default', rule: 'default', verdict: 'dropped', packets: 3 },
+  ]);
 });

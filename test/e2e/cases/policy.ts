@@ -212,6 +212,23 @@ export function policyCases(ctx: {
       );
       const no = await trace('web1', 'db', '--proto', 'tcp', '--port', '80');
       t.regex(no.verdict, /dropped by policy: no rule allows it \(isolation groups\)/);
+      // h2's metrics count what each rule decided there (read from the flows at the scrape)
+      const metrics = (
+        await lab.exec('h2', [
+          'node',
+          '-e',
+          `fetch('http://${ctx.metrics}/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))`,
+        ])
+      ).stdout;
+      const packets = (rule: string, verdict: string) =>
+        Number(
+          new RegExp(
+            `^gremesh_policy_packets\\{[^}]*network="${NET}",rule="${rule}",verdict="${verdict}"[^}]*\\} (\\d+)`,
+            'm',
+          ).exec(metrics)?.[1] ?? -1,
+        );
+      t.true(packets(added.id, 'allowed') > 0, `${added.id} allowed packets on h2`);
+      t.true(packets('default', 'dropped') > 0, 'default-dropped packets on h2');
       const list = await ctl(['policy', 'list', '--network', NET]);
       t.regex(list, new RegExp(`${NET}\\s+groups\\s+${added.id}\\s+allow web -> db tcp/5432`));
       const events = await ctl(['events', '-o', 'json']);
