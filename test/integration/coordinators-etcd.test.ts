@@ -324,6 +324,7 @@ serial(
           containerId: 'c1',
           containerName: 'web',
           names: ['web', 'www'],
+          group: 'web',
         },
       ],
       attachErrors: [],
@@ -356,6 +357,28 @@ serial(
       named.map((n) => `${n.name}@${n.holders.map((h) => h.host).join(',')}`),
       ['web@h1', 'www@h1'],
     );
+    // its policy group too; a rule made through A is in the watch on B and in B's list
+    t.is(
+      msgs
+        .flatMap((m) => m.peers.filter((p) => p.name === 'h1').flatMap((p) => p.endpoints.map((e) => e.group)))
+        .at(-1),
+      'web',
+    );
+    const ad = admin(a.addr);
+    t.teardown(() => ad.close());
+    const rule = await unary<{ id: string }>(ad, 'addPolicyRule', {
+      network: 'default',
+      rule: { id: '', action: 'allow', from: 'web', to: 'db', proto: 'tcp', portMin: 5432, portMax: 5432 },
+    });
+    t.true(
+      await until(() => msgs.some((m) => m.networks.some((n) => n.rules.some((r) => r.id === rule.id)))),
+      'the rule, added through A, is in the watch on B',
+    );
+    const listed = await unary<{ networks: { rules: { id: string }[] }[] }>(bd, 'listPolicy', { network: 'default' });
+    t.deepEqual(
+      listed.networks[0]!.rules.map((r) => r.id),
+      [rule.id],
+    );
     // the MAC is h1's everywhere: h2 claiming it through B is refused there
     await unary(agentClient(b.addr), 'reportStatus', {
       name: 'h2',
@@ -369,6 +392,7 @@ serial(
           ip: msgs.flatMap((m) => m.slices)[0]!.cidr.replace(/\.0\/\d+$/, '.9'),
           containerId: 'c2',
           containerName: 'x',
+          group: '',
         },
       ],
       attachErrors: [],
