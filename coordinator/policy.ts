@@ -9,7 +9,7 @@ import {
   type Isolation,
   type PolicyRule,
 } from '../common/policy.js';
-import { exhausted, invalid, notFound } from './errors.js';
+import { exhausted, invalid, notFound, precondition } from './errors.js';
 import type { NetworkRec } from './model.js';
 import type { CoordState } from './state.js';
 import type { Tx } from './store.js';
@@ -36,6 +36,14 @@ const policyOf = (n: NetworkRec): NetworkPolicyView => ({
   isolation: n.isolation ?? 'none',
   rules: n.rules ?? [],
 });
+
+/** conntrack zones are 16 bits and a policed network's zone is its GRE key */
+function zoneFits(n: NetworkRec): void {
+  if (n.greKey > 0xffff)
+    throw precondition(
+      `network ${n.name} has GRE key ${n.greKey}: policy needs a key of at most 65535 (its conntrack zone)`,
+    );
+}
 
 export class Policy {
   constructor(private readonly s: CoordState) {}
@@ -65,11 +73,13 @@ export class Policy {
   async setIsolation(network: string, raw: string): Promise<NetworkRec> {
     const isolation = parseIsolation(raw);
     if (typeof isolation !== 'string') throw invalid(isolation.problem);
-    const cached = this.s.nets.find((x) => x.name === network);
+    // nothing to change: no transaction (and no revision); a shared store's cache may lag another coordinator's write
+    const cached = this.s.store.shared ? undefined : this.s.nets.find((x) => x.name === network);
     if (cached && (cached.isolation ?? 'none') === isolation) return cached;
     let changed = false;
     const n = await this.s.change('network update', (t) => {
       const cur = this.network(t, network);
+      if (isolation === 'groups') zoneFits(cur);
       changed = (cur.isolation ?? 'none') !== isolation;
       const next = { ...cur, isolation };
       if (changed) t.putNetwork(next);
@@ -87,11 +97,14 @@ export class Policy {
     const checked = checkRule(raw);
     if (checked.problem !== undefined) throw invalid(checked.problem);
     // the same rule again: that one, without a transaction (no revision for nothing)
-    const known = this.s.nets.find((x) => x.name === network)?.rules?.find((r) => sameRule(r, checked.rule));
+    const known = this.s.store.shared
+      ? undefined
+      : this.s.nets.find((x) => x.name === network)?.rules?.find((r) => sameRule(r, checked.rule));
     if (known) return known;
     let added = false;
     const rule = await this.s.change('policy rule', (t) => {
       const n = this.network(t, network);
+      zoneFits(n);
       const rules = n.rules ?? [];
       const same = rules.find((r) => sameRule(r, checked.rule));
       if (same) return { result: same, upserts: [], removes: [] };

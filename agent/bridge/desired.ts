@@ -247,6 +247,16 @@ export function computeFlows(s: Snapshot, d: DesiredPlane, locals: LocalPort[], 
     if (fromLocal.length) add('forward', PRIORITY.flood, { reg7: 0, reg6: k, ...GROUP }, fromLocal);
     if (localOut.length) add('forward', PRIORITY.flood, { reg7: 1, reg6: k, ...GROUP }, localOut);
     if (tunOut.length) add('forward', PRIORITY.unknownUnicast, { reg7: 0, reg6: k }, tunOut);
+    const policy = keyed.get(k);
+    if (!policy) continue;
+    // policed: IP sent by unknown unicast is committed too (its replies come back established);
+    // IP broadcast and multicast never reach a container of an isolated network (ARP still floods)
+    if (tunOut.length)
+      add('forward', PRIORITY.unknownUnicast + 1, { reg7: 0, reg6: k, ethType: 'ip' }, [
+        act.ct({ commit: true, zone: k }),
+        ...tunOut,
+      ]);
+    if (policy.isolation === 'groups') add('forward', PRIORITY.flood + 1, { reg6: k, ethType: 'ip', ...GROUP }, []);
   }
   // the policy tables exist (their misses drop) only while a network is policed
   const policyTables: TableName[] = ['policy', 'policyRules', 'deliver'];

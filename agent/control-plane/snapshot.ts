@@ -8,15 +8,31 @@ type WireNetwork = Omit<Snapshot['networks'][number], 'isolation' | 'rules'> & {
   rules?: { id: string; action: string; from: string; to: string; proto: string; portMin: number; portMax: number }[];
 };
 
-/** Pure: the rules of a network the agent can enforce (one it cannot read is left out, never half-read) */
+/** a rule this agent cannot read (a newer coordinator's) stands for this one: fail closed */
+export const UNREADABLE_RULE: PolicyRule = {
+  id: 'unreadable',
+  action: 'deny',
+  from: 'any',
+  to: 'any',
+  proto: '',
+  portMin: 0,
+  portMax: 0,
+};
+
+/** Pure: the rules of a network the agent can enforce; one it cannot read denies everything (never half-read, never allowed) */
 function rulesOf(n: WireNetwork): PolicyRule[] {
   const out: PolicyRule[] = [];
+  let unreadable = false;
   for (const r of n.rules ?? []) {
     const c = checkRule(r as Omit<PolicyRule, 'id'>);
     if (c.problem === undefined && r.id) out.push({ id: r.id, ...c.rule });
+    else unreadable = true;
   }
-  return out;
+  return unreadable ? [UNREADABLE_RULE, ...out] : out;
 }
+/** an isolation this agent does not know: groups (fail closed) */
+const isolationOf = (n: WireNetwork) =>
+  n.isolation === '' || n.isolation === undefined || n.isolation === 'none' ? undefined : 'groups';
 
 export interface WatchMessage {
   revision: number;
@@ -56,7 +72,7 @@ export function applyWatchMessage(cur: Snapshot | undefined, m: WatchMessage): S
       hostPrefixLen: n.hostPrefixLen,
       greKey: n.greKey,
       mtu: n.mtu,
-      ...(n.isolation === 'groups' ? { isolation: 'groups' as const } : {}),
+      ...(isolationOf(n) ? { isolation: 'groups' as const } : {}),
       ...(rulesOf(n).length ? { rules: rulesOf(n) } : {}),
     })),
     slices: m.slices.map((s) => ({ network: s.network, cidr: s.cidr })),

@@ -10,6 +10,7 @@ import { computeDesired, computeFlows } from '../../agent/bridge/desired.js';
 import { POLICY_PRIORITY, policyCounts, policyStepOf, portMasks } from '../../agent/bridge/policy-flows.js';
 import { renderFlow } from '../../agent/ovs/flows/render.js';
 import type { LocalPort, Snapshot } from '../../agent/model.js';
+import { applyWatchMessage } from '../../agent/control-plane/snapshot.js';
 import { Coordinator } from '../../coordinator/coordinator.js';
 import { CoordError } from '../../coordinator/errors.js';
 import { MemoryStore } from '../../coordinator/memory-store.js';
@@ -259,4 +260,56 @@ test('policy metrics: packets per rule and verdict from dump-flows lines (regist
     { network: 'default', rule: 'r2', verdict: 'allowed', packets: 7 },
     { network: 'default', rule: 'default', verdict: 'dropped', packets: 3 },
   ]);
+});
+
+test('policed networks: IP by unknown unicast is committed, IP broadcast/multicast is dropped with isolation groups; an unreadable rule denies all', (t) => {
+  const { s, locals } = policedSnapshot(20, 2);
+  const d = computeDesired(s, { bridge: 'gremesh0', datapath: 'netdev', underlayMtu: 1500 });
+  const text = computeFlows(s, d, locals, new Set(d.tunnels.map((x) => x.port))).map(renderFlow);
+  t.true(
+    text.some((l) => /table=20,priority=41,reg7=0,reg6=1,ip,actions=ct\(commit,zone=1\),set_field:1->tun_id/.test(l)),
+  );
+  t.true(
+    text.some((l) => /table=20,priority=51,reg6=1,dl_dst=01:00:00:00:00:00\/01:00:00:00:00:00,ip,actions=drop/.test(l)),
+  );
+  const m = applyWatchMessage(undefined, {
+    revision: 1,
+    host: 'h1',
+    underlayIp: '198.18.0.11',
+    full: true,
+    baseRevision: 0,
+    networks: [
+      {
+        name: 'n',
+        cidr: '198.18.64.0/18',
+        hostPrefixLen: 24,
+        greKey: 1,
+        mtu: 0,
+        isolation: 'walls',
+        rules: [
+          { id: 'r1', action: 'allow', from: 'a', to: 'b', proto: 'tcp', portMin: 1, portMax: 1 },
+          { id: 'r2', action: 'quarantine', from: 'a', to: 'b', proto: '', portMin: 0, portMax: 0 },
+        ],
+      },
+    ],
+    slices: [],
+    peers: [],
+    removedPeers: [],
+  });
+  const net = (m as Snapshot).networks[0]!;
+  t.is(net.isolation, 'groups', 'an isolation this agent does not know: groups');
+  t.deepEqual(
+    net.rules!.map((r) => `${r.id} ${describeRule(r)}`),
+    ['unreadable deny any -> any', 'r1 allow a -> b tcp/1'],
+  );
+});
+
+test('coordinator: policy on a network whose GRE key is past 16 bits (its conntrack zone) is refused', async (t) => {
+  const store = new MemoryStore();
+  const c = await coordinatorOn(store);
+  await store.tx((x) => x.putNetwork({ ...x.network('default')!, greKey: 70000 }));
+  const d = await Coordinator.create(store, { now: () => 1 });
+  t.regex(await code(() => d.addPolicyRule('default', rule())), /^FAILED_PRECONDITION: .*GRE key 70000/);
+  t.regex(await code(() => d.updateNetwork('default', 'groups')), /^FAILED_PRECONDITION/);
+  t.truthy(c);
 });
