@@ -66,15 +66,18 @@ export function applyWatchMessage(cur: Snapshot | undefined, m: WatchMessage): S
     revision: m.revision,
     host: m.host,
     underlayIp: m.underlayIp,
-    networks: m.networks.map((n) => ({
-      name: n.name,
-      cidr: n.cidr,
-      hostPrefixLen: n.hostPrefixLen,
-      greKey: n.greKey,
-      mtu: n.mtu,
-      ...(isolationOf(n) ? { isolation: 'groups' as const } : {}),
-      ...(rulesOf(n).length ? { rules: rulesOf(n) } : {}),
-    })),
+    networks: m.networks.map((n) => {
+      const rules = rulesOf(n);
+      return {
+        name: n.name,
+        cidr: n.cidr,
+        hostPrefixLen: n.hostPrefixLen,
+        greKey: n.greKey,
+        mtu: n.mtu,
+        ...(isolationOf(n) ? { isolation: 'groups' as const } : {}),
+        ...(rules.length ? { rules } : {}),
+      };
+    }),
     slices: m.slices.map((s) => ({ network: s.network, cidr: s.cidr })),
   };
   if (m.full) return { ...head, peers: m.peers.map(norm).sort((a, b) => a.name.localeCompare(b.name)) };

@@ -19,6 +19,7 @@ import { coordctl, joinAll, startCoordinator } from '../../deploy/lab/mesh.js';
 import { IMAGE, hostEnv } from '../../deploy/lab/plan.js';
 import { systemPath } from '../../common/exec.js';
 import { computeDesired, computeFlows } from '../../agent/bridge/desired.js';
+import { gatewayPorts } from '../helpers/flow-fixtures.js';
 import { flowDelta } from '../../agent/ovs/flows/flow.js';
 import type { LocalPort, Snapshot } from '../../agent/model.js';
 import type { PolicyRule } from '../../common/policy.js';
@@ -85,14 +86,7 @@ function policed(endpoints: number, rules: number, groups = 20): { s: Snapshot; 
   };
   const d = computeDesired(s, { bridge: 'gremesh0', datapath: 'netdev', underlayMtu: 1500 });
   const locals: LocalPort[] = [
-    ...d.gateways.map((g) => ({
-      port: g.port,
-      network: g.network,
-      ip: g.ip,
-      mac: g.mac,
-      gateway: true,
-      containerId: '',
-    })),
+    ...gatewayPorts(d),
     ...Array.from({ length: per }, (_, i) => ({
       port: `gm${i}`,
       network: 'default',
@@ -234,6 +228,9 @@ const ctl = async (a: string[]) => {
   if (r.exitCode !== 0) throw new Error(`coordctl ${a.join(' ')}: ${r.stderr}`);
   return r.stdout;
 };
+/** `coordctl policy allow` of one TCP port on network pol (coordctl's output as it prints it) */
+const allowTcp = (from: string, to: string, port: string, ...more: string[]) =>
+  ctl(['policy', 'allow', '--network', 'pol', '--from', from, '--to', to, '--proto', 'tcp', '--port', port, ...more]);
 const spawned: { kill: (s?: NodeJS.Signals) => boolean }[] = [];
 const inC = (pid: number, argv: string[]) => {
   const p = execa('nsenter', ['-t', String(pid), '-n', ...argv], {
@@ -310,24 +307,7 @@ async function enforceBench(cliPid: number, servers: { host: string; ip: string 
     await Promise.all(probes.map((p) => p.ready));
     await new Promise((r) => setTimeout(r, 50));
     const t0 = Date.now();
-    const rule = JSON.parse(
-      await ctl([
-        'policy',
-        'allow',
-        '--network',
-        'pol',
-        '--from',
-        'cli',
-        '--to',
-        'srv',
-        '--proto',
-        'tcp',
-        '--port',
-        String(port),
-        '-o',
-        'json',
-      ]),
-    ) as { id: string };
+    const rule = JSON.parse(await allowTcp('cli', 'srv', String(port), '-o', 'json')) as { id: string };
     const t1 = Date.now();
     const committed = committedAt(rule.id);
     for (const p of probes) {
@@ -379,35 +359,8 @@ async function iperf(server: number, client: number, ip: string, streams: number
 async function tcpBench(pairs: { plain: [number, number, string]; policed: [number, number, string] }): Promise<void> {
   const ruleCount = JSON.parse(await ctl(['policy', 'list', '--network', 'pol', '-o', 'json']))[0].rules
     .length as number;
-  for (let i = ruleCount; i < 99; i++)
-    await ctl([
-      'policy',
-      'allow',
-      '--network',
-      'pol',
-      '--from',
-      `f${i % 10}`,
-      '--to',
-      `t${i % 7}`,
-      '--proto',
-      'tcp',
-      '--port',
-      String(20000 + i),
-    ]);
-  await ctl([
-    'policy',
-    'allow',
-    '--network',
-    'pol',
-    '--from',
-    'cli',
-    '--to',
-    'srv',
-    '--proto',
-    'tcp',
-    '--port',
-    '5201',
-  ]);
+  for (let i = ruleCount; i < 99; i++) await allowTcp(`f${i % 10}`, `t${i % 7}`, String(20000 + i));
+  await allowTcp('cli', 'srv', '5201');
   const rules = JSON.parse(await ctl(['policy', 'list', '--network', 'pol', '-o', 'json']))[0].rules.length as number;
   await new Promise((r) => setTimeout(r, 500));
   const out: Record<string, unknown> = { rules };

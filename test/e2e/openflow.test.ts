@@ -7,6 +7,7 @@ import test from 'ava';
 import { isRoot } from '../helpers/cli.js';
 import { labUp, type TestLab } from '../helpers/lab.js';
 import { computeDesired, computeFlows } from '../../agent/bridge/desired.js';
+import { gatewayPorts } from '../helpers/flow-fixtures.js';
 import { resolvePortNames } from '../../agent/ovs/driver.js';
 import { act, flow, type Flow } from '../../agent/ovs/flows/flow.js';
 import { REG_DST_GROUP, REG_SRC_GROUP } from '../../agent/ovs/flows/pipeline.js';
@@ -59,14 +60,7 @@ function realisticFlows(): Flow[] {
   };
   const d = computeDesired(s, { bridge: 'gremesh0', datapath: 'netdev', underlayMtu: 1500 });
   const locals: LocalPort[] = [
-    ...d.gateways.map((g) => ({
-      port: g.port,
-      network: g.network,
-      ip: g.ip,
-      mac: g.mac,
-      gateway: true,
-      containerId: '',
-    })),
+    ...gatewayPorts(d),
     {
       port: 'gmaaaaaaaaaaa',
       network: 'default',

@@ -1,7 +1,7 @@
 // Scenarios that make every kind of flow computeFlows writes (two networks, gateways,
 // containers, peers with endpoints, a tunnel not up yet, a MAC claimed twice), shared by
 // the golden render test and the codec's byte comparison.
-import { computeDesired } from '../../agent/bridge/desired.js';
+import { computeDesired, type DesiredPlane } from '../../agent/bridge/desired.js';
 import type { LocalPort, Snapshot } from '../../agent/model.js';
 
 export interface FlowScenario {
@@ -15,19 +15,21 @@ export interface FlowScenario {
 
 const params = { bridge: 'gremesh0', datapath: 'netdev' as const, underlayMtu: 1500 };
 
+/** the local ports a desired plane's gateways are (as localPorts reads them back from OVS) */
+export function gatewayPorts(d: DesiredPlane): LocalPort[] {
+  return d.gateways.map((g) => ({
+    port: g.port,
+    network: g.network,
+    ip: g.ip,
+    mac: g.mac,
+    gateway: true,
+    containerId: '',
+  }));
+}
+
 function scenario(s: Snapshot, extra: LocalPort[], present?: (tunnels: string[]) => string[]): FlowScenario {
   const d = computeDesired(s, params);
-  const locals: LocalPort[] = [
-    ...d.gateways.map((g) => ({
-      port: g.port,
-      network: g.network,
-      ip: g.ip,
-      mac: g.mac,
-      gateway: true,
-      containerId: '',
-    })),
-    ...extra,
-  ];
+  const locals: LocalPort[] = [...gatewayPorts(d), ...extra];
   const tunnels = d.tunnels.map((t) => t.port);
   const ports = [...tunnels, ...locals.map((l) => l.port)];
   return {

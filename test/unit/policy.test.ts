@@ -7,6 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { checkRule, describeRule, normalizeGroup, parsePortRange } from '../../common/policy.js';
 import { computeDesired, computeFlows } from '../../agent/bridge/desired.js';
+import { gatewayPorts } from '../helpers/flow-fixtures.js';
 import { POLICY_PRIORITY, policyCounts, policyStepOf, portMasks } from '../../agent/bridge/policy-flows.js';
 import { renderFlow } from '../../agent/ovs/flows/render.js';
 import type { LocalPort, Snapshot } from '../../agent/model.js';
@@ -169,14 +170,7 @@ function policedSnapshot(endpoints: number, rules: number): { s: Snapshot; local
   };
   const d = computeDesired(s, { bridge: 'gremesh0', datapath: 'netdev', underlayMtu: 1500 });
   const locals: LocalPort[] = [
-    ...d.gateways.map((g) => ({
-      port: g.port,
-      network: g.network,
-      ip: g.ip,
-      mac: g.mac,
-      gateway: true,
-      containerId: '',
-    })),
+    ...gatewayPorts(d),
     ...Array.from({ length: Math.floor(endpoints / 10) }, (_, i) => ({
       port: `gm${i}`,
       network: 'default',

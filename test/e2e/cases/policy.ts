@@ -29,6 +29,26 @@ const ctl = async (a: string[]) => {
   if (r.exitCode !== 0) throw new Error(`coordctl ${a.join(' ')}: ${r.stderr}`);
   return r.stdout;
 };
+/** `coordctl policy allow` of one TCP port on the network, as JSON: the rule's id */
+const allowTcp = async (from: string, to: string, port: number) =>
+  JSON.parse(
+    await ctl([
+      'policy',
+      'allow',
+      '--network',
+      NET,
+      '--from',
+      from,
+      '--to',
+      to,
+      '--proto',
+      'tcp',
+      '--port',
+      String(port),
+      '-o',
+      'json',
+    ]),
+  ) as { id: string };
 /** a TCP connection from container `from` to `to`:port; true when the reply came back */
 const tcp = async (from: string, to: string, port: number, timeoutMs = 800): Promise<boolean> => {
   const pid = await pidOf(where[from]!, from);
@@ -146,49 +166,10 @@ export function policyCases(ctx: {
     async (t) => {
       await use();
       t.regex(await ctl(['network', 'update', NET, '--isolation', 'groups']), /isolation groups/);
-      const added = JSON.parse(
-        await ctl([
-          'policy',
-          'allow',
-          '--network',
-          NET,
-          '--from',
-          'web',
-          '--to',
-          'db',
-          '--proto',
-          'tcp',
-          '--port',
-          '5432',
-          '-o',
-          'json',
-        ]),
-      ) as { id: string };
+      const added = await allowTcp('web', 'db', 5432);
       t.regex(added.id, /^r\d+$/);
       // the same rule again is the same rule (idempotent)
-      t.is(
-        (
-          JSON.parse(
-            await ctl([
-              'policy',
-              'allow',
-              '--network',
-              NET,
-              '--from',
-              'WEB',
-              '--to',
-              'db',
-              '--proto',
-              'tcp',
-              '--port',
-              '5432',
-              '-o',
-              'json',
-            ]),
-          ) as { id: string }
-        ).id,
-        added.id,
-      );
+      t.is((await allowTcp('WEB', 'db', 5432)).id, added.id);
       const enforced = await waitUntil(async () => !(await tcp('other', 'db', 5432, 300)), 10_000, 50);
       t.not(enforced, undefined, 'the rule reached h2');
       const r = await probeAll({
