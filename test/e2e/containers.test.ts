@@ -410,7 +410,7 @@ serial('attach/detach by hand, as ovs-docker add-port/del-port', async (t) => {
 });
 
 /** start/stop cycles on one host: a per-cycle leak shows in a few dozen (make soak, GREMESH_SOAK=1: 50) */
-const CYCLES = Number(process.env.GREMESH_CONTAINER_CYCLES ?? (process.env.GREMESH_SOAK === '1' ? 50 : 20));
+const CYCLES = Number(process.env.GREMESH_CONTAINER_CYCLES ?? (process.env.GREMESH_SOAK === '1' ? 50 : 10));
 
 serial(`${CYCLES} start/stop cycles on one host leave no port, veth or address behind`, async (t) => {
   const base = {

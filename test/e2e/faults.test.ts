@@ -34,7 +34,10 @@ const serial = isRoot ? test.serial : test.skip;
  * shows over a thousand cycles, not forty (`make test` keeps the start/stop cycles of
  * containers.test and plugin.test, which check ports, veths and addresses); a coordinator
  * killed in a burst is in `make test` through the integration test (kill -9 in a join
- * burst, restart on the same data dir) and etcd.test (a coordinator killed in a burst).
+ * burst, restart on the same data dir) and etcd.test (a coordinator killed in a burst); a host
+ * cut from the coordinator is in `make test` as the coordinator outage here and in mesh.test,
+ * and its down/up as day2.test's events; dockerd restarted (both live-restore modes) as
+ * plugin.test's case.
  */
 const soakSerial =
   isRoot && (process.env.GREMESH_SOAK === '1' || process.env.GREMESH_FAULT_ALL === '1') ? test.serial : test.skip;
@@ -309,7 +312,7 @@ test.after.always(async () => {
   if (lab) await lab.down();
 });
 
-serial('a host cut from the coordinator only keeps its data plane; it shows down, then comes back', async (t) => {
+soakSerial('a host cut from the coordinator only keeps its data plane; it shows down, then comes back', async (t) => {
   await refreshMesh();
   const from = mesh.mark();
   const heal = await cut('h1', 'ctl');
@@ -450,7 +453,7 @@ serial(
   },
 );
 
-serial(
+soakSerial(
   'dockerd restarted: without live-restore its containers stop and come back with the same address; with live-restore they keep running and keep their traffic',
   async (t) => {
     await refreshMesh();

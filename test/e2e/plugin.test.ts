@@ -362,7 +362,7 @@ serial(
 );
 
 /** start/stop cycles: a per-cycle leak shows in a few dozen (make soak, GREMESH_SOAK=1: 100) */
-const CYCLES = Number(process.env.GREMESH_PLUGIN_CYCLES ?? (process.env.GREMESH_SOAK === '1' ? 100 : 30));
+const CYCLES = Number(process.env.GREMESH_PLUGIN_CYCLES ?? (process.env.GREMESH_SOAK === '1' ? 100 : 15));
 
 serial(
   `${CYCLES} start/stop cycles with --network across 3 hosts leave no port, veth, address or endpoint behind`,
