@@ -4,6 +4,7 @@ import { isDnsLabel, parseIp } from '../common/ipv4.js';
 import { parseGatewayAllow, type GatewayAllow } from './net/nat.js';
 import { parseMetricsAddr } from '../common/metrics.js';
 import { parseUpstreams, type Upstream } from './dns/upstreams.js';
+import { DEFAULT_WIREGUARD_PORT } from '../common/wireguard.js';
 
 export interface AgentConfig {
   coordinator: string;
@@ -32,6 +33,10 @@ export interface AgentConfig {
   dns: 'on' | 'off';
   /** --dns-upstream; empty: the host's resolv.conf, read at start */
   dnsUpstream: Upstream[];
+  /** encryption (when the coordinator asks for it): the WireGuard device, its UDP port, kernel or wireguard-go */
+  wireguardInterface: string;
+  wireguardPort: number;
+  wireguardImpl: 'auto' | 'kernel' | 'userspace';
 }
 
 export const AGENT_DEFAULTS: AgentConfig = {
@@ -55,6 +60,9 @@ export const AGENT_DEFAULTS: AgentConfig = {
   dockerNetworks: 'auto',
   dns: 'on',
   dnsUpstream: [],
+  wireguardInterface: 'gremesh-wg',
+  wireguardPort: DEFAULT_WIREGUARD_PORT,
+  wireguardImpl: 'auto',
 };
 
 /** flag -> [key, env] */
@@ -78,6 +86,9 @@ export const AGENT_KEYS: Record<string, [keyof AgentConfig, string]> = {
   'docker-networks': ['dockerNetworks', 'GREMESH_DOCKER_NETWORKS'],
   dns: ['dns', 'GREMESH_DNS'],
   'dns-upstream': ['dnsUpstream', 'GREMESH_DNS_UPSTREAM'],
+  'wireguard-interface': ['wireguardInterface', 'GREMESH_WIREGUARD_INTERFACE'],
+  'wireguard-port': ['wireguardPort', 'GREMESH_WIREGUARD_PORT'],
+  'wireguard-impl': ['wireguardImpl', 'GREMESH_WIREGUARD_IMPL'],
 };
 
 export function resolveAgentConfig(
@@ -96,6 +107,10 @@ export function resolveAgentConfig(
       const ups = parseUpstreams(String(v));
       if (typeof ups === 'string') throw new UsageError(ups);
       c[key] = ups;
+    } else if (key === 'wireguardPort') {
+      const n = /^\d{1,5}$/.test(String(v)) ? Number(v) : 0;
+      if (n < 1 || n > 65535) throw new UsageError(`--wireguard-port must be 1..65535, got "${String(v)}"`);
+      c[key] = n;
     } else if (key === 'resyncS' || key === 'reportS') {
       const m = /^(\d+)(s?)$/.exec(String(v));
       if (!m || Number(m[1]) < 1) throw new UsageError(`--${flag} must be whole seconds >= 1, got "${String(v)}"`);
@@ -131,6 +146,12 @@ export function resolveAgentConfig(
     throw new UsageError(`--datapath must be system or netdev, got "${cfg.datapath}"`);
   if (!/^[A-Za-z0-9_.-]{1,15}$/.test(cfg.bridge))
     throw new UsageError(`--bridge "${cfg.bridge}" is not a valid interface name (1-15 characters)`);
+  if (!/^[A-Za-z0-9_.-]{1,15}$/.test(cfg.wireguardInterface) || cfg.wireguardInterface === cfg.bridge)
+    throw new UsageError(
+      `--wireguard-interface "${cfg.wireguardInterface}" is not a valid interface name (1-15 characters, not the bridge's)`,
+    );
+  if (!['auto', 'kernel', 'userspace'].includes(cfg.wireguardImpl))
+    throw new UsageError(`--wireguard-impl must be auto, kernel or userspace, got "${cfg.wireguardImpl}"`);
   if (!/^(unix:|tcp:|ssl:)/.test(cfg.ovsDb))
     throw new UsageError(`--ovs-db must be unix:PATH, tcp:IP:PORT or ssl:IP:PORT, got "${cfg.ovsDb}"`);
   return cfg;

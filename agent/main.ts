@@ -16,6 +16,7 @@ import type { CoordinatorClient } from './control-plane/coordinator-client.js';
 import type { ContainerReconciler } from './docker/containers.js';
 import type { AttachRequest } from './docker/attachment.js';
 import type { Snapshot } from './model.js';
+import type { WireguardManager } from './wireguard/manager.js';
 import { noMetrics, type AgentMetrics } from './metrics.js';
 import type { PluginHandler } from './docker/plugin/driver.js';
 import type { Upstream } from './dns/upstreams.js';
@@ -69,6 +70,11 @@ async function loadDaemon() {
     import('./bridge/policy-flows.js'),
     import('./ovs/flows/pipeline.js'),
   ]);
+  const [wg, wgDevice, wgKeys] = await Promise.all([
+    import('./wireguard/manager.js'),
+    import('./wireguard/device.js'),
+    import('./wireguard/keys.js'),
+  ]);
   return {
     createRunner: exec.createRunner,
     processesStarted: exec.processesStarted,
@@ -86,6 +92,10 @@ async function loadDaemon() {
     natApplier: nat.natApplier,
     serveControl: control.serveControl,
     IptablesDockerFirewall: fw.IptablesDockerFirewall,
+    wireguardForwardRules: fw.wireguardForwardRules,
+    WireguardManager: wg.WireguardManager,
+    SystemWireguardDevice: wgDevice.SystemWireguardDevice,
+    KeyFile: wgKeys.KeyFile,
     OpenflowConnection: ofw.OpenflowConnection,
     Tracer: trace.Tracer,
     DnsResolver: dns.DnsResolver,
@@ -149,6 +159,11 @@ Flags (env GREMESH_<FLAG> works too):
                             /etc/resolv.conf, or systemd-resolved's list behind 127.0.0.53)
   --metrics ADDR:PORT       serve Prometheus metrics on http://ADDR:PORT/metrics (default off;
                             no authentication: bind it to 127.0.0.1, or firewall the port)
+  --wireguard-interface NAME  encryption (when the coordinator runs --encryption wireguard):
+                            the WireGuard device (default gremesh-wg); its key is made here
+                            (STATE_DIR/wireguard.key, mode 0600) and only the public half leaves
+  --wireguard-port N        its UDP port on the underlay address (default 51820)
+  --wireguard-impl MODE     auto (default: kernel WireGuard, else wireguard-go) | kernel | userspace
 
 On a Docker host whose dockerd manages iptables (its default), the agent keeps two rules
 marked "gremesh" at the top of Docker's DOCKER-USER chain so containers' traffic to the
@@ -301,7 +316,13 @@ function newReconciler(
   D: Daemon,
   cfg: Config,
   log: Logger,
-  parts: { ovs: OvsDriver; links: LinkDriver; run: Runner; dns: { upstreams: Upstream[] } | undefined },
+  parts: {
+    ovs: OvsDriver;
+    links: LinkDriver;
+    run: Runner;
+    dns: { upstreams: Upstream[] } | undefined;
+    wireguard: { ready: boolean } | undefined;
+  },
 ) {
   const { ovs, links, run, dns } = parts;
   return (onPass: (r: PassResult) => void, underlay: Underlay | undefined, mgmtSocket: string | undefined) =>
@@ -310,7 +331,12 @@ function newReconciler(
       links,
       log: log.child({ part: 'reconcile' }),
       onPass,
-      params: { bridge: cfg.bridge, datapath: cfg.datapath, underlayMtu: underlay?.mtu ?? 1500 },
+      params: {
+        bridge: cfg.bridge,
+        datapath: cfg.datapath,
+        underlayMtu: underlay?.mtu ?? 1500,
+        wireguardReady: () => parts.wireguard?.ready ?? false,
+      },
       resyncMs: cfg.resyncS * 1000,
       // with the management socket at hand, an OpenFlow connection says when flows are lost (no process);
       // otherwise count them with ovs-ofctl every second
@@ -322,7 +348,14 @@ function newReconciler(
         if (o.interfaces.some((i) => i.name === u.dev && i.type === 'internal' && i.ofport > 0))
           await links.ensureUnderlay(u.dev, u.cidr, u.routes);
       },
-      applyNat: D.natApplier(links, run, new D.IptablesDockerFirewall(run), log),
+      applyNat: D.natApplier(
+        links,
+        run,
+        new D.IptablesDockerFirewall(run, () =>
+          parts.wireguard?.ready && cfg.datapath === 'netdev' ? D.wireguardForwardRules(cfg.wireguardInterface) : [],
+        ),
+        log,
+      ),
       gatewayAllow: cfg.gatewayAllow,
       dns,
     });
@@ -412,6 +445,64 @@ function controlPlane(
   return { coordinator, openflow };
 }
 
+/** What the coordinator hears of this host: tunnels (with encryption, each one's WireGuard peer), endpoints, errors. */
+function newReporter(
+  D: Daemon,
+  cfg: Config,
+  log: Logger,
+  p: {
+    reconciler: Reconciler;
+    snapshot: () => Snapshot | undefined;
+    docker: { containers?: ContainerReconciler };
+    coordinator: CoordinatorClient;
+    wireguard: WireguardManager;
+  },
+) {
+  return new D.ReportThrottle({
+    host: cfg.name,
+    intervalMs: cfg.reportS * 1000,
+    lastPass: () => p.reconciler.lastPass,
+    snapshot: p.snapshot,
+    attachErrors: () => p.docker.containers?.errors ?? [],
+    // with encryption, each tunnel's WireGuard peer: last handshake and bytes
+    send: (r) =>
+      p.coordinator.report({ ...r, tunnels: r.tunnels.map((tu) => ({ ...tu, ...p.wireguard.figuresOf(tu.peer) })) }),
+    log,
+  });
+}
+
+/** Encryption (when the coordinator asks for it): the WireGuard device, this host's key and its peers. */
+function encryptionSide(
+  D: Daemon,
+  cfg: Config,
+  log: Logger,
+  p: {
+    run: Runner;
+    underlayMtu: number;
+    snapshot: () => Snapshot | undefined;
+    coordinator: CoordinatorClient;
+    onReady: (ready: boolean) => void;
+  },
+): WireguardManager {
+  return new D.WireguardManager({
+    device: new D.SystemWireguardDevice(cfg.wireguardInterface, {
+      run: p.run,
+      impl: cfg.wireguardImpl,
+      logFile: `${cfg.stateDir}/wireguard-go.log`,
+    }),
+    keyFile: new D.KeyFile(`${cfg.stateDir}/wireguard.key`),
+    port: cfg.wireguardPort,
+    datapath: cfg.datapath,
+    ovsDb: cfg.ovsDb,
+    underlayMtu: p.underlayMtu,
+    run: p.run,
+    snapshot: p.snapshot,
+    publish: (k, port, gen) => p.coordinator.setWireguardKey(k, port, gen),
+    onReady: p.onReady,
+    log: log.child({ part: 'wireguard' }),
+  });
+}
+
 /** stop the daemon's parts, in this order */
 function stopAll(stops: (() => unknown)[]): void {
   for (const stop of stops) stop();
@@ -440,6 +531,7 @@ async function run(argv: string[]): Promise<number> {
   const mgmtSocket = ovs.mgmtSocket(cfg.bridge);
   metrics.policySource(async () => D.policyCounts(await ovs.dumpFlows(cfg.bridge, D.POLICY_TABLE), current));
   let client: CoordinatorClient | undefined;
+  let wireguardRef: WireguardManager | undefined;
   let current: Snapshot | undefined;
   const onPassHooks: ((r: PassResult) => void)[] = [];
   const onPass = (r: PassResult) => {
@@ -465,7 +557,17 @@ async function run(argv: string[]): Promise<number> {
         r.locals,
       );
     });
-  const reconciler = newReconciler(D, cfg, log, { ovs, links, run, dns: names })(onPass, underlay, mgmtSocket);
+  const wgParts: { ready: boolean } = { ready: false };
+  const onReady = (r: boolean) => {
+    wgParts.ready = r;
+    reconciler.markDirty(r ? 'WireGuard up' : 'WireGuard down');
+    reconciler.refreshNat('WireGuard');
+  };
+  const reconciler = newReconciler(D, cfg, log, { ovs, links, run, dns: names, wireguard: wgParts })(
+    onPass,
+    underlay,
+    mgmtSocket,
+  );
   const snapshot = () => current;
   const docker = await dockerSide({ cfg, log, links, ovs, reconciler, metrics, underlayMtu, snapshot });
   // Docker's side starts once the bridge has had its first pass (tunnels first: loading
@@ -476,6 +578,7 @@ async function run(argv: string[]): Promise<number> {
     const first = !current;
     const networksChanged = JSON.stringify(current?.networks) !== JSON.stringify(s.networks);
     current = s;
+    wireguardRef?.markDirty('snapshot');
     reconciler.setSnapshot(s);
     if (first) docker.containers?.markDirty();
     if (networksChanged) docker.dockerNetworks?.markDirty();
@@ -490,20 +593,17 @@ async function run(argv: string[]): Promise<number> {
     setSnapshot,
   });
   client = coordinator;
+  const wireguard = (wireguardRef = encryptionSide(D, cfg, log, { run, underlayMtu, snapshot, coordinator, onReady }));
+  wireguard.start();
+  // a restart with encryption: the tunnels wait for WireGuard's first pass (it finds the device
+  // up and ready at once), so the first bridge pass does not take them down meanwhile
+  if (current?.encryption) await Promise.race([wireguard.nextPass(), new Promise((r) => setTimeout(r, 3000))]);
   if (openflow) ovs.useOpenflow(openflow);
   openflow?.start();
   reconciler.start();
   coordinator.start();
   const control = serveAttachControl(D, cfg.stateDir, () => docker.containers);
-  const reporter = new D.ReportThrottle({
-    host: cfg.name,
-    intervalMs: cfg.reportS * 1000,
-    lastPass: () => reconciler.lastPass,
-    snapshot,
-    attachErrors: () => docker.containers?.errors ?? [],
-    send: (r) => coordinator.report(r),
-    log,
-  });
+  const reporter = newReporter(D, cfg, log, { reconciler, snapshot, docker, coordinator, wireguard });
   reporter.start();
   onPassHooks.push((r) => reporter.onPass(r));
   const info = { coordinator: cfg.coordinator, underlayIp, underlayMtu, bridge: cfg.bridge, datapath: cfg.datapath };
@@ -521,6 +621,7 @@ async function run(argv: string[]): Promise<number> {
     () => docker.containers?.stop(),
     () => docker.dockerNetworks?.stop(),
     () => reconciler.stop(),
+    () => wireguard.stop(),
     () => openflow?.stop(),
     () => names?.resolver.stop(),
     () => closeMetrics?.(),

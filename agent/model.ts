@@ -33,6 +33,24 @@ export interface PeerSpec {
   underlayIp: string;
   slices: SliceSpec[];
   endpoints: EndpointSpec[];
+  /** encryption wireguard: the peer's key, port and tunnel IP, once it published its key */
+  wireguard?: WireguardPeerSpec;
+}
+export interface WireguardPeerSpec {
+  publicKey: string;
+  port: number;
+  tunnelIp: string;
+}
+/** encryption wireguard: this host's part */
+export interface EncryptionSpec {
+  tunnelIp: string;
+  tunnelCidr: string;
+  /** the key the coordinator holds for this host ('' none yet) */
+  publicKey: string;
+  /** rotations asked for: a key of a lower generation is replaced */
+  rotation: number;
+  /** the rotation the held key answers */
+  generation: number;
 }
 
 export interface Snapshot {
@@ -42,6 +60,8 @@ export interface Snapshot {
   networks: NetworkSpec[];
   slices: SliceSpec[];
   peers: PeerSpec[];
+  /** present when every GRE packet between hosts must travel inside WireGuard */
+  encryption?: EncryptionSpec;
 }
 
 /** An OVS interface as observed (one row of the Interface table, with its bridge). */

@@ -3,8 +3,11 @@
 // coordinator's views, so a field added to one cannot be forgotten in another.
 import type { TunnelStatus } from '../proto/gen/gremesh/v1/gremesh.js';
 
-/** peer, remote underlay IP, OVS port, BFD state/diagnostic/flaps and whether it forwards */
-export type TunnelHealth = TunnelStatus;
+/** the WireGuard figures of a tunnel: only with encryption wireguard */
+type WireguardFields = 'wireguardHandshakeMs' | 'wireguardRxBytes' | 'wireguardTxBytes';
+
+/** peer, remote underlay IP, OVS port, BFD state/diagnostic/flaps and whether it forwards; with encryption its WireGuard peer's figures */
+export type TunnelHealth = Omit<TunnelStatus, WireguardFields> & Partial<Pick<TunnelStatus, WireguardFields>>;
 
 /** a report from an agent of an older version may lack the later BFD fields */
 export type ReportedTunnelHealth = Omit<TunnelHealth, 'bfdDiagnostic' | 'bfdFlaps'> &

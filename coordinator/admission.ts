@@ -123,6 +123,7 @@ export class Admission {
         );
       const other = t.hosts().find((h) => h.underlayIp === r.underlayIp && h.name !== r.name);
       if (other) throw exists(`underlay IP ${r.underlayIp} is already used by host ${other.name}`);
+      s.checkTunnelIps(t.hosts(), r);
       const prev = t.host(r.name);
       for (const n of t.networks()) allocateSlice(t, n, r.name);
       t.putHost({
@@ -241,6 +242,7 @@ export class Admission {
       await s.change('register', (t) => {
         const other = t.hosts().find((x) => x.underlayIp === r.underlayIp && x.name !== r.name);
         if (other) throw exists(`underlay IP ${r.underlayIp} is already used by host ${other.name}`);
+        s.checkTunnelIps(t.hosts(), r);
         for (const n of t.networks()) allocateSlice(t, n, r.name);
         t.putHost({ ...t.host(r.name)!, underlayIp: r.underlayIp, agentVersion: r.agentVersion });
         return { result: undefined, upserts: [r.name], removes: [] };

@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import { UsageError } from '../common/cli.js';
 import { checkName, checkNetworkSpec } from './validate.js';
 import { parseMetricsAddr } from '../common/metrics.js';
+import { DEFAULT_TUNNEL_CIDR, ENCRYPTIONS, checkTunnelCidr } from '../common/wireguard.js';
 
 export interface CoordinatorConfig {
   listen: string;
@@ -32,6 +33,10 @@ export interface CoordinatorConfig {
   logLevel: string;
   /** Prometheus endpoint ADDR:PORT; '' = off */
   metrics: string;
+  /** 'wireguard': every GRE packet between hosts travels inside WireGuard */
+  encryption: string;
+  /** encryption wireguard: the hosts' addresses inside WireGuard */
+  tunnelCidr: string;
 }
 
 export const DEFAULTS: CoordinatorConfig = {
@@ -56,6 +61,8 @@ export const DEFAULTS: CoordinatorConfig = {
   maxMessageBytes: 1024 * 1024,
   logLevel: 'info',
   metrics: '',
+  encryption: 'none',
+  tunnelCidr: DEFAULT_TUNNEL_CIDR,
 };
 
 /** flag name -> [config key, env var] */
@@ -81,6 +88,8 @@ export const KEYS: Record<string, [keyof CoordinatorConfig, string]> = {
   'max-message-bytes': ['maxMessageBytes', 'GREMESH_MAX_MESSAGE_BYTES'],
   'log-level': ['logLevel', 'GREMESH_LOG_LEVEL'],
   metrics: ['metrics', 'GREMESH_METRICS'],
+  encryption: ['encryption', 'GREMESH_ENCRYPTION'],
+  'tunnel-cidr': ['tunnelCidr', 'GREMESH_TUNNEL_CIDR'],
 };
 
 const NUMERIC = new Set<keyof CoordinatorConfig>([
@@ -137,6 +146,10 @@ export function resolveConfig(
   if (!parseHostPort(cfg.listen)) throw new UsageError(`--listen must be ADDR:PORT, got "${cfg.listen}"`);
   if (cfg.store !== 'sqlite' && cfg.store !== 'memory' && cfg.store !== 'etcd')
     throw new UsageError(`--store must be sqlite, memory or etcd, got "${cfg.store}"`);
+  if (!(ENCRYPTIONS as readonly string[]).includes(cfg.encryption))
+    throw new UsageError(`--encryption must be none or wireguard, got "${cfg.encryption}"`);
+  const tunnelProblem = checkTunnelCidr(cfg.tunnelCidr);
+  if (tunnelProblem) throw new UsageError(tunnelProblem);
   if (cfg.store === 'etcd') {
     const urls = cfg.etcdEndpoints.split(',').filter(Boolean);
     if (!urls.length) throw new UsageError('--store etcd needs --etcd-endpoints URL[,URL...]');

@@ -21,6 +21,8 @@ import type {
 } from './model.js';
 import { Networks, networkView } from './networks.js';
 import { Policy, type NetworkPolicyView } from './policy.js';
+import { Encryption, type WireguardSelfView } from './encryption.js';
+import { checkTunnelIps, type Encryption as EncryptionMode } from '../common/wireguard.js';
 import type { PolicyRule } from '../common/policy.js';
 import { SoftState } from './soft-state.js';
 import { CoordState, type CoordinatorOptions } from './state.js';
@@ -48,6 +50,7 @@ export class Coordinator {
   private readonly admission: Admission;
   private readonly nets: Networks;
   private readonly policy: Policy;
+  private readonly encryption: Encryption;
   private readonly softState: SoftState;
   readonly events: EventLog;
 
@@ -56,6 +59,7 @@ export class Coordinator {
     this.admission = new Admission(this.s);
     this.nets = new Networks(this.s);
     this.policy = new Policy(this.s);
+    this.encryption = new Encryption(this.s);
     this.softState = new SoftState(this.s);
     this.events = this.s.events;
   }
@@ -195,6 +199,28 @@ export class Coordinator {
   }
   deleteNetwork(name: string): Promise<void> {
     return this.nets.deleteNetwork(name);
+  }
+
+  // ------------------------------------------------------------ encryption
+
+  encryptionMode(): EncryptionMode {
+    return this.encryption.mode;
+  }
+  /** encryption wireguard: what host `name` needs of its own WireGuard (undefined: off) */
+  wireguardOf(name: string): WireguardSelfView | undefined {
+    return this.encryption.selfOf(name);
+  }
+  /** the caller must already be authenticated as host `name` */
+  setWireguardKey(name: string, publicKey: string, port: number, generation: number): Promise<void> {
+    return this.encryption.setKey(name, publicKey, port, generation);
+  }
+  /** encryption wireguard: why the hosts and networks there are cannot get tunnel IPs, or undefined */
+  encryptionProblem(): string | undefined {
+    if (this.s.encryption !== 'wireguard') return undefined;
+    return checkTunnelIps([...this.s.hostMap.values()], this.s.tunnelCidr, this.s.nets);
+  }
+  rotateKeys(host: string): Promise<string[]> {
+    return this.encryption.rotate(host);
   }
 
   // ------------------------------------------------------------ soft state

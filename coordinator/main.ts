@@ -3,9 +3,10 @@
 // main() parses the flags and wires the parts; each part is built by a named function here.
 import { X509Certificate, randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
-import { parse, runMain } from '../common/cli.js';
+import { UsageError, parse, runMain } from '../common/cli.js';
 import { parseIp } from '../common/ipv4.js';
 import type { Logger } from '../common/log.js';
+import type { Encryption } from '../common/wireguard.js';
 import { KEYS, parseHostPort, readConfigFile, resolveConfig, type CoordinatorConfig } from './config.js';
 import type { Coordinator, CoordinatorOptions } from './coordinator.js';
 import type { Pki } from './pki.js';
@@ -74,6 +75,12 @@ Usage: gremesh-coordinator [flags]
   --log-level LEVEL         debug|info|warn|error (default info)
   --metrics ADDR:PORT       serve Prometheus metrics on http://ADDR:PORT/metrics (default off;
                             no authentication: bind it to 127.0.0.1, or firewall the port)
+  --encryption MODE         none (default) | wireguard: every GRE packet between hosts inside
+                            WireGuard; agents make their own keys and publish them here (give
+                            every coordinator of one etcd cluster the same mode)
+  --tunnel-cidr CIDR        encryption wireguard: the hosts' addresses inside WireGuard, each
+                            host's from the low bits of its underlay address (default
+                            100.64.0.0/16); must not overlap a network or the underlay
   --config FILE             JSON file with the same keys in camelCase (dataDir, networkCidr, ...)
   --tls-san NAMES           extra names/addresses for the serving certificate (comma-separated;
                             the --advertise and --listen hosts, localhost and 127.0.0.1 are in it)
@@ -174,6 +181,8 @@ function coordinatorOptions(d: Daemon, cfg: CoordinatorConfig, pki: Pki | undefi
       .filter((ip) => ip !== '0.0.0.0' && /^\d+\.\d+\.\d+\.\d+$/.test(ip)),
     defaultTokenTtlS: cfg.tokenTtlS,
     log: log.child({ part: 'state' }),
+    encryption: cfg.encryption as Encryption,
+    tunnelCidr: cfg.tunnelCidr,
     ...(pki
       ? {
           signCsr: (csr: string, host: string) => d.signHostCsr(pki, csr, host, cfg.hostCertTtlS * 1000),
@@ -278,6 +287,9 @@ async function main(argv: string[]): Promise<number> {
     hostPrefixLen: cfg.hostPrefixLen,
     mtu: cfg.networkMtu,
   });
+  const encryptionProblem = coord.encryptionProblem();
+  if (encryptionProblem) throw new UsageError(`--encryption wireguard: ${encryptionProblem}`);
+  if (cfg.encryption === 'wireguard') log.info({ tunnelCidr: cfg.tunnelCidr }, 'encryption: WireGuard between hosts');
   const watchHub = (hub = new d.WatchHub(coord));
   coord.onChange((c) => watchHub.changed(c));
   // host-down / host-up events as soon as a host crosses --down-after

@@ -30,6 +30,21 @@ export interface HostRec {
   certFingerprint: string;
   /** SHA-256 of that certificate's public key (TLS): a join retried after a lost reply must bring the same key; '' when none */
   keyFingerprint: string;
+  /** encryption: the WireGuard key the host published, and the rotations asked of it; absent: none yet */
+  wireguard?: WireguardRec;
+}
+
+/** A host's WireGuard key as it published it (SetWireguardKey), and coordctl rotate-keys. */
+export interface WireguardRec {
+  /** base64; '' before the host published one */
+  publicKey: string;
+  port: number;
+  /** the rotation that key answers */
+  generation: number;
+  /** rotations asked for: the host replaces a key whose generation is lower */
+  rotation: number;
+  /** a rotation waits for the host rotating before it (one host at a time: none loses a packet) */
+  queued?: boolean;
 }
 
 /** One /hostPrefixLen slice of a network: held by a host, or free (quarantined once released). */
@@ -84,6 +99,8 @@ export interface PeerView {
   underlayIp: string;
   slices: SliceView[];
   endpoints: EndpointView[];
+  /** encryption wireguard, once the peer published its key */
+  wireguard?: { publicKey: string; port: number; tunnelIp: string };
 }
 export interface NetworkView {
   name: string;
@@ -109,6 +126,9 @@ export interface HostView {
   /** the agent's client certificate as it reported it (0: unknown) */
   certNotBeforeMs: number;
   certNotAfterMs: number;
+  /** encryption wireguard: the host's address inside WireGuard and its published key ('' none) */
+  tunnelIp: string;
+  wireguardPublicKey: string;
 }
 
 /** a committed change: its revision, the hosts whose peer records changed or went */
@@ -154,7 +174,8 @@ export type EventKind =
   | 'tunnel-down'
   | 'tunnel-up'
   | 'attach-failed'
-  | 'policy-changed';
+  | 'policy-changed'
+  | 'key-published';
 
 export interface EventView {
   timeMs: number;

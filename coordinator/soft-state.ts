@@ -164,6 +164,7 @@ export class SoftState {
       underlayIp: h.underlayIp,
       slices: s.slicesOf(name),
       endpoints: s.soft.get(name)?.endpoints ?? [],
+      ...(s.wireguardPeer(h) ? { wireguard: s.wireguardPeer(h) } : {}),
     };
   }
 
@@ -221,6 +222,8 @@ export class SoftState {
       endpoints: x?.endpoints.length ?? 0,
       certNotBeforeMs: x?.cert?.notBeforeMs ?? 0,
       certNotAfterMs: x?.cert?.notAfterMs ?? 0,
+      tunnelIp: s.tunnelIpOf(h) ?? '',
+      wireguardPublicKey: s.encryption === 'wireguard' ? (h.wireguard?.publicKey ?? '') : '',
     };
   }
 }

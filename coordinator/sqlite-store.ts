@@ -7,7 +7,7 @@ import { DatabaseSync, type DatabaseSyncInstance, type StatementSyncInstance } f
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { StoreConflict } from './errors.js';
-import type { HostRec, NetworkRec, SliceRec, TokenRec } from './model.js';
+import type { HostRec, NetworkRec, SliceRec, TokenRec, WireguardRec } from './model.js';
 import type { Store, Tx } from './store.js';
 
 const SCHEMA = `
@@ -17,7 +17,7 @@ CREATE TABLE IF NOT EXISTS networks (
   gre_key INTEGER NOT NULL UNIQUE, mtu INTEGER NOT NULL, created_ms INTEGER NOT NULL, policy TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS hosts (
   name TEXT PRIMARY KEY, underlay_ip TEXT NOT NULL UNIQUE, credential_hash TEXT NOT NULL,
-  agent_version TEXT NOT NULL, joined_ms INTEGER NOT NULL, cert_fingerprint TEXT NOT NULL DEFAULT '', key_fingerprint TEXT NOT NULL DEFAULT '');
+  agent_version TEXT NOT NULL, joined_ms INTEGER NOT NULL, cert_fingerprint TEXT NOT NULL DEFAULT '', key_fingerprint TEXT NOT NULL DEFAULT '', wireguard TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS slices (
   network TEXT NOT NULL REFERENCES networks(name) ON DELETE CASCADE, idx INTEGER NOT NULL,
   host TEXT, last_host TEXT, released_ms INTEGER,
@@ -49,6 +49,7 @@ const host = (r: Row): HostRec => ({
   joinedMs: r.joined_ms as number,
   certFingerprint: (r.cert_fingerprint as string | null) ?? '',
   keyFingerprint: (r.key_fingerprint as string | null) ?? '',
+  ...(r.wireguard ? { wireguard: JSON.parse(r.wireguard as string) as WireguardRec } : {}),
 });
 const slice = (r: Row): SliceRec => ({
   network: r.network as string,
@@ -102,6 +103,8 @@ export class SqliteStore implements Store {
       this.db.exec("ALTER TABLE hosts ADD COLUMN key_fingerprint TEXT NOT NULL DEFAULT ''");
     // databases made before networks had a policy
     const netCols = (this.db.prepare('PRAGMA table_info(networks)').all() as { name: string }[]).map((c) => c.name);
+    // databases made before hosts had WireGuard keys
+    if (!cols.includes('wireguard')) this.db.exec("ALTER TABLE hosts ADD COLUMN wireguard TEXT NOT NULL DEFAULT ''");
     if (!netCols.includes('policy')) this.db.exec("ALTER TABLE networks ADD COLUMN policy TEXT NOT NULL DEFAULT ''");
     this.t = new SqliteTx(this.db);
   }
@@ -139,8 +142,8 @@ class SqliteTx implements Tx {
       hosts: p('SELECT * FROM hosts ORDER BY name'),
       host: p('SELECT * FROM hosts WHERE name = ?'),
       putHost:
-        p(`INSERT INTO hosts(name, underlay_ip, credential_hash, agent_version, joined_ms, cert_fingerprint, key_fingerprint) VALUES (@name, @underlayIp, @credentialHash, @agentVersion, @joinedMs, @certFingerprint, @keyFingerprint)
-        ON CONFLICT(name) DO UPDATE SET underlay_ip = excluded.underlay_ip, credential_hash = excluded.credential_hash, agent_version = excluded.agent_version, joined_ms = excluded.joined_ms, cert_fingerprint = excluded.cert_fingerprint, key_fingerprint = excluded.key_fingerprint`),
+        p(`INSERT INTO hosts(name, underlay_ip, credential_hash, agent_version, joined_ms, cert_fingerprint, key_fingerprint, wireguard) VALUES (@name, @underlayIp, @credentialHash, @agentVersion, @joinedMs, @certFingerprint, @keyFingerprint, @wireguard)
+        ON CONFLICT(name) DO UPDATE SET underlay_ip = excluded.underlay_ip, credential_hash = excluded.credential_hash, agent_version = excluded.agent_version, joined_ms = excluded.joined_ms, cert_fingerprint = excluded.cert_fingerprint, key_fingerprint = excluded.key_fingerprint, wireguard = excluded.wireguard`),
       deleteHost: p('DELETE FROM hosts WHERE name = ?'),
       slicesAll: p('SELECT * FROM slices ORDER BY network, idx'),
       slicesOf: p('SELECT * FROM slices WHERE network = ? ORDER BY idx'),
@@ -191,7 +194,7 @@ class SqliteTx implements Tx {
     return r && host(r);
   }
   putHost(h: HostRec) {
-    conflict(() => this.q.putHost!.run({ ...h }));
+    conflict(() => this.q.putHost!.run({ ...h, wireguard: h.wireguard ? JSON.stringify(h.wireguard) : '' }));
   }
   deleteHost(name: string) {
     this.q.deleteHost!.run(name);

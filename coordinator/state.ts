@@ -19,6 +19,7 @@ import type {
   TunnelView,
 } from './model.js';
 import type { Store, Tx } from './store.js';
+import { DEFAULT_TUNNEL_CIDR, checkTunnelIps, tunnelIpOf, type Encryption } from '../common/wireguard.js';
 
 export interface CoordinatorOptions {
   now?: () => number;
@@ -40,6 +41,10 @@ export interface CoordinatorOptions {
   csrKeyFingerprint?: (csr: string) => Promise<string>;
   /** TLS: a certificate's validity (what coordctl status warns about before the agent reports it) */
   validityOf?: (pem: string) => { notBeforeMs: number; notAfterMs: number };
+  /** every GRE packet between hosts inside WireGuard (--encryption); default none */
+  encryption?: Encryption;
+  /** encryption wireguard: the hosts' addresses inside WireGuard (--tunnel-cidr) */
+  tunnelCidr?: string;
 }
 
 /** What agents reported of one host (never stored durably). */
@@ -77,6 +82,7 @@ export function changedHosts(
     if (
       !old ||
       old.underlayIp !== h.underlayIp ||
+      JSON.stringify(old.wireguard) !== JSON.stringify(h.wireguard) ||
       JSON.stringify(before.slices.get(name)) !== JSON.stringify(after.slicesByHost.get(name))
     )
       upserts.add(name);
@@ -97,6 +103,8 @@ export class CoordState {
   readonly validityOf?: (pem: string) => { notBeforeMs: number; notAfterMs: number };
   isConnected: (host: string) => boolean;
   onAdmitted: (host: string) => void;
+  readonly encryption: Encryption;
+  readonly tunnelCidr: string;
 
   readonly listeners: ChangeListener[] = [];
   readonly events = new EventLog();
@@ -131,6 +139,28 @@ export class CoordState {
     this.fingerprintOf = o.fingerprintOf;
     this.csrKeyFingerprint = o.csrKeyFingerprint;
     this.validityOf = o.validityOf;
+    this.encryption = o.encryption ?? 'none';
+    this.tunnelCidr = o.tunnelCidr ?? DEFAULT_TUNNEL_CIDR;
+  }
+
+  /** encryption wireguard: a host's address inside WireGuard (undefined: off, or none fits) */
+  tunnelIpOf(h: { underlayIp: string }): string | undefined {
+    return this.encryption === 'wireguard' ? tunnelIpOf(h.underlayIp, this.tunnelCidr) : undefined;
+  }
+
+  /** encryption wireguard: INVALID when host h would get no tunnel IP, or another host's */
+  checkTunnelIps(hosts: HostRec[], h: { name: string; underlayIp: string }): void {
+    if (this.encryption !== 'wireguard') return;
+    const problem = checkTunnelIps([...hosts.filter((x) => x.name !== h.name), h], this.tunnelCidr);
+    if (problem) throw new CoordError('INVALID_ARGUMENT', problem);
+  }
+
+  /** encryption wireguard: how peers reach host h inside WireGuard, once it published its key */
+  wireguardPeer(h: HostRec): { publicKey: string; port: number; tunnelIp: string } | undefined {
+    const tunnelIp = this.tunnelIpOf(h);
+    const w = h.wireguard;
+    if (!tunnelIp || !w?.publicKey) return undefined;
+    return { publicKey: w.publicKey, port: w.port, tunnelIp };
   }
 
   slicesOf(name: string): SliceView[] {

@@ -12,6 +12,9 @@ export interface HubSource {
   peer(name: string): PeerView | undefined;
   slicesOf(name: string): SliceView[];
   underlayOf(name: string): string | undefined;
+  /** encryption: the cluster's mode and this host's part of it */
+  encryptionMode?(): string;
+  wireguardOf?(name: string): DesiredState['wireguard'];
 }
 
 /** What the hub needs of a stream: write with a flushed-callback, and an end. */
@@ -219,6 +222,8 @@ export class WatchHub {
         full,
         baseRevision: full ? 0 : w.sentRev,
         removedPeers: full ? [] : [...removes].filter((h) => h !== w.host),
+        encryption: this.src.encryptionMode?.() ?? '',
+        wireguard: this.src.wireguardOf?.(w.host),
       }),
     ).finish();
     const parts: Buffer[] = [Buffer.from(head.buffer, head.byteOffset, head.byteLength)];

@@ -24,6 +24,8 @@ pkgs=(
   python3              # crafts raw frames in the security tests
   etcd-server          # etcd 3.4: the EtcdStore's tests (a member on loopback, started by the test)
   etcd-client          # etcdctl, to look at what the coordinators wrote
+  wireguard-go         # WireGuard in userspace: the lab's encryption (this kernel has no wireguard module)
+  wireguard-tools      # wg: keys and peers by hand, `wg show` in troubleshooting
 )
 if [ "${1:-}" = bench ]; then pkgs+=(ovn-central ovn-host openssl); fi
 missing=()

@@ -9,6 +9,8 @@ import type { OvsOp } from '../ovs/ops.js';
 import { GROUP_ID, groupId, networkPolicyFlows, policedNetworks } from './policy-flows.js';
 import { REG_DST_GROUP } from '../ovs/flows/pipeline.js';
 
+import { WIREGUARD_OVERHEAD } from '../../common/wireguard.js';
+
 /** outer IPv4 20 + GRE with key 8 + inner Ethernet 14 */
 export const GRE_OVERHEAD = 42;
 
@@ -39,6 +41,8 @@ export interface AgentParams {
   bridge: string;
   datapath: 'system' | 'netdev';
   underlayMtu: number;
+  /** encryption: true once this host's WireGuard carries the tunnels (until then none is built) */
+  wireguardReady?: () => boolean;
 }
 
 export function tunnelPortName(ip: string): string {
@@ -46,6 +50,11 @@ export function tunnelPortName(ip: string): string {
 }
 export function gatewayPortName(greKey: number): string {
   return `gmgw${greKey}`;
+}
+
+/** The MTU GRE packets between hosts have: the underlay's, less WireGuard's overhead when they travel inside it. */
+export function tunnelMtu(s: Pick<Snapshot, 'encryption'>, underlayMtu: number): number {
+  return s.encryption ? underlayMtu - WIREGUARD_OVERHEAD : underlayMtu;
 }
 
 export function containerMtu(networkMtu: number, underlayMtu: number): number {
@@ -68,12 +77,18 @@ export function hostGatewayOf(s: Snapshot, network: string): { ip: string; prefi
 export function computeDesired(s: Snapshot, p: AgentParams): DesiredPlane {
   const tunnels = s.peers
     .filter((x) => x.name !== s.host && x.underlayIp !== s.underlayIp && parseIp(x.underlayIp) !== undefined)
-    .map((x) => ({ port: tunnelPortName(x.underlayIp), remoteIp: x.underlayIp, peer: x.name }))
+    .flatMap((x) => {
+      if (!s.encryption) return [{ port: tunnelPortName(x.underlayIp), remoteIp: x.underlayIp, peer: x.name }];
+      // encrypted: GRE between tunnel IPs only, and only once this host's WireGuard carries
+      // them (fail closed: no tunnel rather than one in cleartext) and the peer has a key
+      if (!p.wireguardReady?.() || !x.wireguard) return [];
+      return [{ port: tunnelPortName(x.underlayIp), remoteIp: x.wireguard.tunnelIp, peer: x.name }];
+    })
     .sort((a, b) => a.port.localeCompare(b.port));
   const mtu: Record<string, number> = {};
   const gateways: GatewaySpec[] = [];
   for (const n of [...s.networks].sort((a, b) => a.greKey - b.greKey)) {
-    mtu[n.name] = containerMtu(n.mtu, p.underlayMtu);
+    mtu[n.name] = containerMtu(n.mtu, tunnelMtu(s, p.underlayMtu));
     const slice = s.slices.find((x) => x.network === n.name);
     if (!slice) continue;
     const gw = gatewayOf(slice.cidr, n.cidr);

@@ -14,10 +14,12 @@ import {
   AgentServiceClient,
   type DesiredState,
   type ReportStatusRequest,
+  TunnelStatus,
   type TraceHop,
   type TraceRequest,
 } from '../../proto/gen/gremesh/v1/gremesh.js';
 import type { Snapshot } from '../model.js';
+import type { TunnelHealth } from '../../common/tunnel-health.js';
 import { applyWatchMessage } from './snapshot.js';
 
 /** A renewal's new key and certificate, written aside, become the current ones (also after a crash halfway). */
@@ -328,6 +330,18 @@ export class CoordinatorClient {
     });
   }
 
+  /** encryption: publish this host's WireGuard public key (the coordinator takes the name from our identity) */
+  setWireguardKey(publicKey: string, port: number, generation: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.client.setWireguardKey(
+        { name: this.o.name, credential: this.credential ?? '', publicKey, port, generation },
+        new grpc.Metadata(),
+        { deadline: Date.now() + 5_000 },
+        (e) => (e ? reject(new Error(`SetWireguardKey: ${e.details || e.message}`)) : resolve()),
+      );
+    });
+  }
+
   private async answerTrace(t: TraceRequest): Promise<void> {
     let hop: TraceHop | undefined;
     let error = '';
@@ -347,7 +361,11 @@ export class CoordinatorClient {
     );
   }
 
-  report(r: Omit<ReportStatusRequest, 'name' | 'credential' | 'certNotBeforeMs' | 'certNotAfterMs'>): Promise<void> {
+  report(
+    r: Omit<ReportStatusRequest, 'name' | 'credential' | 'certNotBeforeMs' | 'certNotAfterMs' | 'tunnels'> & {
+      tunnels: TunnelHealth[];
+    },
+  ): Promise<void> {
     if (!this.o.tls && !this.credential) return Promise.resolve();
     return new Promise((resolve, reject) => {
       this.client.reportStatus(
@@ -355,6 +373,7 @@ export class CoordinatorClient {
           name: this.o.name,
           credential: this.credential ?? '',
           ...r,
+          tunnels: r.tunnels.map((t) => TunnelStatus.fromPartial(t)),
           certNotBeforeMs: this.certValidity?.notBeforeMs ?? 0,
           certNotAfterMs: this.certValidity?.notAfterMs ?? 0,
         },

@@ -1,6 +1,6 @@
 // Pure: apply a Watch message (full snapshot or delta) to the cached snapshot.
 import { checkRule, normalizeGroup, type PolicyRule } from '../../common/policy.js';
-import type { Snapshot, PeerSpec } from '../model.js';
+import type { EncryptionSpec, Snapshot, PeerSpec } from '../model.js';
 
 /** a network as the wire brings it (isolation and rule fields as plain text) */
 type WireNetwork = Omit<Snapshot['networks'][number], 'isolation' | 'rules'> & {
@@ -44,6 +44,23 @@ export interface WatchMessage {
   slices: Snapshot['slices'];
   peers: PeerSpec[];
   removedPeers: string[];
+  encryption?: string;
+  wireguard?: EncryptionSpec;
+}
+
+/** Pure: this host's encryption from a Watch message; a mode this agent does not know fails closed (WireGuard, no key) */
+function encryptionOf(m: WatchMessage): EncryptionSpec | undefined {
+  if (!m.encryption || m.encryption === 'none') return undefined;
+  const w = m.wireguard;
+  if (m.encryption !== 'wireguard' || !w?.tunnelIp)
+    return { tunnelIp: '', tunnelCidr: '', publicKey: '', rotation: 0, generation: 0 };
+  return {
+    tunnelIp: w.tunnelIp,
+    tunnelCidr: w.tunnelCidr,
+    publicKey: w.publicKey,
+    rotation: w.rotation,
+    generation: w.generation,
+  };
 }
 
 /** The new snapshot, or 'resync' when a delta does not apply to what we hold. */
@@ -61,6 +78,9 @@ export function applyWatchMessage(cur: Snapshot | undefined, m: WatchMessage): S
       names: [...(e.names ?? [])],
       ...(normalizeGroup(e.group) ? { group: normalizeGroup(e.group) } : {}),
     })),
+    ...(p.wireguard?.publicKey && p.wireguard.tunnelIp
+      ? { wireguard: { publicKey: p.wireguard.publicKey, port: p.wireguard.port, tunnelIp: p.wireguard.tunnelIp } }
+      : {}),
   });
   const head = {
     revision: m.revision,
@@ -79,6 +99,7 @@ export function applyWatchMessage(cur: Snapshot | undefined, m: WatchMessage): S
       };
     }),
     slices: m.slices.map((s) => ({ network: s.network, cidr: s.cidr })),
+    ...(encryptionOf(m) ? { encryption: encryptionOf(m) } : {}),
   };
   if (m.full) return { ...head, peers: m.peers.map(norm).sort((a, b) => a.name.localeCompare(b.name)) };
   if (!cur || cur.revision !== m.baseRevision) return 'resync';

@@ -6,7 +6,7 @@ import { containerDnsNames } from '../../common/dns-names.js';
 import { groupProblem, normalizeGroup } from '../../common/policy.js';
 import type { Snapshot } from '../model.js';
 import { allocate, type IpamTable } from './ipam.js';
-import { containerMtu, gatewayOf } from '../bridge/desired.js';
+import { containerMtu, gatewayOf, tunnelMtu } from '../bridge/desired.js';
 
 export const LABEL = {
   network: 'gremesh.network',
@@ -148,7 +148,7 @@ export function planEndpoint(
     ip: r.ip,
     prefixLen: gw.prefixLen,
     mac: r.mac?.toLowerCase() ?? macFromIp(parseIp(r.ip)!),
-    mtu: Math.min(containerMtu(net.mtu, underlayMtu), r.mtu ?? Infinity),
+    mtu: Math.min(containerMtu(net.mtu, tunnelMtu(s, underlayMtu)), r.mtu ?? Infinity),
     gateway: gw.ip,
   };
 }
@@ -181,7 +181,7 @@ export function planAttachment(
   const mac = r.mac?.toLowerCase();
   const macError = checkMac('gremesh.mac', r.mac, net.name, s, macTakenHere);
   if (macError) return { error: macError };
-  let mtu = containerMtu(net.mtu, underlayMtu);
+  let mtu = containerMtu(net.mtu, tunnelMtu(s, underlayMtu));
   if (r.mtu !== undefined) {
     if (!/^\d+$/.test(r.mtu) || Number(r.mtu) < 576 || Number(r.mtu) > mtu)
       return { error: `gremesh.mtu ${quoted(r.mtu)} must be 576..${mtu} (the overlay carries at most ${mtu})` };

@@ -51,8 +51,20 @@ export interface DockerFirewall {
   ensure(active: boolean): Promise<boolean>;
 }
 
+/** Pure: the userspace datapath's GRE between OVS and WireGuard (agent/wireguard/transport.ts), forwarded both ways. */
+export function wireguardForwardRules(device: string, veth = 'gremesh-wgk'): string[] {
+  return [
+    `-i ${veth} -o ${device} -m comment --comment ${RULE_COMMENT} -j ACCEPT`,
+    `-i ${device} -o ${veth} -m comment --comment ${RULE_COMMENT} -j ACCEPT`,
+  ];
+}
+
 export class IptablesDockerFirewall implements DockerFirewall {
-  constructor(private readonly run: Runner) {}
+  constructor(
+    private readonly run: Runner,
+    /** more rules of ours, kept after the gateway's (encryption's forwarding) */
+    private readonly extra: () => string[] = () => [],
+  ) {}
 
   async ensure(active: boolean): Promise<boolean> {
     let list;
@@ -63,7 +75,7 @@ export class IptablesDockerFirewall implements DockerFirewall {
       throw e;
     }
     if (list.exitCode !== 0) return false; // no such chain: Docker does not filter here
-    const d = diffDockerUser(list.stdout, computeDockerUserRules(active));
+    const d = diffDockerUser(list.stdout, [...computeDockerUserRules(active), ...this.extra()]);
     for (const r of d.del) await this.run(['iptables', '-w', '5', '-D', DOCKER_USER, ...splitRule(r)]);
     for (const r of d.add) await this.run(['iptables', '-w', '5', '-I', DOCKER_USER, '1', ...splitRule(r)]);
     return true;

@@ -31,6 +31,8 @@ Commands:
                                              is one rule
   policy list [--network N]                  rules by network, with their ids
   policy delete ID                           remove a rule (e.g. r7)
+  rotate-keys [HOST]                         encryption wireguard: new keys for HOST (default
+                                             every host), without losing packets
   status                                     revision, hosts with tunnel health, networks
   token list                                 join tokens and their state
   token revoke ID                            revoke a join token (ID is the part before the dot)

@@ -12,6 +12,7 @@ import { traceCommands } from './commands/trace.js';
 import { eventCommands } from './commands/events.js';
 import { nameCommands } from './commands/names.js';
 import { policyCommands } from './commands/policy.js';
+import { keyCommands } from './commands/keys.js';
 
 /** every command, by its name on the command line */
 export const COMMANDS: Record<string, Command> = {
@@ -22,6 +23,7 @@ export const COMMANDS: Record<string, Command> = {
   ...eventCommands,
   ...nameCommands,
   ...policyCommands,
+  ...keyCommands,
 };
 
 /** The command to run, its arguments checked; a usage error before anything is dialled. */

@@ -1,6 +1,7 @@
 // The admin service (coordctl): hosts, networks, tokens, status, trace, and the events stream.
 import type * as grpc from '@grpc/grpc-js';
 import {
+  TunnelStatus,
   AdminServiceService,
   type AddPolicyRuleRequest,
   type Event,
@@ -29,11 +30,13 @@ export function hostInfo(h: HostView): HostInfo {
     lastSeenMs: h.lastSeenMs,
     agentVersion: h.agentVersion,
     joinedMs: h.joinedMs,
-    tunnels: h.tunnels,
+    tunnels: h.tunnels.map((t) => TunnelStatus.fromPartial(t)),
     attachErrors: h.attachErrors,
     endpoints: h.endpoints,
     certNotBeforeMs: h.certNotBeforeMs,
     certNotAfterMs: h.certNotAfterMs,
+    tunnelIp: h.tunnelIp,
+    wireguardPublicKey: h.wireguardPublicKey,
   };
 }
 
@@ -98,6 +101,7 @@ export function adminHandlers(d: ServiceDeps): grpc.UntypedServiceImplementation
       await coord.deletePolicyRule(req.id);
       return {};
     }),
+    rotateKeys: unary(admin, async (req: { host: string }) => ({ hosts: await coord.rotateKeys(req.host) })),
     listNetworks: unary(admin, () => ({ networks: coord.networks() })),
     deleteNetwork: unary(admin, async (req: { name: string }) => {
       await coord.deleteNetwork(req.name);

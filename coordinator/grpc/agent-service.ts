@@ -4,6 +4,7 @@ import type * as grpc from '@grpc/grpc-js';
 import {
   AgentServiceService,
   type RenewRequest,
+  type SetWireguardKeyRequest,
   type ReportStatusRequest,
   type TraceResultRequest,
   type WatchRequest,
@@ -112,6 +113,10 @@ export function agentHandlers(d: ServiceDeps): grpc.UntypedServiceImplementation
         return { certificate: await coord.renew(req.name, id.fingerprint, req.csr) };
       },
     ),
+    setWireguardKey: unary(asHost, async (req: SetWireguardKeyRequest) => {
+      await coord.setWireguardKey(req.name, req.publicKey, req.port, req.generation);
+      return {};
+    }),
     traceResult: unary(asHost, (req: TraceResultRequest) => {
       broker.answer(req.name, req.id, req.hop, req.error);
       return {};

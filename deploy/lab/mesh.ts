@@ -2,6 +2,7 @@
 // hosts admitted with `coordctl join` and an agent per host started with the command
 // line that join prints (plus the lab host's OVS/Docker sockets). Used by the demo
 // and the end-to-end tests.
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -183,7 +184,19 @@ function labAgentFlags(dir: string, host: string): string[] {
     // the servers the lab's dockerds give containers (their resolv.conf), not the machine's
     '--dns-upstream',
     OUTSIDE_IP,
+    // wireguard-go's sockets (/var/run/wireguard/NAME.sock) are shared by every namespace:
+    // one name per lab host (used only when the coordinator asks for encryption)
+    '--wireguard-interface',
+    labWireguardName(dir, host),
   ];
+}
+
+/** Pure: a lab host's WireGuard device name, unique across labs (≤ 15 characters). */
+export function labWireguardName(dir: string, host: string): string {
+  return `wg${createHash('sha256')
+    .update(`${path.resolve(dir)}/${host}`)
+    .digest('hex')
+    .slice(0, 10)}`;
 }
 
 /** Starts a host's agent with the join command line, pointed at the lab host's OVS and Docker. */

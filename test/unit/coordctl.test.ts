@@ -21,6 +21,7 @@ test('the command table holds every command the help lists, and nothing else', (
     'network',
     'networks',
     'policy',
+    'rotate-keys',
     'status',
     'token',
     'trace',
