@@ -5,7 +5,6 @@
 // tunnels wait for `ready` (fail closed: no GRE to a peer until WireGuard carries it).
 import type { Runner } from '../../common/exec.js';
 import type { Logger } from '../../common/log.js';
-import { WIREGUARD_OVERHEAD } from '../../common/wireguard.js';
 import { Loop } from '../loop.js';
 import type { Snapshot } from '../model.js';
 import type { WireguardDevice } from './device.js';
@@ -127,7 +126,10 @@ export class WireguardManager {
         device: d.name,
         tunnelIp: enc.tunnelIp,
         tunnelCidr: enc.tunnelCidr,
-        mtu: this.o.underlayMtu - WIREGUARD_OVERHEAD,
+        // the underlay's, not less: containers get MTU underlay - 60 - 42 (nothing they send
+        // is fragmented), but a container started before encryption was turned on keeps its
+        // larger MTU; its biggest packets are then fragmented outside WireGuard instead of dropped
+        mtu: this.o.underlayMtu,
         datapath: this.o.datapath,
         ovsDb: this.o.ovsDb,
       });

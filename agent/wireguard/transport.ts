@@ -26,12 +26,14 @@ export const TABLE_FROM_WG = 7402;
 export const PREF_FROM_WG = 10;
 export const LOCAL_PREF = 20;
 export const PREF_TO_WG = 7401;
+/** queue room on the WireGuard device and the veth: bursts of a TCP window wait rather than drop */
+const TXQUEUELEN = 5000;
 
 export interface TransportSpec {
   device: string;
   tunnelIp: string;
   tunnelCidr: string;
-  /** the WireGuard device's MTU */
+  /** the MTU of the WireGuard device and the transport links (the underlay's) */
   mtu: number;
   datapath: 'system' | 'netdev';
   /** ovs-vsctl --db */
@@ -75,7 +77,7 @@ function sysctl(path: string, value: string): void {
 /** Makes (or repairs) the path between OVS's GRE and WireGuard; idempotent. */
 export async function ensureTransport(run: Runner, t: TransportSpec): Promise<void> {
   const prefix = parseCidr(t.tunnelCidr)!.prefix;
-  await run(['ip', 'link', 'set', 'dev', t.device, 'mtu', String(t.mtu), 'up']);
+  await run(['ip', 'link', 'set', 'dev', t.device, 'mtu', String(t.mtu), 'txqueuelen', String(TXQUEUELEN), 'up']);
   if (t.datapath === 'system') {
     await run(['ip', 'addr', 'replace', `${t.tunnelIp}/${prefix}`, 'dev', t.device]);
     return;
@@ -103,7 +105,7 @@ export async function ensureTransport(run: Runner, t: TransportSpec): Promise<vo
     TRANSPORT_OVS,
   ]);
   for (const l of [TRANSPORT_KERNEL, TRANSPORT_OVS, TRANSPORT_BRIDGE])
-    await run(['ip', 'link', 'set', 'dev', l, 'mtu', String(t.mtu), 'up']);
+    await run(['ip', 'link', 'set', 'dev', l, 'mtu', String(t.mtu), 'txqueuelen', String(TXQUEUELEN), 'up']);
   await run(['ip', 'addr', 'replace', `${t.tunnelIp}/${prefix}`, 'dev', TRANSPORT_BRIDGE]);
   sysctl('ipv4/ip_forward', '1');
   for (const [dev, key, v] of [

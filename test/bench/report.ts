@@ -34,6 +34,7 @@ const benches: { name: string; script: string; args: string[] }[] = [
   { name: 'dns', script: 'dns.js', args: ['--count', q ? '10' : '30'] },
   { name: 'policy', script: 'policy.js', args: ['--count', q ? '10' : '30', '--seconds', '3', '--runs', '3'] },
   { name: 'throughput', script: 'throughput.js', args: ['--seconds', q ? '3' : '5'] },
+  { name: 'encryption', script: 'encryption.js', args: ['--seconds', '3', '--runs', '3', '--count', q ? '3' : '5'] },
   // the fault suite at full length (`make soak` runs only this one)
   { name: 'soak', script: 'soak.js', args: [] },
 ];
@@ -172,6 +173,20 @@ if (out.dns) {
       `${d.lookups} lookups of a churning alias meanwhile, ${d.late} naming a container gone for more than 1 s (${d.stale} gone at all); ` +
       `a lookup through 127.0.0.11 of a name Docker answers itself ${f(d.local)}, of a gremesh name on another host ${f(d.remote)} (${d.ratio.toFixed(2)}x), ` +
       `asked of the gateway's resolver directly ${f(d.direct)}, an ICMP echo to the gateway ${d.gatewayRttMs.toFixed(2)} ms.`,
+    '',
+  );
+}
+if (out.encryption) {
+  const e = out.encryption;
+  const med = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor((xs.length - 1) / 2)]!;
+  const g = (k: string) =>
+    `${k === 'streams1' ? '1 stream' : '4 streams'} ${med(e.plain.tcp[k]).toFixed(2)} vs ${med(e.encrypted.tcp[k]).toFixed(2)} Gbit/s (${e.ratio[k].toFixed(2)}x)`;
+  lines.push(
+    `**Encryption** (${cmd('encryption.js', argsOf('encryption').args)}; 2 hosts, wireguard-go, plain GRE first and then the same hosts with the coordinator restarted with \`--encryption wireguard\`): ` +
+      `TCP container -> container plain vs inside WireGuard, median of the runs: ${g('streams1')}, ${g('streams4')}; wireguard-go took ${e.encrypted.wireguardCpuShare.toFixed(2)} cores meanwhile; ` +
+      `containers started before it was turned on (their larger MTU, fragmented outside WireGuard): ${e.startedBefore.streams1.toFixed(2)} / ${e.startedBefore.streams4.toFixed(2)} Gbit/s; ` +
+      `container start -> first ping across answered p50 ${Math.round(e.plain.attach.p50)} vs ${Math.round(e.encrypted.attach.p50)} ms (${e.ratio.attach.toFixed(2)}x); ` +
+      `turning it on -> encrypted ping answered ${Math.round(e.turnOn.ms)} ms, ${e.turnOn.lost} of ${e.turnOn.sent} pings lost meanwhile (every 100 ms, both ways).`,
     '',
   );
 }
