@@ -336,6 +336,7 @@ function newReconciler(
         datapath: cfg.datapath,
         underlayMtu: underlay?.mtu ?? 1500,
         wireguardReady: () => parts.wireguard?.ready ?? false,
+        wireguardDevice: cfg.wireguardInterface,
       },
       resyncMs: cfg.resyncS * 1000,
       // with the management socket at hand, an OpenFlow connection says when flows are lost (no process);
@@ -594,6 +595,7 @@ async function run(argv: string[]): Promise<number> {
   });
   client = coordinator;
   const wireguard = (wireguardRef = encryptionSide(D, cfg, log, { run, underlayMtu, snapshot, coordinator, onReady }));
+  metrics.wireguardSource(() => wireguard.figures());
   wireguard.start();
   // a restart with encryption: the tunnels wait for WireGuard's first pass (it finds the device
   // up and ready at once), so the first bridge pass does not take them down meanwhile

@@ -12,6 +12,14 @@ export interface AgentMetrics {
   dnsQuery(network: string, outcome: string): void;
   /** where packets per policy rule are read at each scrape */
   policySource(read: () => Promise<PolicyCount[]>): void;
+  /** encryption: each WireGuard peer's last handshake and bytes, read at each scrape */
+  wireguardSource(read: () => WireguardFigures): void;
+}
+
+export interface WireguardFigures {
+  /** WireGuard carries this host's tunnels (undefined: encryption off) */
+  up: boolean | undefined;
+  peers: { peer: string; lastHandshakeMs: number; rxBytes: number; txBytes: number }[];
 }
 
 export const noMetrics: AgentMetrics = {
@@ -20,6 +28,7 @@ export const noMetrics: AgentMetrics = {
   attachError() {},
   dnsQuery() {},
   policySource() {},
+  wireguardSource() {},
 };
 
 /** Pure: an attach error's reason as a label with few values (the words before the details). */
@@ -33,6 +42,45 @@ export function reasonClass(reason: string): string {
     [/^attach failed/, 'attach_failed'],
   ];
   return rules.find(([re]) => re.test(reason))?.[1] ?? 'other';
+}
+
+/** encryption's gauges, read at each scrape: WireGuard up, and per peer host its last handshake and bytes */
+function wireguardGauges(m: MetricsServer, read: () => WireguardFigures | undefined): void {
+  const { prom, registry } = m;
+  new prom.Gauge({
+    name: 'gremesh_wireguard_up',
+    help: "encryption: 1 while WireGuard carries this host's tunnels, 0 while it does not (no tunnel is built then)",
+    registers: [registry],
+    collect() {
+      this.reset();
+      const w = read();
+      if (w?.up !== undefined) this.set(w.up ? 1 : 0);
+    },
+  });
+  new prom.Gauge({
+    name: 'gremesh_wireguard_handshake_age_seconds',
+    help: 'encryption: seconds since the last WireGuard handshake with each peer host',
+    labelNames: ['peer'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const p of read()?.peers ?? [])
+        if (p.lastHandshakeMs > 0) this.set({ peer: p.peer }, (Date.now() - p.lastHandshakeMs) / 1000);
+    },
+  });
+  new prom.Gauge({
+    name: 'gremesh_wireguard_bytes',
+    help: 'encryption: bytes WireGuard received from and sent to each peer host (as of the last WireGuard pass)',
+    labelNames: ['peer', 'direction'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const p of read()?.peers ?? []) {
+        this.set({ peer: p.peer, direction: 'rx' }, p.rxBytes);
+        this.set({ peer: p.peer, direction: 'tx' }, p.txBytes);
+      }
+    },
+  });
 }
 
 export function agentMetrics(m: MetricsServer): AgentMetrics {
@@ -97,6 +145,8 @@ export function agentMetrics(m: MetricsServer): AgentMetrics {
       for (const c of counts) this.set({ network: c.network, rule: c.rule, verdict: c.verdict }, c.packets);
     },
   });
+  let readWireguard: (() => WireguardFigures) | undefined;
+  wireguardGauges(m, () => readWireguard?.());
   const lastFlaps = new Map<string, number>();
   let knownTunnels = new Set<string>();
   let knownNetworks = new Set<string>();
@@ -133,6 +183,9 @@ export function agentMetrics(m: MetricsServer): AgentMetrics {
     },
     policySource(read) {
       readPolicy = read;
+    },
+    wireguardSource(read) {
+      readWireguard = read;
     },
   };
 }

@@ -1,6 +1,7 @@
 // Networks: create (a GRE key never used before, a slice for every admitted host), delete
 // (refused while containers are attached), the default network on first start; and the
 // slice allocation a join or a new network makes inside its transaction.
+import { checkTunnelIps } from '../common/wireguard.js';
 import { pickGreKey, pickSlice, sliceCount } from './allocator.js';
 import { exhausted, exists, invalid, notFound, precondition } from './errors.js';
 import type { DefaultNetwork, NetworkRec, NetworkView } from './model.js';
@@ -68,7 +69,8 @@ export class Networks {
             ...s.ownAddresses.map((ip) => ({ what: "the coordinator's address", ip })),
           ],
         );
-      if (overlap) throw invalid(overlap);
+      const tunnels = s.encryption === 'wireguard' ? checkTunnelIps([], s.tunnelCidr, [{ name, cidr }]) : undefined;
+      if (overlap ?? tunnels) throw invalid((overlap ?? tunnels)!);
       const greKey = pickGreKey(t.networks(), Number(t.meta(GRE_KEY_HIGH) ?? 0));
       const n: NetworkRec = {
         name,

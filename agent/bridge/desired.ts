@@ -43,6 +43,8 @@ export interface AgentParams {
   underlayMtu: number;
   /** encryption: true once this host's WireGuard carries the tunnels (until then none is built) */
   wireguardReady?: () => boolean;
+  /** encryption: the WireGuard device's name */
+  wireguardDevice?: string;
 }
 
 export function tunnelPortName(ip: string): string {

@@ -247,6 +247,7 @@ export class Reconciler {
         this.o.gatewayAllow,
         params.datapath === 'netdev',
         this.o.dns,
+        s.encryption && params.datapath === 'system' ? params.wireguardDevice : undefined,
       );
       if (ruleset !== this.lastNat || Date.now() - this.lastNatAt > this.repairMs) {
         await this.o.applyNat(ruleset, desired.gateways.length > 0);

@@ -96,7 +96,16 @@ export function parseTrace(text: string, bridge: string): ParsedTrace {
 
 /** What the host knows about each of its bridge's ports, by OpenFlow number. */
 export type PortInfo =
-  | { kind: 'tunnel'; name: string; peer: string; forwarding: boolean; bfdState: string; bfdDiagnostic: string }
+  | {
+      kind: 'tunnel';
+      name: string;
+      peer: string;
+      forwarding: boolean;
+      bfdState: string;
+      bfdDiagnostic: string;
+      /** encryption: the peer's tunnel IP inside WireGuard */
+      wireguard?: string;
+    }
   | { kind: 'container'; name: string; container: string; network: string }
   | { kind: 'gateway'; name: string; network: string };
 
@@ -161,7 +170,7 @@ export function verdict(
       };
     return {
       verdict: 'sent',
-      detail: `sent to peer ${tun.peer} over ${tun.name}`,
+      detail: `sent to peer ${tun.peer} over ${tun.name}${tun.wireguard ? ` inside WireGuard (to its tunnel IP ${tun.wireguard})` : ''}`,
       peer: tun.peer,
       tunnel: tun.name,
     };
@@ -258,6 +267,7 @@ export class Tracer {
           forwarding: h?.forwarding ?? false,
           bfdState: h?.bfdState ?? '',
           bfdDiagnostic: h?.bfdDiagnostic ?? '',
+          ...(s?.encryption && i.options.remote_ip ? { wireguard: i.options.remote_ip } : {}),
         });
       } else if (b && i.name.startsWith('gmgw'))
         ports.set(i.ofport, { kind: 'gateway', name: i.name, network: b.network });

@@ -48,6 +48,8 @@ export function computeNftRuleset(
   allow: GatewayAllow[] = [],
   userspacePorts = false,
   dns?: { upstreams: { ip: string }[] },
+  /** encryption on the kernel datapath: GRE is taken only from this WireGuard device (not straight off the underlay) */
+  greOnlyFrom?: string,
 ): string {
   const pre: string[] = [];
   const post: string[] = [];
@@ -77,6 +79,7 @@ export function computeNftRuleset(
     for (const p of ports) input.push(`iifname "gmgw*" ${p.proto} dport ${p.port} accept`);
     input.push('iifname "gmgw*" drop');
   }
+  if (greOnlyFrom) input.push(`meta l4proto gre iifname != "${greOnlyFrom}" drop`);
   for (const g of gateways) {
     post.push(`ip saddr ${g.networkCidr} ip daddr != ${g.networkCidr} oifname != "gmgw*" masquerade`);
     fwd.push(`iifname "${g.port}" ip saddr ${g.networkCidr} accept`);

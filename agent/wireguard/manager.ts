@@ -93,6 +93,20 @@ export class WireguardManager {
       : {};
   }
 
+  /** for the metrics: up while encryption is on, and each peer host's figures */
+  figures(): {
+    up: boolean | undefined;
+    peers: { peer: string; lastHandshakeMs: number; rxBytes: number; txBytes: number }[];
+  } {
+    const s = this.o.snapshot();
+    if (!s?.encryption) return { up: undefined, peers: [] };
+    const peers = s.peers.flatMap((p) => {
+      const w = p.wireguard && this.peers.get(p.wireguard.publicKey);
+      return w ? [{ peer: p.name, lastHandshakeMs: w.lastHandshakeMs, rxBytes: w.rxBytes, txBytes: w.txBytes }] : [];
+    });
+    return { up: this.ready, peers };
+  }
+
   private setReady(r: boolean): void {
     if (this.ready === r) return;
     this.ready = r;

@@ -1,8 +1,9 @@
-// Benchmark: encryption between hosts on one 2-host lab, plain GRE first, then the same
+// Benchmark: encryption between hosts on one 4-host lab (h1, h2 measured), plain GRE first, then the same
 // hosts and containers with the coordinator restarted with --encryption wireguard (the
 // documented way to turn it on, with the pings lost while it turns on counted), then
 // encrypted: TCP container to container (iperf3, 1 and 4 streams, median of --runs) with
-// the CPU wireguard-go took, and container start -> first ping to the other host answered,
+// the CPU wireguard-go took, container start -> first ping to the other host answered, and a
+// host joining (h3 plain, h4 encrypted: its agent started -> its waiting container's ping answered),
 // each side by side with plain GRE from the same run.
 // Usage: node dist/test/bench/encryption.js [--seconds 3] [--runs 3] [--count 5]
 import * as fs from 'node:fs';
@@ -10,7 +11,7 @@ import { parseArgs } from 'node:util';
 import { execa } from 'execa';
 import { BIN, cli, tempDir } from '../helpers/cli.js';
 import { readState } from '../../deploy/lab/lab.js';
-import { joinAll, startCoordinator, stopProcess } from '../../deploy/lab/mesh.js';
+import { join, joinAll, startAgent, startCoordinator, stopProcess } from '../../deploy/lab/mesh.js';
 import { IMAGE, hostEnv } from '../../deploy/lab/plan.js';
 import { systemPath } from '../../common/exec.js';
 import { PingMesh } from '../helpers/ping-mesh.js';
@@ -30,7 +31,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.le
 const result: Record<string, unknown> = { date: new Date().toISOString() };
 const spawned: { kill: (s?: NodeJS.Signals) => boolean }[] = [];
 
-const up = await cli(BIN.lab, ['up', '--hosts', '2', '--dir', dir], {}, 600_000);
+const up = await cli(BIN.lab, ['up', '--hosts', '4', '--dir', dir], {}, 600_000);
 if (up.exitCode !== 0) throw new Error(up.stderr);
 const state = readState(dir)!;
 const node = (h: string) => state.plan.nodes.find((x) => x.name === h)!;
@@ -106,6 +107,21 @@ async function attachTimes(tag: string, peerIp: string): Promise<number[]> {
   return out;
 }
 
+/** coordctl join HOST -> its agent started -> a container waiting there pings t1 (agent start to answer) */
+async function joinTime(h: string, peerIp: string): Promise<number> {
+  await start(h, `j-${h}`);
+  const pid = await pidOf(h, `j-${h}`);
+  const args = await join(dir, h);
+  const t0 = performance.now();
+  startAgent(dir, h, args);
+  for (;;) {
+    const r = await inC(pid, ['ping', '-c', '1', '-W', '0.2', peerIp], false);
+    if (r.exitCode === 0) return performance.now() - t0;
+    if (performance.now() - t0 > 60_000) throw new Error(`${h}: no answer in 60 s after its agent started`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 async function measure(tag: string, t1: number, t2: number, ip2: string) {
   const tcp: Record<string, number[]> = { streams1: [], streams4: [] };
   const cpu0 = wireguardCpuS();
@@ -123,6 +139,7 @@ try {
   const [t1, t2] = [await pidOf('h1', 't1'), await pidOf('h2', 't2')];
   const [ip1, ip2] = [await addressOf(t1), await addressOf(t2)];
   const plain = await measure('plain', t1, t2, ip2);
+  const joinPlain = await joinTime('h3', ip1);
   // turning it on: the coordinator restarted with the flag; the agents follow
   const mesh = new PingMesh(0.1);
   mesh.update([
@@ -156,6 +173,8 @@ try {
   const [e1, e2] = [await pidOf('h1', 'e1'), await pidOf('h2', 'e2')];
   const [, ipe2] = [await addressOf(e1), await addressOf(e2)];
   const encrypted = await measure('wg', e1, e2, ipe2);
+  const joinEncrypted = await joinTime('h4', ip1);
+  result.join = { plain: joinPlain, encrypted: joinEncrypted, ratio: joinEncrypted / joinPlain };
   const ratio = (k: string) => median(encrypted.tcp[k]!) / median(plain.tcp[k]!);
   result.plain = plain;
   result.encrypted = encrypted;
@@ -172,6 +191,7 @@ try {
       `  containers started before encryption was on (MTU 1458, outer fragments): 1 stream ${before.streams1.toFixed(2)}, 4 streams ${before.streams4.toFixed(2)} Gbit/s\n` +
       `  wireguard-go CPU while they ran: ${encrypted.wireguardCpuShare.toFixed(2)} cores (of ${(await import('node:os')).cpus().length})\n` +
       `container start -> first ping to h2 answered, ${count} each: plain p50 ${plain.attach.p50} ms, encrypted p50 ${encrypted.attach.p50} ms (${(result.ratio as { attach: number }).attach.toFixed(2)}x)\n` +
+      `a host joins (its agent started -> its waiting container pings h1), one each: plain ${Math.round(joinPlain)} ms, encrypted ${Math.round(joinEncrypted)} ms (${(joinEncrypted / joinPlain).toFixed(2)}x)\n` +
       `turning encryption on (coordinator restarted with --encryption wireguard) -> encrypted ping answered: ${Math.round(onMs)} ms; pings lost meanwhile ${loss.lost} of ${loss.sent} (every 100 ms, both ways)\n`,
   );
 } finally {

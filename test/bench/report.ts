@@ -182,10 +182,13 @@ if (out.encryption) {
   const g = (k: string) =>
     `${k === 'streams1' ? '1 stream' : '4 streams'} ${med(e.plain.tcp[k]).toFixed(2)} vs ${med(e.encrypted.tcp[k]).toFixed(2)} Gbit/s (${e.ratio[k].toFixed(2)}x)`;
   lines.push(
-    `**Encryption** (${cmd('encryption.js', argsOf('encryption').args)}; 2 hosts, wireguard-go, plain GRE first and then the same hosts with the coordinator restarted with \`--encryption wireguard\`): ` +
+    `**Encryption** (${cmd('encryption.js', argsOf('encryption').args)}; h1 and h2 measured, h3 joining plain and h4 encrypted, wireguard-go, plain GRE first and then the same hosts with the coordinator restarted with \`--encryption wireguard\`): ` +
       `TCP container -> container plain vs inside WireGuard, median of the runs: ${g('streams1')}, ${g('streams4')}; wireguard-go took ${e.encrypted.wireguardCpuShare.toFixed(2)} cores meanwhile; ` +
       `containers started before it was turned on (their larger MTU, fragmented outside WireGuard): ${e.startedBefore.streams1.toFixed(2)} / ${e.startedBefore.streams4.toFixed(2)} Gbit/s; ` +
       `container start -> first ping across answered p50 ${Math.round(e.plain.attach.p50)} vs ${Math.round(e.encrypted.attach.p50)} ms (${e.ratio.attach.toFixed(2)}x); ` +
+      (e.join
+        ? `a host joining (agent started -> its waiting container's ping across answered) ${Math.round(e.join.plain)} vs ${Math.round(e.join.encrypted)} ms (${e.join.ratio.toFixed(2)}x, one each); `
+        : '') +
       `turning it on -> encrypted ping answered ${Math.round(e.turnOn.ms)} ms, ${e.turnOn.lost} of ${e.turnOn.sent} pings lost meanwhile (every 100 ms, both ways).`,
     '',
   );

@@ -35,6 +35,16 @@ let lab: TestLab;
 let args: Record<string, string[]> = {};
 const info: Record<string, { pid: string; ip: string; mac: string }> = {};
 const mesh = new PingMesh(0.1);
+const METRICS = '127.0.0.1:9479';
+/** the Prometheus text of a lab host's agent (fetched from inside its namespace) */
+const scrape = async (h: string) =>
+  (
+    await lab.exec(h, [
+      'node',
+      '-e',
+      `fetch('http://${METRICS}/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))`,
+    ])
+  ).stdout;
 
 const nsOf = (h: string) => lab.state.plan.nodes.find((n) => n.name === h)!;
 const inHost = (h: string, argv: string[], timeoutMs = 60_000) =>
@@ -92,7 +102,7 @@ test.before(async () => {
   if (!isRoot) return;
   lab = await labUp(3);
   await startCoordinator(lab.dir, ['--encryption', 'wireguard', '--tunnel-cidr', TUNNEL_CIDR]);
-  args = await joinAll(lab.dir, HOSTS);
+  args = await joinAll(lab.dir, HOSTS, ['--metrics', METRICS]);
   for (const h of HOSTS) await startContainer(h);
   // every host holds every peer's key and a GRE port to its tunnel IP
   await waitUntil(async () => {
@@ -158,6 +168,18 @@ serial(
       );
     }, 15_000);
     t.not(named, undefined, "coordctl host names each tunnel's WireGuard peer: last handshake and bytes");
+    const m = await scrape('h1');
+    t.regex(m, /^gremesh_wireguard_up\{host="h1"\} 1$/m);
+    t.regex(m, /^gremesh_wireguard_handshake_age_seconds\{peer="h2",host="h1"\} \d/m);
+    t.regex(m, /^gremesh_wireguard_bytes\{peer="h3",direction="rx",host="h1"\} [1-9]/m);
+    // MTU: underlay 1500 - WireGuard 60 - GRE 42; the largest DF packet crosses, one byte more is refused
+    t.is(agentStatus(lab.dir, 'h1')?.mtu.default, 1398);
+    const fits = await inC('h1', ['ping', '-c', '2', '-W', '2', '-M', 'do', '-s', String(1398 - 28), info.h2!.ip]);
+    t.regex(fits.stdout, / 0% packet loss/, 'a 1398-byte packet with DF crosses');
+    const over = await inC('h1', ['ping', '-c', '1', '-W', '1', '-M', 'do', '-s', String(1398 - 27), info.h2!.ip]);
+    t.regex(over.stdout + over.stderr, /message too long|mtu = 1398/i);
+    const tr = await coordctl(lab.dir, ['trace', 'e-h1', 'e-h2']);
+    t.regex(tr.stdout, /inside WireGuard \(to its tunnel IP 198\.19\.240\.12\)/, tr.stdout + tr.stderr);
   },
 );
 
@@ -281,7 +303,7 @@ serial('an agent whose WireGuard cannot come up builds no tunnel: nothing in cle
   // its WireGuard device gone, and the agent made to want a kernel one (this kernel has none)
   // (wireguard-go ends with its device)
   await inHost('h3', ['ip', 'link', 'del', labWireguardName(lab.dir, 'h3')]);
-  startAgent(lab.dir, 'h3', args.h3!, ['--wireguard-impl', 'kernel']);
+  startAgent(lab.dir, 'h3', args.h3!, ['--metrics', METRICS, '--wireguard-impl', 'kernel']);
   await waitUntil(async () => {
     const out = (await inHost('h3', ['ovs-vsctl', 'find', 'interface', 'type=gre'])).stdout;
     return out.trim() === '';
@@ -291,4 +313,5 @@ serial('an agent whose WireGuard cannot come up builds no tunnel: nothing in cle
   fs.rmSync(file, { force: true });
   const log = fs.readFileSync(agentLog(lab.dir, 'h3'), 'utf8');
   t.regex(log, /WireGuard is not up: no tunnel is built/);
+  t.regex(await scrape('h3'), /^gremesh_wireguard_up\{host="h3"\} 0$/m, 'and its metrics say so');
 });

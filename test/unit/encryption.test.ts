@@ -23,6 +23,7 @@ import { desiredWgPeers, diffWgPeers, KEEPALIVE_S } from '../../agent/wireguard/
 import { LOCAL_PREF, PREF_FROM_WG, PREF_TO_WG, ruleChanges } from '../../agent/wireguard/transport.js';
 import { computeDesired, containerMtu, tunnelMtu } from '../../agent/bridge/desired.js';
 import { applyWatchMessage } from '../../agent/control-plane/snapshot.js';
+import { computeNftRuleset } from '../../agent/net/nat.js';
 import type { Snapshot } from '../../agent/model.js';
 
 const code = async (f: () => unknown) => {
@@ -318,6 +319,10 @@ test('coordinator: a host publishes its own key; bad, duplicate and unencrypted 
   const plain = await coordinator(false);
   t.regex(await code(() => plain.setWireguardKey('h1', k1, 51820, 0)), /FAILED_PRECONDITION/);
   t.is(plain.wireguardOf('h1'), undefined);
+  t.regex(
+    await code(() => c.createNetwork('inner', '198.19.240.0/24', 26, 0)),
+    /INVALID_ARGUMENT: the tunnel CIDR 198\.19\.240\.0\/22 overlaps network inner/,
+  );
   // a host whose underlay low bits collide with another's is refused at join
   t.regex(
     await code(async () =>
@@ -345,6 +350,11 @@ test('coordinator: rotate-keys goes one host at a time; each starts when the one
   await c.setWireguardKey('h3', newKey(1).publicKey, 51820, 1);
   t.deepEqual(asked(), [1, 1, 1]);
   t.regex(await code(() => c.rotateKeys('nope')), /NOT_FOUND/);
+});
+
+test('kernel datapath with encryption: the host takes GRE only from the WireGuard device', (t) => {
+  t.regex(computeNftRuleset([], [], false, undefined, 'gremesh-wg'), /meta l4proto gre iifname != "gremesh-wg" drop/);
+  t.notRegex(computeNftRuleset([], [], false), /l4proto gre iifname !=/);
 });
 
 test('coordinator: keys persist on SQLite across a restart', async (t) => {
