@@ -20,7 +20,7 @@ import { SqliteStore } from '../../coordinator/sqlite-store.js';
 import { KeyFile, keyDecision, newKey, publicKeyOf } from '../../agent/wireguard/keys.js';
 import { parseGet, renderSet } from '../../agent/wireguard/uapi.js';
 import { desiredWgPeers, diffWgPeers, KEEPALIVE_S } from '../../agent/wireguard/peers.js';
-import { LOCAL_PREF, PREF_FROM_WG, PREF_TO_WG, ruleChanges } from '../../agent/wireguard/transport.js';
+import { LOCAL_PREF, PREF_FROM_WG, PREF_TO_WG, ruleChanges, transportBatch } from '../../agent/wireguard/transport.js';
 import { computeDesired, containerMtu, tunnelMtu } from '../../agent/bridge/desired.js';
 import { applyWatchMessage } from '../../agent/control-plane/snapshot.js';
 import { computeNftRuleset } from '../../agent/net/nat.js';
@@ -213,6 +213,21 @@ test('transport rules: from WireGuard before the local table, to WireGuard from 
     { priority: 32766, table: 'main' },
   ];
   t.deepEqual(ruleChanges(done, 'wg0'), { add: [], del: [] });
+  const batch = transportBatch(
+    { device: 'wg0', tunnelIp: '198.19.240.11', tunnelCidr: '198.19.240.0/22', mtu: 1500 },
+    22,
+    '02:00:00:00:00:01',
+    c,
+  );
+  t.regex(batch, /^addr replace 198\.19\.240\.11\/22 dev gremesh-wgbr$/m);
+  t.regex(batch, /^rule add pref 10 iif wg0 lookup 7402$/m);
+  t.regex(batch, /^rule del pref 0 lookup local$/m);
+  t.regex(batch, /^route replace 198\.19\.240\.0\/22 dev wg0 table 7401$/m);
+  t.regex(batch, /^neigh replace 198\.19\.240\.11 lladdr 02:00:00:00:00:01 dev gremesh-wgk nud permanent\n$/m);
+  t.true(
+    batch.indexOf('rule add pref 20 lookup local') < batch.indexOf('rule del pref 0'),
+    'local moved before it goes',
+  );
 });
 
 const snap = (encrypted: boolean): Snapshot => ({
