@@ -44,8 +44,6 @@ export class WireguardManager {
   private peersChangedAt = 0;
   /** true while WireGuard carries this host's tunnels */
   ready = false;
-  /** the reason WireGuard is not up ('' while it is, or while encryption is off) */
-  problem = '';
   /** the device's peers at the last pass, by public key */
   peers = new Map<string, WgPeerState>();
 
@@ -55,7 +53,6 @@ export class WireguardManager {
       log: o.log,
       pass: () => this.pass(),
       onError: (e) => {
-        this.problem = e.message;
         this.transportFor = '';
         this.setReady(false);
         o.log.error({ err: e.message }, 'WireGuard is not up: no tunnel is built (nothing leaves in cleartext)');
@@ -117,7 +114,6 @@ export class WireguardManager {
     const s = this.o.snapshot();
     const enc = s?.encryption;
     if (!s || !enc) {
-      this.problem = '';
       this.setReady(false);
       return;
     }
@@ -161,7 +157,6 @@ export class WireguardManager {
       this.peersChangedAt = Date.now();
     }
     this.peers = new Map(dev.peers.map((p) => [p.publicKey, p]));
-    this.problem = '';
     this.setReady(true);
     if (keyDecision(this.key, enc.rotation) === 'new') {
       const wait = this.peersChangedAt + SETTLE_MS - Date.now();

@@ -8,8 +8,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ROOT, isRoot } from '../helpers/cli.js';
-import { labUp, type TestLab } from '../helpers/lab.js';
-import { sh, waitUntil } from '../helpers/endpoint.js';
+import { addRogueHost, labUp, type TestLab } from '../helpers/lab.js';
+import { containerAddress, sh, waitUntil } from '../helpers/endpoint.js';
 import { PingMesh } from '../helpers/ping-mesh.js';
 import {
   agentLog,
@@ -22,8 +22,7 @@ import {
   startCoordinator,
   stopProcess,
 } from '../../deploy/lab/mesh.js';
-import { recordNetns } from '../../deploy/lab/lab.js';
-import { IMAGE, UNDERLAY_IFACE, hostEnv, labNs, SWITCH_BRIDGE } from '../../deploy/lab/plan.js';
+import { IMAGE, UNDERLAY_IFACE, hostEnv } from '../../deploy/lab/plan.js';
 
 const serial = isRoot ? test.serial : test.skip;
 const CRAFT = path.join(ROOT, 'test/fixtures/craft.py');
@@ -85,17 +84,7 @@ async function startContainer(h: string): Promise<void> {
     'infinity',
   ]);
   const pid = await docker(h, ['inspect', '-f', '{{.State.Pid}}', `e-${h}`]);
-  let ip = '';
-  let mac = '';
-  await waitUntil(async () => {
-    const l = JSON.parse(
-      (await sh(['nsenter', '-t', pid, '-n', 'ip', '-j', 'addr', 'show', 'eth0'], {}, false)).stdout || '[]',
-    ) as { address: string; flags?: string[]; addr_info: { family: string; local: string }[] }[];
-    ip = (l[0]?.flags ?? []).includes('UP') ? (l[0]?.addr_info.find((a) => a.family === 'inet')?.local ?? '') : '';
-    mac = l[0]?.address ?? '';
-    return ip !== '';
-  }, 30_000);
-  info[h] = { pid, ip, mac };
+  info[h] = { pid, ...(await containerAddress(pid)) };
 }
 
 test.before(async () => {
@@ -208,43 +197,8 @@ serial(
     const control = await seenAt('h1', () => inHost('h2', gre(tunnelIp('h1'), 'KEYED-MARK')));
     t.regex(control, /KEYED-MARK/, 'a peer with the key gets the crafted frame through');
     // a rogue machine on the underlay switch, with a route to the tunnel IPs through h1
-    const rogue = labNs(lab.state.plan.prefix, lab.state.id, 'rogue');
-    await sh(['ip', 'netns', 'add', rogue]);
-    recordNetns(lab.dir, rogue);
-    await sh([
-      'ip',
-      'link',
-      'add',
-      'name',
-      'eth0',
-      'netns',
-      rogue,
-      'type',
-      'veth',
-      'peer',
-      'name',
-      'p-rogue',
-      'netns',
-      lab.state.plan.switchNs,
-    ]);
-    await sh([
-      'nsenter',
-      `--net=/run/netns/${lab.state.plan.switchNs}`,
-      'ip',
-      'link',
-      'set',
-      'p-rogue',
-      'master',
-      SWITCH_BRIDGE,
-      'up',
-    ]);
+    const rogue = await addRogueHost(lab, '198.18.0.99', [['ip', 'route', 'add', TUNNEL_CIDR, 'via', '198.18.0.11']]);
     const inRogue = (argv: string[]) => sh(['nsenter', `--net=/run/netns/${rogue}`, ...argv], {}, false);
-    for (const c of [
-      ['ip', 'link', 'set', 'eth0', 'up'],
-      ['ip', 'addr', 'add', '198.18.0.99/24', 'dev', 'eth0'],
-      ['ip', 'route', 'add', TUNNEL_CIDR, 'via', '198.18.0.11'],
-    ])
-      await inRogue(c);
     for (const [dst, what] of [
       ['198.18.0.11', "h1's underlay address"],
       [tunnelIp('h1'), "h1's tunnel IP, sent over the underlay"],

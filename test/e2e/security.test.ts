@@ -4,11 +4,10 @@
 import test from 'ava';
 import * as path from 'node:path';
 import { ROOT, isRoot } from '../helpers/cli.js';
-import { labUp, type TestLab } from '../helpers/lab.js';
-import { sh, waitUntil } from '../helpers/endpoint.js';
+import { addRogueHost, labUp, type TestLab } from '../helpers/lab.js';
+import { containerAddress, sh } from '../helpers/endpoint.js';
 import { joinAll, startCoordinator } from '../../deploy/lab/mesh.js';
-import { recordNetns } from '../../deploy/lab/lab.js';
-import { IMAGE, hostEnv, labNs, SWITCH_BRIDGE } from '../../deploy/lab/plan.js';
+import { IMAGE, hostEnv, labNs } from '../../deploy/lab/plan.js';
 
 const serial = isRoot ? test.serial : test.skip;
 const CRAFT = path.join(ROOT, 'test/fixtures/craft.py');
@@ -47,54 +46,10 @@ test.before(async () => {
       'infinity',
     ]);
     const pid = await docker(h, ['inspect', '-f', '{{.State.Pid}}', `s-${h}`]);
-    let ip = '';
-    let mac = '';
-    await waitUntil(async () => {
-      const l = JSON.parse(
-        (await sh(['nsenter', '-t', pid, '-n', 'ip', '-j', 'addr', 'show', 'eth0'], {}, false)).stdout || '[]',
-      ) as { address: string; flags?: string[]; addr_info: { family: string; local: string }[] }[];
-      ip = (l[0]?.flags ?? []).includes('UP') ? (l[0]?.addr_info.find((a) => a.family === 'inet')?.local ?? '') : '';
-      mac = l[0]?.address ?? '';
-      return ip !== '';
-    }, 30_000);
-    info[h] = { pid, ip, mac };
+    info[h] = { pid, ...(await containerAddress(pid)) };
   }
   // a rogue machine on the underlay switch
-  const rogue = labNs(lab.state.plan.prefix, lab.state.id, 'rogue');
-  await sh(['ip', 'netns', 'add', rogue]);
-  recordNetns(lab.dir, rogue);
-  await sh([
-    'ip',
-    'link',
-    'add',
-    'name',
-    'eth0',
-    'netns',
-    rogue,
-    'type',
-    'veth',
-    'peer',
-    'name',
-    'p-rogue',
-    'netns',
-    lab.state.plan.switchNs,
-  ]);
-  await sh([
-    'nsenter',
-    `--net=/run/netns/${lab.state.plan.switchNs}`,
-    'ip',
-    'link',
-    'set',
-    'p-rogue',
-    'master',
-    SWITCH_BRIDGE,
-    'up',
-  ]);
-  for (const c of [
-    ['ip', 'link', 'set', 'eth0', 'up'],
-    ['ip', 'addr', 'add', '198.18.0.99/24', 'dev', 'eth0'],
-  ])
-    await sh(['nsenter', `--net=/run/netns/${rogue}`, ...c]);
+  await addRogueHost(lab, '198.18.0.99');
 });
 test.after.always(async () => {
   if (lab) await lab.down();

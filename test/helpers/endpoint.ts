@@ -115,3 +115,18 @@ export async function waitUntil(
   }
   return undefined;
 }
+
+/** A container's eth0 once it is up with an IPv4 address (its agent attached it): address and MAC. */
+export async function containerAddress(pid: string, timeoutMs = 30_000): Promise<{ ip: string; mac: string }> {
+  let ip = '';
+  let mac = '';
+  await waitUntil(async () => {
+    const l = JSON.parse(
+      (await sh(['nsenter', '-t', pid, '-n', 'ip', '-j', 'addr', 'show', 'eth0'], {}, false)).stdout || '[]',
+    ) as { address: string; flags?: string[]; addr_info: { family: string; local: string }[] }[];
+    ip = (l[0]?.flags ?? []).includes('UP') ? (l[0]?.addr_info.find((a) => a.family === 'inet')?.local ?? '') : '';
+    mac = l[0]?.address ?? '';
+    return ip !== '';
+  }, timeoutMs);
+  return { ip, mac };
+}

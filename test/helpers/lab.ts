@@ -4,8 +4,8 @@ import { execa } from 'execa';
 import { systemPath } from '../../common/exec.js';
 import * as fs from 'node:fs';
 import { BIN, cli, tempDir } from './cli.js';
-import { readState, type LabState } from '../../deploy/lab/lab.js';
-import { hostEnv, TEST_PREFIX } from '../../deploy/lab/plan.js';
+import { readState, recordNetns, type LabState } from '../../deploy/lab/lab.js';
+import { hostEnv, labNs, SWITCH_BRIDGE, TEST_PREFIX } from '../../deploy/lab/plan.js';
 
 export interface TestLab {
   dir: string;
@@ -77,4 +77,45 @@ export async function cutUnderlay(lab: TestLab, a: string, b: string): Promise<(
   return async () => {
     await nft(['delete', 'table', 'bridge', tbl]);
   };
+}
+
+/**
+ * A rogue machine on the lab's underlay switch (a namespace of the lab, swept with it) with
+ * address ip/24 and more `ip` commands run in it (routes); returns its namespace.
+ */
+export async function addRogueHost(lab: TestLab, ip: string, more: string[][] = []): Promise<string> {
+  const rogue = labNs(lab.state.plan.prefix, lab.state.id, 'rogue');
+  const run = (argv: string[]) => execa(argv[0]!, argv.slice(1), { env: { PATH: systemPath() } });
+  await run(['ip', 'netns', 'add', rogue]);
+  recordNetns(lab.dir, rogue);
+  await run([
+    'ip',
+    'link',
+    'add',
+    'name',
+    'eth0',
+    'netns',
+    rogue,
+    'type',
+    'veth',
+    'peer',
+    'name',
+    'p-rogue',
+    'netns',
+    lab.state.plan.switchNs,
+  ]);
+  await run([
+    'nsenter',
+    `--net=/run/netns/${lab.state.plan.switchNs}`,
+    'ip',
+    'link',
+    'set',
+    'p-rogue',
+    'master',
+    SWITCH_BRIDGE,
+    'up',
+  ]);
+  for (const c of [['ip', 'link', 'set', 'eth0', 'up'], ['ip', 'addr', 'add', `${ip}/24`, 'dev', 'eth0'], ...more])
+    await run(['nsenter', `--net=/run/netns/${rogue}`, ...c]);
+  return rogue;
 }

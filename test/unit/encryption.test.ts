@@ -14,7 +14,7 @@ import {
   tunnelIpOf,
 } from '../../common/wireguard.js';
 import { Coordinator } from '../../coordinator/coordinator.js';
-import type { CoordError } from '../../coordinator/errors.js';
+import { outcome } from '../helpers/outcome.js';
 import { MemoryStore } from '../../coordinator/memory-store.js';
 import { SqliteStore } from '../../coordinator/sqlite-store.js';
 import { KeyFile, keyDecision, newKey, publicKeyOf } from '../../agent/wireguard/keys.js';
@@ -26,14 +26,7 @@ import { applyWatchMessage } from '../../agent/control-plane/snapshot.js';
 import { computeNftRuleset } from '../../agent/net/nat.js';
 import type { Snapshot } from '../../agent/model.js';
 
-const code = async (f: () => unknown) => {
-  try {
-    await f();
-  } catch (e) {
-    return `${(e as CoordError).code}: ${(e as Error).message}`;
-  }
-  return 'OK';
-};
+const code = outcome;
 
 test('vocabulary: keys, tunnel IPs from the underlay low bits, collisions said', (t) => {
   const k = newKey(0);

@@ -13,7 +13,7 @@ import { renderFlow } from '../../agent/ovs/flows/render.js';
 import type { LocalPort, Snapshot } from '../../agent/model.js';
 import { applyWatchMessage } from '../../agent/control-plane/snapshot.js';
 import { Coordinator } from '../../coordinator/coordinator.js';
-import { CoordError } from '../../coordinator/errors.js';
+import { outcome } from '../helpers/outcome.js';
 import { MemoryStore } from '../../coordinator/memory-store.js';
 import { SqliteStore } from '../../coordinator/sqlite-store.js';
 import { ruleFromFlags } from '../../coordinator/cli/commands/policy.js';
@@ -67,14 +67,7 @@ async function coordinatorOn(store: MemoryStore | SqliteStore) {
   await c.init({ name: 'default', cidr: '198.18.64.0/18', hostPrefixLen: 24, mtu: 0 });
   return c;
 }
-const code = async (f: () => unknown) => {
-  try {
-    await f();
-  } catch (e) {
-    return `${(e as CoordError).code}: ${(e as Error).message}`;
-  }
-  return 'OK';
-};
+const code = outcome;
 
 test('coordinator: rules are added once, listed, deleted; isolation set; bad input refused and nothing changed', async (t) => {
   const c = await coordinatorOn(new MemoryStore());
