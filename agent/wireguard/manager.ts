@@ -33,7 +33,7 @@ export interface WireguardManagerOptions {
 /** how long a rotation waits after this host's peers changed */
 const SETTLE_MS = 1000;
 /** how long after switching keys this host publishes the new one (its own handshakes refused first) */
-const ROTATE_PUBLISH_MS = 100;
+const ROTATE_PUBLISH_MS = 300;
 
 export class WireguardManager {
   private readonly loop: Loop;
