@@ -12,10 +12,15 @@ export interface NetworkSpec {
   isolation?: Isolation;
   /** absent: none */
   rules?: PolicyRule[];
+  /** dual-stack: the IPv6 prefix and each host's IPv6 slice length */
+  ipv6Cidr?: string;
+  ipv6HostPrefixLen?: number;
 }
 export interface SliceSpec {
   network: string;
   cidr: string;
+  /** dual-stack: this host's IPv6 slice */
+  ipv6Cidr?: string;
 }
 export interface EndpointSpec {
   network: string;
@@ -27,6 +32,8 @@ export interface EndpointSpec {
   names?: string[];
   /** its policy group (lowercase, valid); absent: none */
   group?: string;
+  /** dual-stack: its IPv6 address */
+  ip6?: string;
 }
 export interface PeerSpec {
   name: string;
@@ -111,6 +118,8 @@ export interface LocalPort {
   names?: string[];
   /** its policy group (gremesh-group), when whoever plugged it said */
   group?: string;
+  /** dual-stack: its IPv6 address (gremesh-ip6); for the gateway, the slice's first */
+  ip6?: string;
 }
 
 export { OWNER_KEY, OWNER } from './ovs/ids.js';

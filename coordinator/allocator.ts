@@ -1,5 +1,6 @@
 // Pure: which slice of a network a host gets.
 import { parseCidr, subnetAt, formatCidr } from '../common/ipv4.js';
+import { formatCidr6, parseCidr6, subnetAt6 } from '../common/ipv6.js';
 import type { NetworkRec, SliceRec } from './model.js';
 
 export function sliceCount(n: Pick<NetworkRec, 'cidr' | 'hostPrefixLen'>): number {
@@ -9,6 +10,12 @@ export function sliceCount(n: Pick<NetworkRec, 'cidr' | 'hostPrefixLen'>): numbe
 
 export function sliceCidr(n: Pick<NetworkRec, 'cidr' | 'hostPrefixLen'>, idx: number): string {
   return formatCidr(subnetAt(parseCidr(n.cidr)!, n.hostPrefixLen, idx));
+}
+
+/** A dual-stack network's IPv6 slice: the one with the IPv4 slice's index (one record, both families). */
+export function slice6Cidr(n: Pick<NetworkRec, 'ipv6Cidr' | 'ipv6HostPrefixLen'>, idx: number): string | undefined {
+  const c = n.ipv6Cidr ? parseCidr6(n.ipv6Cidr) : undefined;
+  return c && n.ipv6HostPrefixLen ? formatCidr6(subnetAt6(c, n.ipv6HostPrefixLen, idx)) : undefined;
 }
 
 /**

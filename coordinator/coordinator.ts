@@ -182,8 +182,15 @@ export class Coordinator {
 
   // ------------------------------------------------------------ networks
 
-  createNetwork(name: string, cidr: string, hostPrefixLen: number, mtu: number, isolation = ''): Promise<NetworkView> {
-    return this.nets.createNetwork(name, cidr, hostPrefixLen, mtu, isolation);
+  createNetwork(
+    name: string,
+    cidr: string,
+    hostPrefixLen: number,
+    mtu: number,
+    isolation = '',
+    ipv6?: { cidr: string; hostPrefixLen: number },
+  ): Promise<NetworkView> {
+    return this.nets.createNetwork(name, cidr, hostPrefixLen, mtu, isolation, ipv6);
   }
   async updateNetwork(name: string, isolation: string): Promise<NetworkView> {
     return networkView(await this.policy.setIsolation(name, isolation));

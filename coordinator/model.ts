@@ -13,6 +13,9 @@ export interface NetworkRec {
   isolation?: Isolation;
   /** absent: none */
   rules?: PolicyRuleRec[];
+  /** dual-stack: the network's IPv6 prefix and the length of each host's IPv6 slice (absent: IPv4 only) */
+  ipv6Cidr?: string;
+  ipv6HostPrefixLen?: number;
 }
 
 /** 'none': every container reaches every other (deny rules apply); 'groups': default deny between containers */
@@ -76,6 +79,8 @@ export interface TokenRec {
 export interface SliceView {
   network: string;
   cidr: string;
+  /** dual-stack: the IPv6 slice of the same index */
+  ipv6Cidr?: string;
 }
 export interface EndpointView {
   network: string;
@@ -87,6 +92,8 @@ export interface EndpointView {
   names?: string[];
   /** its policy group (gremesh.group, validated, lowercase); absent: none */
   group?: string;
+  /** dual-stack: its IPv6 address (canonical text); absent: none */
+  ip6?: string;
 }
 /** a tunnel as the coordinator shows it: the agents' own type (common/tunnel-health.ts) */
 export type TunnelView = TunnelHealth;
@@ -110,6 +117,9 @@ export interface NetworkView {
   mtu: number;
   isolation: Isolation;
   rules: PolicyRuleRec[];
+  /** '' and 0: IPv4 only */
+  ipv6Cidr: string;
+  ipv6HostPrefixLen: number;
 }
 
 export interface HostView {

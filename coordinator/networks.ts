@@ -7,12 +7,25 @@ import { exhausted, exists, invalid, notFound, precondition } from './errors.js'
 import type { DefaultNetwork, NetworkRec, NetworkView } from './model.js';
 import type { CoordState } from './state.js';
 import type { Tx } from './store.js';
-import { parseIsolation } from './policy.js';
-import { checkName, checkNetworkSpec, checkOverlayVsUnderlay, trunc } from './validate.js';
+import { parseIsolation, policyIpv4Only } from './policy.js';
+import {
+  DEFAULT_IPV6_HOST_PREFIX_LEN,
+  checkIpv6Spec,
+  checkName,
+  checkNetworkSpec,
+  checkOverlayVsUnderlay,
+  trunc,
+} from './validate.js';
 
 /** Pure: a network as the coordinator answers with it (isolation and rules always present) */
 export function networkView({ createdMs: _c, ...n }: NetworkRec): NetworkView {
-  return { ...n, isolation: n.isolation ?? 'none', rules: n.rules ?? [] };
+  return {
+    ...n,
+    isolation: n.isolation ?? 'none',
+    rules: n.rules ?? [],
+    ipv6Cidr: n.ipv6Cidr ?? '',
+    ipv6HostPrefixLen: n.ipv6HostPrefixLen ?? 0,
+  };
 }
 
 /** store meta: the highest GRE key ever handed out (keys are never reused) */
@@ -50,14 +63,21 @@ export class Networks {
     hostPrefixLen: number,
     mtu: number,
     isolationName = '',
+    ipv6?: { cidr: string; hostPrefixLen: number },
   ): Promise<NetworkView> {
     const s = this.s;
     const isolation = parseIsolation(isolationName);
+    const v6 = ipv6?.cidr
+      ? { cidr: ipv6.cidr, hostPrefixLen: ipv6.hostPrefixLen || DEFAULT_IPV6_HOST_PREFIX_LEN }
+      : undefined;
+    if (!ipv6?.cidr && ipv6?.hostPrefixLen) throw invalid('--ipv6-host-prefix-len needs --ipv6-cidr');
     const bad =
       checkName('network', name) ??
       checkNetworkSpec(cidr, hostPrefixLen, mtu, []) ??
+      (v6 ? checkIpv6Spec(v6.cidr, v6.hostPrefixLen, { cidr, hostPrefixLen }, []) : undefined) ??
       (typeof isolation === 'string' ? undefined : isolation.problem);
     if (bad) throw invalid(bad);
+    if (v6 && isolation === 'groups') policyIpv4Only({ name, ipv6Cidr: v6.cidr });
     const net = await s.change('network create', (t) => {
       if (t.network(name)) throw exists(`network ${name} already exists`);
       const overlap =
@@ -69,8 +89,15 @@ export class Networks {
             ...s.ownAddresses.map((ip) => ({ what: "the coordinator's address", ip })),
           ],
         );
+      const overlap6 = v6
+        ? checkIpv6Spec(v6.cidr, v6.hostPrefixLen, { cidr, hostPrefixLen }, t.networks(), [
+            ...t.hosts().map((h) => ({ what: `host ${h.name}'s underlay IP`, ip: h.underlayIp })),
+            ...s.ownAddresses.map((ip) => ({ what: "the coordinator's address", ip })),
+          ])
+        : undefined;
       const tunnels = s.encryption === 'wireguard' ? checkTunnelIps([], s.tunnelCidr, [{ name, cidr }]) : undefined;
-      if (overlap ?? tunnels) throw invalid((overlap ?? tunnels)!);
+      const problem = overlap ?? overlap6 ?? tunnels;
+      if (problem) throw invalid(problem);
       const greKey = pickGreKey(t.networks(), Number(t.meta(GRE_KEY_HIGH) ?? 0));
       const n: NetworkRec = {
         name,
@@ -80,6 +107,7 @@ export class Networks {
         mtu,
         createdMs: s.now(),
         ...(isolation === 'groups' ? { isolation } : {}),
+        ...(v6 ? { ipv6Cidr: v6.cidr, ipv6HostPrefixLen: v6.hostPrefixLen } : {}),
       };
       t.putNetwork(n);
       t.setMeta(GRE_KEY_HIGH, String(greKey));
@@ -92,7 +120,7 @@ export class Networks {
       for (const h of hosts) allocateSlice(t, n, h.name);
       return { result: n, upserts: hosts.map((h) => h.name), removes: [] };
     });
-    s.log.info({ network: name, cidr, hostPrefixLen, greKey: net.greKey }, 'network created');
+    s.log.info({ network: name, cidr, hostPrefixLen, ipv6Cidr: v6?.cidr, greKey: net.greKey }, 'network created');
     return networkView(net);
   }
 

@@ -45,6 +45,17 @@ function zoneFits(n: NetworkRec): void {
     );
 }
 
+/**
+ * Policy is IPv4's (conntrack zones and rules match IPv4): a dual-stack network refuses it
+ * rather than let IPv6 pass around it.
+ */
+export function policyIpv4Only(n: Pick<NetworkRec, 'name' | 'ipv6Cidr'>): void {
+  if (n.ipv6Cidr)
+    throw invalid(
+      `network ${n.name} is dual-stack (${n.ipv6Cidr}): policy (isolation, rules) is IPv4 only and would let IPv6 pass around it`,
+    );
+}
+
 export class Policy {
   constructor(private readonly s: CoordState) {}
 
@@ -79,7 +90,10 @@ export class Policy {
     let changed = false;
     const n = await this.s.change('network update', (t) => {
       const cur = this.network(t, network);
-      if (isolation === 'groups') zoneFits(cur);
+      if (isolation === 'groups') {
+        zoneFits(cur);
+        policyIpv4Only(cur);
+      }
       changed = (cur.isolation ?? 'none') !== isolation;
       const next = { ...cur, isolation };
       if (changed) t.putNetwork(next);
@@ -105,6 +119,7 @@ export class Policy {
     const rule = await this.s.change('policy rule', (t) => {
       const n = this.network(t, network);
       zoneFits(n);
+      policyIpv4Only(n);
       const rules = n.rules ?? [];
       const same = rules.find((r) => sameRule(r, checked.rule));
       if (same) return { result: same, upserts: [], removes: [] };

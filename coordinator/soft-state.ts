@@ -2,6 +2,7 @@
 // checked and bounded here, shared with the other coordinators of a shared store, and the
 // host views and liveness events built from it with the cached records.
 import { cidrContains, isUnicastMac, parseCidr, parseIp } from '../common/ipv4.js';
+import { canonicalIp6, cidr6Contains, parseCidr6, parseIp6 } from '../common/ipv6.js';
 import { printable } from '../common/text.js';
 import { acceptedNames } from '../common/dns-names.js';
 import { normalizeGroup } from '../common/policy.js';
@@ -34,6 +35,13 @@ export function computeEndpoints(
     const ip = parseIp(e.ip);
     if (ip === undefined || !cidrContains(parseCidr(slice.cidr)!, ip))
       throw invalid(`endpoint IP "${trunc(e.ip)}" is not in ${name}'s slice ${slice.cidr}`);
+    const ip6 = e.ip6 ? canonicalIp6(e.ip6) : undefined;
+    if (e.ip6) {
+      const six = slice.ipv6Cidr ? parseCidr6(slice.ipv6Cidr) : undefined;
+      if (!six) throw invalid(`endpoint IPv6 "${trunc(e.ip6)}": network ${trunc(e.network)} has no IPv6 prefix`);
+      if (ip6 === undefined || !cidr6Contains(six, parseIp6(ip6)!))
+        throw invalid(`endpoint IPv6 "${trunc(e.ip6)}" is not in ${name}'s IPv6 slice ${slice.ipv6Cidr}`);
+    }
     if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(e.mac))
       throw invalid(`endpoint MAC "${trunc(e.mac)}" is not a lowercase MAC address`);
     if (!isUnicastMac(e.mac)) {
@@ -61,6 +69,7 @@ export function computeEndpoints(
       containerId: trunc(e.containerId, 64),
       ...(names.length ? { names } : {}),
       ...(group ? { group } : {}),
+      ...(ip6 ? { ip6 } : {}),
     });
   }
   endpoints.sort((a, b) => a.network.localeCompare(b.network) || a.ip.localeCompare(b.ip));

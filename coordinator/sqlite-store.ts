@@ -14,7 +14,8 @@ const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS networks (
   name TEXT PRIMARY KEY, cidr TEXT NOT NULL, host_prefix_len INTEGER NOT NULL,
-  gre_key INTEGER NOT NULL UNIQUE, mtu INTEGER NOT NULL, created_ms INTEGER NOT NULL, policy TEXT NOT NULL DEFAULT '');
+  gre_key INTEGER NOT NULL UNIQUE, mtu INTEGER NOT NULL, created_ms INTEGER NOT NULL, policy TEXT NOT NULL DEFAULT '',
+  ipv6_cidr TEXT NOT NULL DEFAULT '', ipv6_host_prefix_len INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS hosts (
   name TEXT PRIMARY KEY, underlay_ip TEXT NOT NULL UNIQUE, credential_hash TEXT NOT NULL,
   agent_version TEXT NOT NULL, joined_ms INTEGER NOT NULL, cert_fingerprint TEXT NOT NULL DEFAULT '', key_fingerprint TEXT NOT NULL DEFAULT '', wireguard TEXT NOT NULL DEFAULT '');
@@ -36,6 +37,7 @@ const net = (r: Row): NetworkRec => ({
   mtu: r.mtu as number,
   createdMs: r.created_ms as number,
   ...(r.policy ? (JSON.parse(r.policy as string) as NetworkPolicyRec) : {}),
+  ...(r.ipv6_cidr ? { ipv6Cidr: r.ipv6_cidr as string, ipv6HostPrefixLen: r.ipv6_host_prefix_len as number } : {}),
 });
 /** a network's isolation and rules: one JSON column (read and written whole, like the network) */
 type NetworkPolicyRec = Pick<NetworkRec, 'isolation' | 'rules'>;
@@ -106,6 +108,10 @@ export class SqliteStore implements Store {
     // databases made before hosts had WireGuard keys
     if (!cols.includes('wireguard')) this.db.exec("ALTER TABLE hosts ADD COLUMN wireguard TEXT NOT NULL DEFAULT ''");
     if (!netCols.includes('policy')) this.db.exec("ALTER TABLE networks ADD COLUMN policy TEXT NOT NULL DEFAULT ''");
+    if (!netCols.includes('ipv6_cidr')) {
+      this.db.exec("ALTER TABLE networks ADD COLUMN ipv6_cidr TEXT NOT NULL DEFAULT ''");
+      this.db.exec('ALTER TABLE networks ADD COLUMN ipv6_host_prefix_len INTEGER NOT NULL DEFAULT 0');
+    }
     this.t = new SqliteTx(this.db);
   }
 
@@ -136,8 +142,8 @@ class SqliteTx implements Tx {
       networks: p('SELECT * FROM networks ORDER BY name'),
       network: p('SELECT * FROM networks WHERE name = ?'),
       putNetwork:
-        p(`INSERT INTO networks(name, cidr, host_prefix_len, gre_key, mtu, created_ms, policy) VALUES (@name, @cidr, @hostPrefixLen, @greKey, @mtu, @createdMs, @policy)
-        ON CONFLICT(name) DO UPDATE SET cidr = excluded.cidr, host_prefix_len = excluded.host_prefix_len, gre_key = excluded.gre_key, mtu = excluded.mtu, policy = excluded.policy`),
+        p(`INSERT INTO networks(name, cidr, host_prefix_len, gre_key, mtu, created_ms, policy, ipv6_cidr, ipv6_host_prefix_len) VALUES (@name, @cidr, @hostPrefixLen, @greKey, @mtu, @createdMs, @policy, @ipv6Cidr, @ipv6HostPrefixLen)
+        ON CONFLICT(name) DO UPDATE SET cidr = excluded.cidr, host_prefix_len = excluded.host_prefix_len, gre_key = excluded.gre_key, mtu = excluded.mtu, policy = excluded.policy, ipv6_cidr = excluded.ipv6_cidr, ipv6_host_prefix_len = excluded.ipv6_host_prefix_len`),
       deleteNetwork: p('DELETE FROM networks WHERE name = ?'),
       hosts: p('SELECT * FROM hosts ORDER BY name'),
       host: p('SELECT * FROM hosts WHERE name = ?'),
@@ -180,6 +186,8 @@ class SqliteTx implements Tx {
         mtu: n.mtu,
         createdMs: n.createdMs,
         policy: policyColumn(n),
+        ipv6Cidr: n.ipv6Cidr ?? '',
+        ipv6HostPrefixLen: n.ipv6HostPrefixLen ?? 0,
       }),
     );
   }

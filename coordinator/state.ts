@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../common/log.js';
 import { silentLogger } from '../common/log.js';
-import { sliceCidr } from './allocator.js';
+import { slice6Cidr, sliceCidr } from './allocator.js';
 import { CoordError, StoreConflict } from './errors.js';
 import { EventLog } from './events.js';
 import type {
@@ -224,7 +224,8 @@ export class CoordState {
       if (s.host === null) continue;
       const n = netByName.get(s.network)!;
       const list = byHost.get(s.host) ?? [];
-      list.push({ network: s.network, cidr: sliceCidr(n, s.idx) });
+      const ipv6Cidr = slice6Cidr(n, s.idx);
+      list.push({ network: s.network, cidr: sliceCidr(n, s.idx), ...(ipv6Cidr ? { ipv6Cidr } : {}) });
       byHost.set(s.host, list);
     }
     this.slicesByHost = byHost;

@@ -1,6 +1,7 @@
 // Pure: from the coordinator's snapshot and what OVS shows, the data plane this host
 // should have (bridge, tunnels, gateways, MTUs), and the OpenFlow pipeline (typed flows).
 import { cidrContains, formatIp, ipHex, isUnicastMac, macFromIp, parseCidr, parseIp } from '../../common/ipv4.js';
+import { cidr6Contains, formatIp6, linkLocalOf, parseCidr6, parseIp6 } from '../../common/ipv6.js';
 import type { LocalPort, OvsInterface, OvsState, Snapshot } from '../model.js';
 import { act, flow, type Action, type Flow, type Match } from '../ovs/flows/flow.js';
 import { PRIORITY, REG_FROM_TUNNEL, REG_NETWORK, TABLES, type TableName } from '../ovs/flows/pipeline.js';
@@ -27,6 +28,9 @@ export interface GatewaySpec {
   prefixLen: number;
   mac: string;
   mtu: number;
+  /** dual-stack: the IPv6 slice's first address, with the network's IPv6 prefix length */
+  ip6?: string;
+  prefixLen6?: number;
 }
 export interface DesiredPlane {
   bridge: string;
@@ -69,6 +73,18 @@ export function gatewayOf(sliceCidr: string, networkCidr: string): { ip: string;
   return { ip: formatIp(s.base + 1), prefixLen: parseCidr(networkCidr)!.prefix };
 }
 
+/** The IPv6 gateway of a slice: its first address, with the network's IPv6 prefix length. */
+export function gateway6Of(slice6: string, network6: string): { ip6: string; prefixLen6: number } {
+  return { ip6: formatIp6(parseCidr6(slice6)!.base + 1n), prefixLen6: parseCidr6(network6)!.prefix };
+}
+
+/** this host's IPv6 gateway on a network (undefined: IPv4 only, or no slice yet) */
+export function hostGateway6Of(s: Snapshot, network: string): { ip6: string; prefixLen6: number } | undefined {
+  const net = s.networks.find((n) => n.name === network);
+  const slice = s.slices.find((x) => x.network === network);
+  return net?.ipv6Cidr && slice?.ipv6Cidr ? gateway6Of(slice.ipv6Cidr, net.ipv6Cidr) : undefined;
+}
+
 /** this host's gateway on a network (undefined: no such network or no slice of it yet) */
 export function hostGatewayOf(s: Snapshot, network: string): { ip: string; prefixLen: number } | undefined {
   const net = s.networks.find((n) => n.name === network);
@@ -102,6 +118,7 @@ export function computeDesired(s: Snapshot, p: AgentParams): DesiredPlane {
       prefixLen: gw.prefixLen,
       mac: macFromIp(parseIp(gw.ip)!),
       mtu: mtu[n.name]!,
+      ...(n.ipv6Cidr && slice.ipv6Cidr ? gateway6Of(slice.ipv6Cidr, n.ipv6Cidr) : {}),
     });
   }
   return { bridge: p.bridge, datapath: p.datapath, tunnels, gateways, mtu };
@@ -115,7 +132,15 @@ export function localPorts(o: OvsState, bridge: string, d: DesiredPlane): LocalP
     if (i.bridge !== bridge || i.ofport <= 0) continue;
     const gw = gws.get(i.name);
     if (gw) {
-      out.push({ port: i.name, network: gw.network, ip: gw.ip, mac: gw.mac, gateway: true, containerId: '' });
+      out.push({
+        port: i.name,
+        network: gw.network,
+        ip: gw.ip,
+        mac: gw.mac,
+        gateway: true,
+        containerId: '',
+        ...(gw.ip6 ? { ip6: gw.ip6 } : {}),
+      });
       continue;
     }
     const b = parseBinding(i.externalIds);
@@ -130,6 +155,7 @@ export function localPorts(o: OvsState, bridge: string, d: DesiredPlane): LocalP
       containerName: b.name,
       names: b.names,
       ...(b.group ? { group: b.group } : {}),
+      ...(b.ip6 ? { ip6: b.ip6 } : {}),
     });
   }
   return out.sort((a, b) => a.port.localeCompare(b.port));
@@ -151,6 +177,71 @@ export function arpReply(mac: string, ip: string): Action[] {
     act.load('NXM_OF_ARP_SPA', BigInt(`0x${ipHex(parseIp(ip)!)}`)),
     act.inPort(),
   ];
+}
+
+/** ND option: none (nd_sll/nd_tll of a message without a link-layer address option) */
+const NO_MAC = '00:00:00:00:00:00';
+/** NA flags: solicited + override, and router for the gateway (RFC 4861 4.4) */
+const NA_SOLICITED_OVERRIDE = 0x60000000;
+const NA_ROUTER = 0x80000000;
+const ICMP6 = 58;
+export const ICMP6_TYPE = { rs: 133, ra: 134, ns: 135, na: 136, redirect: 137 } as const;
+/** IPv6 multicast MACs (33:33:...): where neighbour solicitations go */
+const IPV6_MULTICAST = { dlDst: '33:33:00:00:00:00', dlDstMask: 'ff:ff:00:00:00:00' };
+
+/**
+ * Pure: the first half of the ND responder (the counterpart of arpReply): a neighbour
+ * solicitation for ip6 becomes the advertisement from mac, addressed to the asker; the
+ * ndReply table then writes the target link-layer address (OVS takes nd_tll only on a
+ * packet that already is an advertisement) and sends it back where it came from.
+ */
+export function ndReply(mac: string, ip6: string, router: boolean): Action[] {
+  return [
+    act.move('NXM_OF_ETH_SRC', 'NXM_OF_ETH_DST'),
+    act.load('NXM_OF_ETH_SRC', BigInt(`0x${mac.replace(/:/g, '')}`)),
+    act.move('NXM_NX_IPV6_SRC', 'NXM_NX_IPV6_DST'),
+    act.setField('ipv6_src', parseIp6(ip6)!),
+    act.setField('icmpv6_type', ICMP6_TYPE.na),
+    act.setField('nd_reserved', NA_SOLICITED_OVERRIDE | (router ? NA_ROUTER : 0)),
+    // the solicitation's source link-layer option becomes the target link-layer option
+    act.setField('nd_options_type', 2),
+    act.resubmit('ndReply'),
+  ];
+}
+
+/**
+ * Pure: port security for a dual-stack container: IPv6 only from its own address and its
+ * link-local (EUI-64 of its MAC); no router advertisements or redirects; neighbour
+ * solicitations and advertisements only from those, an advertisement only for them, and
+ * a link-layer option (if any) only with its own MAC. DAD from :: is dropped (no other
+ * port may hold its addresses: nothing to detect).
+ */
+export function ipv6PortSecurity(port: string, mac: string, ip6: string): Flow[] {
+  const out: Flow[] = [];
+  const from = { inPort: port, dlSrc: mac };
+  const icmp6 = { ...from, ethType: 'ip6' as const, ipProto: ICMP6 };
+  const own = [ip6, linkLocalOf(mac)];
+  const fwd = [act.resubmit('forward')];
+  for (const t of [ICMP6_TYPE.ra, ICMP6_TYPE.ns, ICMP6_TYPE.na, ICMP6_TYPE.redirect])
+    out.push(flow('portSecurity', PRIORITY.port + 1, { inPort: port, ethType: 'ip6', ipProto: ICMP6, icmp6Type: t }));
+  for (const src of own) {
+    out.push(flow('portSecurity', PRIORITY.port, { ...from, ethType: 'ip6', ipv6Src: src }, fwd));
+    for (const sll of [mac, NO_MAC])
+      out.push(
+        flow('portSecurity', PRIORITY.port + 2, { ...icmp6, ipv6Src: src, icmp6Type: ICMP6_TYPE.ns, ndSll: sll }, fwd),
+      );
+    for (const target of own)
+      for (const tll of [mac, NO_MAC])
+        out.push(
+          flow(
+            'portSecurity',
+            PRIORITY.port + 2,
+            { ...icmp6, ipv6Src: src, icmp6Type: ICMP6_TYPE.na, ndTarget: target, ndTll: tll },
+            fwd,
+          ),
+        );
+  }
+  return out;
 }
 
 /** the group-address bit of a destination MAC: broadcast and multicast */
@@ -192,10 +283,29 @@ export function computeFlows(s: Snapshot, d: DesiredPlane, locals: LocalPort[], 
       arpReply(mac, ip),
     );
   };
+  // its IPv6 counterpart: a multicast neighbour solicitation for a known IPv6 address is
+  // answered here (two tables: see ndReply), never flooded to every host
+  const ndAnswered = new Set<string>();
+  const ndResponder = (k: number, ip6: string | undefined, mac: string, router: boolean) => {
+    if (!ip6 || ndAnswered.has(`${k}/${ip6}`)) return;
+    ndAnswered.add(`${k}/${ip6}`);
+    const nd = { reg6: k, ethType: 'ip6' as const, ipProto: ICMP6, ndTarget: ip6 };
+    add(
+      'forward',
+      PRIORITY.arpResponder,
+      { ...nd, reg7: 0, ...IPV6_MULTICAST, icmp6Type: ICMP6_TYPE.ns },
+      ndReply(mac, ip6, router),
+    );
+    add('ndReply', PRIORITY.port, { ...nd, icmp6Type: ICMP6_TYPE.na }, [
+      act.setField('ipv6_nd_tll', BigInt(`0x${mac.replace(/:/g, '')}`)),
+      act.inPort(),
+    ]);
+  };
   for (const lp of locals) {
     const k = keyOf.get(lp.network);
     if (k === undefined) continue;
     arpResponder(k, lp.ip, lp.mac);
+    ndResponder(k, lp.ip6, lp.mac, lp.gateway);
     add('classify', PRIORITY.port, { inPort: lp.port }, [act.load(REG_NETWORK, k), act.resubmit('portSecurity')]);
     const from = { inPort: lp.port, dlSrc: lp.mac };
     if (lp.gateway) {
@@ -205,6 +315,7 @@ export function computeFlows(s: Snapshot, d: DesiredPlane, locals: LocalPort[], 
       add('portSecurity', PRIORITY.port, { ...from, ethType: 'arp', arpSpa: lp.ip, arpSha: lp.mac }, [
         act.resubmit('forward'),
       ]);
+      if (lp.ip6) f.push(...ipv6PortSecurity(lp.port, lp.mac, lp.ip6));
     }
     const policy = keyed.get(k);
     if (!policy) {
@@ -254,6 +365,7 @@ export function computeFlows(s: Snapshot, d: DesiredPlane, locals: LocalPort[], 
           act.output(port),
         ]);
       if (parseIp(e.ip) !== undefined) arpResponder(k, e.ip, e.mac);
+      if (e.ip6 && parseIp6(e.ip6) !== undefined) ndResponder(k, e.ip6, e.mac, false);
     }
   }
   for (const n of [...s.networks].sort((a, b) => a.greKey - b.greKey)) {
@@ -277,8 +389,11 @@ export function computeFlows(s: Snapshot, d: DesiredPlane, locals: LocalPort[], 
   }
   // the policy tables exist (their misses drop) only while a network is policed
   const policyTables: TableName[] = ['policy', 'policyRules', 'deliver'];
-  for (const t of Object.keys(TABLES) as TableName[])
-    if (policed.size || !policyTables.includes(t)) add(t, PRIORITY.miss, {}, []);
+  const dualStack = s.networks.some((n) => n.ipv6Cidr);
+  for (const t of Object.keys(TABLES) as TableName[]) {
+    if (t === 'ndReply' ? !dualStack : !policed.size && policyTables.includes(t)) continue;
+    add(t, PRIORITY.miss, {}, []);
+  }
   return f;
 }
 
@@ -356,11 +471,23 @@ export function diffOvs(d: DesiredPlane, o: OvsState): OvsOp[] {
   return ops;
 }
 
-/** Endpoints worth telling peers about: those inside this host's slice of their network. */
-export function reportableEndpoints(locals: LocalPort[], slices: { network: string; cidr: string }[]): LocalPort[] {
-  return locals.filter((l) => {
+/**
+ * Endpoints worth telling peers about: those inside this host's slice of their network
+ * (an IPv6 address outside the IPv6 slice is left out, the endpoint is not).
+ */
+export function reportableEndpoints(
+  locals: LocalPort[],
+  slices: { network: string; cidr: string; ipv6Cidr?: string }[],
+): LocalPort[] {
+  return locals.flatMap((l) => {
     const s = slices.find((x) => x.network === l.network);
     const ip = parseIp(l.ip);
-    return s !== undefined && ip !== undefined && cidrContains(parseCidr(s.cidr)!, ip);
+    if (s === undefined || ip === undefined || !cidrContains(parseCidr(s.cidr)!, ip)) return [];
+    if (!l.ip6) return [l];
+    const six = s.ipv6Cidr ? parseCidr6(s.ipv6Cidr) : undefined;
+    const ip6 = parseIp6(l.ip6);
+    if (six && ip6 !== undefined && cidr6Contains(six, ip6)) return [l];
+    const { ip6: _dropped, ...rest } = l;
+    return [rest];
   });
 }

@@ -236,14 +236,19 @@ export class Reconciler {
     }
     for (const g of desired.gateways) {
       const cidr = `${g.ip}/${g.prefixLen}`;
-      await this.keepLink(g.port, `${cidr} mtu ${g.mtu}`, observed, () =>
-        this.o.links.ensureAddress(g.port, cidr, g.mtu),
+      const cidr6 = g.ip6 ? `${g.ip6}/${g.prefixLen6}` : undefined;
+      await this.keepLink(g.port, `${cidr} ${cidr6 ?? '-'} mtu ${g.mtu}`, observed, () =>
+        this.o.links.ensureAddress(g.port, cidr, g.mtu, cidr6),
       );
     }
     if (this.o.applyNat) {
-      const cidrOf = new Map(s.networks.map((n) => [n.name, n.cidr]));
+      const netOf = new Map(s.networks.map((n) => [n.name, n]));
       const ruleset = computeNftRuleset(
-        desired.gateways.map((g) => ({ ...g, networkCidr: cidrOf.get(g.network)! })),
+        desired.gateways.map((g) => ({
+          ...g,
+          networkCidr: netOf.get(g.network)!.cidr,
+          ...(netOf.get(g.network)!.ipv6Cidr ? { networkCidr6: netOf.get(g.network)!.ipv6Cidr } : {}),
+        })),
         this.o.gatewayAllow,
         params.datapath === 'netdev',
         this.o.dns,

@@ -16,6 +16,8 @@ export interface ReportedEndpoint {
   containerName: string;
   names: string[];
   group: string;
+  /** '' none */
+  ip6: string;
 }
 
 export interface ReportThrottleOptions {
@@ -48,6 +50,7 @@ export class ReportThrottle {
       containerName: l.containerName ?? '',
       names: l.names ?? [],
       group: l.group ?? '',
+      ip6: l.ip6 ?? '',
     }));
   }
 

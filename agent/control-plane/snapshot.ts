@@ -63,12 +63,18 @@ function encryptionOf(m: WatchMessage): EncryptionSpec | undefined {
   };
 }
 
+const sliceOf = (s: { network: string; cidr: string; ipv6Cidr?: string }) => ({
+  network: s.network,
+  cidr: s.cidr,
+  ...(s.ipv6Cidr ? { ipv6Cidr: s.ipv6Cidr } : {}),
+});
+
 /** The new snapshot, or 'resync' when a delta does not apply to what we hold. */
 export function applyWatchMessage(cur: Snapshot | undefined, m: WatchMessage): Snapshot | 'resync' {
   const norm = (p: PeerSpec): PeerSpec => ({
     name: p.name,
     underlayIp: p.underlayIp,
-    slices: p.slices.map((s) => ({ network: s.network, cidr: s.cidr })),
+    slices: p.slices.map(sliceOf),
     endpoints: p.endpoints.map((e) => ({
       network: e.network,
       host: e.host,
@@ -77,6 +83,7 @@ export function applyWatchMessage(cur: Snapshot | undefined, m: WatchMessage): S
       containerId: e.containerId,
       names: [...(e.names ?? [])],
       ...(normalizeGroup(e.group) ? { group: normalizeGroup(e.group) } : {}),
+      ...(e.ip6 ? { ip6: e.ip6 } : {}),
     })),
     ...(p.wireguard?.publicKey && p.wireguard.tunnelIp
       ? { wireguard: { publicKey: p.wireguard.publicKey, port: p.wireguard.port, tunnelIp: p.wireguard.tunnelIp } }
@@ -96,9 +103,10 @@ export function applyWatchMessage(cur: Snapshot | undefined, m: WatchMessage): S
         mtu: n.mtu,
         ...(isolationOf(n) ? { isolation: 'groups' as const } : {}),
         ...(rules.length ? { rules } : {}),
+        ...(n.ipv6Cidr ? { ipv6Cidr: n.ipv6Cidr, ipv6HostPrefixLen: n.ipv6HostPrefixLen } : {}),
       };
     }),
-    slices: m.slices.map((s) => ({ network: s.network, cidr: s.cidr })),
+    slices: m.slices.map(sliceOf),
     ...(encryptionOf(m) ? { encryption: encryptionOf(m) } : {}),
   };
   if (m.full) return { ...head, peers: m.peers.map(norm).sort((a, b) => a.name.localeCompare(b.name)) };

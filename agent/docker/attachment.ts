@@ -1,16 +1,19 @@
 // Pure: what a container's attachment should be, from its labels (or an explicit
 // `gremesh-agent attach` request) and this host's desired state.
-import { isUnicastMac, macFromIp, parseIp } from '../../common/ipv4.js';
+import { isUnicastMac, macFromIp, parseCidr, parseIp } from '../../common/ipv4.js';
 import { commaList, quoted } from '../../common/text.js';
 import { containerDnsNames } from '../../common/dns-names.js';
 import { groupProblem, normalizeGroup } from '../../common/policy.js';
 import type { Snapshot } from '../model.js';
 import { allocate, type IpamTable } from './ipam.js';
-import { containerMtu, gatewayOf, tunnelMtu } from '../bridge/desired.js';
+import { containerMtu, gateway6Of, gatewayOf, tunnelMtu } from '../bridge/desired.js';
+import { cidr6Contains, formatIp6, parseCidr6, parseIp6 } from '../../common/ipv6.js';
 
 export const LABEL = {
   network: 'gremesh.network',
   ip: 'gremesh.ip',
+  /** dual-stack networks: a static IPv6 address in this host's IPv6 slice */
+  ip6: 'gremesh.ip6',
   mac: 'gremesh.mac',
   mtu: 'gremesh.mtu',
   gateway: 'gremesh.gateway',
@@ -24,6 +27,7 @@ export const LABEL = {
 export interface AttachRequest {
   network: string;
   ip?: string;
+  ip6?: string;
   mac?: string;
   mtu?: string;
   gateway?: string;
@@ -41,6 +45,10 @@ export interface AttachSpec {
   iface: string;
   /** host-side veth name: gm + 11 hex of the container id */
   hostIf: string;
+  /** dual-stack: its IPv6 address, the network's IPv6 prefix length, the IPv6 default route's gateway */
+  ip6?: string;
+  prefixLen6?: number;
+  gateway6?: string;
 }
 
 export interface ContainerInfo {
@@ -76,6 +84,7 @@ export function requestFromLabels(labels: Record<string, string>): AttachRequest
   return {
     network,
     ip: labels[LABEL.ip],
+    ip6: labels[LABEL.ip6],
     mac: labels[LABEL.mac],
     mtu: labels[LABEL.mtu],
     gateway: labels[LABEL.gateway],
@@ -168,6 +177,8 @@ export function planAttachment(
   underlayMtu: number,
   /** whether another container (or a gateway) on this host's bridge has this MAC in this network (a peer's come from the snapshot) */
   macTakenHere: (network: string, mac: string) => boolean = () => false,
+  /** whether another container on this host's bridge has this IPv6 address in this network */
+  ip6TakenHere: (network: string, ip6: string) => boolean = () => false,
 ): AttachSpec | { error: string } {
   if (c.networkMode !== 'none')
     return { error: `network mode is ${quoted(c.networkMode)}, gremesh attaches only containers run with --net=none` };
@@ -200,6 +211,8 @@ export function planAttachment(
   }
   const a = allocate(ipam, net.name, slice.cidr, c.id, r.ip);
   if ('error' in a) return a;
+  const six = planIpv6(net, slice, a.ip, r.ip6, (ip6) => ip6TakenHere(net.name, ip6));
+  if (six && 'error' in six) return six;
   return {
     network: net.name,
     ip: a.ip,
@@ -209,5 +222,42 @@ export function planAttachment(
     gateway,
     iface,
     hostIf: hostIfName(c.id),
+    ...(six ? { ip6: six.ip6, prefixLen6: six.prefixLen6, ...(gateway ? { gateway6: six.gateway6 } : {}) } : {}),
   };
+}
+
+/**
+ * Pure: a container's IPv6 address on a dual-stack network: the requested one (inside this
+ * host's IPv6 slice, not its network address or gateway, outside the block the IPv4
+ * addresses map to, free here), else the one its IPv4 address maps to: the IPv6 slice
+ * plus the IPv4 address's offset in its slice (198.21.1.5 in 198.21.1.0/24 -> slice6::5).
+ * Stateless: unique because the IPv4 address is, the same after any restart.
+ * undefined: the network is IPv4 only (a requested address is then an error).
+ */
+export function planIpv6(
+  net: { name: string; ipv6Cidr?: string },
+  slice: { cidr: string; ipv6Cidr?: string },
+  ip: string,
+  want: string | undefined,
+  takenHere: (ip6: string) => boolean,
+): { ip6: string; prefixLen6: number; gateway6: string } | { error: string } | undefined {
+  if (!net.ipv6Cidr || !slice.ipv6Cidr) {
+    if (want !== undefined) return { error: `gremesh.ip6: network ${net.name} has no IPv6 prefix` };
+    return undefined;
+  }
+  const s6 = parseCidr6(slice.ipv6Cidr)!;
+  const { ip6: gateway6, prefixLen6 } = gateway6Of(slice.ipv6Cidr, net.ipv6Cidr);
+  const v4 = parseCidr(slice.cidr)!;
+  const block = BigInt(2 ** (32 - v4.prefix));
+  if (want === undefined) return { ip6: formatIp6(s6.base + BigInt(parseIp(ip)! - v4.base)), prefixLen6, gateway6 };
+  const n = parseIp6(want);
+  if (n === undefined) return { error: `gremesh.ip6 ${quoted(want)} is not an IPv6 address` };
+  if (!cidr6Contains(s6, n)) return { error: `gremesh.ip6 ${want} is not in this host's IPv6 slice ${slice.ipv6Cidr}` };
+  if (n - s6.base < block)
+    return {
+      error: `gremesh.ip6 ${want} is in ${formatIp6(s6.base)}-${formatIp6(s6.base + block - 1n)}, where the IPv4 addresses map to: choose one above`,
+    };
+  const ip6 = formatIp6(n);
+  if (takenHere(ip6)) return { error: `gremesh.ip6 ${ip6} is in use by another container on this host` };
+  return { ip6, prefixLen6, gateway6 };
 }

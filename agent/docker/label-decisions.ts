@@ -39,7 +39,7 @@ export function attachPhases(t: AttachTimes): Record<'inspect' | 'veth' | 'port'
  */
 export function isAttachedAsPlanned(
   port: OvsInterface | undefined,
-  plan: Pick<AttachSpec, 'ip' | 'mac' | 'network'>,
+  plan: Pick<AttachSpec, 'ip' | 'mac' | 'network' | 'ip6'>,
   pid: number,
   raised: boolean,
 ): boolean {
@@ -50,6 +50,7 @@ export function isAttachedAsPlanned(
     !port.error &&
     (port.linkState === 'up' || raised) &&
     e?.['gremesh-ip'] === plan.ip &&
+    e?.['gremesh-ip6'] === plan.ip6 &&
     e?.['gremesh-mac'] === plan.mac &&
     e?.['gremesh-network'] === plan.network &&
     e?.['gremesh-pid'] === String(pid)

@@ -152,6 +152,11 @@ export class LabelLoop {
     const manual = this.o.manual.read();
     const errors: AttachError[] = [];
     const macHolders = computeMacHolders(this.o.bridge, observed.interfaces);
+    const ip6Holders = new Map<string, string>();
+    for (const i of observed.interfaces) {
+      const b = i.bridge === this.o.bridge ? parseBinding(i.externalIds) : undefined;
+      if (b?.ip6) ip6Holders.set(`${b.network}/${b.ip6}`, b.containerId);
+    }
     const wanted = new Set<string>();
     let changed = false;
     const plugged: { c: ContainerInfo; a: AttachSpec; t: AttachTimes }[] = [];
@@ -162,9 +167,18 @@ export class LabelLoop {
     for (const c of running) {
       const req = manual[c.id] ?? requestFromLabels(c.labels);
       if (!req) continue;
-      const plan = planAttachment(c, req, snap, this.o.ipam.table, this.o.underlayMtu, (network, mac) => {
-        return (macHolders.get(`${network}/${mac}`) ?? []).some((id) => id !== c.id);
-      });
+      const plan = planAttachment(
+        c,
+        req,
+        snap,
+        this.o.ipam.table,
+        this.o.underlayMtu,
+        (network, mac) => (macHolders.get(`${network}/${mac}`) ?? []).some((id) => id !== c.id),
+        (network, ip6) => {
+          const holder = ip6Holders.get(`${network}/${ip6}`);
+          return holder !== undefined && holder !== c.id;
+        },
+      );
       if ('error' in plan) {
         errors.push({ container: c.name, reason: plan.error });
         if (this.loggedErrors.get(c.id) !== plan.error) {
@@ -225,7 +239,7 @@ export class LabelLoop {
     const flowsAt = Date.now();
     for (const { c, a, t } of plugged) {
       try {
-        await this.o.links.activateContainer(c.pid, a.iface, a.gateway);
+        await this.o.links.activateContainer(c.pid, a.iface, a.gateway, a.gateway6);
         this.raised.add(`${c.id}/${c.pid}`);
         t.flows = flowsAt;
         t.up = Date.now();
@@ -312,6 +326,7 @@ export class LabelLoop {
       mac: a.mac,
       mtu: a.mtu,
       cidr: `${a.ip}/${a.prefixLen}`,
+      ...(a.ip6 ? { cidr6: `${a.ip6}/${a.prefixLen6}` } : {}),
       gateway: a.gateway,
       userspace: this.o.userspace,
     });
@@ -327,6 +342,7 @@ export class LabelLoop {
               containerId: c.id,
               network: a.network,
               ip: a.ip,
+              ip6: a.ip6,
               mac: a.mac,
               pid: c.pid,
               name: c.name,

@@ -1,9 +1,15 @@
 // LinkDriver: the kernel side (addresses, links, MTU) through `ip`.
 import type { Runner } from '../../common/exec.js';
+import { formatIp6, parseIfaceCidr6 } from '../../common/ipv6.js';
+
+const canonicalCidr6 = (c: string): string => {
+  const p = parseIfaceCidr6(c);
+  return p ? `${formatIp6(p.ip)}/${p.prefix}` : c;
+};
 
 export interface LinkDriver {
-  /** make dev carry exactly this IPv4 address (ip/prefix) among its global ones, up, with this MTU */
-  ensureAddress(dev: string, cidr: string, mtu: number): Promise<void>;
+  /** make dev carry exactly this IPv4 address (ip/prefix) among its global ones (and this IPv6 one, if given), up, with this MTU */
+  ensureAddress(dev: string, cidr: string, mtu: number, cidr6?: string): Promise<void>;
   /** MTU of the interface that holds this local IPv4 address; undefined if none does */
   mtuOfAddress(ip: string): Promise<number | undefined>;
   /** the local source address used to reach dst */
@@ -19,15 +25,23 @@ export interface LinkDriver {
   plugContainer(
     pid: number,
     hostIf: string,
-    c: { iface: string; mac: string; mtu: number; cidr: string; gateway: string | undefined; userspace: boolean },
+    c: {
+      iface: string;
+      mac: string;
+      mtu: number;
+      cidr: string;
+      cidr6?: string;
+      gateway: string | undefined;
+      userspace: boolean;
+    },
   ): Promise<void>;
   /**
    * A veth pair for a Docker endpoint: hostIf here (up, for the bridge), peerIf also here,
    * down, with the endpoint's MAC and MTU, for Docker to move into the container.
    */
   makeVeth(hostIf: string, peerIf: string, c: { mac: string; mtu: number; userspace: boolean }): Promise<void>;
-  /** bring the container's interface up and add its default route (after its flows exist) */
-  activateContainer(pid: number, iface: string, gateway: string | undefined): Promise<void>;
+  /** bring the container's interface up and add its default routes (after its flows exist) */
+  activateContainer(pid: number, iface: string, gateway: string | undefined, gateway6?: string): Promise<void>;
   /** delete a link; a missing one is fine */
   deleteLink(name: string): Promise<void>;
   linkExists(name: string): Promise<boolean>;
@@ -37,7 +51,7 @@ export interface LinkDriver {
 
 /**
  * A container's veth in one process: $1 pid, $2 host-side name, $3 interface in the
- * container, $4 MAC, $5 MTU, $6 address/prefix, $7 userspace datapath (1/0).
+ * container, $4 MAC, $5 MTU, $6 address/prefix, $7 userspace datapath (1/0), $8 IPv6 address/prefix or ''.
  * The peer is created directly in the container's namespace with its name, MAC and MTU
  * (a link moved between namespaces would lose its addresses), addressed but left down:
  * it comes up (activateContainer) once the bridge forwards for it. A leftover of the
@@ -49,7 +63,7 @@ export interface LinkDriver {
 export const PLUG_SCRIPT = `set -e
 add() { ip link add "$2" mtu "$5" up type veth peer name "$3" address "$4" mtu "$5" netns "$1"; }
 add "$@" 2>/dev/null || { ip link del "$2" 2>/dev/null || true; add "$@"; }
-nsenter -t "$1" -n sh -c 'ip addr add "$1" dev "$2" && { [ "$3" != 1 ] || ethtool -K "$2" tx off >/dev/null; }' sh "$6" "$3" "$7"
+nsenter -t "$1" -n sh -c 'ip addr add "$1" dev "$2" && { [ -z "$4" ] || { sysctl -qw "net.ipv6.conf.$2.disable_ipv6=0" "net.ipv6.conf.$2.accept_dad=0" && ip -6 addr add "$4" dev "$2" nodad; }; } && { [ "$3" != 1 ] || ethtool -K "$2" tx off >/dev/null; }' sh "$6" "$3" "$7" "$8"
 [ "$7" != 1 ] || ethtool -K "$2" tx off >/dev/null
 `;
 
@@ -81,7 +95,8 @@ export class IpLinkDriver implements LinkDriver {
     return JSON.parse(r.stdout || '[]') as IpAddrJson[];
   }
 
-  async ensureAddress(dev: string, cidr: string, mtu: number): Promise<void> {
+  async ensureAddress(dev: string, cidr: string, mtu: number, cidr6?: string): Promise<void> {
+    await this.ensureAddress6(dev, cidr6);
     const [link] = await this.addrs(dev);
     const have = (link?.addr_info ?? [])
       .filter((a) => a.family === 'inet' && a.scope === 'global')
@@ -103,6 +118,18 @@ export class IpLinkDriver implements LinkDriver {
         { okCodes: [255] },
       );
     }
+  }
+
+  /** dev's global IPv6 addresses: exactly cidr6 (none without it), without duplicate detection (it is ours alone) */
+  private async ensureAddress6(dev: string, cidr6: string | undefined): Promise<void> {
+    const r = await this.run(['ip', '-j', '-6', 'addr', 'show', 'dev', dev], { okCodes: [1] });
+    const [link] = JSON.parse(r.stdout || '[]') as IpAddrJson[];
+    const have = (link?.addr_info ?? [])
+      .filter((a) => a.family === 'inet6' && a.scope === 'global')
+      .map((a) => `${a.local}/${a.prefixlen}`);
+    const want = cidr6 ? canonicalCidr6(cidr6) : undefined;
+    for (const h of have) if (h !== want) await this.run(['ip', '-6', 'addr', 'del', h, 'dev', dev]);
+    if (want && !have.includes(want)) await this.run(['ip', '-6', 'addr', 'replace', want, 'dev', dev, 'nodad']);
   }
 
   async mtuOfAddress(ip: string): Promise<number | undefined> {
@@ -133,7 +160,15 @@ export class IpLinkDriver implements LinkDriver {
   async plugContainer(
     pid: number,
     hostIf: string,
-    c: { iface: string; mac: string; mtu: number; cidr: string; gateway: string | undefined; userspace: boolean },
+    c: {
+      iface: string;
+      mac: string;
+      mtu: number;
+      cidr: string;
+      cidr6?: string;
+      gateway: string | undefined;
+      userspace: boolean;
+    },
   ): Promise<void> {
     // One helper process for the whole plug (a shell and the tools it runs cost ~12 ms;
     // spawning each tool from Node cost ~54 ms). Every value is an argument, never text.
@@ -150,6 +185,7 @@ export class IpLinkDriver implements LinkDriver {
         String(c.mtu),
         c.cidr,
         c.userspace ? '1' : '0',
+        c.cidr6 ?? '',
       ]);
     } catch (e) {
       await this.deleteLink(hostIf);
@@ -176,8 +212,12 @@ export class IpLinkDriver implements LinkDriver {
     }
   }
 
-  async activateContainer(pid: number, iface: string, gateway: string | undefined): Promise<void> {
-    const batch = [`link set ${iface} up`, ...(gateway ? [`route replace default via ${gateway} dev ${iface}`] : [])];
+  async activateContainer(pid: number, iface: string, gateway: string | undefined, gateway6?: string): Promise<void> {
+    const batch = [
+      `link set ${iface} up`,
+      ...(gateway ? [`route replace default via ${gateway} dev ${iface}`] : []),
+      ...(gateway6 ? [`-6 route replace default via ${gateway6} dev ${iface}`] : []),
+    ];
     await this.run(['nsenter', '-t', String(pid), '-n', 'ip', '-batch', '-'], { input: `${batch.join('\n')}\n` });
   }
 

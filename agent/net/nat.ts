@@ -35,6 +35,57 @@ export function parseGatewayAllow(v: string): GatewayAllow[] | string {
 }
 
 /**
+ * Pure: the IPv6 half (NAT66): the same way out for a dual-stack network's IPv6 prefix,
+ * masqueraded to the host's own IPv6 address (the outside needs no route to any slice);
+ * from a gateway port the host takes ICMPv6 (neighbour discovery, echo), replies and what
+ * --gateway-allow opens. No dual-stack gateway: the table goes.
+ */
+export function ipv6Table(
+  gateways: (GatewaySpec & { networkCidr6?: string })[],
+  ports: { proto: 'tcp' | 'udp'; port: number }[],
+): string[] {
+  const six = gateways.filter((g) => g.ip6 && g.networkCidr6);
+  const head = [`table ip6 ${NFT_TABLE}`, `delete table ip6 ${NFT_TABLE}`];
+  if (!six.length) return head;
+  const post = six.map(
+    (g) => `ip6 saddr ${g.networkCidr6} ip6 daddr != ${g.networkCidr6} oifname != "gmgw*" masquerade`,
+  );
+  const fwd = [
+    'iifname "gmgw*" oifname "gmgw*" drop',
+    'iifname "gmgw*" meta l4proto gre drop',
+    ...six.flatMap((g) => [
+      `iifname "${g.port}" ip6 saddr ${g.networkCidr6} accept`,
+      `oifname "${g.port}" ct state established,related accept`,
+      `oifname "${g.port}" drop`,
+    ]),
+    'iifname "gmgw*" drop',
+  ];
+  const input = [
+    'iifname "gmgw*" ct state established,related accept',
+    'iifname "gmgw*" meta l4proto ipv6-icmp accept',
+    ...ports.map((p) => `iifname "gmgw*" ${p.proto} dport ${p.port} accept`),
+    'iifname "gmgw*" drop',
+  ];
+  return [
+    ...head,
+    `table ip6 ${NFT_TABLE} {`,
+    '  chain postrouting {',
+    '    type nat hook postrouting priority srcnat; policy accept;',
+    ...post.map((r) => `    ${r}`),
+    '  }',
+    '  chain forward {',
+    '    type filter hook forward priority filter; policy accept;',
+    ...fwd.map((r) => `    ${r}`),
+    '  }',
+    '  chain input {',
+    '    type filter hook input priority filter; policy accept;',
+    ...input.map((r) => `    ${r}`),
+    '  }',
+    '}',
+  ];
+}
+
+/**
  * With the userspace datapath (`userspacePorts`), OVS reads a container's veth through a
  * packet socket, so the host's own stack sees the container's frames too: it would answer
  * the container's ARP for the gateway's address with the veth's MAC and route its
@@ -44,7 +95,7 @@ export function parseGatewayAllow(v: string): GatewayAllow[] | string {
  * frames before the host stack: nothing to drop there.)
  */
 export function computeNftRuleset(
-  gateways: (GatewaySpec & { networkCidr: string })[],
+  gateways: (GatewaySpec & { networkCidr: string; networkCidr6?: string })[],
   allow: GatewayAllow[] = [],
   userspacePorts = false,
   dns?: { upstreams: { ip: string }[] },
@@ -88,6 +139,7 @@ export function computeNftRuleset(
   }
   // "add" then "delete" then the table: one atomic nft transaction whether or not it existed
   return [
+    ...ipv6Table(gateways, ports),
     `table ip ${NFT_TABLE}`,
     `delete table ip ${NFT_TABLE}`,
     `table ip ${NFT_TABLE} {`,

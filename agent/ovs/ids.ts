@@ -2,6 +2,7 @@
 // contract (DESIGN.md): ANY port whose Interface carries gremesh-network, gremesh-ip and
 // gremesh-mac is a container port and gets the container flows, whoever plugged it; the
 // agent only ever deletes ports it owns (gremesh-owner=agent).
+import { canonicalIp6 } from '../../common/ipv6.js';
 import { acceptedNames } from '../../common/dns-names.js';
 import { normalizeGroup } from '../../common/policy.js';
 import { parseIp } from '../../common/ipv4.js';
@@ -11,6 +12,8 @@ export const OWNER = 'agent';
 export const PEER_KEY = 'gremesh-peer';
 export const NETWORK_KEY = 'gremesh-network';
 export const IP_KEY = 'gremesh-ip';
+/** dual-stack: the port's IPv6 address */
+export const IP6_KEY = 'gremesh-ip6';
 export const MAC_KEY = 'gremesh-mac';
 export const CONTAINER_ID_KEY = 'container_id';
 export const PID_KEY = 'gremesh-pid';
@@ -41,6 +44,8 @@ export interface ContainerBinding {
   network: string;
   ip: string;
   mac: string;
+  /** dual-stack: its IPv6 address */
+  ip6?: string;
 }
 
 export function containerIds(
@@ -51,6 +56,7 @@ export function containerIds(
     [CONTAINER_ID_KEY]: b.containerId,
     [NETWORK_KEY]: b.network,
     [IP_KEY]: b.ip,
+    ...(b.ip6 ? { [IP6_KEY]: b.ip6 } : {}),
     [MAC_KEY]: b.mac,
     [PID_KEY]: String(b.pid),
     [CONTAINER_NAME_KEY]: b.name,
@@ -64,7 +70,7 @@ export function containerIds(
  * endpoint id; the container's id, name and PID once Docker has said which container it is.
  */
 export function endpointIds(
-  e: { id: string; network: string; ip: string; mac: string },
+  e: { id: string; network: string; ip: string; mac: string; ip6?: string },
   c: { id: string; name: string; pid: number; names?: string[]; group?: string } | undefined,
 ): Record<string, string> {
   return {
@@ -72,6 +78,7 @@ export function endpointIds(
       containerId: c?.id ?? '',
       network: e.network,
       ip: e.ip,
+      ip6: e.ip6,
       mac: e.mac,
       pid: c?.pid ?? 0,
       name: c?.name ?? '',
@@ -91,10 +98,12 @@ export function parseBinding(
   const mac = ids[MAC_KEY];
   if (!network || !ip || !mac) return undefined;
   if (parseIp(ip) === undefined || !/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(mac)) return undefined;
+  const ip6 = ids[IP6_KEY] ? canonicalIp6(ids[IP6_KEY]) : undefined;
   return {
     network,
     ip,
     mac,
+    ...(ip6 ? { ip6 } : {}),
     containerId: ids[CONTAINER_ID_KEY] ?? '',
     name: ids[CONTAINER_NAME_KEY] ?? '',
     names: acceptedNames((ids[NAMES_KEY] ?? '').split(',').filter(Boolean)),

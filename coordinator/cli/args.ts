@@ -18,6 +18,9 @@ Commands:
   networks                                   networks with CIDR, slice size, GRE key, MTU,
                                              isolation and rule count
   network create NAME --cidr CIDR --host-prefix-len N [--mtu N] [--isolation none|groups]
+         [--ipv6-cidr PREFIX [--ipv6-host-prefix-len N]]
+                                             dual-stack: each host also gets the IPv6 slice
+                                             of the same index (/64 by default)
   network update NAME --isolation none|groups
                                              none (default): every container reaches every
                                              other unless a deny rule says otherwise; groups:
@@ -76,6 +79,8 @@ export const FLAGS: Options = {
   insecure: { type: 'boolean' },
   cidr: { type: 'string' },
   'host-prefix-len': { type: 'string' },
+  'ipv6-cidr': { type: 'string' },
+  'ipv6-host-prefix-len': { type: 'string' },
   mtu: { type: 'string' },
   isolation: { type: 'string' },
   network: { type: 'string' },

@@ -15,9 +15,14 @@ export const ago = (ms: number, now = Date.now()): string => {
   return s < 60 ? `${s}s ago` : s < 3600 ? `${Math.round(s / 60)}m ago` : `${Math.round(s / 3600)}h ago`;
 };
 
-/** a host's slices: the CIDR, or network:CIDR when it has several */
+/** a host's slices: the CIDR (and IPv6 slice: CIDR+IPV6), or network:CIDR when it has several */
 export const slices = (h: HostInfo): string =>
-  h.slices.map((s) => (h.slices.length > 1 ? `${s.network}:${s.cidr}` : s.cidr)).join(',') || '-';
+  h.slices
+    .map((s) => {
+      const both = s.ipv6Cidr ? `${s.cidr}+${s.ipv6Cidr}` : s.cidr;
+      return h.slices.length > 1 ? `${s.network}:${both}` : both;
+    })
+    .join(',') || '-';
 
 /** "2/3 up (h3:down)" */
 export const tunnels = (h: HostInfo): string => {

@@ -26,7 +26,7 @@ export function hostInfo(h: HostView): HostInfo {
     name: h.name,
     underlayIp: h.underlayIp,
     state: h.state,
-    slices: h.slices,
+    slices: h.slices.map((s) => ({ ...s, ipv6Cidr: s.ipv6Cidr ?? '' })),
     lastSeenMs: h.lastSeenMs,
     agentVersion: h.agentVersion,
     joinedMs: h.joinedMs,
@@ -85,8 +85,19 @@ export function adminHandlers(d: ServiceDeps): grpc.UntypedServiceImplementation
     getHost: unary(admin, (req: { name: string }) => hostInfo(coord.host(req.name))),
     createNetwork: unary(
       admin,
-      (req: { name: string; cidr: string; hostPrefixLen: number; mtu: number; isolation: string }) =>
-        coord.createNetwork(req.name, req.cidr, req.hostPrefixLen, req.mtu, req.isolation),
+      (req: {
+        name: string;
+        cidr: string;
+        hostPrefixLen: number;
+        mtu: number;
+        isolation: string;
+        ipv6Cidr: string;
+        ipv6HostPrefixLen: number;
+      }) =>
+        coord.createNetwork(req.name, req.cidr, req.hostPrefixLen, req.mtu, req.isolation, {
+          cidr: req.ipv6Cidr,
+          hostPrefixLen: req.ipv6HostPrefixLen,
+        }),
     ),
     updateNetwork: unary(admin, (req: { name: string; isolation: string }) =>
       coord.updateNetwork(req.name, req.isolation),

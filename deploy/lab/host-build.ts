@@ -11,6 +11,9 @@ import {
   UNDERLAY_IFACE,
   UNDERLAY_PREFIX,
   type LabNode,
+  ROUTER_IP6,
+  UNDERLAY6_PREFIX,
+  underlayIp6,
 } from './plan.js';
 import { LabError, nsPrefix, type LabState, type Progress, writeState } from './state.js';
 import { VSWITCH_SCHEMA_PATHS, dockerCli } from './tools.js';
@@ -89,6 +92,9 @@ export async function buildHost(
   await inNs(['ip', 'addr', 'add', `${node.ip}/${UNDERLAY_PREFIX}`, 'dev', PHYS_BRIDGE]);
   await inNs(['ip', 'link', 'set', PHYS_BRIDGE, 'up']);
   await inNs(['ip', 'route', 'add', 'default', 'via', ROUTER_IP, 'dev', PHYS_BRIDGE]);
+  // IPv6 on the underlay too (NAT66 egress; an IPv6 address the coordinator may name)
+  await inNs(['ip', '-6', 'addr', 'add', `${underlayIp6(node.ip)}/${UNDERLAY6_PREFIX}`, 'dev', PHYS_BRIDGE, 'nodad']);
+  await inNs(['ip', '-6', 'route', 'add', 'default', 'via', ROUTER_IP6, 'dev', PHYS_BRIDGE]);
   step(`${node.name}: ovsdb-server + ovs-vswitchd (netdev), ${PHYS_BRIDGE} ${node.ip}/${UNDERLAY_PREFIX}`);
 
   const mountNs = await startMountNs(state.dir, node);

@@ -10,6 +10,17 @@ export const OUTSIDE_IP = '198.51.100.1'; // "the internet"
 /** the one name the lab's outside DNS server (on OUTSIDE_IP) knows */
 export const OUTSIDE_NAME = 'outside.gremesh.test';
 export const OUTSIDE_PREFIX = 24;
+/** IPv6 (documentation space 2001:db8::/32): the underlay's /64, its router (the outside) and "the internet" */
+export const UNDERLAY6_NET = '2001:db8:0:18::';
+export const UNDERLAY6_PREFIX = 64;
+export const ROUTER_IP6 = '2001:db8:0:18::fe';
+export const OUTSIDE_IP6 = '2001:db8:0:51::1';
+export const OUTSIDE6_PREFIX = 64;
+
+/** Pure: a lab node's IPv6 underlay address: the underlay /64 and its IPv4 address's last byte (198.18.0.11 -> ::b) */
+export function underlayIp6(ip: string): string {
+  return `${UNDERLAY6_NET}${(parseIp(ip)! & 0xff).toString(16)}`;
+}
 export const SWITCH_BRIDGE = 'br0';
 export const UNDERLAY_IFACE = 'eth0';
 export const PHYS_BRIDGE = 'br-phy';

@@ -14,7 +14,11 @@ import {
   validatePrefix,
   DEFAULT_PREFIX,
   OUTSIDE_IP,
+  OUTSIDE_IP6,
+  OUTSIDE6_PREFIX,
   OUTSIDE_PREFIX,
+  ROUTER_IP6,
+  UNDERLAY6_PREFIX,
   ROUTER_IP,
   SWITCH_BRIDGE,
   UNDERLAY_IFACE,
@@ -176,6 +180,8 @@ async function buildLab(state: LabState, run: Runner, step: Progress): Promise<v
     if (node.role === 'outside') {
       await inNs('ip', 'addr', 'add', `${ROUTER_IP}/${UNDERLAY_PREFIX}`, 'dev', UNDERLAY_IFACE);
       await inNs('ip', 'addr', 'add', `${OUTSIDE_IP}/${OUTSIDE_PREFIX}`, 'dev', UNDERLAY_IFACE);
+      for (const a of [`${ROUTER_IP6}/${UNDERLAY6_PREFIX}`, `${OUTSIDE_IP6}/${OUTSIDE6_PREFIX}`])
+        await inNs('ip', '-6', 'addr', 'add', a, 'dev', UNDERLAY_IFACE, 'nodad');
     } else if (node.role === 'ctl' || node.role === 'etcd') {
       await inNs('ip', 'addr', 'add', `${node.ip}/${UNDERLAY_PREFIX}`, 'dev', UNDERLAY_IFACE);
       await inNs('ip', 'route', 'add', 'default', 'via', ROUTER_IP);

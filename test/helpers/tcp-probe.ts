@@ -15,7 +15,12 @@ import { parseArgs } from 'node:util';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { timeout: { type: 'string', default: '1000' }, every: { type: 'string', default: '2' } },
+  options: {
+    timeout: { type: 'string', default: '1000' },
+    every: { type: 'string', default: '2' },
+    /** serve: the address to listen on ('::' takes IPv6 and IPv4) */
+    host: { type: 'string', default: '0.0.0.0' },
+  },
 });
 const [mode, ...rest] = positionals;
 const print = (o: object) => process.stdout.write(`${JSON.stringify(o)}\n`);
@@ -29,7 +34,7 @@ if (mode === 'serve') {
         s.on('error', () => {});
         s.end(`ok ${port}\n`);
       })
-      .listen(port, '0.0.0.0', () => {
+      .listen(port, values.host, () => {
         if (++listening === rest.length) print({ ready: true });
       });
   }

@@ -385,6 +385,8 @@ test.serial(
                       cidr: badCidr(),
                       hostPrefixLen: Math.floor(Math.random() * 40),
                       mtu: Math.floor(Math.random() * 70000),
+                      ipv6Cidr: Math.random() < 0.5 ? '' : 'fd00::/' + Math.floor(Math.random() * 140),
+                      ipv6HostPrefixLen: Math.floor(Math.random() * 200),
                     }).finish()
                   : Buffer.from(JSON.stringify({ not: 'protobuf' }));
             r = await call(

@@ -288,5 +288,9 @@ test('nft ruleset: masquerade out of the network, replies only back in, no GRE f
   t.regex(r, /iifname "gmgw\*" oifname "gmgw\*" drop/);
   t.regex(r, /oifname "gmgw1" ct state established,related accept\n\s+oifname "gmgw1" drop/);
   t.true(r.indexOf('l4proto gre drop') < r.indexOf('iifname "gmgw1" ip saddr'), 'the GRE drop comes before the accept');
-  t.regex(r, /^table ip gremesh\ndelete table ip gremesh\n/, 'one atomic replace');
+  t.regex(
+    r,
+    /^table ip6 gremesh\ndelete table ip6 gremesh\ntable ip gremesh\ndelete table ip gremesh\n/,
+    'one atomic replace',
+  );
 });

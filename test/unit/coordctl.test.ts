@@ -132,7 +132,7 @@ test('coordctl binary: per-command usage errors once dialled (--insecure), exit 
     [['network'], 'usage: coordctl network create|update|delete ...'],
     [
       ['network', 'create', 'x'],
-      'usage: coordctl network create NAME --cidr CIDR --host-prefix-len N [--mtu N] [--isolation none|groups]',
+      'usage: coordctl network create NAME --cidr CIDR --host-prefix-len N [--mtu N] [--isolation none|groups] [--ipv6-cidr PREFIX [--ipv6-host-prefix-len N]]',
     ],
     [['network', 'delete'], 'usage: coordctl network delete NAME'],
     [['token', 'list', 'x'], 'usage: coordctl token list | token revoke ID'],

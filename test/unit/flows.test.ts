@@ -206,11 +206,20 @@ test('a policy flow OVS would refuse is refused here: L4 without its protocol, c
 });
 
 test('the pipeline names its tables once: numbers, printed names, priorities', (t) => {
-  t.deepEqual(TABLES, { classify: 0, portSecurity: 10, forward: 20, policy: 30, policyRules: 40, deliver: 50 });
+  t.deepEqual(TABLES, {
+    classify: 0,
+    portSecurity: 10,
+    forward: 20,
+    ndReply: 25,
+    policy: 30,
+    policyRules: 40,
+    deliver: 50,
+  });
   t.deepEqual(TABLE_NAMES, {
     0: 'classify',
     10: 'port security',
     20: 'forward',
+    25: 'neighbour advertisement',
     30: 'policy: source group, conntrack',
     40: 'policy rules',
     50: 'deliver',

@@ -2,6 +2,7 @@
 // (RTM_NEWLINK veth, RTM_SETLINK up, RTM_DELLINK, RTM_GETLINK by name, RTM_NEWADDR,
 // RTM_NEWROUTE default) and of the kernel's answers (ACK/error, link). No I/O here.
 import { constants } from 'node:os';
+import { ip6Bytes } from '../../../common/ipv6.js';
 
 export const NLMSG = { ERROR: 2, DONE: 3 } as const;
 export const RTM = { NEWLINK: 16, DELLINK: 17, GETLINK: 18, SETLINK: 19, NEWADDR: 20, NEWROUTE: 24 } as const;
@@ -139,6 +140,41 @@ export function replaceDefaultRoute(seq: number, index: number, gateway: string)
   return message(RTM.NEWROUTE, NLM_F.REQUEST | NLM_F.ACK | NLM_F.CREATE | NLM_F.REPLACE, seq, [
     m,
     attr(RTA.GATEWAY, ipv4Bytes(gateway)),
+    attrU32(RTA.OIF, index),
+  ]);
+}
+
+export const AF_INET6 = 10;
+/** ifa_flags: no duplicate address detection (the address is this container's alone: port security) */
+const IFA_F_NODAD = 0x02;
+
+/** RTM_NEWADDR (`ip -6 addr add A/P dev INDEX nodad`) */
+export function newAddr6(seq: number, index: number, cidr: string): Buffer {
+  const [ip, len] = cidr.split('/');
+  const prefix = Number(len ?? 128);
+  if (!Number.isInteger(prefix) || prefix < 0 || prefix > 128) throw new Error(`bad prefix ${cidr}`);
+  const m = Buffer.alloc(8);
+  m.writeUInt8(AF_INET6, 0);
+  m.writeUInt8(prefix, 1);
+  m.writeUInt8(IFA_F_NODAD, 2);
+  m.writeUInt32LE(index, 4);
+  return message(RTM.NEWADDR, NLM_F.REQUEST | NLM_F.ACK | NLM_F.CREATE | NLM_F.EXCL, seq, [
+    m,
+    attr(IFA.ADDRESS, ip6Bytes(ip!)),
+  ]);
+}
+
+/** RTM_NEWROUTE (`ip -6 route replace default via GW dev INDEX`) in the main table */
+export function replaceDefaultRoute6(seq: number, index: number, gateway: string): Buffer {
+  const m = Buffer.alloc(12);
+  m.writeUInt8(AF_INET6, 0);
+  m.writeUInt8(RT_TABLE_MAIN, 4);
+  m.writeUInt8(RTPROT_BOOT, 5);
+  m.writeUInt8(0, 6); // RT_SCOPE_UNIVERSE
+  m.writeUInt8(RTN_UNICAST, 7);
+  return message(RTM.NEWROUTE, NLM_F.REQUEST | NLM_F.ACK | NLM_F.CREATE | NLM_F.REPLACE, seq, [
+    m,
+    attr(RTA.GATEWAY, ip6Bytes(gateway)),
     attrU32(RTA.OIF, index),
   ]);
 }

@@ -6,7 +6,7 @@ import type { Runner } from '../../../common/exec.js';
 import { IpLinkDriver, type LinkDriver } from '../link-driver.js';
 import * as nl from './codec.js';
 import { NetlinkError } from './codec.js';
-import { NetlinkSocket } from './socket.js';
+import { NetlinkSocket, writeSysctlIn } from './socket.js';
 
 const isErr = (e: unknown, code: string): boolean => e instanceof NetlinkError && e.code === code;
 
@@ -23,8 +23,8 @@ export class NetlinkLinkDriver implements LinkDriver {
   }
 
   // --- delegated: not on the attach path ---
-  ensureAddress(dev: string, cidr: string, mtu: number): Promise<void> {
-    return this.ip.ensureAddress(dev, cidr, mtu);
+  ensureAddress(dev: string, cidr: string, mtu: number, cidr6?: string): Promise<void> {
+    return this.ip.ensureAddress(dev, cidr, mtu, cidr6);
   }
   mtuOfAddress(ip: string): Promise<number | undefined> {
     return this.ip.mtuOfAddress(ip);
@@ -71,7 +71,15 @@ export class NetlinkLinkDriver implements LinkDriver {
   async plugContainer(
     pid: number,
     hostIf: string,
-    c: { iface: string; mac: string; mtu: number; cidr: string; gateway: string | undefined; userspace: boolean },
+    c: {
+      iface: string;
+      mac: string;
+      mtu: number;
+      cidr: string;
+      cidr6?: string;
+      gateway: string | undefined;
+      userspace: boolean;
+    },
   ): Promise<void> {
     try {
       this.addVeth(
@@ -82,6 +90,14 @@ export class NetlinkLinkDriver implements LinkDriver {
       try {
         const index = NetlinkLinkDriver.indexOf(inside, c.iface);
         inside.request(`addr ${c.cidr} dev ${c.iface}`, (seq) => nl.newAddr(seq, index, c.cidr));
+        if (c.cidr6) {
+          // Docker turns IPv6 off in a container without an IPv6 network of its own: on for
+          // this interface, and no duplicate detection for its link-local (port security
+          // lets no other port use it)
+          writeSysctlIn(pid, `ipv6/conf/${c.iface}/disable_ipv6`, '0');
+          writeSysctlIn(pid, `ipv6/conf/${c.iface}/accept_dad`, '0');
+          inside.request(`addr ${c.cidr6} dev ${c.iface}`, (seq) => nl.newAddr6(seq, index, c.cidr6!));
+        }
         if (c.userspace) inside.txChecksumOff(c.iface);
       } finally {
         inside.close();
@@ -106,13 +122,18 @@ export class NetlinkLinkDriver implements LinkDriver {
     }
   }
 
-  async activateContainer(pid: number, iface: string, gateway: string | undefined): Promise<void> {
+  async activateContainer(pid: number, iface: string, gateway: string | undefined, gateway6?: string): Promise<void> {
     const inside = NetlinkSocket.openIn(pid);
     try {
       inside.request(`up ${iface}`, (seq) => nl.setLinkUp(seq, iface));
-      if (gateway) {
+      if (gateway || gateway6) {
         const index = NetlinkLinkDriver.indexOf(inside, iface);
-        inside.request(`default via ${gateway} dev ${iface}`, (seq) => nl.replaceDefaultRoute(seq, index, gateway));
+        if (gateway)
+          inside.request(`default via ${gateway} dev ${iface}`, (seq) => nl.replaceDefaultRoute(seq, index, gateway));
+        if (gateway6)
+          inside.request(`default via ${gateway6} dev ${iface}`, (seq) =>
+            nl.replaceDefaultRoute6(seq, index, gateway6),
+          );
       }
     } finally {
       inside.close();

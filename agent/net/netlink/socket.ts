@@ -27,6 +27,7 @@ interface Libc {
   open: (p: string, fl: number) => number;
   setns: (fd: number, t: number) => number;
   ioctl: (fd: number, req: number, arg: Buffer) => number;
+  write: (fd: number, b: Buffer, len: number) => number;
 }
 
 let libc: Libc | undefined;
@@ -42,6 +43,7 @@ function lib(): Libc {
     open: l.func('int open(const char *, int)'),
     setns: l.func('int setns(int, int)'),
     ioctl: l.func('int ioctl(int, unsigned long, void *)'),
+    write: l.func('intptr_t write(int, void *, size_t)'),
   };
   return libc;
 }
@@ -93,6 +95,25 @@ export function inNetns<T>(pid: number, open: () => T): T {
   } finally {
     c.close(self);
   }
+}
+
+const O_WRONLY_CLOEXEC = 0o1 | 0o2000000;
+
+/**
+ * Write a sysctl of pid's network namespace (/proc/sys/net/... resolves to the namespace of
+ * the thread that opens it): `ipv6/conf/eth0/disable_ipv6` = "0". In this process, no `sysctl`.
+ */
+export function writeSysctlIn(pid: number, key: string, value: string): void {
+  const c = lib();
+  inNetns(pid, () => {
+    const fd = check(`open(${key})`, c.open(`/proc/sys/net/${key}`, O_WRONLY_CLOEXEC));
+    try {
+      const b = Buffer.from(`${value}\n`);
+      check(`write(${key})`, c.write(fd, b, b.length));
+    } finally {
+      c.close(fd);
+    }
+  });
 }
 
 export class NetlinkSocket {

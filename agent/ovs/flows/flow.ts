@@ -4,7 +4,7 @@
 // sets. computeFlows writes these; the OpenFlow encoder takes them as they are; ovs-ofctl
 // gets them rendered (render.ts).
 import { COOKIE } from '../../model.js';
-import type { Action, NxmName, PortRef } from '../openflow/codec.js';
+import type { Action, NxmName, PortRef, SetFieldName } from '../openflow/codec.js';
 import { TABLES, type TableName } from './pipeline.js';
 
 export type { Action, PortRef } from '../openflow/codec.js';
@@ -45,10 +45,12 @@ export interface Match {
   /** dl_dst, with dlDstMask: dl_dst=MAC/MASK */
   dlDst?: string;
   dlDstMask?: string;
-  /** ip or arp */
-  ethType?: 'ip' | 'arp';
+  /** ip, arp or ipv6 */
+  ethType?: 'ip' | 'arp' | 'ip6';
   /** nw_src */
   nwSrc?: string;
+  /** ipv6_src (with ipv6) */
+  ipv6Src?: string;
   /** nw_proto (with ip) */
   ipProto?: number;
   /** tp_dst (with nw_proto 6: TCP, 17: UDP), with tpDstMask: tp_dst=0xV/0xM */
@@ -64,6 +66,14 @@ export interface Match {
   arpTpa?: string;
   /** arp_sha */
   arpSha?: string;
+  /** icmpv6_type (with ipv6 and nw_proto 58) */
+  icmp6Type?: number;
+  /** nd_target (icmpv6_type 135 or 136) */
+  ndTarget?: string;
+  /** nd_sll (135; 00:00:00:00:00:00: no such option) */
+  ndSll?: string;
+  /** nd_tll (136; zero: no such option) */
+  ndTll?: string;
 }
 
 /** the match fields in the order ovs-ofctl text names them (render.ts) and the key lists them */
@@ -79,6 +89,7 @@ export const MATCH_FIELDS = [
   'dlDstMask',
   'ethType',
   'nwSrc',
+  'ipv6Src',
   'ipProto',
   'tpDst',
   'tpDstMask',
@@ -87,6 +98,10 @@ export const MATCH_FIELDS = [
   'arpSpa',
   'arpTpa',
   'arpSha',
+  'icmp6Type',
+  'ndTarget',
+  'ndSll',
+  'ndTll',
 ] as const satisfies readonly (keyof Match)[];
 
 export interface Flow {
@@ -114,6 +129,8 @@ export const act = {
   load: (field: NxmName, value: number | bigint): Action => ({ type: 'load', field, value: BigInt(value) }),
   move: (src: NxmName, dst: NxmName): Action => ({ type: 'move', src, dst }),
   setTunnel: (key: number): Action => ({ type: 'set', field: 'tunnel_id', value: BigInt(key) }),
+  /** set_field:V->F of the ND responder's fields (ipv6_src, icmpv6_type, nd_reserved, nd_options_type, nd_tll) */
+  setField: (field: SetFieldName, value: bigint | number): Action => ({ type: 'set', field, value: BigInt(value) }),
   /** ct(commit,zone=Z,table=T): through conntrack (commit: remember the connection); with a table the
    *  packet continues there with ct_state set, without one it goes on with the next action */
   ct: (o: { commit: boolean; zone: number; table?: TableName }): Action => ({

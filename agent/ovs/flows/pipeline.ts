@@ -2,7 +2,8 @@
 // pipeline.go): the flows are written with these names, and trace reads them back.
 //   classify      local port -> reg6=network key; tunnel+key -> reg6, reg7=1
 //   portSecurity  a container sends only from its own MAC and IP (ARP too)
-//   forward       ARP responder, known MACs, flooding, unknown unicast
+//   forward       ARP and ND responders, known MACs, flooding, unknown unicast
+//   ndReply       the ND responder's second half: the target's link-layer address, back out
 //   policy        classify the source IP into a group register (reg2), send through conntrack
 //   policyRules   allow/deny by the group registers (reg2, reg3) and L4
 //   deliver       output to the local port
@@ -10,6 +11,7 @@ export const TABLES = {
   classify: 0,
   portSecurity: 10,
   forward: 20,
+  ndReply: 25,
   policy: 30,
   policyRules: 40,
   deliver: 50,
@@ -21,6 +23,7 @@ export const TABLE_TITLES: Record<TableName, string> = {
   classify: 'classify',
   portSecurity: 'port security',
   forward: 'forward',
+  ndReply: 'neighbour advertisement',
   policy: 'policy: source group, conntrack',
   policyRules: 'policy rules',
   deliver: 'deliver',

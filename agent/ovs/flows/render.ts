@@ -1,7 +1,8 @@
 // Pure: a typed flow as ovs-ofctl text, exactly the lines the agent wrote when flows were
 // text. Used only where text is the interface: the ovs-ofctl paths (replace-flows, the
 // fallback bundle) and what trace and status print.
-import { NXM, type Action, type NxmName } from '../openflow/codec.js';
+import { NXM, type Action, type NxmName, type SetFieldName } from '../openflow/codec.js';
+import { formatIp6 } from '../../../common/ipv6.js';
 import { MATCH_FIELDS, ctStateText, type Flow, type Match } from './flow.js';
 import { TABLES } from './pipeline.js';
 
@@ -23,8 +24,9 @@ const MATCH_TEXT: Record<(typeof MATCH_FIELDS)[number], (m: Match) => string | u
   dlDst: (m) =>
     m.dlDst === undefined ? undefined : `dl_dst=${m.dlDst}${m.dlDstMask === undefined ? '' : `/${m.dlDstMask}`}`,
   dlDstMask: () => undefined,
-  ethType: (m) => m.ethType,
+  ethType: (m) => (m.ethType === 'ip6' ? 'ipv6' : m.ethType),
   nwSrc: (m) => (m.nwSrc === undefined ? undefined : `nw_src=${m.nwSrc}`),
+  ipv6Src: (m) => (m.ipv6Src === undefined ? undefined : `ipv6_src=${m.ipv6Src}`),
   ipProto: (m) => (m.ipProto === undefined ? undefined : `nw_proto=${m.ipProto}`),
   tpDst: (m) =>
     m.tpDst === undefined
@@ -38,6 +40,29 @@ const MATCH_TEXT: Record<(typeof MATCH_FIELDS)[number], (m: Match) => string | u
   arpSpa: (m) => (m.arpSpa === undefined ? undefined : `arp_spa=${m.arpSpa}`),
   arpTpa: (m) => (m.arpTpa === undefined ? undefined : `arp_tpa=${m.arpTpa}`),
   arpSha: (m) => (m.arpSha === undefined ? undefined : `arp_sha=${m.arpSha}`),
+  icmp6Type: (m) => (m.icmp6Type === undefined ? undefined : `icmpv6_type=${m.icmp6Type}`),
+  ndTarget: (m) => (m.ndTarget === undefined ? undefined : `nd_target=${m.ndTarget}`),
+  ndSll: (m) => (m.ndSll === undefined ? undefined : `nd_sll=${m.ndSll}`),
+  ndTll: (m) => (m.ndTll === undefined ? undefined : `nd_tll=${m.ndTll}`),
+};
+
+/** set_field's value as ovs-ofctl writes it, and the field's text name */
+const setText = (field: SetFieldName, v: bigint): string => {
+  const hex = (bytes: number) => v.toString(16).padStart(bytes * 2, '0');
+  switch (field) {
+    case 'tunnel_id':
+      return `set_field:${v}->tun_id`;
+    case 'ipv6_src':
+      return `set_field:${formatIp6(v)}->ipv6_src`;
+    case 'icmpv6_type':
+      return `set_field:${v}->icmpv6_type`;
+    case 'nd_reserved':
+      return `set_field:0x${hex(4)}->nd_reserved`;
+    case 'nd_options_type':
+      return `set_field:${v}->nd_options_type`;
+    case 'ipv6_nd_tll':
+      return `set_field:${hex(6).replace(/(..)(?!$)/g, '$1:')}->nd_tll`;
+  }
 };
 
 /** Pure: the match as ovs-ofctl text (`in_port=3,dl_src=...`; empty: everything) */
@@ -60,7 +85,7 @@ export function renderAction(a: Action): string {
     case 'move':
       return `move:${a.src}[]->${a.dst}[]`;
     case 'set':
-      return `set_field:${a.value}->tun_id`;
+      return setText(a.field, a.value);
     case 'ct':
       return `ct(${a.commit ? 'commit,' : ''}zone=${a.zone}${a.table === undefined ? '' : `,table=${a.table}`})`;
   }

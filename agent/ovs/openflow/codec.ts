@@ -11,6 +11,7 @@
 // dropped (the e2e test installs the same flows both ways and compares dump-flows).
 import type { CtFlag, Flow, Match } from '../flows/flow.js';
 import { TABLES } from '../flows/pipeline.js';
+import { ip6Bytes, parseIp6 } from '../../../common/ipv6.js';
 
 export const OFP_VERSION = 0x05; // OpenFlow 1.4
 export const OFPT = {
@@ -70,7 +71,15 @@ const OXM = {
   arp_spa: { cls: 0x8000, field: 22, bytes: 4 },
   arp_tpa: { cls: 0x8000, field: 23, bytes: 4 },
   arp_sha: { cls: 0x8000, field: 24, bytes: 6 },
+  ipv6_src: { cls: 0x8000, field: 26, bytes: 16 },
+  icmpv6_type: { cls: 0x8000, field: 29, bytes: 1 },
+  ipv6_nd_target: { cls: 0x8000, field: 31, bytes: 16 },
+  ipv6_nd_sll: { cls: 0x8000, field: 32, bytes: 6 },
+  ipv6_nd_tll: { cls: 0x8000, field: 33, bytes: 6 },
   tunnel_id: { cls: 0x8000, field: 38, bytes: 8 },
+  /** ERICOXM_OF_ (class 0x1000): the ND header's reserved word (R/S/O flags) and its first option's type */
+  nd_reserved: { cls: 0x1000, field: 1, bytes: 4 },
+  nd_options_type: { cls: 0x1000, field: 2, bytes: 1 },
   reg2: { cls: 0x0001, field: 2, bytes: 4 },
   reg3: { cls: 0x0001, field: 3, bytes: 4 },
   reg6: { cls: 0x0001, field: 6, bytes: 4 },
@@ -102,9 +111,14 @@ export const NXM = {
   NXM_NX_REG7: OXM.reg7,
   NXM_NX_ARP_SHA: { cls: 0x0001, field: 17, bytes: 6 },
   NXM_NX_ARP_THA: { cls: 0x0001, field: 18, bytes: 6 },
+  NXM_NX_IPV6_SRC: { cls: 0x0001, field: 19, bytes: 16 },
+  NXM_NX_IPV6_DST: { cls: 0x0001, field: 20, bytes: 16 },
 } satisfies Record<string, OxmField>;
 export type NxmName = keyof typeof NXM;
 const nxmHeader = (f: OxmField) => ((f.cls << 16) | (f.field << 9) | f.bytes) >>> 0;
+
+/** the fields set_field writes */
+export type SetFieldName = 'tunnel_id' | 'ipv6_src' | 'icmpv6_type' | 'nd_reserved' | 'nd_options_type' | 'ipv6_nd_tll';
 
 /** an OpenFlow port number, or a port's name before it is resolved (not encodable) */
 export type PortRef = number | string;
@@ -118,8 +132,8 @@ export type Action =
   | { type: 'load'; field: NxmName; value: bigint }
   /** `move:A[]->B[]`: NXAST_REG_MOVE of a whole field */
   | { type: 'move'; src: NxmName; dst: NxmName }
-  /** `set_field:N->tun_id`: OFPAT_SET_FIELD */
-  | { type: 'set'; field: 'tunnel_id'; value: bigint }
+  /** `set_field:N->tun_id` (and the ND responder's IPv6/ICMPv6/ND fields): OFPAT_SET_FIELD */
+  | { type: 'set'; field: SetFieldName; value: bigint }
   /** `ct(commit,zone=N,table=T)`: NXAST_CT with an immediate zone; no table: the packet goes on with the next action */
   | { type: 'ct'; commit: boolean; zone: number; table?: number };
 
@@ -159,6 +173,14 @@ const ipv4 = (s: string, what: string): Buffer => {
     throw new Error(`${what}: "${s}" is not an IPv4 address`);
   return Buffer.from(p.map(Number));
 };
+const ipv6 = (s: string, what: string): Buffer => {
+  if (parseIp6(s) === undefined) throw new Error(`${what}: "${s}" is not an IPv6 address`);
+  return ip6Bytes(s);
+};
+const bad = (what: string): never => {
+  throw new Error(`${what} is not one the pipeline uses`);
+};
+const ETH_TYPES: Record<string, number> = { ip: 0x0800, arp: 0x0806, ip6: 0x86dd };
 const portNumber = (p: PortRef, what: string): number => {
   if (typeof p !== 'number') throw new Error(`${what}: port "${p}" is not resolved to an OpenFlow number`);
   if (!Number.isInteger(p) || p < 0 || p > 0xffffff00) throw new Error(`${what}: ${p} is not a port number`);
@@ -176,9 +198,14 @@ const ORDER: FieldName[] = [
   'eth_src',
   'eth_type',
   'ipv4_src',
+  'ipv6_src',
   'ip_proto',
   'tcp_dst',
   'udp_dst',
+  'icmpv6_type',
+  'ipv6_nd_target',
+  'ipv6_nd_sll',
+  'ipv6_nd_tll',
   'arp_op',
   'arp_spa',
   'arp_tpa',
@@ -201,7 +228,23 @@ export function wireMatch(x: Match): ParsedFlow['match'] {
       value: mac(x.dlDst, 'dl_dst'),
       mask: x.dlDstMask === undefined ? undefined : mac(x.dlDstMask, 'dl_dst mask'),
     });
-  if (x.ethType !== undefined) m.set('eth_type', { value: uint(x.ethType === 'ip' ? 0x0800 : 0x0806, 2) });
+  if (x.ethType !== undefined)
+    m.set('eth_type', { value: uint(ETH_TYPES[x.ethType] ?? bad(`eth_type "${String(x.ethType)}"`), 2) });
+  if (x.ipv6Src !== undefined) m.set('ipv6_src', { value: ipv6(x.ipv6Src, 'ipv6_src') });
+  if (x.icmp6Type !== undefined) {
+    if (x.ethType !== 'ip6' || x.ipProto !== 58) throw new Error('icmpv6_type without icmp6 (ipv6, nw_proto 58)');
+    m.set('icmpv6_type', { value: uint(bounded(x.icmp6Type, 'icmpv6_type', 0xff), 1) });
+  }
+  const nd = (k: 'ndTarget' | 'ndSll' | 'ndTll', types: number[]) => {
+    if (x[k] !== undefined && !types.includes(x.icmp6Type ?? -1))
+      throw new Error(`${k} without icmpv6_type ${types.join(' or ')}`);
+  };
+  nd('ndTarget', [135, 136]);
+  nd('ndSll', [135]);
+  nd('ndTll', [136]);
+  if (x.ndTarget !== undefined) m.set('ipv6_nd_target', { value: ipv6(x.ndTarget, 'nd_target') });
+  if (x.ndSll !== undefined) m.set('ipv6_nd_sll', { value: mac(x.ndSll, 'nd_sll') });
+  if (x.ndTll !== undefined) m.set('ipv6_nd_tll', { value: mac(x.ndTll, 'nd_tll') });
   if (x.nwSrc !== undefined) m.set('ipv4_src', { value: ipv4(x.nwSrc, 'nw_src') });
   if (x.ipProto !== undefined) m.set('ip_proto', { value: uint(bounded(x.ipProto, 'nw_proto', 0xff), 1) });
   if (x.tpDstMask !== undefined && x.tpDst === undefined) throw new Error('a tp_dst mask without tp_dst');
@@ -239,7 +282,9 @@ export function wireMatch(x: Match): ParsedFlow['match'] {
   if (x.reg6 !== undefined) m.set('reg6', { value: uint(bounded(x.reg6, 'reg6', 0xffffffff), 4) });
   if (x.reg7 !== undefined) m.set('reg7', { value: uint(bounded(x.reg7, 'reg7', 0xffffffff), 4) });
   if (
-    ((m.has('ipv4_src') || m.has('ip_proto')) && x.ethType !== 'ip') ||
+    (m.has('ipv4_src') && x.ethType !== 'ip') ||
+    (m.has('ipv6_src') && x.ethType !== 'ip6') ||
+    (m.has('ip_proto') && x.ethType !== 'ip' && x.ethType !== 'ip6') ||
     (['arp_op', 'arp_spa', 'arp_tpa', 'arp_sha'] as const).some((k) => m.has(k) && x.ethType !== 'arp')
   )
     throw new Error('an IPv4/ARP field without ip/arp');

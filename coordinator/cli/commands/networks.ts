@@ -9,7 +9,7 @@ async function networks({ args, rpc, out }: Ctx): Promise<number> {
   const r = await rpc<{ networks: Network[] }>('listNetworks', {});
   out(r.networks, () =>
     table([
-      ['NAME', 'CIDR', 'SLICE', 'GRE KEY', 'MTU', 'ISOLATION', 'RULES'],
+      ['NAME', 'CIDR', 'SLICE', 'GRE KEY', 'MTU', 'ISOLATION', 'RULES', 'IPV6'],
       ...r.networks.map((n) => [
         n.name,
         n.cidr,
@@ -18,6 +18,7 @@ async function networks({ args, rpc, out }: Ctx): Promise<number> {
         n.mtu ? String(n.mtu) : 'auto',
         n.isolation || 'none',
         String(n.rules.length),
+        n.ipv6Cidr ? `${n.ipv6Cidr} (/${n.ipv6HostPrefixLen})` : '-',
       ]),
     ]),
   );
@@ -27,8 +28,10 @@ async function networks({ args, rpc, out }: Ctx): Promise<number> {
 async function create({ values, rpc, out }: Ctx, rest: string[]): Promise<number> {
   if (rest.length !== 1 || !values.cidr || !values['host-prefix-len'])
     throw new UsageError(
-      'usage: coordctl network create NAME --cidr CIDR --host-prefix-len N [--mtu N] [--isolation none|groups]',
+      'usage: coordctl network create NAME --cidr CIDR --host-prefix-len N [--mtu N] [--isolation none|groups] [--ipv6-cidr PREFIX [--ipv6-host-prefix-len N]]',
     );
+  const hpl6 = (values['ipv6-host-prefix-len'] as string | undefined) ?? '0';
+  if (!/^\d+$/.test(hpl6)) throw new UsageError(`--ipv6-host-prefix-len must be a whole number, got "${hpl6}"`);
   const hpl = values['host-prefix-len'] as string;
   const mtu = (values.mtu as string | undefined) ?? '0';
   if (!/^\d+$/.test(hpl)) throw new UsageError(`--host-prefix-len must be a whole number, got "${hpl}"`);
@@ -39,11 +42,14 @@ async function create({ values, rpc, out }: Ctx, rest: string[]): Promise<number
     hostPrefixLen: Number(hpl),
     mtu: Number(mtu),
     isolation: (values.isolation as string | undefined) ?? '',
+    ipv6Cidr: (values['ipv6-cidr'] as string | undefined) ?? '',
+    ipv6HostPrefixLen: Number(hpl6),
   });
+  const six = n.ipv6Cidr ? ` and ${n.ipv6Cidr} (/${n.ipv6HostPrefixLen} per host)` : '';
   out(
     n,
     () =>
-      `network ${n.name} ${n.cidr} (/${n.hostPrefixLen} per host, GRE key ${n.greKey}, isolation ${n.isolation}) created`,
+      `network ${n.name} ${n.cidr} (/${n.hostPrefixLen} per host)${six}, GRE key ${n.greKey}, isolation ${n.isolation}: created`,
   );
   return 0;
 }
