@@ -202,10 +202,27 @@ export function ndReply(mac: string, ip6: string, router: boolean): Action[] {
     act.move('NXM_NX_IPV6_SRC', 'NXM_NX_IPV6_DST'),
     act.setField('ipv6_src', parseIp6(ip6)!),
     act.setField('icmpv6_type', ICMP6_TYPE.na),
-    act.setField('nd_reserved', NA_SOLICITED_OVERRIDE | (router ? NA_ROUTER : 0)),
+    act.setField('nd_reserved', (NA_SOLICITED_OVERRIDE | (router ? NA_ROUTER : 0)) >>> 0),
     // the solicitation's source link-layer option becomes the target link-layer option
     act.setField('nd_options_type', 2),
     act.resubmit('ndReply'),
+  ];
+}
+
+/** Pure: the ND responder's two flows for one known address (network key k) */
+export function ndResponderFlows(k: number, ip6: string, mac: string, router: boolean): Flow[] {
+  const nd = { reg6: k, ethType: 'ip6' as const, ipProto: ICMP6, ndTarget: ip6 };
+  return [
+    flow(
+      'forward',
+      PRIORITY.arpResponder,
+      { ...nd, reg7: 0, ...IPV6_MULTICAST, icmp6Type: ICMP6_TYPE.ns },
+      ndReply(mac, ip6, router),
+    ),
+    flow('ndReply', PRIORITY.port, { ...nd, icmp6Type: ICMP6_TYPE.na }, [
+      act.setField('ipv6_nd_tll', BigInt(`0x${mac.replace(/:/g, '')}`)),
+      act.inPort(),
+    ]),
   ];
 }
 
@@ -289,17 +306,7 @@ export function computeFlows(s: Snapshot, d: DesiredPlane, locals: LocalPort[], 
   const ndResponder = (k: number, ip6: string | undefined, mac: string, router: boolean) => {
     if (!ip6 || ndAnswered.has(`${k}/${ip6}`)) return;
     ndAnswered.add(`${k}/${ip6}`);
-    const nd = { reg6: k, ethType: 'ip6' as const, ipProto: ICMP6, ndTarget: ip6 };
-    add(
-      'forward',
-      PRIORITY.arpResponder,
-      { ...nd, reg7: 0, ...IPV6_MULTICAST, icmp6Type: ICMP6_TYPE.ns },
-      ndReply(mac, ip6, router),
-    );
-    add('ndReply', PRIORITY.port, { ...nd, icmp6Type: ICMP6_TYPE.na }, [
-      act.setField('ipv6_nd_tll', BigInt(`0x${mac.replace(/:/g, '')}`)),
-      act.inPort(),
-    ]);
+    f.push(...ndResponderFlows(k, ip6, mac, router));
   };
   for (const lp of locals) {
     const k = keyOf.get(lp.network);
