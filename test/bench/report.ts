@@ -35,6 +35,7 @@ const benches: { name: string; script: string; args: string[] }[] = [
   { name: 'policy', script: 'policy.js', args: ['--count', q ? '10' : '30', '--seconds', '3', '--runs', '3'] },
   { name: 'throughput', script: 'throughput.js', args: ['--seconds', q ? '3' : '5'] },
   { name: 'encryption', script: 'encryption.js', args: ['--seconds', '3', '--runs', '3', '--count', q ? '3' : '5'] },
+  { name: 'ipv6', script: 'ipv6.js', args: ['--seconds', '3', '--runs', '3', '--count', q ? '3' : '5'] },
   // the fault suite at full length (`make soak` runs only this one)
   { name: 'soak', script: 'soak.js', args: [] },
 ];
@@ -190,6 +191,18 @@ if (out.encryption) {
         ? `a host joining (agent started -> its waiting container's ping across answered) ${Math.round(e.join.plain)} vs ${Math.round(e.join.encrypted)} ms (${e.join.ratio.toFixed(2)}x, one each); `
         : '') +
       `turning it on -> encrypted ping answered ${Math.round(e.turnOn.ms)} ms, ${e.turnOn.lost} of ${e.turnOn.sent} pings lost meanwhile (every 100 ms, both ways).`,
+    '',
+  );
+}
+if (out.ipv6) {
+  const v = out.ipv6;
+  const med = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor((xs.length - 1) / 2)]!;
+  const g = (s: 1 | 4) =>
+    `${s === 1 ? '1 stream' : '4 streams'} ${med(v.tcp[`v4s${s}`]).toFixed(2)} vs ${med(v.tcp[`v6s${s}`]).toFixed(2)} Gbit/s (${v.ratio[`streams${s}`].toFixed(2)}x)`;
+  lines.push(
+    `**IPv6** (${cmd('ipv6.js', argsOf('ipv6').args)}; 2 hosts, one dual-stack network): ` +
+      `container start -> first ping across answered p50 IPv4 ${Math.round(v.attach.v4.p50)} vs IPv6 ${Math.round(v.attach.v6.p50)} ms (${v.attach.ratio.toFixed(2)}x); ` +
+      `TCP between the same containers, IPv4 vs IPv6, median of the runs: ${g(1)}, ${g(4)}.`,
     '',
   );
 }
