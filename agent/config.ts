@@ -1,4 +1,5 @@
 // Agent configuration: defaults < environment < flags, validated once.
+import { canonicalIp6 } from '../common/ipv6.js';
 import { UsageError } from '../common/cli.js';
 import { isDnsLabel, parseIp } from '../common/ipv4.js';
 import { parseGatewayAllow, type GatewayAllow } from './net/nat.js';
@@ -129,8 +130,12 @@ export function resolveAgentConfig(
     throw new UsageError(cfg.name ? `--name "${cfg.name}" is not a DNS label` : '--name is required');
   if (cfg.joinToken && !/^[a-z0-9]{6}\.[a-z0-9]{16}$/.test(cfg.joinToken))
     throw new UsageError('--join-token must look like abcdef.0123456789abcdef');
-  if (cfg.underlayIp && parseIp(cfg.underlayIp) === undefined)
-    throw new UsageError(`--underlay-ip "${cfg.underlayIp}" is not an IPv4 address`);
+  if (cfg.underlayIp && parseIp(cfg.underlayIp) === undefined) {
+    // an IPv6 underlay (ip6gre tunnels), in canonical text (the coordinator keeps it unique as text)
+    const six = canonicalIp6(cfg.underlayIp);
+    if (!six) throw new UsageError(`--underlay-ip "${cfg.underlayIp}" is not an IPv4 or IPv6 address`);
+    cfg.underlayIp = six;
+  }
   if (cfg.metrics) {
     const m = parseMetricsAddr(cfg.metrics);
     if (typeof m === 'string') throw new UsageError(m);

@@ -70,6 +70,8 @@ export function checkTunnelIps(
       return `the tunnel CIDR ${tunnelCidr} overlaps network ${o.name} (${o.cidr})`;
   }
   for (const h of hosts) {
+    if (h.underlayIp.includes(':'))
+      return `host ${h.name}'s underlay is IPv6 (${h.underlayIp}): encryption (WireGuard tunnel IPs) needs an IPv4 underlay`;
     const t = tunnelIpOf(h.underlayIp, tunnelCidr);
     if (!t)
       return `host ${h.name} (underlay ${h.underlayIp}) gets no tunnel IP in ${tunnelCidr} (its host bits are all 0 or all 1)`;

@@ -1,6 +1,7 @@
 // Admission: join tokens (issue, revoke, list), Register (a host admitted with a token and,
 // with TLS, its CSR signed; or an admitted host back in by certificate or credential),
 // certificate renewal, authentication of a caller, and a host's removal.
+import { cidr6Contains, parseCidr6, parseIp6 } from '../common/ipv6.js';
 import { CoordError, denied, exists, invalid, notFound, precondition, unauthenticated } from './errors.js';
 import type { HostRec, RegisterRequestView, TokenRec } from './model.js';
 import { allocateSlice } from './networks.js';
@@ -19,6 +20,22 @@ interface Certified {
   certificate: string;
   certFingerprint: string;
   keyFingerprint: string;
+}
+
+/** Pure: an IPv6 underlay address inside a network's IPv6 prefix (tunnels would be routed into the overlay) */
+export function underlayInIpv6Prefix(
+  nets: { name: string; ipv6Cidr?: string }[],
+  host: string,
+  ip: string,
+): string | undefined {
+  const a = parseIp6(ip);
+  if (a === undefined) return undefined;
+  for (const n of nets) {
+    const c = n.ipv6Cidr ? parseCidr6(n.ipv6Cidr) : undefined;
+    if (c && cidr6Contains(c, a))
+      return `host ${host}'s underlay IP ${ip} is inside network ${n.name}'s IPv6 prefix ${n.ipv6Cidr}: the underlay must stay outside every overlay network`;
+  }
+  return undefined;
 }
 
 export class Admission {
@@ -93,7 +110,8 @@ export class Admission {
     const bad =
       checkName('host', r.name) ??
       checkUnderlayIp(r.underlayIp) ??
-      checkOverlayVsUnderlay(s.nets, [{ what: `host ${r.name}'s underlay IP`, ip: r.underlayIp }]);
+      checkOverlayVsUnderlay(s.nets, [{ what: `host ${r.name}'s underlay IP`, ip: r.underlayIp }]) ??
+      underlayInIpv6Prefix(s.nets, r.name, r.underlayIp);
     if (bad) throw invalid(bad);
     if (r.agentVersion.length > 64) throw invalid('agent version longer than 64 characters');
     if (callerFingerprint) {

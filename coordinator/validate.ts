@@ -1,6 +1,6 @@
 // Pure validation of user input. Each returns an error message, or undefined when fine.
 import { cidrContains, cidrsOverlap, isDnsLabel, parseCidr, parseIp } from '../common/ipv4.js';
-import { cidr6Contains, cidrs6Overlap, parseCidr6, parseIp6 } from '../common/ipv6.js';
+import { cidr6Contains, cidrs6Overlap, formatIp6, parseCidr6, parseIp6 } from '../common/ipv6.js';
 
 export const MIN_MTU = 576;
 export const MAX_MTU = 9000;
@@ -14,7 +14,17 @@ export function checkName(kind: 'host' | 'network', name: string): string | unde
 
 export function checkUnderlayIp(ip: string): string | undefined {
   const n = parseIp(ip);
-  if (n === undefined) return `underlay IP "${trunc(ip)}" is not an IPv4 address`;
+  if (n === undefined && ip.includes(':')) {
+    // an IPv6 underlay: ip6gre tunnels to the other IPv6-underlay hosts
+    const six = parseIp6(ip);
+    if (six === undefined) return `underlay IP "${trunc(ip)}" is not an IPv4 or IPv6 address`;
+    if (formatIp6(six) !== ip) return `underlay IP "${trunc(ip)}" is not in canonical form (${formatIp6(six)})`;
+    const top = six >> 112n;
+    if (top >= 0xff00n || (top & 0xffc0n) === 0xfe80n || six >> 64n === 0n)
+      return `underlay IP ${ip} is not a global or unique-local unicast IPv6 address`;
+    return undefined;
+  }
+  if (n === undefined) return `underlay IP "${trunc(ip)}" is not an IPv4 or IPv6 address`;
   if (n === 0 || ip.startsWith('127.') || n >= 0xe0000000) return `underlay IP ${ip} is not a unicast host address`;
   return undefined;
 }

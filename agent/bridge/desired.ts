@@ -1,7 +1,8 @@
 // Pure: from the coordinator's snapshot and what OVS shows, the data plane this host
 // should have (bridge, tunnels, gateways, MTUs), and the OpenFlow pipeline (typed flows).
 import { cidrContains, formatIp, ipHex, isUnicastMac, macFromIp, parseCidr, parseIp } from '../../common/ipv4.js';
-import { cidr6Contains, formatIp6, linkLocalOf, parseCidr6, parseIp6 } from '../../common/ipv6.js';
+import { canonicalIp6, cidr6Contains, formatIp6, linkLocalOf, parseCidr6, parseIp6 } from '../../common/ipv6.js';
+import { createHash } from 'node:crypto';
 import type { LocalPort, OvsInterface, OvsState, Snapshot } from '../model.js';
 import { act, flow, type Action, type Flow, type Match } from '../ovs/flows/flow.js';
 import { PRIORITY, REG_FROM_TUNNEL, REG_NETWORK, TABLES, type TableName } from '../ovs/flows/pipeline.js';
@@ -14,11 +15,20 @@ import { WIREGUARD_OVERHEAD } from '../../common/wireguard.js';
 
 /** outer IPv4 20 + GRE with key 8 + inner Ethernet 14 */
 export const GRE_OVERHEAD = 42;
+/** an IPv6 outer header is 20 bytes longer than IPv4's (ip6gre: 62 in all) */
+export const IPV6_OUTER_EXTRA = 20;
 
 export interface TunnelSpec {
   port: string;
   remoteIp: string;
   peer: string;
+  /** gre (IPv4 underlay) or ip6gre (IPv6 underlay) */
+  type: 'gre' | 'ip6gre';
+}
+
+/** Pure: the underlay family of an address (undefined: neither) */
+export function underlayFamily(ip: string): 4 | 6 | undefined {
+  return parseIp(ip) !== undefined ? 4 : parseIp6(ip) !== undefined ? 6 : undefined;
 }
 export interface GatewaySpec {
   port: string;
@@ -39,6 +49,8 @@ export interface DesiredPlane {
   gateways: GatewaySpec[];
   /** container MTU per network */
   mtu: Record<string, number>;
+  /** peers whose underlay is of the other family: no tunnel to them (GRE keeps its outer family) */
+  crossFamily?: string[];
 }
 
 export interface AgentParams {
@@ -52,15 +64,25 @@ export interface AgentParams {
 }
 
 export function tunnelPortName(ip: string): string {
-  return `gre-${ipHex(parseIp(ip)!)}`;
+  const v4 = parseIp(ip);
+  if (v4 !== undefined) return `gre-${ipHex(v4)}`;
+  // IPv6: 11 hex digits of a hash of the address (a port name fits 15 characters)
+  return `gr6-${createHash('sha256')
+    .update(canonicalIp6(ip) ?? ip)
+    .digest('hex')
+    .slice(0, 11)}`;
 }
 export function gatewayPortName(greKey: number): string {
   return `gmgw${greKey}`;
 }
 
-/** The MTU GRE packets between hosts have: the underlay's, less WireGuard's overhead when they travel inside it. */
-export function tunnelMtu(s: Pick<Snapshot, 'encryption'>, underlayMtu: number): number {
-  return s.encryption ? underlayMtu - WIREGUARD_OVERHEAD : underlayMtu;
+/**
+ * The MTU GRE packets between hosts have: the underlay's, less WireGuard's overhead when they
+ * travel inside it, less the IPv6 outer header's extra 20 bytes on an IPv6 underlay.
+ */
+export function tunnelMtu(s: Pick<Snapshot, 'encryption'> & { underlayIp?: string }, underlayMtu: number): number {
+  const six = s.underlayIp !== undefined && underlayFamily(s.underlayIp) === 6 ? IPV6_OUTER_EXTRA : 0;
+  return (s.encryption ? underlayMtu - WIREGUARD_OVERHEAD : underlayMtu) - six;
 }
 
 export function containerMtu(networkMtu: number, underlayMtu: number): number {
@@ -93,14 +115,21 @@ export function hostGatewayOf(s: Snapshot, network: string): { ip: string; prefi
 }
 
 export function computeDesired(s: Snapshot, p: AgentParams): DesiredPlane {
-  const tunnels = s.peers
-    .filter((x) => x.name !== s.host && x.underlayIp !== s.underlayIp && parseIp(x.underlayIp) !== undefined)
+  // GRE cannot change the outer family: an IPv4-underlay host and an IPv6-underlay one get no tunnel
+  const family = underlayFamily(s.underlayIp);
+  const type = family === 6 ? ('ip6gre' as const) : ('gre' as const);
+  const others = s.peers.filter((x) => x.name !== s.host && x.underlayIp !== s.underlayIp);
+  const crossFamily = others.filter((x) => underlayFamily(x.underlayIp) !== family).map((x) => x.name);
+  const tunnels = others
+    .filter((x) => family !== undefined && underlayFamily(x.underlayIp) === family)
     .flatMap((x) => {
-      if (!s.encryption) return [{ port: tunnelPortName(x.underlayIp), remoteIp: x.underlayIp, peer: x.name }];
+      if (!s.encryption) return [{ port: tunnelPortName(x.underlayIp), remoteIp: x.underlayIp, peer: x.name, type }];
       // encrypted: GRE between tunnel IPs only, and only once this host's WireGuard carries
       // them (fail closed: no tunnel rather than one in cleartext) and the peer has a key
       if (!p.wireguardReady?.() || !x.wireguard) return [];
-      return [{ port: tunnelPortName(x.underlayIp), remoteIp: x.wireguard.tunnelIp, peer: x.name }];
+      return [
+        { port: tunnelPortName(x.underlayIp), remoteIp: x.wireguard.tunnelIp, peer: x.name, type: 'gre' as const },
+      ];
     })
     .sort((a, b) => a.port.localeCompare(b.port));
   const mtu: Record<string, number> = {};
@@ -121,7 +150,7 @@ export function computeDesired(s: Snapshot, p: AgentParams): DesiredPlane {
       ...(n.ipv6Cidr && slice.ipv6Cidr ? gateway6Of(slice.ipv6Cidr, n.ipv6Cidr) : {}),
     });
   }
-  return { bridge: p.bridge, datapath: p.datapath, tunnels, gateways, mtu };
+  return { bridge: p.bridge, datapath: p.datapath, tunnels, gateways, mtu, crossFamily };
 }
 
 /** Container ports: any interface on the bridge whose external_ids name a network, IP and MAC. */
@@ -438,7 +467,7 @@ export function diffOvs(d: DesiredPlane, o: OvsState): OvsOp[] {
   for (const t of d.tunnels) {
     const cur = onBridge.get(t.port);
     const iface = {
-      type: 'gre',
+      type: t.type,
       options: { remote_ip: t.remoteIp, key: 'flow' },
       bfd: { enable: 'true' },
       externalIds: tunnelIds(t.peer),
@@ -446,7 +475,7 @@ export function diffOvs(d: DesiredPlane, o: OvsState): OvsOp[] {
     if (!cur) {
       ops.push({ op: 'add-port', bridge: d.bridge, port: t.port, iface, portExternalIds: owned() });
     } else if (
-      cur.type !== 'gre' ||
+      cur.type !== t.type ||
       cur.options.remote_ip !== t.remoteIp ||
       cur.options.key !== 'flow' ||
       cur.externalIds[PEER_KEY] !== t.peer ||
@@ -472,7 +501,8 @@ export function diffOvs(d: DesiredPlane, o: OvsState): OvsOp[] {
   }
   const wanted = new Set([...d.tunnels.map((t) => t.port), ...d.gateways.map((g) => g.port)]);
   for (const i of onBridge.values()) {
-    const ours = isOwned(i.externalIds) && (i.name.startsWith('gre-') || i.name.startsWith('gmgw'));
+    const ours =
+      isOwned(i.externalIds) && (i.name.startsWith('gre-') || i.name.startsWith('gr6-') || i.name.startsWith('gmgw'));
     if (ours && !wanted.has(i.name)) ops.push({ op: 'delete-port', bridge: d.bridge, port: i.name });
   }
   return ops;

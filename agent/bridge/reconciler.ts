@@ -67,6 +67,7 @@ export class Reconciler {
   /** the flows installed by our last pass, port names resolved; undefined: not known, replace them all */
   private installed: Flow[] | undefined;
   private lastNat = '';
+  private lastCrossFamily = '';
   private lastNatAt = 0;
   /** devices whose addresses/routes were last found right: their ifindex, what was wanted, when */
   private verified = new Map<string, { ifindex: number; want: string; at: number }>();
@@ -221,6 +222,15 @@ export class Reconciler {
     const t0 = performance.now();
     const { ovs, params } = this.o;
     const desired = computeDesired(s, params);
+    const cross = (desired.crossFamily ?? []).join(',');
+    if (cross !== this.lastCrossFamily) {
+      this.lastCrossFamily = cross;
+      if (cross)
+        this.o.log.warn(
+          { peers: desired.crossFamily, underlayIp: s.underlayIp },
+          `no tunnel to ${cross}: their underlay is of the other IP family (GRE keeps its outer family: IPv4 hosts tunnel to IPv4 hosts, IPv6 to IPv6)`,
+        );
+    }
     let observed = await ovs.observe();
     const { underlay, restoreUnderlay } = this.o;
     if (underlay && restoreUnderlay)

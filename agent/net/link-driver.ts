@@ -2,6 +2,9 @@
 import type { Runner } from '../../common/exec.js';
 import { formatIp6, parseIfaceCidr6 } from '../../common/ipv6.js';
 
+/** `ip`'s family flag for an address */
+const familyOf = (ip: string): '-4' | '-6' => (ip.includes(':') ? '-6' : '-4');
+
 const canonicalCidr6 = (c: string): string => {
   const p = parseIfaceCidr6(c);
   return p ? `${formatIp6(p.ip)}/${p.prefix}` : c;
@@ -90,8 +93,8 @@ interface IpAddrJson {
 export class IpLinkDriver implements LinkDriver {
   constructor(private readonly run: Runner) {}
 
-  private async addrs(dev?: string): Promise<IpAddrJson[]> {
-    const r = await this.run(['ip', '-j', '-4', 'addr', 'show', ...(dev ? ['dev', dev] : [])]);
+  private async addrs(dev?: string, family: '-4' | '-6' = '-4'): Promise<IpAddrJson[]> {
+    const r = await this.run(['ip', '-j', family, 'addr', 'show', ...(dev ? ['dev', dev] : [])]);
     return JSON.parse(r.stdout || '[]') as IpAddrJson[];
   }
 
@@ -133,15 +136,15 @@ export class IpLinkDriver implements LinkDriver {
   }
 
   async mtuOfAddress(ip: string): Promise<number | undefined> {
-    const all = await this.addrs();
+    const all = await this.addrs(undefined, familyOf(ip));
     return all.find((l) => l.addr_info.some((a) => a.local === ip))?.mtu;
   }
 
   async underlayOf(ip: string): Promise<{ dev: string; cidr: string; mtu: number; routes: string[][] } | undefined> {
-    const link = (await this.addrs()).find((l) => l.addr_info.some((a) => a.local === ip));
+    const link = (await this.addrs(undefined, familyOf(ip))).find((l) => l.addr_info.some((a) => a.local === ip));
     if (!link) return undefined;
     const a = link.addr_info.find((x) => x.local === ip)!;
-    const r = await this.run(['ip', '-j', '-4', 'route', 'show', 'dev', link.ifname]);
+    const r = await this.run(['ip', '-j', familyOf(ip), 'route', 'show', 'dev', link.ifname]);
     const routes = (JSON.parse(r.stdout || '[]') as { dst: string; gateway?: string }[])
       .filter((x) => x.gateway)
       .map((x) => [x.dst, 'via', x.gateway!, 'dev', link.ifname]);
@@ -149,7 +152,7 @@ export class IpLinkDriver implements LinkDriver {
   }
 
   async ensureUnderlay(dev: string, cidr: string, routes: string[][]): Promise<void> {
-    const [link] = await this.addrs(dev);
+    const [link] = await this.addrs(dev, familyOf(cidr.split('/')[0]!));
     if (!link) return;
     if (!(link.flags ?? []).includes('UP')) await this.run(['ip', 'link', 'set', 'dev', dev, 'up']);
     if (!link.addr_info.some((a) => `${a.local}/${a.prefixlen}` === cidr))

@@ -1,4 +1,5 @@
-// IPv6: a dual-stack network across three lab hosts (real OVS, dockerd, containers):
+// IPv6: a dual-stack network across three lab hosts whose underlay is IPv6 (ip6gre
+// tunnels; a fourth host on an IPv4 underlay beside them) (real OVS, dockerd, containers):
 // ping6 and TCP over IPv6 between hosts, the outside over IPv6 (NAT66 to the host's own
 // IPv6 address), the ND responder (a neighbour solicitation for a known address is
 // answered on the asker's host), IPv6 port security (forged source, router advertisement,
@@ -8,7 +9,7 @@ import * as path from 'node:path';
 import { ROOT, isRoot } from '../helpers/cli.js';
 import { labUp, type TestLab } from '../helpers/lab.js';
 import { sh, waitUntil } from '../helpers/endpoint.js';
-import { coordctl, joinAll, startCoordinator } from '../../deploy/lab/mesh.js';
+import { agentLog, coordctl, joinAll, startCoordinator } from '../../deploy/lab/mesh.js';
 import { IMAGE, OUTSIDE_IP6, hostEnv, underlayIp6 } from '../../deploy/lab/plan.js';
 import { linkLocalOf } from '../../common/ipv6.js';
 
@@ -68,9 +69,11 @@ async function dualStackAddress(pid: string): Promise<{ ip: string; ip6: string;
 
 test.before(async () => {
   if (!isRoot) return;
-  lab = await labUp(3);
+  lab = await labUp(4);
   await startCoordinator(lab.dir);
-  await joinAll(lab.dir, HOSTS);
+  // h1..h3 tunnel over their IPv6 underlay addresses (ip6gre); h4 stays on IPv4
+  await joinAll(lab.dir, HOSTS, [], (h, a) => [...a, '--underlay-ip', underlayIp6(nodeOf(h).ip)]);
+  await joinAll(lab.dir, ['h4']);
   const r = await coordctl(lab.dir, [
     'network',
     'create',
@@ -93,13 +96,40 @@ test.after.always(async () => {
 });
 
 serial(
+  'an IPv6 underlay: ip6gre between h1..h3, only IPv6 GRE on the wire; h4 (IPv4) gets no tunnel, said why',
+  async (t) => {
+    const hosts = JSON.parse((await coordctl(lab.dir, ['hosts', '-o', 'json'])).stdout) as {
+      name: string;
+      underlayIp: string;
+    }[];
+    for (const h of HOSTS) t.is(hosts.find((x) => x.name === h)!.underlayIp, underlayIp6(nodeOf(h).ip));
+    const ports = JSON.parse(
+      (await inHost('h1', ['ovs-vsctl', '-f', 'json', '--columns=name,type', 'list', 'interface'])).stdout,
+    ) as { data: [string, string][] };
+    const tunnels = ports.data.filter((r) => /^gr(e|6)-/.test(r[0]));
+    t.is(tunnels.length, 2, 'h1 has a tunnel to h2 and h3 only');
+    for (const r of tunnels) t.is(r[1], 'ip6gre', `${r[0]} is ip6gre`);
+    const cap = inHost('h1', ['timeout', '3', 'tcpdump', '-n', '-l', '-i', 'eth0', 'proto gre or ip6 proto 47']);
+    await new Promise((r) => setTimeout(r, 1000));
+    await ping6('h1', c.h2!.ip6, 3);
+    const wire = (await cap).stdout;
+    t.regex(wire, new RegExp(`IP6 ${underlayIp6(nodeOf('h1').ip)} > ${underlayIp6(nodeOf('h2').ip)}: GRE`));
+    t.notRegex(wire, /^\S+ IP 198\.18/m, 'no IPv4 GRE between them');
+    const link = JSON.parse((await inC('h1', ['ip', '-j', 'link', 'show', 'eth0'])).stdout) as { mtu: number }[];
+    t.is(link[0]!.mtu, 1500 - 62, 'containers carry 62 bytes less than the underlay (ip6gre with a key)');
+    const log = (await sh(['cat', agentLog(lab.dir, 'h4')], {}, false)).stdout;
+    t.regex(log, /no tunnel to h1,h2,h3: their underlay is of the other IP family/);
+  },
+);
+
+serial(
   'each host has both slices; containers get both addresses, the IPv6 one derived from the IPv4 one',
   async (t) => {
     const hosts = JSON.parse((await coordctl(lab.dir, ['hosts', '-o', 'json'])).stdout) as {
       name: string;
       slices: { network: string; cidr: string; ipv6Cidr: string }[];
     }[];
-    const six = hosts.map((h) => h.slices.find((s) => s.network === NET)!);
+    const six = hosts.filter((h) => HOSTS.includes(h.name)).map((h) => h.slices.find((s) => s.network === NET)!);
     t.is(new Set(six.map((s) => s.ipv6Cidr)).size, 3, 'three different IPv6 slices');
     for (const s of six) t.regex(s.ipv6Cidr, /^fd00:19:(:|0:[0-9a-f]+::)\/64$/);
     for (const h of HOSTS) {
