@@ -4,6 +4,7 @@
 // tunnel it leaves by, and asks the destination host's agent to trace its arrival.
 import { randomBytes } from 'node:crypto';
 import { cidrContains, parseCidr, parseIp } from '../common/ipv4.js';
+import { canonicalIp6, cidr6Contains, parseCidr6, parseIp6 } from '../common/ipv6.js';
 import type { TraceHop, TraceReport, TraceRequest } from '../proto/gen/gremesh/v1/gremesh.js';
 import { invalid, notFound, precondition } from './errors.js';
 import type { EndpointView, NetworkView } from './coordinator.js';
@@ -20,13 +21,15 @@ export function resolveEnd(
   if (ref.startsWith('outside:')) {
     const ip = ref.slice('outside:'.length);
     if (!outsideAllowed) return { error: 'the source of a trace is a container or a gremesh address, not outside' };
-    if (parseIp(ip) === undefined) return { error: `"${trunc(ref)}": outside:IP needs an IPv4 address` };
-    return { outside: ip };
+    if (parseIp(ip) === undefined && canonicalIp6(ip) === undefined)
+      return { error: `"${trunc(ref)}": outside:IP needs an IPv4 or IPv6 address` };
+    return { outside: canonicalIp6(ip) ?? ip };
   }
   const byName = endpoints.filter((e) => e.name === ref || e.name === `/${ref}`);
   // a DNS name (alias, hostname) as the networks' resolvers answer it
   const byDns = endpoints.filter((e) => e.names?.includes(ref.toLowerCase()));
-  const byIp = endpoints.filter((e) => e.ip === ref);
+  const six = canonicalIp6(ref);
+  const byIp = endpoints.filter((e) => e.ip === ref || (six !== undefined && e.ip6 === six));
   const byId = ref.length >= 4 ? endpoints.filter((e) => e.containerId.startsWith(ref)) : [];
   const found = byName.length ? byName : byDns.length ? byDns : byIp.length ? byIp : byId;
   if (found.length === 0)
@@ -109,13 +112,21 @@ export async function runTrace(
     report.verdict = `dropped: ${report.dst} is in network ${dst.endpoint.network}, ${report.src} in ${s.network}; networks never reach each other (no ARP answer, no flow between them)`;
     return report;
   }
-  const dstIp = 'outside' in dst ? dst.outside : dst.endpoint.ip;
-  if ('outside' in dst && cidrContains(parseCidr(net.cidr)!, parseIp(dstIp)!))
+  // IPv6 when an end is named by an IPv6 address (or --src-ip is one): the packet is IPv6 end to end
+  const v6 = [r.src, r.dst.replace(/^outside:/, ''), r.srcIp ?? ''].some((x) => canonicalIp6(x) !== undefined);
+  if (v6 && !s.ip6) throw invalid(`${describe(s)} has no IPv6 address: no IPv6 packet to trace`);
+  if (v6 && 'endpoint' in dst && !dst.endpoint.ip6)
+    throw invalid(`${describe(dst.endpoint)} has no IPv6 address: no IPv6 packet to trace`);
+  const dstIp = 'outside' in dst ? dst.outside : v6 ? dst.endpoint.ip6! : dst.endpoint.ip;
+  if (!v6 && 'outside' in dst && cidrContains(parseCidr(net.cidr)!, parseIp(dstIp)!))
     throw invalid(`outside:${dstIp} is inside network ${net.name} (${net.cidr}): name the container instead`);
-  if (r.srcIp && parseIp(r.srcIp) === undefined) throw invalid(`--src-ip "${trunc(r.srcIp)}" is not an IPv4 address`);
+  if (v6 && 'outside' in dst && net.ipv6Cidr && cidr6Contains(parseCidr6(net.ipv6Cidr)!, parseIp6(dstIp)!))
+    throw invalid(`outside:${dstIp} is inside network ${net.name} (${net.ipv6Cidr}): name the container instead`);
+  if (r.srcIp && (v6 ? canonicalIp6(r.srcIp) : parseIp(r.srcIp)) === undefined)
+    throw invalid(`--src-ip "${trunc(r.srcIp)}" is not an IPv${v6 ? 6 : 4} address`);
   const packet = {
     srcMac: s.mac,
-    srcIp: r.srcIp || s.ip,
+    srcIp: (r.srcIp && (canonicalIp6(r.srcIp) ?? r.srcIp)) || (v6 ? s.ip6! : s.ip),
     dstMac: 'endpoint' in dst ? dst.endpoint.mac : '',
     dstIp,
     proto,

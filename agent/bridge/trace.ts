@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Runner } from '../../common/exec.js';
 import { cidrContains, parseCidr, parseIp } from '../../common/ipv4.js';
+import { cidr6Contains, parseCidr6, parseIp6 } from '../../common/ipv6.js';
 import type { TraceHop, TraceRequest, TraceStep } from '../../proto/gen/gremesh/v1/gremesh.js';
 import { TABLES as TABLE, TABLE_NAMES } from '../ovs/flows/pipeline.js';
 import type { OvsState, Snapshot } from '../model.js';
@@ -184,30 +185,50 @@ export function traceFlow(
   inPort: number,
   tunnel?: { key: number; src: string; dst: string },
 ): string {
+  const v6 = req.srcIp.includes(':');
   const l4 =
     req.proto === 'tcp'
-      ? `tcp,tp_src=40000,tp_dst=${req.port || 80}`
+      ? `${v6 ? 'tcp6' : 'tcp'},tp_src=40000,tp_dst=${req.port || 80}`
       : req.proto === 'udp'
-        ? `udp,udp_src=40000,udp_dst=${req.port || 53}`
-        : 'icmp,icmp_type=8,icmp_code=0';
+        ? `${v6 ? 'udp6' : 'udp'},udp_src=40000,udp_dst=${req.port || 53}`
+        : v6
+          ? 'icmp6,icmpv6_type=128,icmpv6_code=0'
+          : 'icmp,icmp_type=8,icmp_code=0';
+  const tun = tunnel
+    ? [
+        `tun_id=${tunnel.key}`,
+        ...(tunnel.src.includes(':')
+          ? [`tun_ipv6_src=${tunnel.src}`, `tun_ipv6_dst=${tunnel.dst}`]
+          : [`tun_src=${tunnel.src}`, `tun_dst=${tunnel.dst}`]),
+      ]
+    : [];
   return [
     `in_port=${inPort}`,
-    ...(tunnel ? [`tun_id=${tunnel.key}`, `tun_src=${tunnel.src}`, `tun_dst=${tunnel.dst}`] : []),
+    ...tun,
     `dl_src=${req.srcMac}`,
     `dl_dst=${req.dstMac}`,
     l4,
-    `nw_src=${req.srcIp}`,
-    `nw_dst=${req.dstIp}`,
+    v6 ? `ipv6_src=${req.srcIp}` : `nw_src=${req.srcIp}`,
+    v6 ? `ipv6_dst=${req.dstIp}` : `nw_dst=${req.dstIp}`,
     'nw_ttl=64',
   ].join(',');
 }
 
-/** Pure: the masquerade rule of our nftables table that applies to a packet from cidr, read from `nft list table ip gremesh`. */
+/** Pure: the masquerade rule of our nftables table that applies to a packet from cidr, read from `nft list table ip gremesh` (ip6 for an IPv6 prefix). */
 export function natRule(ruleset: string, networkCidr: string): string | undefined {
+  const family = networkCidr.includes(':') ? 'ip6' : 'ip';
   return ruleset
     .split('\n')
     .map((l) => l.trim())
-    .find((l) => l.includes(`ip saddr ${networkCidr}`) && l.endsWith('masquerade'));
+    .find((l) => l.includes(`${family} saddr ${networkCidr}`) && l.endsWith('masquerade'));
+}
+
+/** Pure: whether ip is outside network net (its IPv4 CIDR, or its IPv6 prefix for an IPv6 address) */
+function outsideOf(net: { cidr: string; ipv6Cidr?: string }, ip: string): boolean {
+  const v4 = parseIp(ip);
+  if (v4 !== undefined) return !cidrContains(parseCidr(net.cidr)!, v4);
+  const v6 = parseIp6(ip);
+  return v6 !== undefined && !!net.ipv6Cidr && !cidr6Contains(parseCidr6(net.ipv6Cidr)!, v6);
 }
 
 /**
@@ -294,8 +315,7 @@ export class Tracer {
       inPort = i.ofport;
       const b = parseBinding(i.externalIds)!;
       const net = s?.networks.find((n) => n.name === b.network);
-      const dst = parseIp(req.dstIp);
-      if (!req.dstMac && net && dst !== undefined && !cidrContains(parseCidr(net.cidr)!, dst)) {
+      if (!req.dstMac && net && outsideOf(net, req.dstIp)) {
         // outside the network: the container sends to its gateway's MAC
         const gw = o.interfaces.find(
           (x) => x.bridge === d.bridge && x.name.startsWith('gmgw') && x.externalIds[NETWORK_KEY] === b.network,
@@ -326,9 +346,11 @@ export class Tracer {
       const gw = parsed.outputs.map((n) => ports.get(n)).find((p) => p?.kind === 'gateway');
       const net = s?.networks.find((n) => n.name === gw?.network);
       const dst = parseIp(packet.dstIp);
-      if (net && dst !== undefined && !cidrContains(parseCidr(net.cidr)!, dst)) {
-        const ruleset = (await d.run(['nft', 'list', 'table', 'ip', NFT_TABLE], { okCodes: [1] })).stdout;
-        const rule = natRule(ruleset, net.cidr);
+      const v6 = parseIp6(packet.dstIp) !== undefined;
+      if (net && outsideOf(net, packet.dstIp)) {
+        const family = v6 ? 'ip6' : 'ip';
+        const ruleset = (await d.run(['nft', 'list', 'table', family, NFT_TABLE], { okCodes: [1] })).stdout;
+        const rule = natRule(ruleset, v6 ? net.ipv6Cidr! : net.cidr);
         const dns =
           (packet.proto === 'udp' || packet.proto === 'tcp') && packet.port === 53 && gw
             ? dnsRule(ruleset, gw.name, packet.dstIp)
@@ -342,12 +364,15 @@ export class Tracer {
             verdict: 'gateway',
             detail: `${detail}; DNS: to the names resolver on ${dns.split('dnat to ')[1]}:53 by \`${dns}\` (table ip ${NFT_TABLE}, chain prerouting): it answers the network's names and relays the rest to ${packet.dstIp}`,
           };
-        const linkLocal = cidrContains(parseCidr(LINK_LOCAL)!, dst) && ruleset.includes(`ip daddr ${LINK_LOCAL} drop`);
+        const linkLocal =
+          dst !== undefined &&
+          cidrContains(parseCidr(LINK_LOCAL)!, dst) &&
+          ruleset.includes(`ip daddr ${LINK_LOCAL} drop`);
         detail = linkLocal
           ? `dropped at the gateway: link-local ${packet.dstIp} is not forwarded (rule \`iifname "gmgw*" ip daddr ${LINK_LOCAL} drop\`; open with --gateway-allow link-local)`
           : rule
-            ? `${detail}; NAT: masqueraded to ${d.host}'s address by \`${rule}\` (table ip ${NFT_TABLE}, chain postrouting), then out of the host's default route`
-            : `${detail}; no masquerade rule for ${net.cidr} in table ip ${NFT_TABLE}: it leaves unmasqueraded`;
+            ? `${detail}; NAT: masqueraded to ${d.host}'s ${v6 ? 'IPv6 ' : ''}address by \`${rule}\` (table ${family} ${NFT_TABLE}, chain postrouting), then out of the host's default route`
+            : `${detail}; no masquerade rule for ${v6 ? net.ipv6Cidr : net.cidr} in table ${family} ${NFT_TABLE}: it leaves unmasqueraded`;
         if (linkLocal)
           return {
             ...hop({ verdict: 'dropped', detail }),

@@ -17,6 +17,7 @@ const serial = isRoot ? test.serial : test.skip;
 const CRAFT = path.join(ROOT, 'test/fixtures/craft.py');
 const HOSTS = ['h1', 'h2', 'h3'];
 const NET = 'six';
+const METRICS = '127.0.0.1:9481';
 let lab: TestLab;
 const c: Record<string, { pid: string; ip: string; ip6: string; mac: string }> = {};
 
@@ -72,7 +73,7 @@ test.before(async () => {
   lab = await labUp(4);
   await startCoordinator(lab.dir);
   // h1..h3 tunnel over their IPv6 underlay addresses (ip6gre); h4 stays on IPv4
-  await joinAll(lab.dir, HOSTS, [], (h, a) => [...a, '--underlay-ip', underlayIp6(nodeOf(h).ip)]);
+  await joinAll(lab.dir, HOSTS, ['--metrics', METRICS], (h, a) => [...a, '--underlay-ip', underlayIp6(nodeOf(h).ip)]);
   await joinAll(lab.dir, ['h4']);
   const r = await coordctl(lab.dir, [
     'network',
@@ -250,6 +251,41 @@ serial(
     );
     t.true(await ping6('h2', c.h3!.ip6), 'h2 still reaches h3 at its own MAC');
     t.regex((await inC('h2', ['ip', '-6', 'neigh', 'show', c.h3!.ip6])).stdout, new RegExp(c.h3!.mac));
+  },
+);
+
+serial(
+  'day 2: coordctl trace with IPv6 ends (across hosts, to the outside through NAT66), metrics by family',
+  async (t) => {
+    const trace = async (...a: string[]) => {
+      const r = await coordctl(lab.dir, ['trace', ...a, '-o', 'json']);
+      t.is(r.exitCode, 0, r.stderr);
+      return JSON.parse(r.stdout) as { verdict: string; hops: { host: string; verdict: string; detail: string }[] };
+    };
+    const across = await trace(`v-h1`, c.h2!.ip6);
+    t.deepEqual(
+      across.hops.map((h) => [h.host, h.verdict]),
+      [
+        ['h1', 'sent'],
+        ['h2', 'delivered'],
+      ],
+    );
+    const out = await trace('v-h1', `outside:${OUTSIDE_IP6}`);
+    t.regex(out.verdict, /masqueraded to h1's IPv6 address by `ip6 saddr fd00:19::\/48/);
+    const v4 = await trace('v-h1', c.h2!.ip);
+    t.is(v4.hops.at(-1)!.verdict, 'delivered', 'the same pair by its IPv4 address');
+    const m = (
+      await lab.exec('h1', [
+        'node',
+        '-e',
+        `fetch('http://${METRICS}/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))`,
+      ])
+    ).stdout;
+    // labels as prom-client prints them: the metric's own, then the default host label
+    t.regex(m, /^gremesh_endpoint_addresses\{network="six",family="6",host="h1"\} [1-9]/m);
+    t.regex(m, /^gremesh_endpoint_addresses\{network="six",family="4",host="h1"\} [1-9]/m);
+    t.regex(m, /^gremesh_tunnels\{family="6",host="h1"\} 2$/m, 'two ip6gre tunnels');
+    t.regex(m, /^gremesh_tunnels\{family="4",host="h1"\} 0$/m, 'no IPv4 GRE');
   },
 );
 
