@@ -83,6 +83,35 @@ function wireguardGauges(m: MetricsServer, read: () => WireguardFigures | undefi
   });
 }
 
+/** addresses per network and tunnels by IP family: the update after each pass */
+function familyGauges(m: MetricsServer) {
+  const { prom, registry } = m;
+  const addresses = new prom.Gauge({
+    name: 'gremesh_endpoint_addresses',
+    help: 'addresses of the containers with a port on the bridge, per network and IP family (4, 6)',
+    labelNames: ['network', 'family'],
+    registers: [registry],
+  });
+  const tunnels = new prom.Gauge({
+    name: 'gremesh_tunnels',
+    help: 'tunnels to peers, by the underlay IP family they run over (4: gre, 6: ip6gre)',
+    labelNames: ['family'],
+    registers: [registry],
+  });
+  return (r: Parameters<AgentMetrics['pass']>[0], before: Set<string>, perNet: Map<string, number>) => {
+    for (const n of before)
+      if (!perNet.has(n)) for (const family of ['4', '6']) addresses.remove({ network: n, family });
+    for (const n of perNet.keys()) {
+      const eps = r.locals.filter((l) => !l.gateway && l.network === n);
+      addresses.set({ network: n, family: '4' }, eps.length);
+      addresses.set({ network: n, family: '6' }, eps.filter((l) => l.ip6).length);
+    }
+    const six = r.desired.tunnels.filter((t) => t.type === 'ip6gre').length;
+    tunnels.set({ family: '4' }, r.desired.tunnels.length - six);
+    tunnels.set({ family: '6' }, six);
+  };
+}
+
 export function agentMetrics(m: MetricsServer): AgentMetrics {
   const { prom, registry } = m;
   const up = new prom.Gauge({
@@ -127,18 +156,7 @@ export function agentMetrics(m: MetricsServer): AgentMetrics {
     labelNames: ['network'],
     registers: [registry],
   });
-  const addresses = new prom.Gauge({
-    name: 'gremesh_endpoint_addresses',
-    help: 'addresses of the containers with a port on the bridge, per network and IP family (4, 6)',
-    labelNames: ['network', 'family'],
-    registers: [registry],
-  });
-  const tunnelsByFamily = new prom.Gauge({
-    name: 'gremesh_tunnels',
-    help: 'tunnels to peers, by the underlay IP family they run over (4: gre, 6: ip6gre)',
-    labelNames: ['family'],
-    registers: [registry],
-  });
+  const byFamily = familyGauges(m);
   const dns = new prom.Counter({
     name: 'gremesh_dns_queries_total',
     help: 'queries to the names resolver, by outcome: answered (a gremesh name), forwarded, nxdomain (forwarded, the upstream said no such name), refused, limited, failed',
@@ -181,20 +199,9 @@ export function agentMetrics(m: MetricsServer): AgentMetrics {
       for (const l of r.locals) if (!l.gateway) perNet.set(l.network, (perNet.get(l.network) ?? 0) + 1);
       for (const n of r.desired.gateways.map((g) => g.network)) if (!perNet.has(n)) perNet.set(n, 0);
       for (const [n, c] of perNet) containers.set({ network: n }, c);
-      for (const n of knownNetworks)
-        if (!perNet.has(n)) {
-          containers.remove({ network: n });
-          for (const family of ['4', '6']) addresses.remove({ network: n, family });
-        }
+      for (const n of knownNetworks) if (!perNet.has(n)) containers.remove({ network: n });
+      byFamily(r, knownNetworks, perNet);
       knownNetworks = new Set(perNet.keys());
-      for (const n of perNet.keys()) {
-        const eps = r.locals.filter((l) => !l.gateway && l.network === n);
-        addresses.set({ network: n, family: '4' }, eps.length);
-        addresses.set({ network: n, family: '6' }, eps.filter((l) => l.ip6).length);
-      }
-      const six = r.desired.tunnels.filter((t) => t.type === 'ip6gre').length;
-      tunnelsByFamily.set({ family: '4' }, r.desired.tunnels.length - six);
-      tunnelsByFamily.set({ family: '6' }, six);
     },
     attached(ms, network) {
       attach.observe({ network }, ms / 1000);

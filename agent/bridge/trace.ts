@@ -223,6 +223,12 @@ export function natRule(ruleset: string, networkCidr: string): string | undefine
     .find((l) => l.includes(`${family} saddr ${networkCidr}`) && l.endsWith('masquerade'));
 }
 
+/** Pure: an address's family as the NAT tables name it */
+const familyOf = (ip: string) => {
+  const v6 = parseIp6(ip) !== undefined;
+  return { v6, family: v6 ? 'ip6' : 'ip' };
+};
+
 /** Pure: whether ip is outside network net (its IPv4 CIDR, or its IPv6 prefix for an IPv6 address) */
 function outsideOf(net: { cidr: string; ipv6Cidr?: string }, ip: string): boolean {
   const v4 = parseIp(ip);
@@ -346,9 +352,8 @@ export class Tracer {
       const gw = parsed.outputs.map((n) => ports.get(n)).find((p) => p?.kind === 'gateway');
       const net = s?.networks.find((n) => n.name === gw?.network);
       const dst = parseIp(packet.dstIp);
-      const v6 = parseIp6(packet.dstIp) !== undefined;
+      const { v6, family } = familyOf(packet.dstIp);
       if (net && outsideOf(net, packet.dstIp)) {
-        const family = v6 ? 'ip6' : 'ip';
         const ruleset = (await d.run(['nft', 'list', 'table', family, NFT_TABLE], { okCodes: [1] })).stdout;
         const rule = natRule(ruleset, v6 ? net.ipv6Cidr! : net.cidr);
         const dns =

@@ -5,7 +5,7 @@ import { commaList, quoted } from '../../common/text.js';
 import { containerDnsNames } from '../../common/dns-names.js';
 import { groupProblem, normalizeGroup } from '../../common/policy.js';
 import type { Snapshot } from '../model.js';
-import { allocate, type IpamTable } from './ipam.js';
+import { allocate, holderName, isIp6Key, type IpamTable } from './ipam.js';
 import { containerMtu, gateway6Of, gatewayOf, tunnelMtu } from '../bridge/desired.js';
 import { cidr6Contains, formatIp6, parseCidr6, parseIp6 } from '../../common/ipv6.js';
 
@@ -124,6 +124,8 @@ export interface EndpointRequest {
   mac?: string;
   /** the Docker network's com.docker.network.driver.mtu, honoured when smaller */
   mtu?: number;
+  /** a Docker network made with --ipv6: the IPv6 address our IPAM gave */
+  ip6?: string;
 }
 
 export interface EndpointPlan {
@@ -133,6 +135,10 @@ export interface EndpointPlan {
   mac: string;
   mtu: number;
   gateway: string;
+  /** dual-stack: its IPv6 address, the network's IPv6 prefix length, this host's IPv6 gateway */
+  ip6?: string;
+  prefixLen6?: number;
+  gateway6?: string;
 }
 
 /**
@@ -152,6 +158,15 @@ export function planEndpoint(
   const macError = checkMac('--mac-address', r.mac, net.name, s, macTakenHere);
   if (macError) return { error: macError };
   const gw = gatewayOf(slice.cidr, net.cidr);
+  let six: Pick<EndpointPlan, 'ip6' | 'prefixLen6' | 'gateway6'> = {};
+  if (r.ip6 !== undefined) {
+    if (!net.ipv6Cidr || !slice.ipv6Cidr) return { error: `gremesh network ${net.name} has no IPv6 prefix` };
+    const n = parseIp6(r.ip6);
+    if (n === undefined || !cidr6Contains(parseCidr6(slice.ipv6Cidr)!, n))
+      return { error: `IPv6 address ${quoted(r.ip6)} is not in this host's IPv6 slice ${slice.ipv6Cidr}` };
+    const g = gateway6Of(slice.ipv6Cidr, net.ipv6Cidr);
+    six = { ip6: formatIp6(n), prefixLen6: g.prefixLen6, gateway6: g.ip6 };
+  }
   return {
     network: net.name,
     ip: r.ip,
@@ -159,6 +174,7 @@ export function planEndpoint(
     mac: r.mac?.toLowerCase() ?? macFromIp(parseIp(r.ip)!),
     mtu: Math.min(containerMtu(net.mtu, tunnelMtu(s, underlayMtu)), r.mtu ?? Infinity),
     gateway: gw.ip,
+    ...six,
   };
 }
 
@@ -245,19 +261,108 @@ export function planIpv6(
     if (want !== undefined) return { error: `gremesh.ip6: network ${net.name} has no IPv6 prefix` };
     return undefined;
   }
-  const s6 = parseCidr6(slice.ipv6Cidr)!;
   const { ip6: gateway6, prefixLen6 } = gateway6Of(slice.ipv6Cidr, net.ipv6Cidr);
-  const v4 = parseCidr(slice.cidr)!;
-  const block = BigInt(2 ** (32 - v4.prefix));
-  if (want === undefined) return { ip6: formatIp6(s6.base + BigInt(parseIp(ip)! - v4.base)), prefixLen6, gateway6 };
+  const s6 = { cidr: slice.cidr, ipv6Cidr: slice.ipv6Cidr };
+  if (want === undefined) return { ip6: derivedIpv6(s6, ip), prefixLen6, gateway6 };
+  const a = staticIpv6('gremesh.ip6', s6, want, (ip6) =>
+    takenHere(ip6) ? 'another container on this host' : undefined,
+  );
+  return 'error' in a ? a : { ip6: a.ip6, prefixLen6, gateway6 };
+}
+
+/** a host's slices of a dual-stack network */
+type Slice6 = { cidr: string; ipv6Cidr: string };
+
+/** Pure: the IPv6 address an IPv4 address of the slice maps to: the IPv6 slice plus its offset in the IPv4 slice. */
+export function derivedIpv6(slice: Slice6, ip: string): string {
+  return formatIp6(parseCidr6(slice.ipv6Cidr)!.base + BigInt(parseIp(ip)! - parseCidr(slice.cidr)!.base));
+}
+
+/** the block of the IPv6 slice the IPv4 addresses map to: its first address and size */
+function derivedBlock(slice: Slice6): { base: bigint; size: bigint } {
+  return { base: parseCidr6(slice.ipv6Cidr)!.base, size: BigInt(2 ** (32 - parseCidr(slice.cidr)!.prefix)) };
+}
+
+/**
+ * Pure: a requested IPv6 address, checked: an IPv6 address inside this host's IPv6 slice,
+ * above the block the IPv4 addresses map to, not in use (`inUse` names who has it).
+ * `what` names the request in errors (gremesh.ip6, or Docker's --ip6).
+ */
+export function staticIpv6(
+  what: string,
+  slice: Slice6,
+  want: string,
+  inUse: (ip6: string) => string | undefined,
+): { ip6: string } | { error: string } {
+  const s6 = parseCidr6(slice.ipv6Cidr)!;
+  const block = derivedBlock(slice);
   const n = parseIp6(want);
-  if (n === undefined) return { error: `gremesh.ip6 ${quoted(want)} is not an IPv6 address` };
-  if (!cidr6Contains(s6, n)) return { error: `gremesh.ip6 ${want} is not in this host's IPv6 slice ${slice.ipv6Cidr}` };
-  if (n - s6.base < block)
+  if (n === undefined) return { error: `${what} ${quoted(want)} is not an IPv6 address` };
+  if (!cidr6Contains(s6, n)) return { error: `${what} ${want} is not in this host's IPv6 slice ${slice.ipv6Cidr}` };
+  if (n - block.base < block.size)
     return {
-      error: `gremesh.ip6 ${want} is in ${formatIp6(s6.base)}-${formatIp6(s6.base + block - 1n)}, where the IPv4 addresses map to: choose one above`,
+      error: `${what} ${want} is in ${formatIp6(block.base)}-${formatIp6(block.base + block.size - 1n)}, where the IPv4 addresses map to: choose one above`,
     };
   const ip6 = formatIp6(n);
-  if (takenHere(ip6)) return { error: `gremesh.ip6 ${ip6} is in use by another container on this host` };
-  return { ip6, prefixLen6, gateway6 };
+  const holder = inUse(ip6);
+  if (holder) return { error: `${what} ${ip6} is in use by ${holder}` };
+  return { ip6 };
+}
+
+/**
+ * Pure: the IPv4 reservation of the endpoint asking for its IPv6 address, when that is certain:
+ * the only reservation for Docker (`docker:TIME:N`) in the network not yet paired with an
+ * IPv6 address (see dockerIpv6).
+ */
+export function ownReservation(t: IpamTable, network: string): { ip: string; holder: string } | undefined {
+  const used = Object.entries(t[network] ?? {});
+  const paired = new Set(used.flatMap(([ip, h]) => (isIp6Key(ip) ? [h] : [])));
+  const unpaired = used.filter(([ip, h]) => !isIp6Key(ip) && h.startsWith('docker:') && !paired.has(h));
+  return unpaired.length === 1 ? { ip: unpaired[0]![0], holder: unpaired[0]![1] } : undefined;
+}
+
+/**
+ * Pure: the IPv6 address Docker's IPAM hands out on a dual-stack network (the plugin path).
+ * Docker asks for an endpoint's IPv4 address, then for its IPv6 one, but the second request
+ * does not say which endpoint it is for. The tie: the IPv4 reservations for Docker
+ * (`docker:TIME:N`) not yet paired with an IPv6 address. When there is exactly one, it is
+ * this endpoint's own (every endpoint asking for IPv6 has one unpaired, until its IPv6
+ * request pairs it), and the address is the one its IPv4 address maps to, as on the label
+ * path. When several endpoints are being created at once the tie is ambiguous: the lowest
+ * free address above the mapped block, which no IPv4 address maps to. A requested one
+ * (--ip6) is checked as gremesh.ip6 is. `pairWith`: the reservation this address is held
+ * with (undefined: a holder of its own). Every address handed out is held in the table, so
+ * whatever was chosen stays unique; `takenHere` covers the ports on the bridge (labelled
+ * containers' gremesh.ip6).
+ */
+export function dockerIpv6(
+  t: IpamTable,
+  network: string,
+  slice: Slice6,
+  want: string | undefined,
+  takenHere: (ip6: string) => boolean,
+): { ip6: string; pairWith?: string } | { error: string } {
+  const used = t[network] ?? {};
+  const inUse = (ip6: string) =>
+    used[ip6] ? holderName(used[ip6]) : takenHere(ip6) ? 'another container on this host' : undefined;
+  const own = ownReservation(t, network);
+  const pairWith = own?.holder;
+  const answer = (ip6: string) => ({ ip6, ...(pairWith ? { pairWith } : {}) });
+  if (want !== undefined) {
+    const a = staticIpv6('--ip6', slice, want, inUse);
+    return 'error' in a ? a : answer(a.ip6);
+  }
+  if (own) {
+    const ip6 = derivedIpv6(slice, own.ip);
+    if (!inUse(ip6)) return answer(ip6);
+  }
+  const s6 = parseCidr6(slice.ipv6Cidr)!;
+  const block = derivedBlock(slice);
+  const end = 1n << BigInt(128 - s6.prefix);
+  // at most one more than the addresses in use is looked at
+  for (let i = block.size; i < end; i++) {
+    const ip6 = formatIp6(s6.base + i);
+    if (!inUse(ip6)) return answer(ip6);
+  }
+  return { error: `no free IPv6 address left in this host's IPv6 slice ${slice.ipv6Cidr} of network ${network}` };
 }

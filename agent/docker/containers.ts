@@ -6,7 +6,7 @@
 import type { Logger } from '../../common/log.js';
 import { planAttachment, requestFromLabels, type AttachRequest } from './attachment.js';
 import type { ContainerRuntime } from './runtime.js';
-import { release, type FileIpam } from './ipam.js';
+import { isIp6Key, release, type FileIpam } from './ipam.js';
 import type { LinkDriver } from '../net/link-driver.js';
 import type { Snapshot } from '../model.js';
 import type { OvsDriver } from '../ovs/driver.js';
@@ -144,6 +144,12 @@ export class ContainerReconciler {
   reserveAddress(network: string, want: string | undefined): { ip: string; prefixLen: number } | { error: string } {
     return this.backend.reserveAddress(network, want);
   }
+  reserveAddress6(
+    network: string,
+    want: string | undefined,
+  ): Promise<{ ip6: string; prefixLen6: number } | { error: string }> {
+    return this.backend.reserveAddress6(network, want);
+  }
   releaseAddress(network: string, ip: string): void {
     this.backend.releaseAddress(network, ip);
   }
@@ -207,7 +213,7 @@ export class ContainerReconciler {
   addresses(): Record<string, string> {
     const out: Record<string, string> = {};
     for (const [net, ips] of Object.entries(this.o.ipam.table))
-      for (const [ip, id] of Object.entries(ips)) out[id] = `${net}:${ip}`;
+      for (const [ip, id] of Object.entries(ips)) if (!isIp6Key(ip)) out[id] = `${net}:${ip}`;
     return out;
   }
 }

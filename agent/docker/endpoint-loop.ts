@@ -5,7 +5,7 @@
 import type { Logger } from '../../common/log.js';
 import { quoted } from '../../common/text.js';
 import { endpointIfNames, groupOf, namesOf, type ContainerInfo, type EndpointPlan } from './attachment.js';
-import { hostGatewayOf } from '../bridge/desired.js';
+import { hostGateway6Of, hostGatewayOf } from '../bridge/desired.js';
 import { bind, holders, release, type FileIpam, type IpamTable } from './ipam.js';
 import type { LinkDriver } from '../net/link-driver.js';
 import type { OvsInterface, Snapshot } from '../model.js';
@@ -193,7 +193,7 @@ export class EndpointLoop {
         out.ports.push(ep.hostIf);
         out.changed = true;
         this.o.log.info(
-          { endpoint: ep.id.slice(0, 12), ip: ep.ip, mac: ep.mac, mtu: ep.mtu, port: ep.hostIf },
+          { endpoint: ep.id.slice(0, 12), ip: ep.ip, ip6: ep.ip6, mac: ep.mac, mtu: ep.mtu, port: ep.hostIf },
           'docker endpoint plugged',
         );
       } catch (err) {
@@ -236,6 +236,7 @@ export class EndpointLoop {
       const b = parseBinding(port.externalIds);
       const gw = snap && b ? hostGatewayOf(snap, b.network) : undefined;
       if (next[id] || !b || !gw) continue;
+      const gw6 = b.ip6 && snap ? hostGateway6Of(snap, b.network) : undefined;
       next[id] = {
         id,
         dockerNetwork: '',
@@ -245,11 +246,13 @@ export class EndpointLoop {
         mac: b.mac,
         mtu: port.mtu,
         gateway: gw.ip,
+        ...(gw6 ? { ip6: b.ip6, prefixLen6: gw6.prefixLen6, gateway6: gw6.ip6 } : {}),
         ...endpointIfNames(id),
         created: Date.now(),
         joined: true,
       };
       t = bind(t, b.network, b.ip, `ep:${id}`);
+      if (gw6) t = bind(t, b.network, b.ip6!, `ep:${id}`);
       this.o.log.warn({ endpoint: id.slice(0, 12), ip: b.ip }, 'docker endpoint taken back from its port');
     }
     if (Object.keys(next).length !== Object.keys(this.eps).length) {

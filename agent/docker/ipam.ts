@@ -2,10 +2,20 @@
 // slice. Pure allocation; the table persists as one JSON file in the state dir.
 import { quoted } from '../../common/text.js';
 import { cidrContains, formatIp, parseCidr, parseIp } from '../../common/ipv4.js';
+import { canonicalIp6 } from '../../common/ipv6.js';
 import { JsonFile } from '../state-file.js';
 
-/** network -> ip -> container id */
+/**
+ * network -> ip -> container id. Dual-stack networks: the IPv6 addresses handed to Docker
+ * (the plugin path) are held here too, keyed by their RFC 5952 text, by the same holder as
+ * the endpoint's IPv4 address; a labelled container's IPv6 address is derived, not held.
+ */
 export type IpamTable = Record<string, Record<string, string>>;
+
+/** Whether a key of the table is an IPv6 address. */
+export function isIp6Key(ip: string): boolean {
+  return ip.includes(':');
+}
 
 /** The usable addresses of a slice: not the network address, the gateway (.1) or broadcast. */
 export function usable(slice: string, ip: string): boolean {
@@ -65,10 +75,11 @@ export function isContainerHolder(holder: string): boolean {
   return !holder.includes(':');
 }
 
+/** id holds ip in network, and no other address of ip's family there (its other family's stays). */
 export function bind(t: IpamTable, network: string, ip: string, id: string): IpamTable {
   const next = structuredClone(t);
   const n = (next[network] ??= {});
-  for (const [k, v] of Object.entries(n)) if (v === id) delete n[k];
+  for (const [k, v] of Object.entries(n)) if (v === id && isIp6Key(k) === isIp6Key(ip)) delete n[k];
   n[ip] = id;
   return next;
 }
@@ -95,7 +106,7 @@ export function parseIpamTable(text: string): IpamTable | string {
   for (const [net, ips] of Object.entries(v)) {
     if (typeof ips !== 'object' || ips === null || Array.isArray(ips)) return `network ${quoted(net)} is not an object`;
     for (const [ip, id] of Object.entries(ips as Record<string, unknown>))
-      if (parseIp(ip) === undefined || typeof id !== 'string')
+      if ((parseIp(ip) === undefined && canonicalIp6(ip) !== ip) || typeof id !== 'string')
         return `entry ${quoted(`${net}/${ip}`)} is not address -> id`;
   }
   return v as IpamTable;

@@ -303,11 +303,16 @@ export class LabelLoop {
     for (const i of all) {
       const b = i.bridge === this.o.bridge ? parseBinding(i.externalIds) : undefined;
       const ep = i.externalIds[ENDPOINT_KEY];
-      if (b && ep) t = bind(t, b.network, b.ip, `ep:${ep}`);
-      else if (b?.containerId) t = bind(t, b.network, b.ip, b.containerId);
+      if (b && ep) {
+        t = bind(t, b.network, b.ip, `ep:${ep}`);
+        if (b.ip6) t = bind(t, b.network, b.ip6, `ep:${ep}`);
+      } else if (b?.containerId) t = bind(t, b.network, b.ip, b.containerId);
     }
     // Docker's endpoints not plugged yet hold their addresses too
-    for (const e of this.o.endpoints()) t = bind(t, e.network, e.ip, `ep:${e.id}`);
+    for (const e of this.o.endpoints()) {
+      t = bind(t, e.network, e.ip, `ep:${e.id}`);
+      if (e.ip6) t = bind(t, e.network, e.ip6, `ep:${e.id}`);
+    }
     this.o.ipam.save(t);
     this.ipamRebuilt = true;
     this.o.log.error(

@@ -2,11 +2,11 @@
 // addresses of this host's slice held for Docker, and its endpoints planned, plugged (by the
 // endpoint loop) and remembered, with the same address table and port bindings as a
 // labelled container's.
-import { planEndpoint, endpointIfNames, type EndpointRequest } from './attachment.js';
-import { gatewayOf } from '../bridge/desired.js';
+import { dockerIpv6, ownReservation, planEndpoint, endpointIfNames, type EndpointRequest } from './attachment.js';
+import { gateway6Of, gatewayOf } from '../bridge/desired.js';
 import { allocate, bind, isContainerHolder, release, type FileIpam } from './ipam.js';
 import type { Snapshot } from '../model.js';
-import { ENDPOINT_KEY } from '../ovs/ids.js';
+import { ENDPOINT_KEY, parseBinding } from '../ovs/ids.js';
 import type { OvsDriver } from '../ovs/driver.js';
 import { computeMacHolders } from './bridge-ports.js';
 import type { DockerEndpoint, EndpointLoop } from './endpoint-loop.js';
@@ -61,6 +61,46 @@ export class PluginBackend {
   }
 
   /**
+   * IPAM, a Docker network made with --ipv6: an address of this host's IPv6 slice (dockerIpv6:
+   * the one the endpoint's IPv4 address maps to when that is certain), held with the IPv4
+   * reservation it pairs with, or for Docker on its own, until its endpoint exists. Refused,
+   * the endpoint's IPv4 reservation goes too when it is certain which that is: Docker
+   * (libnetwork's assignAddress) never releases the IPv4 address of an endpoint whose IPv6
+   * one failed, and the sweep would hold it for a minute.
+   */
+  async reserveAddress6(
+    network: string,
+    want: string | undefined,
+  ): Promise<{ ip6: string; prefixLen6: number } | { error: string }> {
+    // the one await first: the choice and the write below happen in one turn
+    const { interfaces } = await this.o.ovs.observe();
+    const snap = this.o.snapshot();
+    if (!snap) return { error: NO_STATE };
+    if (!this.o.ipamReady())
+      return { error: 'the address table is being rebuilt after it was found corrupt; try again in a moment' };
+    const net = snap.networks.find((n) => n.name === network);
+    const slice = snap.slices.find((x) => x.network === network);
+    const refuse = (error: string) => {
+      const own = ownReservation(this.o.ipam.table, network);
+      if (own) this.o.ipam.save(release(this.o.ipam.table, own.holder));
+      return { error };
+    };
+    if (!net || !slice) return refuse(`this host has no slice of gremesh network ${network}`);
+    if (!net.ipv6Cidr || !slice.ipv6Cidr) return refuse(`gremesh network ${network} has no IPv6 prefix`);
+    const onBridge = new Set<string>();
+    for (const i of interfaces) {
+      const b = i.bridge === this.o.bridge ? parseBinding(i.externalIds) : undefined;
+      if (b?.ip6 && b.network === network) onBridge.add(b.ip6);
+    }
+    const s6 = { cidr: slice.cidr, ipv6Cidr: slice.ipv6Cidr };
+    const a = dockerIpv6(this.o.ipam.table, network, s6, want, (ip6) => onBridge.has(ip6));
+    if ('error' in a) return refuse(a.error);
+    const holder = a.pairWith ?? `docker:${Date.now()}:${++this.reservations}`;
+    this.o.ipam.save(bind(this.o.ipam.table, network, a.ip6, holder));
+    return { ip6: a.ip6, prefixLen6: gateway6Of(slice.ipv6Cidr, net.ipv6Cidr).prefixLen6 };
+  }
+
+  /**
    * IPAM: Docker is done with an address. Only Docker's own holders are released, and not
    * while their endpoint exists (a late release must not take an address from a live one).
    */
@@ -102,12 +142,14 @@ export class PluginBackend {
     }
     const snap = this.o.snapshot();
     if (!snap) throw new Error(NO_STATE);
-    const holder = this.o.ipam.table[r.network]?.[r.ip];
-    if (!holder || !(holder.startsWith('docker:') || holder === `ep:${r.id}`))
-      throw new Error(
-        `address ${r.ip} was not handed out by gremesh on this host: create the Docker network with --ipam-driver gremesh`,
-      );
     const plan = planEndpoint(r, snap, this.o.underlayMtu, (n, m) => (macs.get(`${n}/${m}`) ?? []).length > 0);
+    for (const ip of [r.ip, ...('error' in plan || !plan.ip6 ? [] : [plan.ip6])]) {
+      const holder = this.o.ipam.table[r.network]?.[ip];
+      if (!holder || !(holder.startsWith('docker:') || holder === `ep:${r.id}`))
+        throw new Error(
+          `address ${ip} was not handed out by gremesh on this host: create the Docker network with --ipam-driver gremesh`,
+        );
+    }
     if ('error' in plan) throw new Error(plan.error);
     const ep: DockerEndpoint = {
       ...plan,
@@ -117,7 +159,9 @@ export class PluginBackend {
       created: Date.now(),
       joined: false,
     };
-    this.o.ipam.save(bind(this.o.ipam.table, r.network, r.ip, `ep:${r.id}`));
+    let t = bind(this.o.ipam.table, r.network, r.ip, `ep:${r.id}`);
+    if (plan.ip6) t = bind(t, r.network, plan.ip6, `ep:${r.id}`);
+    this.o.ipam.save(t);
     endpoints.notOrphan(`ep:${r.id}`);
     endpoints.save({ ...this.eps, [r.id]: ep });
     await endpoints.loop.markDirtyAndWait('docker endpoint');

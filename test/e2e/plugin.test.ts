@@ -11,6 +11,7 @@ import { sh, waitUntil } from '../helpers/endpoint.js';
 import {
   agentStateDir,
   agentStatus,
+  coordctl,
   joinAll,
   startAgent,
   startCoordinator,
@@ -260,6 +261,105 @@ serial(
     t.true(await pings('h3', 'mac', (await ipOn('h2', 'static'))!), 'a container with its own MAC talks');
     await docker('h2', ['rm', '-f', 'static']);
     await docker('h3', ['rm', '-f', 'mac']);
+  },
+);
+
+serial(
+  'IPv6: docker network create --ipv6 on a dual-stack network: the address its IPv4 one maps to, ping6 across hosts, --ip6 honoured in the slice and refused outside it',
+  async (t) => {
+    const made = await coordctl(lab.dir, [
+      'network',
+      'create',
+      'dual',
+      '--cidr',
+      '198.19.64.0/18',
+      '--host-prefix-len',
+      '24',
+      '--ipv6-cidr',
+      'fd00:29::/48',
+    ]);
+    t.is(made.exitCode, 0, made.stderr);
+    const hosts = JSON.parse((await coordctl(lab.dir, ['hosts', '-o', 'json'])).stdout) as {
+      name: string;
+      slices: { network: string; ipv6Cidr: string }[];
+    }[];
+    const slice6 = (h: string) => hosts.find((x) => x.name === h)!.slices.find((s) => s.network === 'dual')!.ipv6Cidr;
+    const two = ['h1', 'h2'];
+    removeAfter(t, 'h1', 'six-h1');
+    removeAfter(t, 'h2', 'six-h2', 'six-static');
+    for (const h of two) {
+      // the agents make the dual-stack Docker network "dual" too, once the network reached them
+      const auto = await waitUntil(
+        async () =>
+          (await dockerCmd(h, ['network', 'inspect', '-f', '{{.EnableIPv6}}', 'dual'])).stdout.trim() === 'true',
+        30_000,
+        100,
+      );
+      t.not(auto, undefined, `${h}: --docker-networks auto made "dual" with IPv6`);
+      t.teardown(async () => {
+        await dockerCmd(h, ['network', 'rm', 'd6']);
+      });
+      await docker(h, [
+        'network',
+        'create',
+        '-d',
+        'gremesh',
+        '--ipam-driver',
+        'gremesh',
+        '--ipv6',
+        '--subnet',
+        '198.19.64.0/18',
+        '--subnet',
+        'fd00:29::/48',
+        '-o',
+        'gremesh.network=dual',
+        'd6',
+      ]);
+      await runOn(h, `six-${h}`, ['--network', 'd6']);
+    }
+    const addr = async (h: string, c: string) => {
+      const [ip, ip6] = (
+        await docker(h, [
+          'inspect',
+          '-f',
+          '{{(index .NetworkSettings.Networks "d6").IPAddress}} {{(index .NetworkSettings.Networks "d6").GlobalIPv6Address}}',
+          c,
+        ])
+      ).split(' ');
+      return { ip: ip!, ip6: ip6 ?? '' };
+    };
+    const a: Record<string, { ip: string; ip6: string }> = {};
+    for (const h of two) {
+      a[h] = await addr(h, `six-${h}`);
+      const last = Number(a[h]!.ip.split('.')[3]).toString(16);
+      t.is(
+        a[h]!.ip6,
+        `${slice6(h).split('/')[0]}${last}`,
+        `${h}: ${a[h]!.ip6} is ${a[h]!.ip} mapped into its IPv6 slice`,
+      );
+      const route = (await inC(h, `six-${h}`, ['ip', '-6', 'route', 'show', 'default'])).stdout;
+      t.regex(route, /^default via fd00:29:/, `${h}: an IPv6 default route via its host's gateway`);
+    }
+    const ping6 = async (h: string, c: string, dst: string) =>
+      (await waitUntil(
+        async () => (await inC(h, c, ['ping', '-6', '-c', '1', '-W', '1', dst])).exitCode === 0,
+        10_000,
+        10,
+      )) !== undefined;
+    t.true(await ping6('h1', 'six-h1', a.h2!.ip6), 'h1 -> h2 over IPv6');
+    t.true(await ping6('h2', 'six-h2', a.h1!.ip6), 'h2 -> h1 over IPv6');
+    const mine = `${slice6('h2').split('/')[0]}1:77`;
+    await runOn('h2', 'six-static', ['--network', 'd6', '--ip6', mine]);
+    t.is((await addr('h2', 'six-static')).ip6, mine);
+    t.true(await ping6('h1', 'six-h1', mine), 'the --ip6 address answers across hosts');
+    const other = `${slice6('h1').split('/')[0]}1:78`;
+    const bad = await dockerCmd('h2', ['run', '--rm', '--network', 'd6', '--ip6', other, IMAGE, 'true']);
+    t.not(bad.exitCode, 0);
+    t.regex(bad.stderr, new RegExp(`--ip6 ${other} is not in this host's IPv6 slice ${slice6('h2')}`));
+    await docker('h1', ['rm', '-f', 'six-h1']);
+    await docker('h2', ['rm', '-f', 'six-h2', 'six-static']);
+    // Docker keeps the IPv4 address of an endpoint whose IPv6 one was refused: the agent freed it
+    t.is((await leftovers('h2')).held.length, 1, 'only n-h2’s address');
   },
 );
 

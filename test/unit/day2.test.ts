@@ -125,7 +125,7 @@ test('resolveEnd: by name, address or id prefix; ambiguous and unknown refs are 
   t.regex((resolveEnd('abc', eps, false) as { error: string }).error, /no container or address "abc"/);
   t.deepEqual(resolveEnd('outside:198.51.100.1', eps, true), { outside: '198.51.100.1' });
   t.regex((resolveEnd('outside:198.51.100.1', eps, false) as { error: string }).error, /not outside/);
-  t.regex((resolveEnd('outside:nope', eps, true) as { error: string }).error, /needs an IPv4 address/);
+  t.regex((resolveEnd('outside:nope', eps, true) as { error: string }).error, /needs an IPv4 or IPv6 address/);
   const twice = [...eps, { ...eps[0]!, host: 'h3', containerId: 'ffff' }];
   t.regex((resolveEnd('web', twice, false) as { error: string }).error, /matches 2 containers/);
 });

@@ -59,7 +59,7 @@ test('RequestPool: --subnet picks the gremesh network and this host’s gateway;
   t.regex(err({ Pool: '198.18.0.0/17' }), /no gremesh network has the subnet/, 'the CIDR exactly, not one around it');
   t.regex(err({ Pool: '198.18.64.0/17' }), /is not an IPv4 network/, 'host bits set');
   t.regex(err({ Pool: 'nonsense' }), /is not an IPv4 network/);
-  t.regex(err({ Pool: '198.18.64.0/18', V6: true }), /IPv4 only/);
+  t.regex(err({ Pool: '198.18.64.0/18', V6: true }), /is not an IPv6 network/);
   t.regex(err({ Pool: '198.18.64.0/18', SubPool: '198.18.64.0/24' }), /--ip-range is not supported/);
   t.regex(err({ Pool: '198.18.64.0/18', Options: { 'gremesh.network': 'blue' } }), /is gremesh network default/);
   t.deepEqual(choosePool({ Pool: '198.18.64.0/18' }, undefined), {
@@ -90,7 +90,7 @@ test('CreateNetwork: bound by the subnet our IPAM gave, -o checked, the MTU opti
   t.regex(err(req({}, { Gateway: '198.19.0.1/16' })), /gateway 198\.19\.0\.1 is not this host's \(198\.19\.1\.1\)/);
   t.regex(err(req({}, { Pool: '172.20.0.0/16' })), /no gremesh network's/);
   t.regex(err({ NetworkID: 'n', IPv4Data: [] }), /exactly one subnet/);
-  t.regex(err({ ...req(), IPv6Data: [{ Pool: 'fd00::/64' }] }), /IPv4 only/);
+  t.regex(err({ ...req(), IPv6Data: [{ Pool: 'fd00::/64' }] }), /gremesh network blue has no IPv6 prefix/);
 });
 
 test('Docker network names: reserved names get a gremesh- prefix; auto mode makes, keeps and removes only its own', (t) => {

@@ -5,11 +5,13 @@ import type { Logger } from '../../../common/log.js';
 import type { AddEndpoint, DockerEndpoint } from '../containers.js';
 import type { Snapshot } from '../../model.js';
 import { JsonTable } from '../../state-file.js';
-import { hostGatewayOf } from '../../bridge/desired.js';
+import { hostGateway6Of, hostGatewayOf } from '../../bridge/desired.js';
+import { canonicalIp6 } from '../../../common/ipv6.js';
 import {
   ADDRESS_SPACE,
   bindNetwork,
   choosePool,
+  isPool6,
   networkOfPool,
   type CreateNetworkRequest,
   type NetworkBinding,
@@ -19,6 +21,10 @@ import {
 /** What the plugin needs of the container side (ContainerReconciler). */
 export interface PluginBackend {
   reserveAddress(network: string, want: string | undefined): { ip: string; prefixLen: number } | { error: string };
+  reserveAddress6(
+    network: string,
+    want: string | undefined,
+  ): Promise<{ ip6: string; prefixLen6: number } | { error: string }>;
   releaseAddress(network: string, ip: string): void;
   /** the one gremesh network in which ip is reserved for Docker (not yet an endpoint's), if exactly one */
   reservedIn(ip: string): string | undefined;
@@ -33,10 +39,14 @@ export type PluginHandler = (body: Record<string, unknown>) => Promise<unknown>;
 export class PluginError extends Error {}
 
 const GATEWAY_REQUEST = 'com.docker.network.gateway';
+/** how long the IPv4 pool Docker asked for names the network of an IPv6 pool asked without --subnet (ms) */
+const POOL_HINT_MS = 10_000;
 
 export class DockerPlugin {
   /** Docker network id -> the gremesh network it is (docker-networks.json: Docker never says it again) */
   private readonly bindings: JsonTable<NetworkBinding>;
+  /** the gremesh network of the last IPv4 pool handed out: Docker asks for the IPv6 one right after */
+  private lastPool4: { network: string; at: number } | undefined;
 
   constructor(
     private readonly o: {
@@ -82,7 +92,18 @@ export class DockerPlugin {
       '/NetworkDriver.CreateEndpoint': async (b) => this.createEndpoint(b),
       '/NetworkDriver.EndpointOperInfo': async (b) => {
         const ep = this.o.backend.endpoint(String(b.EndpointID));
-        return { Value: ep ? { ip: ep.ip, mac: ep.mac, mtu: ep.mtu, port: ep.hostIf, network: ep.network } : {} };
+        return {
+          Value: ep
+            ? {
+                ip: ep.ip,
+                ...(ep.ip6 ? { ip6: ep.ip6 } : {}),
+                mac: ep.mac,
+                mtu: ep.mtu,
+                port: ep.hostIf,
+                network: ep.network,
+              }
+            : {},
+        };
       },
       '/NetworkDriver.DeleteEndpoint': async (b) => {
         await this.o.backend.removeEndpoint(String(b.EndpointID));
@@ -94,6 +115,7 @@ export class DockerPlugin {
         return {
           InterfaceName: { SrcName: ep.peerIf, DstPrefix: 'eth' },
           Gateway: ep.gateway,
+          ...(ep.gateway6 ? { GatewayIPv6: ep.gateway6 } : {}),
           DisableGatewayService: true,
         };
       },
@@ -111,15 +133,20 @@ export class DockerPlugin {
         GlobalDefaultAddressSpace: ADDRESS_SPACE,
       }),
       '/IpamDriver.RequestPool': async (b) => {
-        const p = choosePool(b as PoolRequest, this.o.snapshot());
+        const hint =
+          this.lastPool4 && Date.now() - this.lastPool4.at < POOL_HINT_MS ? this.lastPool4.network : undefined;
+        const p = choosePool(b as PoolRequest, this.o.snapshot(), hint);
         if ('error' in p) this.fail(p.error);
+        if (!isPool6(p.PoolID)) this.lastPool4 = { network: networkOfPool(p.PoolID)!, at: Date.now() };
         return p;
       },
       '/IpamDriver.ReleasePool': ok,
       '/IpamDriver.RequestAddress': async (b) => this.requestAddress(b),
       '/IpamDriver.ReleaseAddress': async (b) => {
-        const network = networkOfPool(String(b.PoolID ?? ''));
-        if (network) this.o.backend.releaseAddress(network, String(b.Address ?? '').split('/')[0]!);
+        const pool = String(b.PoolID ?? '');
+        const network = networkOfPool(pool);
+        const ip = String(b.Address ?? '').split('/')[0]!;
+        if (network) this.o.backend.releaseAddress(network, isPool6(pool) ? (canonicalIp6(ip) ?? ip) : ip);
         return {};
       },
     };
@@ -133,11 +160,13 @@ export class DockerPlugin {
     return {};
   }
 
-  private requestAddress(b: Record<string, unknown>): object {
-    const network = networkOfPool(String(b.PoolID ?? ''));
+  private async requestAddress(b: Record<string, unknown>): Promise<object> {
+    const pool = String(b.PoolID ?? '');
+    const network = networkOfPool(pool);
     if (!network) this.fail(`pool ${String(b.PoolID)} is not gremesh's`);
     const want = b.Address ? String(b.Address).split('/')[0] : undefined;
     const opts = (b.Options ?? {}) as Record<string, string>;
+    if (isPool6(pool)) return this.requestAddress6(network, want, opts.RequestAddressType === GATEWAY_REQUEST);
     if (opts.RequestAddressType === GATEWAY_REQUEST) {
       const s = this.o.snapshot();
       const gw = s && hostGatewayOf(s, network);
@@ -150,12 +179,26 @@ export class DockerPlugin {
     return { Address: `${a.ip}/${a.prefixLen}`, Data: {} };
   }
 
+  private async requestAddress6(network: string, want: string | undefined, gateway: boolean): Promise<object> {
+    if (gateway) {
+      const s = this.o.snapshot();
+      const gw = s && hostGateway6Of(s, network);
+      if (!gw) this.fail(`this host has no IPv6 slice of gremesh network ${network}`);
+      if (want && canonicalIp6(want) !== gw.ip6)
+        this.fail(`IPv6 --gateway ${want}: gremesh sets each host's gateway (here ${gw.ip6})`);
+      return { Address: `${gw.ip6}/${gw.prefixLen6}`, Data: {} };
+    }
+    const a = await this.o.backend.reserveAddress6(network, want);
+    if ('error' in a) this.fail(a.error);
+    return { Address: `${a.ip6}/${a.prefixLen6}`, Data: {} };
+  }
+
   private async createEndpoint(b: Record<string, unknown>): Promise<object> {
     const dockerNetwork = String(b.NetworkID ?? '');
     const id = String(b.EndpointID ?? '');
     const iface = (b.Interface ?? {}) as { Address?: string; AddressIPv6?: string; MacAddress?: string };
-    if (iface.AddressIPv6) this.fail('gremesh networks are IPv4 only');
     const ip = iface.Address?.split('/')[0];
+    const ip6 = iface.AddressIPv6 ? iface.AddressIPv6.split('/')[0] : undefined;
     if (!ip) this.fail('no IPv4 address given: create the network with --ipam-driver gremesh');
     let bound = this.networks[dockerNetwork];
     if (!bound) {
@@ -177,6 +220,7 @@ export class DockerPlugin {
       dockerNetwork,
       network: bound.network,
       ip,
+      ...(ip6 ? { ip6 } : {}),
       mac: iface.MacAddress || undefined,
       mtu: bound.mtu,
     });

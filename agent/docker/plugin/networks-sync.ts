@@ -1,6 +1,7 @@
 // `--docker-networks auto`: every gremesh network has its Docker network on this host
 // (`docker run --network NAME` works everywhere without a `docker network create` per
-// host). Desired from the snapshot, observed from dockerd, planned by planDockerNetworks.
+// host; dual-stack with --ipv6 when the gremesh network has an IPv6 prefix). Desired from
+// the snapshot, observed from dockerd, planned by planDockerNetworks.
 import type Docker from 'dockerode';
 import type { Logger } from '../../../common/log.js';
 import { Loop } from '../../loop.js';
@@ -47,6 +48,7 @@ export class DockerNetworkSync {
       labels: n.Labels ?? {},
       options: n.Options ?? {},
       subnet: n.IPAM?.Config?.[0]?.Subnet,
+      ipv6: n.EnableIPv6 === true,
       containers: Object.keys(n.Containers ?? {}).length,
     }));
   }
@@ -61,11 +63,19 @@ export class DockerNetworkSync {
         Name: c.name,
         Driver: PLUGIN_NAME,
         CheckDuplicate: true,
-        IPAM: { Driver: PLUGIN_NAME, Config: [{ Subnet: c.cidr }], Options: {} },
+        ...(c.cidr6 ? { EnableIPv6: true } : {}),
+        IPAM: {
+          Driver: PLUGIN_NAME,
+          Config: [{ Subnet: c.cidr }, ...(c.cidr6 ? [{ Subnet: c.cidr6 }] : [])],
+          Options: {},
+        },
         Options: { [OPTION_NETWORK]: c.network },
         Labels: { [AUTO_LABEL]: 'true' },
       });
-      this.o.log.info({ dockerNetwork: c.name, network: c.network, subnet: c.cidr }, 'docker network created');
+      this.o.log.info(
+        { dockerNetwork: c.name, network: c.network, subnet: c.cidr, subnet6: c.cidr6 },
+        'docker network created',
+      );
     }
     for (const d of plan.remove) {
       // the list does not say who uses a network: ask, and leave one in use alone

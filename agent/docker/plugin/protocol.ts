@@ -1,10 +1,13 @@
 // Pure: Docker's remote NetworkDriver and IpamDriver plugin API (moby's libnetwork
 // docs/remote.md and docs/ipam.md) as gremesh answers it. A Docker network of driver
 // `gremesh` is bound to one gremesh network: its subnet is that network's CIDR, its
-// gateway this host's gateway, and every address comes from this host's slice.
+// gateway this host's gateway, and every address comes from this host's slice. A
+// dual-stack gremesh network can be one with --ipv6: its IPv6 pool is the network's IPv6
+// prefix (or this host's IPv6 slice), its IPv6 gateway this host's.
 import { parseCidr } from '../../../common/ipv4.js';
+import { canonicalIp6, formatCidr6, parseCidr6 } from '../../../common/ipv6.js';
 import { quoted } from '../../../common/text.js';
-import { gatewayOf, hostGatewayOf } from '../../bridge/desired.js';
+import { gateway6Of, gatewayOf, hostGatewayOf } from '../../bridge/desired.js';
 import type { NetworkSpec, Snapshot } from '../../model.js';
 
 /** the plugin's name: its socket is DIR/gremesh.sock; `-d gremesh --ipam-driver gremesh` */
@@ -36,6 +39,22 @@ export function sameCidr(a: string, b: string): boolean {
   return !!x && !!y && x.base === y.base && x.prefix === y.prefix;
 }
 
+export function sameCidr6(a: string | undefined, b: string | undefined): boolean {
+  const x = a === undefined ? undefined : parseCidr6(a);
+  const y = b === undefined ? undefined : parseCidr6(b);
+  return !!x && !!y && x.base === y.base && x.prefix === y.prefix;
+}
+
+function knownNetworks6(s: Snapshot): string {
+  const six = s.networks.filter((n) => n.ipv6Cidr);
+  return six.map((n) => `${n.name} ${n.ipv6Cidr}`).join(', ') || 'no gremesh network has an IPv6 prefix';
+}
+
+/** this host's IPv6 slice of a network, if it has one */
+function slice6Of(s: Snapshot, network: string): string | undefined {
+  return s.slices.find((x) => x.network === network)?.ipv6Cidr;
+}
+
 export interface PoolRequest {
   AddressSpace?: string;
   Pool?: string;
@@ -55,9 +74,14 @@ export interface PoolAnswer {
  * its `-o` options, and a pool it did not get from the user is checked against this
  * host's routes, where the network's own route (its gateway) always overlaps.
  */
-export function choosePool(r: PoolRequest, s: Snapshot | undefined): PoolAnswer | { error: string } {
+export function choosePool(
+  r: PoolRequest,
+  s: Snapshot | undefined,
+  /** the gremesh network of the IPv4 pool Docker asked for just before (it asks for the IPv6 pool next) */
+  v4Network?: string,
+): PoolAnswer | { error: string } {
   if (!s) return { error: NO_STATE };
-  if (r.V6) return { error: 'gremesh networks are IPv4 only (no --ipv6)' };
+  if (r.V6) return choosePool6(r, s, v4Network);
   if (r.SubPool) return { error: '--ip-range is not supported: each host hands out the addresses of its own slice' };
   const named = r.Options?.[OPTION_NETWORK];
   if (!r.Pool)
@@ -78,9 +102,59 @@ export function choosePool(r: PoolRequest, s: Snapshot | undefined): PoolAnswer 
   return { PoolID: `gremesh/${net.name}`, Pool: net.cidr, Data: { [GATEWAY_KEY]: `${gw.ip}/${gw.prefixLen}` } };
 }
 
-/** the gremesh network of a pool id we gave; undefined if it is not one of ours */
+/**
+ * RequestPool with V6 (`--ipv6`): the gremesh network whose IPv6 prefix (or this host's IPv6
+ * slice of it) is the IPv6 `--subnet`, with this host's IPv6 gateway. Without one, the network
+ * named by `--ipam-opt gremesh.network`, else the one of the IPv4 pool Docker asked for just
+ * before (CreateNetwork checks that both pools are the same network's); `--ip6` needs the
+ * subnet given (Docker's rule).
+ */
+function choosePool6(r: PoolRequest, s: Snapshot, v4Network: string | undefined): PoolAnswer | { error: string } {
+  if (r.SubPool) return { error: '--ip-range is not supported: each host hands out the addresses of its own slice' };
+  const named = r.Options?.[OPTION_NETWORK];
+  let net: NetworkSpec | undefined;
+  if (r.Pool) {
+    if (!parseCidr6(r.Pool))
+      return { error: `--subnet ${quoted(r.Pool)} is not an IPv6 network (ADDRESS/PREFIX, no host bits set)` };
+    net = s.networks.find((n) => sameCidr6(n.ipv6Cidr, r.Pool) || sameCidr6(slice6Of(s, n.name), r.Pool));
+    if (!net)
+      return {
+        error: `no gremesh network has the IPv6 prefix ${r.Pool}, nor is it this host's IPv6 slice of one (known: ${knownNetworks6(s)})`,
+      };
+    if (named !== undefined && named !== net.name)
+      return {
+        error: `--ipam-opt gremesh.network=${quoted(named)}, but --subnet ${r.Pool} is gremesh network ${net.name}`,
+      };
+  } else {
+    const name = named ?? v4Network;
+    net = s.networks.find((n) => n.name === name);
+    if (!net)
+      return {
+        error: `--ipv6 needs the IPv6 --subnet too: the IPv6 prefix of the gremesh network (known: ${knownNetworks6(s)})`,
+      };
+  }
+  if (!net.ipv6Cidr)
+    return { error: `gremesh network ${net.name} has no IPv6 prefix: create the Docker network without --ipv6` };
+  const slice6 = slice6Of(s, net.name);
+  if (!slice6) return { error: `this host has no IPv6 slice of gremesh network ${net.name} yet` };
+  const gw = gateway6Of(slice6, net.ipv6Cidr);
+  return {
+    PoolID: `${POOL6_PREFIX}${net.name}`,
+    Pool: formatCidr6(parseCidr6(r.Pool ?? net.ipv6Cidr)!),
+    Data: { [GATEWAY_KEY]: `${gw.ip6}/${gw.prefixLen6}` },
+  };
+}
+
+const POOL6_PREFIX = 'gremesh6/';
+
+/** whether a pool id we gave is an IPv6 pool */
+export function isPool6(poolId: string): boolean {
+  return poolId.startsWith(POOL6_PREFIX);
+}
+
+/** the gremesh network of a pool id we gave (IPv4 or IPv6); undefined if it is not one of ours */
 export function networkOfPool(poolId: string): string | undefined {
-  return /^gremesh\/(.+)$/.exec(poolId)?.[1];
+  return /^gremesh6?\/(.+)$/.exec(poolId)?.[1];
 }
 
 export interface IpamData {
@@ -110,7 +184,6 @@ export interface NetworkBinding {
 export function bindNetwork(r: CreateNetworkRequest, s: Snapshot | undefined): NetworkBinding | { error: string } {
   if (!s) return { error: NO_STATE };
   const generic = (r.Options?.[GENERIC] ?? {}) as Record<string, unknown>;
-  if (r.IPv6Data?.length) return { error: 'gremesh networks are IPv4 only (no --ipv6)' };
   for (const k of Object.keys(generic))
     if (k.startsWith('gremesh.') && k !== OPTION_NETWORK)
       return {
@@ -142,12 +215,43 @@ export function bindNetwork(r: CreateNetworkRequest, s: Snapshot | undefined): N
     };
   if (v4[0]!.AuxAddresses && Object.keys(v4[0]!.AuxAddresses).length)
     return { error: '--aux-address is not supported: each host hands out the addresses of its own slice' };
+  const v6Error = checkIpv6Data(r.IPv6Data ?? [], net, s);
+  if (v6Error) return { error: v6Error };
   const mtuOpt = generic[OPTION_MTU];
   if (mtuOpt === undefined) return { network: net.name };
   const mtu = Number(mtuOpt);
   if (!/^\d+$/.test(String(mtuOpt)) || mtu < 576 || mtu > 65535)
     return { error: `-o ${OPTION_MTU}=${quoted(String(mtuOpt))} must be a whole number 576..65535` };
   return { network: net.name, mtu };
+}
+
+/** CreateNetwork with --ipv6: the IPv6 pool is the same gremesh network's, from our IPAM, with this host's IPv6 gateway. */
+function checkIpv6Data(v6: IpamData[], net: NetworkSpec, s: Snapshot): string | undefined {
+  if (!v6.length) return undefined;
+  if (v6.length !== 1) return 'a gremesh Docker network has at most one IPv6 subnet';
+  const pool = v6[0]!.Pool ?? '';
+  if (!net.ipv6Cidr) return `gremesh network ${net.name} has no IPv6 prefix: create the Docker network without --ipv6`;
+  const slice6 = slice6Of(s, net.name);
+  if (!slice6) return `this host has no IPv6 slice of gremesh network ${net.name} yet`;
+  if (v6[0]!.AddressSpace !== ADDRESS_SPACE)
+    return `IPv6 subnet ${pool} comes from IPAM driver address space ${quoted(v6[0]!.AddressSpace ?? '')}: create the network with --ipam-driver gremesh`;
+  if (!sameCidr6(pool, net.ipv6Cidr) && !sameCidr6(pool, slice6))
+    return `IPv6 subnet ${pool} is not gremesh network ${net.name}'s IPv6 prefix ${net.ipv6Cidr} (nor this host's IPv6 slice ${slice6})`;
+  const gw = gateway6Of(slice6, net.ipv6Cidr);
+  const given = v6[0]!.Gateway?.split('/')[0];
+  if (given && canonicalIp6(given) !== gw.ip6)
+    return `IPv6 gateway ${given} is not this host's (${gw.ip6}): create the network with --ipam-driver gremesh and no IPv6 --gateway`;
+  if (v6[0]!.AuxAddresses && Object.keys(v6[0]!.AuxAddresses).length)
+    return '--aux-address is not supported: each host hands out the addresses of its own slice';
+  return undefined;
+}
+
+/** a Docker network the agent makes: its name, gremesh network, subnet and (dual-stack) IPv6 subnet */
+export interface DockerNetworkToMake {
+  name: string;
+  network: string;
+  cidr: string;
+  cidr6?: string;
 }
 
 export interface DockerNetworkInfo {
@@ -157,6 +261,8 @@ export interface DockerNetworkInfo {
   labels: Record<string, string>;
   options: Record<string, string>;
   subnet: string | undefined;
+  /** whether it was made with --ipv6 (undefined: not known) */
+  ipv6?: boolean;
   /** containers attached now, when known (Docker's network list does not say: 0 there) */
   containers: number;
 }
@@ -165,25 +271,31 @@ export interface DockerNetworkInfo {
  * `--docker-networks auto`: the Docker networks this host should have, one per gremesh
  * network (`dockerNetworkName`), and the ones the agent made that should go (their gremesh
  * network is gone; Docker refuses while containers use them). A Docker network of that name
- * made by someone else is never touched: it is reported.
+ * made by someone else is never touched: it is reported. A dual-stack gremesh network's is
+ * made with --ipv6 and both subnets; one found IPv4 only is reported (Docker cannot add IPv6
+ * to a network: it has to be removed and made again).
  */
 export function planDockerNetworks(
   gremesh: NetworkSpec[],
   docker: DockerNetworkInfo[],
-): { create: { name: string; network: string; cidr: string }[]; remove: DockerNetworkInfo[]; conflicts: string[] } {
-  const create: { name: string; network: string; cidr: string }[] = [];
+): { create: DockerNetworkToMake[]; remove: DockerNetworkInfo[]; conflicts: string[] } {
+  const create: DockerNetworkToMake[] = [];
   const conflicts: string[] = [];
   const byName = new Map(docker.map((d) => [d.name, d]));
   for (const n of gremesh) {
     const name = dockerNetworkName(n.name);
     const d = byName.get(name);
-    if (!d) create.push({ name, network: n.name, cidr: n.cidr });
+    if (!d) create.push({ name, network: n.name, cidr: n.cidr, ...(n.ipv6Cidr ? { cidr6: n.ipv6Cidr } : {}) });
     else if (d.driver !== PLUGIN_NAME)
       conflicts.push(
         `Docker network ${name} exists with driver ${d.driver}: gremesh network ${n.name} is not made there`,
       );
     else if (d.subnet && !sameCidr(d.subnet, n.cidr))
       conflicts.push(`Docker network ${name} has subnet ${d.subnet}, gremesh network ${n.name} is ${n.cidr}`);
+    else if (n.ipv6Cidr && d.ipv6 === false)
+      conflicts.push(
+        `Docker network ${name} is IPv4 only, gremesh network ${n.name} also has the IPv6 prefix ${n.ipv6Cidr}: remove it (docker network rm ${name}) to have it made again with IPv6`,
+      );
   }
   const wanted = new Set(gremesh.map((n) => n.name));
   const remove = docker.filter(
