@@ -10,6 +10,17 @@ const canonicalCidr6 = (c: string): string => {
   return p ? `${formatIp6(p.ip)}/${p.prefix}` : c;
 };
 
+/** a container's veth as plugContainer makes it: its interface inside, MAC, MTU, addresses (IPv6 one: dual-stack), default gateway */
+export interface PlugSpec {
+  iface: string;
+  mac: string;
+  mtu: number;
+  cidr: string;
+  cidr6?: string;
+  gateway: string | undefined;
+  userspace: boolean;
+}
+
 export interface LinkDriver {
   /** make dev carry exactly this IPv4 address (ip/prefix) among its global ones (and this IPv6 one, if given), up, with this MTU */
   ensureAddress(dev: string, cidr: string, mtu: number, cidr6?: string): Promise<void>;
@@ -25,19 +36,7 @@ export interface LinkDriver {
    * A veth pair: hostIf stays here (up, TX checksum offload off), the peer goes into the
    * network namespace of process pid as iface, with MAC, MTU, address and default route.
    */
-  plugContainer(
-    pid: number,
-    hostIf: string,
-    c: {
-      iface: string;
-      mac: string;
-      mtu: number;
-      cidr: string;
-      cidr6?: string;
-      gateway: string | undefined;
-      userspace: boolean;
-    },
-  ): Promise<void>;
+  plugContainer(pid: number, hostIf: string, c: PlugSpec): Promise<void>;
   /**
    * A veth pair for a Docker endpoint: hostIf here (up, for the bridge), peerIf also here,
    * down, with the endpoint's MAC and MTU, for Docker to move into the container.
@@ -160,19 +159,7 @@ export class IpLinkDriver implements LinkDriver {
     for (const r of routes) await this.run(['ip', 'route', 'replace', ...r]);
   }
 
-  async plugContainer(
-    pid: number,
-    hostIf: string,
-    c: {
-      iface: string;
-      mac: string;
-      mtu: number;
-      cidr: string;
-      cidr6?: string;
-      gateway: string | undefined;
-      userspace: boolean;
-    },
-  ): Promise<void> {
+  async plugContainer(pid: number, hostIf: string, c: PlugSpec): Promise<void> {
     // One helper process for the whole plug (a shell and the tools it runs cost ~12 ms;
     // spawning each tool from Node cost ~54 ms). Every value is an argument, never text.
     try {

@@ -45,8 +45,7 @@ export function ipv6Table(
   ports: { proto: 'tcp' | 'udp'; port: number }[],
 ): string[] {
   const six = gateways.filter((g) => g.ip6 && g.networkCidr6);
-  const head = [`table ip6 ${NFT_TABLE}`, `delete table ip6 ${NFT_TABLE}`];
-  if (!six.length) return head;
+  if (!six.length) return [`table ip6 ${NFT_TABLE}`, `delete table ip6 ${NFT_TABLE}`];
   const post = six.map(
     (g) => `ip6 saddr ${g.networkCidr6} ip6 daddr != ${g.networkCidr6} oifname != "gmgw*" masquerade`,
   );
@@ -66,21 +65,32 @@ export function ipv6Table(
     ...ports.map((p) => `iifname "gmgw*" ${p.proto} dport ${p.port} accept`),
     'iifname "gmgw*" drop',
   ];
+  return gatewayTable('ip6', { pre: [], post, fwd, input });
+}
+
+/**
+ * Pure: our gateways' table of one family, replaced whole ("add", "delete", then the table:
+ * one atomic nft transaction whether or not it existed): prerouting (only with rules),
+ * postrouting, forward and input chains.
+ */
+function gatewayTable(
+  family: 'ip' | 'ip6',
+  c: { pre: string[]; post: string[]; fwd: string[]; input: string[] },
+): string[] {
+  const chain = (name: string, hook: string, rules: string[]) => [
+    `  chain ${name} {`,
+    `    ${hook}; policy accept;`,
+    ...rules.map((r) => `    ${r}`),
+    '  }',
+  ];
   return [
-    ...head,
-    `table ip6 ${NFT_TABLE} {`,
-    '  chain postrouting {',
-    '    type nat hook postrouting priority srcnat; policy accept;',
-    ...post.map((r) => `    ${r}`),
-    '  }',
-    '  chain forward {',
-    '    type filter hook forward priority filter; policy accept;',
-    ...fwd.map((r) => `    ${r}`),
-    '  }',
-    '  chain input {',
-    '    type filter hook input priority filter; policy accept;',
-    ...input.map((r) => `    ${r}`),
-    '  }',
+    `table ${family} ${NFT_TABLE}`,
+    `delete table ${family} ${NFT_TABLE}`,
+    `table ${family} ${NFT_TABLE} {`,
+    ...(c.pre.length ? chain('prerouting', 'type nat hook prerouting priority dstnat', c.pre) : []),
+    ...chain('postrouting', 'type nat hook postrouting priority srcnat', c.post),
+    ...chain('forward', 'type filter hook forward priority filter', c.fwd),
+    ...chain('input', 'type filter hook input priority filter', c.input),
     '}',
   ];
 }
@@ -137,33 +147,9 @@ export function computeNftRuleset(
     fwd.push(`oifname "${g.port}" ct state established,related accept`);
     fwd.push(`oifname "${g.port}" drop`);
   }
-  // "add" then "delete" then the table: one atomic nft transaction whether or not it existed
   return [
     ...ipv6Table(gateways, ports),
-    `table ip ${NFT_TABLE}`,
-    `delete table ip ${NFT_TABLE}`,
-    `table ip ${NFT_TABLE} {`,
-    ...(pre.length
-      ? [
-          '  chain prerouting {',
-          '    type nat hook prerouting priority dstnat; policy accept;',
-          ...pre.map((r) => `    ${r}`),
-          '  }',
-        ]
-      : []),
-    '  chain postrouting {',
-    '    type nat hook postrouting priority srcnat; policy accept;',
-    ...post.map((r) => `    ${r}`),
-    '  }',
-    '  chain forward {',
-    '    type filter hook forward priority filter; policy accept;',
-    ...fwd.map((r) => `    ${r}`),
-    '  }',
-    '  chain input {',
-    '    type filter hook input priority filter; policy accept;',
-    ...input.map((r) => `    ${r}`),
-    '  }',
-    '}',
+    ...gatewayTable('ip', { pre, post, fwd, input }),
     // agents before this kept one netdev chain per container veth in this table
     `table netdev ${NFT_PORTS_TABLE}`,
     `delete table netdev ${NFT_PORTS_TABLE}`,

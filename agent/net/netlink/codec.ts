@@ -112,69 +112,43 @@ export const delLink = (seq: number, name: string): Buffer =>
 export const getLink = (seq: number, name: string): Buffer =>
   message(RTM.GETLINK, NLM_F.REQUEST, seq, [ifinfomsg(), attrStr(IFLA.IFNAME, name)]);
 
-/** RTM_NEWADDR (`ip addr add A/P dev INDEX`): local and address both A, like ip */
-export function newAddr(seq: number, index: number, cidr: string): Buffer {
-  const [ip, len] = cidr.split('/');
-  const prefix = Number(len ?? 32);
-  if (!Number.isInteger(prefix) || prefix < 0 || prefix > 32) throw new Error(`bad prefix ${cidr}`);
-  const m = Buffer.alloc(8);
-  m.writeUInt8(AF_INET, 0);
-  m.writeUInt8(prefix, 1);
-  m.writeUInt32LE(index, 4);
-  const a = ipv4Bytes(ip!);
-  return message(RTM.NEWADDR, NLM_F.REQUEST | NLM_F.ACK | NLM_F.CREATE | NLM_F.EXCL, seq, [
-    m,
-    attr(IFA.LOCAL, a),
-    attr(IFA.ADDRESS, a),
-  ]);
-}
-
-/** RTM_NEWROUTE (`ip route replace default via GW dev INDEX`) in the main table */
-export function replaceDefaultRoute(seq: number, index: number, gateway: string): Buffer {
-  const m = Buffer.alloc(12);
-  m.writeUInt8(AF_INET, 0);
-  m.writeUInt8(RT_TABLE_MAIN, 4);
-  m.writeUInt8(RTPROT_BOOT, 5);
-  m.writeUInt8(0, 6); // RT_SCOPE_UNIVERSE
-  m.writeUInt8(RTN_UNICAST, 7);
-  return message(RTM.NEWROUTE, NLM_F.REQUEST | NLM_F.ACK | NLM_F.CREATE | NLM_F.REPLACE, seq, [
-    m,
-    attr(RTA.GATEWAY, ipv4Bytes(gateway)),
-    attrU32(RTA.OIF, index),
-  ]);
-}
-
 export const AF_INET6 = 10;
-/** ifa_flags: no duplicate address detection (the address is this container's alone: port security) */
+/** ifa_flags: no duplicate address detection (an IPv6 address that is this container's alone: port security) */
 const IFA_F_NODAD = 0x02;
 
-/** RTM_NEWADDR (`ip -6 addr add A/P dev INDEX nodad`) */
-export function newAddr6(seq: number, index: number, cidr: string): Buffer {
+/**
+ * RTM_NEWADDR: IPv4 `ip addr add A/P dev INDEX` (local and address both A, like ip), IPv6
+ * `ip -6 addr add A/P dev INDEX nodad`; the family is the address's.
+ */
+export function newAddr(seq: number, index: number, cidr: string): Buffer {
   const [ip, len] = cidr.split('/');
-  const prefix = Number(len ?? 128);
-  if (!Number.isInteger(prefix) || prefix < 0 || prefix > 128) throw new Error(`bad prefix ${cidr}`);
+  const six = ip!.includes(':');
+  const max = six ? 128 : 32;
+  const prefix = Number(len ?? max);
+  if (!Number.isInteger(prefix) || prefix < 0 || prefix > max) throw new Error(`bad prefix ${cidr}`);
   const m = Buffer.alloc(8);
-  m.writeUInt8(AF_INET6, 0);
+  m.writeUInt8(six ? AF_INET6 : AF_INET, 0);
   m.writeUInt8(prefix, 1);
-  m.writeUInt8(IFA_F_NODAD, 2);
+  if (six) m.writeUInt8(IFA_F_NODAD, 2);
   m.writeUInt32LE(index, 4);
-  return message(RTM.NEWADDR, NLM_F.REQUEST | NLM_F.ACK | NLM_F.CREATE | NLM_F.EXCL, seq, [
-    m,
-    attr(IFA.ADDRESS, ip6Bytes(ip!)),
-  ]);
+  const attrs = six
+    ? [attr(IFA.ADDRESS, ip6Bytes(ip!))]
+    : [attr(IFA.LOCAL, ipv4Bytes(ip!)), attr(IFA.ADDRESS, ipv4Bytes(ip!))];
+  return message(RTM.NEWADDR, NLM_F.REQUEST | NLM_F.ACK | NLM_F.CREATE | NLM_F.EXCL, seq, [m, ...attrs]);
 }
 
-/** RTM_NEWROUTE (`ip -6 route replace default via GW dev INDEX`) in the main table */
-export function replaceDefaultRoute6(seq: number, index: number, gateway: string): Buffer {
+/** RTM_NEWROUTE (`ip [-6] route replace default via GW dev INDEX`) in the main table; the family is the gateway's */
+export function replaceDefaultRoute(seq: number, index: number, gateway: string): Buffer {
+  const six = gateway.includes(':');
   const m = Buffer.alloc(12);
-  m.writeUInt8(AF_INET6, 0);
+  m.writeUInt8(six ? AF_INET6 : AF_INET, 0);
   m.writeUInt8(RT_TABLE_MAIN, 4);
   m.writeUInt8(RTPROT_BOOT, 5);
   m.writeUInt8(0, 6); // RT_SCOPE_UNIVERSE
   m.writeUInt8(RTN_UNICAST, 7);
   return message(RTM.NEWROUTE, NLM_F.REQUEST | NLM_F.ACK | NLM_F.CREATE | NLM_F.REPLACE, seq, [
     m,
-    attr(RTA.GATEWAY, ip6Bytes(gateway)),
+    attr(RTA.GATEWAY, six ? ip6Bytes(gateway) : ipv4Bytes(gateway)),
     attrU32(RTA.OIF, index),
   ]);
 }

@@ -3,7 +3,7 @@
 // The rest (addresses and routes of the host's own devices, sysctl) is done once per start
 // and delegated to IpLinkDriver.
 import type { Runner } from '../../../common/exec.js';
-import { IpLinkDriver, type LinkDriver } from '../link-driver.js';
+import { IpLinkDriver, type LinkDriver, type PlugSpec } from '../link-driver.js';
 import * as nl from './codec.js';
 import { NetlinkError } from './codec.js';
 import { NetlinkSocket, writeSysctlIn } from './socket.js';
@@ -68,19 +68,7 @@ export class NetlinkLinkDriver implements LinkDriver {
     return nl.parseLink(r.body).index;
   }
 
-  async plugContainer(
-    pid: number,
-    hostIf: string,
-    c: {
-      iface: string;
-      mac: string;
-      mtu: number;
-      cidr: string;
-      cidr6?: string;
-      gateway: string | undefined;
-      userspace: boolean;
-    },
-  ): Promise<void> {
+  async plugContainer(pid: number, hostIf: string, c: PlugSpec): Promise<void> {
     try {
       this.addVeth(
         { name: hostIf, mtu: c.mtu, up: true, peer: { name: c.iface, mac: c.mac, mtu: c.mtu, netnsPid: pid } },
@@ -96,7 +84,7 @@ export class NetlinkLinkDriver implements LinkDriver {
           // lets no other port use it)
           writeSysctlIn(pid, `ipv6/conf/${c.iface}/disable_ipv6`, '0');
           writeSysctlIn(pid, `ipv6/conf/${c.iface}/accept_dad`, '0');
-          inside.request(`addr ${c.cidr6} dev ${c.iface}`, (seq) => nl.newAddr6(seq, index, c.cidr6!));
+          inside.request(`addr ${c.cidr6} dev ${c.iface}`, (seq) => nl.newAddr(seq, index, c.cidr6!));
         }
         if (c.userspace) inside.txChecksumOff(c.iface);
       } finally {
@@ -131,9 +119,7 @@ export class NetlinkLinkDriver implements LinkDriver {
         if (gateway)
           inside.request(`default via ${gateway} dev ${iface}`, (seq) => nl.replaceDefaultRoute(seq, index, gateway));
         if (gateway6)
-          inside.request(`default via ${gateway6} dev ${iface}`, (seq) =>
-            nl.replaceDefaultRoute6(seq, index, gateway6),
-          );
+          inside.request(`default via ${gateway6} dev ${iface}`, (seq) => nl.replaceDefaultRoute(seq, index, gateway6));
       }
     } finally {
       inside.close();
